@@ -1,0 +1,131 @@
+# wdrepo - one non-recursive Makefile for the library, the CLI and the tests.
+# `make help` lists the targets.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+
+PKGS := sqlite3 libzstd libcjson libcrypto
+PKG_CHECK := $(shell for p in $(PKGS); do pkg-config --exists $$p || echo $$p; done)
+ifneq ($(strip $(PKG_CHECK)),)
+ifeq ($(filter clean help,$(MAKECMDGOALS)),)
+$(error missing pkg-config packages: $(PKG_CHECK) (Debian: apt-get install libsqlite3-dev libzstd-dev libcjson-dev libssl-dev pkg-config))
+endif
+endif
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wcast-qual -Wstrict-prototypes \
+        -Wmissing-prototypes -Wundef -Wpointer-arith -Wvla -Wformat=2 -Wwrite-strings
+# -ffp-contract=off: delta arithmetic must round once per operation, as numpy does.
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -ffp-contract=off -pthread $(WARN) \
+               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+OPT     ?= -O2 -g
+CFLAGS  ?=
+ALL_CFLAGS = $(BASE_CFLAGS) $(OPT) $(CFLAGS)
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+
+LIB_SRC   := $(sort $(wildcard src/*.c))
+CLI_SRC   := $(sort $(wildcard cli/*.c))
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+TOOL_SRC  := $(sort $(wildcard tests/tools/*.c))
+FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+SCHEMA    := $(sort $(wildcard schema/[0-9][0-9][0-9][0-9]_*.sql))
+
+GEN_SCHEMA := $(BUILD)/gen/schema_sql.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema_sql.o
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+LIBA     := $(BUILD)/libwdrepo.a
+WDREPO   := $(BUILD)/wdrepo
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
+
+.PHONY: all test check fuzz bench demo install uninstall clean help headertest
+
+all: $(WDREPO) $(LIBA) $(TOOL_BIN) ## build the library, the wdrepo program and the test tools
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc -MMD -MP -c $< -o $@
+
+# The schema is compiled in, so an installed wdrepo needs no data files.
+$(GEN_SCHEMA): $(SCHEMA) Makefile
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from the schema/ SQL files by the Makefile; do not edit */'; \
+	   echo '#include <stddef.h>'; \
+	   i=0; for f in $(SCHEMA); do \
+	     echo "static const char sql_$$i[] = {"; \
+	     od -An -v -tx1 $$f | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	     echo '0x00};'; i=$$((i+1)); done; \
+	   echo 'extern const char *const wd__schema_sql[]; const char *const wd__schema_sql[] = {'; \
+	   i=0; for f in $(SCHEMA); do echo "sql_$$i,"; i=$$((i+1)); done; echo 'NULL};'; \
+	   echo 'extern const size_t wd__schema_count; const size_t wd__schema_count = '$(words $(SCHEMA))';'; \
+	} > $@
+
+$(BUILD)/gen/schema_sql.o: $(GEN_SCHEMA)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c $< -o $@
+
+$(LIBA): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(WDREPO): $(CLI_OBJ) $(LIBA)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBA) tests/unit/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc -Itests/unit -o $@ $< $(LIBA) $(LIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(LIBA) $(LIBS)
+
+# Replay drivers run each fuzz target over its saved corpus without libFuzzer.
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< tests/fuzz/replay.c $(LIBA) $(LIBS)
+
+headertest: ## the public header compiles alone under -pedantic
+	@mkdir -p $(BUILD)
+	echo '#include "wdrepo.h"' | $(CC) -std=c11 -pedantic -Werror -Wall -Wextra -Isrc -x c -fsyntax-only -
+
+test: all $(UNIT_BIN) $(REPLAY_BIN) headertest ## run unit, fuzz-corpus replay and CLI end-to-end tests
+	@BUILD=$(BUILD) sh tests/run.sh
+
+check: ## run the whole test suite again under ASan+UBSan (clang)
+	$(MAKE) BUILD=build-san CC=clang OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+fuzz: ## build libFuzzer targets (clang) into build-fuzz/; FUZZ_SECONDS=60 make fuzz runs each
+	@mkdir -p build-fuzz
+	$(MAKE) BUILD=build-fuzz CC=clang OPT="-O1 -g -fsanitize=address,undefined,fuzzer-no-link" build-fuzz/libwdrepo.a
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang $(BASE_CFLAGS) -O1 -g -fsanitize=address,undefined,fuzzer -Isrc -o build-fuzz/$$n $$f build-fuzz/libwdrepo.a $(LIBS) || exit 1; \
+	  if [ -n "$(FUZZ_SECONDS)" ]; then mkdir -p build-fuzz/corpus-$$n; \
+	    build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; fi; \
+	done
+
+bench: all ## time add-base/commit/checkout on a generated Qwen2.5-0.5B-shaped model against cp/zstd/openssl
+	@BUILD=$(BUILD) sh tests/bench/bench.sh
+
+demo: all ## build a small demo model and walk through init/add-base/commit/checkout/log/inspect
+	@BUILD=$(BUILD) sh tests/demo.sh
+
+install: all ## install wdrepo, libwdrepo.a, wdrepo.h and wdrepo.pc under $(DESTDIR)$(PREFIX)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(WDREPO) $(DESTDIR)$(PREFIX)/bin/wdrepo
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libwdrepo.a
+	install -m 644 src/wdrepo.h $(DESTDIR)$(PREFIX)/include/wdrepo.h
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: wdrepo\nDescription: content-addressed repository for model weights\nVersion: 0.1.0\nRequires.private: $(PKGS)\nLibs: -L$${libdir} -lwdrepo\nLibs.private: -lm -pthread\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/wdrepo.pc
+
+uninstall: ## remove what install put in place
+	rm -f $(DESTDIR)$(PREFIX)/bin/wdrepo $(DESTDIR)$(PREFIX)/lib/libwdrepo.a \
+	      $(DESTDIR)$(PREFIX)/include/wdrepo.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/wdrepo.pc
+
+clean: ## remove build outputs
+	rm -rf build build-san build-fuzz
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 12
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

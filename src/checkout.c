@@ -1,0 +1,368 @@
+/*
+ * checkout.c - writing a stored model back as a folder.
+ *
+ * The folder is built in a temporary directory beside OUT_DIR: shards are
+ * laid out as committed (8-byte length, the stored header bytes, tensors in
+ * data order), tensor pieces decoded by the pool and written with pwrite at
+ * their final offsets. The written folder is then re-read, validated as
+ * safetensors and hashed; only a folder whose model hash matches the record
+ * is renamed into place.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "error.h"
+#include "folder.h"
+#include "hash.h"
+#include "pipeline.h"
+#include "repo_int.h"
+
+typedef struct {
+    const wd_stored_tensor *t;
+    uint64_t k;
+    int fd;
+    uint64_t offset; /* file offset of this piece */
+    wd_piece_plan plan;
+} out_job;
+
+typedef struct {
+    out_job *jobs;
+    ZSTD_DCtx **dctx;
+    uint8_t **out, **tmp; /* per worker, WD_CHUNK_TARGET bytes each */
+    const char *path;
+} out_ctx;
+
+static int write_all(int fd, const void *buf, size_t len, uint64_t off, const char *path)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return wd__error_errno(WD_EIO, "cannot write '%s'", path);
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int decode_job(void *ctxp, size_t i, int worker)
+{
+    out_ctx *c = ctxp;
+    out_job *j = &c->jobs[i];
+    int rc = wd__piece_decode(&j->plan, c->dctx[worker], c->out[worker], c->tmp[worker]);
+    if (rc)
+        return rc;
+    return write_all(j->fd, c->out[worker], j->plan.nelem * wd__dtype_size(j->plan.dtype), j->offset, c->path);
+}
+
+/* Removes dir and everything in it (flat folders only: that is all we
+ * create). Best effort: used on failure paths. */
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char p[PATH_MAX];
+            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p) {
+                struct stat sb;
+                if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+                    remove_tree(p);
+                else
+                    unlink(p);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int dir_state(const char *path, int *exists, int *empty)
+{
+    struct stat sb;
+    *exists = *empty = 0;
+    if (stat(path, &sb) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        return wd__error_errno(WD_EIO, "cannot stat '%s'", path);
+    }
+    if (!S_ISDIR(sb.st_mode))
+        return wd__error(WD_EEXISTS, "'%s' exists and is not a folder", path);
+    *exists = 1;
+    DIR *d = opendir(path);
+    if (!d)
+        return wd__error_errno(WD_EIO, "cannot open '%s'", path);
+    struct dirent *e;
+    *empty = 1;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            *empty = 0;
+    closedir(d);
+    return 0;
+}
+
+/* Writes shard file sf of obj into fd. */
+static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_cap, const wd_object *obj,
+                       const wd_stored_file *sf, int fd, const char *path, const wd_options *opt,
+                       uint64_t *done, uint64_t total)
+{
+    wd_buf header = {0};
+    int rc = wd__stream_read(repo, sf->chunks, sf->n_chunks, &header);
+    if (rc)
+        goto out;
+    uint8_t prefix[8];
+    uint64_t hl = header.len;
+    for (int i = 0; i < 8; i++)
+        prefix[i] = (uint8_t)(hl >> (8 * i));
+    if ((rc = write_all(fd, prefix, 8, 0, path)) || (rc = write_all(fd, header.data, header.len, 8, path)))
+        goto out;
+
+    /* The shard's tensors in data order. */
+    size_t n = 0;
+    for (size_t i = 0; i < obj->n_tensors; i++)
+        if (!strcmp(obj->tensors[i].file, sf->path))
+            n++;
+    const wd_stored_tensor **ts = calloc(n ? n : 1, sizeof *ts);
+    if (!ts) {
+        rc = WD_NOMEM();
+        goto out;
+    }
+    n = 0;
+    for (size_t i = 0; i < obj->n_tensors; i++)
+        if (!strcmp(obj->tensors[i].file, sf->path))
+            ts[n++] = &obj->tensors[i];
+    for (size_t i = 1; i < n; i++) {
+        const wd_stored_tensor *x = ts[i];
+        size_t j = i;
+        while (j > 0 && ts[j - 1]->ordinal > x->ordinal) {
+            ts[j] = ts[j - 1];
+            j--;
+        }
+        ts[j] = x;
+    }
+    uint64_t off = 8 + hl;
+    size_t ti = 0;
+    uint64_t k = 0;
+    while (!rc && ti < n) {
+        size_t nj = 0;
+        while (nj < batch_cap && ti < n) {
+            const wd_stored_tensor *t = ts[ti];
+            uint64_t npieces = (t->nelem + t->chunk_elems - 1) / t->chunk_elems;
+            if (k >= npieces) {
+                off += t->nbytes;
+                ti++;
+                k = 0;
+                continue;
+            }
+            out_job *j = &oc->jobs[nj++];
+            j->t = t;
+            j->k = k;
+            j->fd = fd;
+            j->offset = off + k * t->chunk_elems * wd__dtype_size(t->dtype);
+            k++;
+            if ((rc = wd__piece_fetch(repo, t, j->k, &j->plan)))
+                break;
+        }
+        if (rc || !nj)
+            break;
+        oc->path = path;
+        rc = wd__pool_run(pool, nj, decode_job, oc);
+        for (size_t i = 0; i < nj; i++)
+            *done += oc->jobs[i].plan.nelem * wd__dtype_size(oc->jobs[i].plan.dtype);
+        if (opt && opt->progress)
+            opt->progress(opt->progress_ud, "checkout", *done, total);
+    }
+    if (!rc && off != sf->size)
+        rc = wd__error(WD_ECORRUPT, "stored layout of '%s' adds up to %llu bytes, recorded %llu", sf->path,
+                       (unsigned long long)off, (unsigned long long)sf->size);
+    free(ts);
+out:
+    wd__buf_free(&header);
+    return rc;
+}
+
+static int write_plain(wd_repo *repo, const wd_stored_file *sf, int fd, const char *path)
+{
+    /* Chunk by chunk: one decoded chunk in memory at a time. */
+    wd_buf data = {0};
+    uint64_t off = 0;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < sf->n_chunks; i++) {
+        data.len = 0;
+        if ((rc = wd__stream_read(repo, sf->chunks + i * WD_HASH_SIZE, 1, &data)))
+            break;
+        rc = write_all(fd, data.data, data.len, off, path);
+        off += data.len;
+    }
+    if (!rc && off != sf->size)
+        rc = wd__error(WD_ECORRUPT, "stored file '%s' has %llu bytes, recorded %llu", sf->path,
+                       (unsigned long long)off, (unsigned long long)sf->size);
+    wd__buf_free(&data);
+    return rc;
+}
+
+static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir, const wd_options *opt)
+{
+    wd_pool *pool = NULL;
+    int rc = wd__pool_new(&pool, opt ? opt->threads : 0);
+    if (rc)
+        return rc;
+    int nw = wd__pool_size(pool);
+    size_t batch_cap = (size_t)nw * 3;
+    out_ctx oc = {0};
+    oc.jobs = calloc(batch_cap, sizeof *oc.jobs);
+    oc.dctx = calloc((size_t)nw, sizeof *oc.dctx);
+    oc.out = calloc((size_t)nw, sizeof *oc.out);
+    oc.tmp = calloc((size_t)nw, sizeof *oc.tmp);
+    if (!oc.jobs || !oc.dctx || !oc.out || !oc.tmp)
+        rc = WD_NOMEM();
+    for (int i = 0; !rc && i < nw; i++) {
+        oc.dctx[i] = ZSTD_createDCtx();
+        oc.out[i] = malloc(WD_CHUNK_TARGET);
+        oc.tmp[i] = malloc(WD_CHUNK_TARGET);
+        if (!oc.dctx[i] || !oc.out[i] || !oc.tmp[i])
+            rc = WD_NOMEM();
+    }
+    uint64_t done = 0, total = 0;
+    for (size_t i = 0; i < obj->n_tensors; i++)
+        total += obj->tensors[i].nbytes;
+    for (size_t i = 0; !rc && i < obj->n_files; i++) {
+        const wd_stored_file *sf = &obj->files[i];
+        if (!wd__plain_name_ok(sf->path)) {
+            rc = wd__error(WD_ECORRUPT, "stored file name '%s' is unsafe; refusing to write it", sf->path);
+            break;
+        }
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", tmpdir, sf->path) >= (int)sizeof path) {
+            rc = wd__error(WD_EUSAGE, "output path too long");
+            break;
+        }
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            rc = wd__error_errno(WD_EIO, "cannot create '%s'", path);
+            break;
+        }
+        rc = sf->is_shard ? write_shard(repo, pool, &oc, batch_cap, obj, sf, fd, path, opt, &done, total)
+                          : write_plain(repo, sf, fd, path);
+        if (close(fd) != 0 && !rc)
+            rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
+    }
+    for (size_t i = 0; oc.jobs && i < batch_cap; i++)
+        wd__piece_plan_free(&oc.jobs[i].plan);
+    for (int i = 0; i < nw; i++) {
+        if (oc.dctx)
+            ZSTD_freeDCtx(oc.dctx[i]);
+        if (oc.out)
+            free(oc.out[i]);
+        if (oc.tmp)
+            free(oc.tmp[i]);
+    }
+    free(oc.jobs);
+    free(oc.dctx);
+    free(oc.out);
+    free(oc.tmp);
+    wd__pool_free(pool);
+    return rc;
+}
+
+static int verify_folder(const char *dir, const uint8_t want[WD_HASH_SIZE], const wd_options *opt)
+{
+    wd_folder *f;
+    int rc = wd__folder_open(&f, dir);
+    if (rc)
+        return wd__error_context(WD_EMISMATCH, "written folder failed validation");
+    if (opt && opt->progress)
+        opt->progress(opt->progress_ud, "verify", 0, f->tensor_bytes);
+    uint8_t got[WD_HASH_SIZE];
+    rc = wd__folder_hash(f, got);
+    if (!rc && memcmp(got, want, WD_HASH_SIZE)) {
+        char a[WD_HEX_SIZE], b[WD_HEX_SIZE];
+        wd__hex(a, got);
+        wd__hex(b, want);
+        rc = wd__error(WD_EMISMATCH, "written weights hash to %.12s, expected %.12s; repository may be damaged (run 'wdrepo fsck')", a, b);
+    }
+    if (!rc && opt && opt->progress)
+        opt->progress(opt->progress_ud, "verify", f->tensor_bytes, f->tensor_bytes);
+    wd__folder_close(f);
+    return rc;
+}
+
+int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags, const wd_options *opt)
+{
+    int exists, empty;
+    int rc = dir_state(out_dir, &exists, &empty);
+    if (rc)
+        return rc;
+    if (exists && !empty && !(flags & WD_CHECKOUT_FORCE))
+        return wd__error(WD_EEXISTS, "'%s' is not empty; use --force to replace it", out_dir);
+    uint8_t id[WD_HASH_SIZE];
+    if ((rc = wd__resolve(repo, ref, id)))
+        return rc;
+    wd_object *obj;
+    if ((rc = wd__object_load(repo, id, &obj)))
+        return rc;
+
+    /* The temporary folder sits beside out_dir so the final rename stays
+     * on one file system. */
+    char parent[PATH_MAX], tmpl[PATH_MAX], trash[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", out_dir);
+    size_t pl = strlen(parent);
+    while (pl > 1 && parent[pl - 1] == '/')
+        parent[--pl] = '\0';
+    char *slash = strrchr(parent, '/');
+    const char *base = slash ? slash + 1 : parent;
+    char dirpart[PATH_MAX];
+    if (slash == parent)
+        snprintf(dirpart, sizeof dirpart, "/");
+    else if (slash)
+        snprintf(dirpart, sizeof dirpart, "%.*s", (int)(slash - parent), parent);
+    else
+        snprintf(dirpart, sizeof dirpart, ".");
+    if (snprintf(tmpl, sizeof tmpl, "%s/.%s.wdrepo-tmp-XXXXXX", dirpart, base) >= (int)sizeof tmpl) {
+        wd__object_free(obj);
+        return wd__error(WD_EUSAGE, "output path too long");
+    }
+    if (!mkdtemp(tmpl)) {
+        rc = wd__error_errno(WD_EIO, "cannot create a folder beside '%s'", out_dir);
+        wd__object_free(obj);
+        return rc;
+    }
+    chmod(tmpl, 0755);
+    rc = write_folder(repo, obj, tmpl, opt);
+    if (!rc)
+        rc = verify_folder(tmpl, obj->model_hash, opt);
+    if (!rc) {
+        if (exists && !empty) {
+            /* --force: move the old folder aside, put the new one in place,
+             * then delete the old one. */
+            if (snprintf(trash, sizeof trash, "%.*s.old", (int)sizeof trash - 8, tmpl) >= (int)sizeof trash)
+                trash[0] = '\0';
+            if (rename(parent, trash) != 0)
+                rc = wd__error_errno(WD_EIO, "cannot move '%s' aside", out_dir);
+            else if (rename(tmpl, parent) != 0) {
+                rc = wd__error_errno(WD_EIO, "cannot rename into '%s'", out_dir);
+                rename(trash, parent);
+            } else
+                remove_tree(trash);
+        } else if (rename(tmpl, parent) != 0) {
+            rc = wd__error_errno(WD_EIO, "cannot rename into '%s'", out_dir);
+        }
+    }
+    if (rc)
+        remove_tree(tmpl);
+    wd__object_free(obj);
+    return rc;
+}

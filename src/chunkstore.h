@@ -1,0 +1,65 @@
+/*
+ * chunkstore.h - the content-addressed chunk store behind a narrow
+ * interface (libgit2's odb backends): codecs and commands see only
+ * has/put/get, so a backend other than SQLite can come later.
+ *
+ * A chunk is at most WD_CHUNK_RAW_MAX bytes of encoded tensor or file data,
+ * identified by the SHA-256 of those raw bytes, kept compressed.
+ */
+#ifndef WD_CHUNKSTORE_H
+#define WD_CHUNKSTORE_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "wdrepo.h"
+
+/* Chunks hold about 1 MiB of raw data: big enough that per-chunk costs
+ * (a row, a hash, a zstd frame) vanish, small enough that a pipeline of
+ * threads x depth chunks stays far below model sizes. */
+#define WD_CHUNK_TARGET (1u << 20)
+/* Anything larger is refused when read back: a bound for decompression. */
+#define WD_CHUNK_RAW_MAX (4u << 20)
+
+enum { WD_CODEC_RAW = 0, WD_CODEC_ZSTD = 1 };
+
+typedef struct wd_chunkstore wd_chunkstore;
+
+typedef struct {
+    const char *name;
+    /* *out = 1 if the chunk is present. */
+    int (*has)(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], int *out);
+    /* Stores the chunk unless present; *out_added = 1 if it was new. */
+    int (*put)(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uint64_t raw_size, int codec,
+               const void *data, size_t len, int *out_added);
+    /* Replaces out's contents with the stored (compressed) bytes. */
+    int (*get)(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], wd_buf *out,
+               uint64_t *out_raw_size, int *out_codec);
+    /* Bytes the chunk occupies in the store. */
+    int (*stored_size)(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uint64_t *out);
+    /* Group puts; a crash between begin and commit loses only those puts. */
+    int (*begin)(wd_chunkstore *cs);
+    int (*commit)(wd_chunkstore *cs);
+    void (*close)(wd_chunkstore *cs);
+} wd_chunkstore_ops;
+
+struct wd_chunkstore {
+    const wd_chunkstore_ops *ops;
+};
+
+/* The default backend: table chunk of the repository database db (shared
+ * with the caller, which must not hold a transaction open across begin). */
+int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db);
+
+/* Compresses raw into out (zstd at level, or raw if that is not smaller).
+ * zctx is a ZSTD_CCtx* the caller keeps per thread. */
+int wd__chunk_compress(void *zctx, int level, const void *raw, size_t len, wd_buf *out,
+                       int *out_codec);
+/* Decodes stored bytes into out (exactly raw_size bytes), refusing frames
+ * whose size disagrees or exceeds WD_CHUNK_RAW_MAX. zctx: ZSTD_DCtx*. */
+int wd__chunk_decompress(void *zctx, int codec, const void *data, size_t len, uint64_t raw_size,
+                         uint8_t *out);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * chunkstore_sqlite.c - the default chunk store: table `chunk` in the
+ * repository database itself, so one file holds everything and a chunk and
+ * the objects that use it commit in the same database.
+ */
+#include "chunkstore.h"
+
+#include <stdlib.h>
+
+#include "db.h"
+#include "error.h"
+
+typedef struct {
+    wd_chunkstore base;
+    sqlite3 *db;
+    sqlite3_stmt *has, *put, *get, *size;
+} sqlite_store;
+
+static int st_has(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], int *out)
+{
+    sqlite_store *s = (sqlite_store *)cs;
+    sqlite3_bind_blob(s->has, 1, id, WD_HASH_SIZE, SQLITE_STATIC);
+    int rc = sqlite3_step(s->has);
+    *out = rc == SQLITE_ROW;
+    sqlite3_reset(s->has);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : wd__db_error(s->db, rc, "chunk lookup");
+}
+
+static int st_put(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uint64_t raw_size, int codec,
+                  const void *data, size_t len, int *out_added)
+{
+    sqlite_store *s = (sqlite_store *)cs;
+    sqlite3_bind_blob(s->put, 1, id, WD_HASH_SIZE, SQLITE_STATIC);
+    sqlite3_bind_int64(s->put, 2, (sqlite3_int64)raw_size);
+    sqlite3_bind_int(s->put, 3, codec);
+    sqlite3_bind_blob64(s->put, 4, data, len, SQLITE_STATIC);
+    int rc = sqlite3_step(s->put);
+    sqlite3_reset(s->put);
+    if (rc != SQLITE_DONE)
+        return wd__db_error(s->db, rc, "storing chunk");
+    *out_added = sqlite3_changes(s->db) > 0;
+    return 0;
+}
+
+static int st_get(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], wd_buf *out,
+                  uint64_t *out_raw_size, int *out_codec)
+{
+    sqlite_store *s = (sqlite_store *)cs;
+    sqlite3_bind_blob(s->get, 1, id, WD_HASH_SIZE, SQLITE_STATIC);
+    int rc = sqlite3_step(s->get);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s->get);
+        if (rc == SQLITE_DONE)
+            return wd__error(WD_ECORRUPT, "chunk missing from the store; run 'wdrepo fsck'");
+        return wd__db_error(s->db, rc, "reading chunk");
+    }
+    int64_t raw = sqlite3_column_int64(s->get, 0);
+    int codec = sqlite3_column_int(s->get, 1);
+    const void *data = sqlite3_column_blob(s->get, 2);
+    size_t len = (size_t)sqlite3_column_bytes(s->get, 2);
+    out->len = 0;
+    int err = raw < 0 ? wd__error(WD_ECORRUPT, "chunk has a negative size") : wd__buf_append(out, data, len);
+    sqlite3_reset(s->get);
+    if (err)
+        return err;
+    *out_raw_size = (uint64_t)raw;
+    *out_codec = codec;
+    return 0;
+}
+
+static int st_stored_size(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uint64_t *out)
+{
+    sqlite_store *s = (sqlite_store *)cs;
+    sqlite3_bind_blob(s->size, 1, id, WD_HASH_SIZE, SQLITE_STATIC);
+    int rc = sqlite3_step(s->size);
+    *out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s->size, 0) : 0;
+    sqlite3_reset(s->size);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : wd__db_error(s->db, rc, "chunk lookup");
+}
+
+static int st_begin(wd_chunkstore *cs) { return wd__db_exec(((sqlite_store *)cs)->db, "BEGIN IMMEDIATE"); }
+static int st_commit(wd_chunkstore *cs) { return wd__db_exec(((sqlite_store *)cs)->db, "COMMIT"); }
+
+static void st_close(wd_chunkstore *cs)
+{
+    sqlite_store *s = (sqlite_store *)cs;
+    if (!s)
+        return;
+    sqlite3_finalize(s->has);
+    sqlite3_finalize(s->put);
+    sqlite3_finalize(s->get);
+    sqlite3_finalize(s->size);
+    free(s);
+}
+
+static const wd_chunkstore_ops sqlite_ops = {
+    "sqlite", st_has, st_put, st_get, st_stored_size, st_begin, st_commit, st_close,
+};
+
+int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db)
+{
+    sqlite_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return WD_NOMEM();
+    s->base.ops = &sqlite_ops;
+    s->db = db;
+    int rc = wd__db_prepare(db, &s->has, "SELECT 1 FROM chunk WHERE id = ?1");
+    if (!rc)
+        rc = wd__db_prepare(db, &s->put,
+                            "INSERT OR IGNORE INTO chunk(id, raw_size, codec, data) VALUES (?1, ?2, ?3, ?4)");
+    if (!rc)
+        rc = wd__db_prepare(db, &s->get, "SELECT raw_size, codec, data FROM chunk WHERE id = ?1");
+    if (!rc)
+        rc = wd__db_prepare(db, &s->size, "SELECT length(data) FROM chunk WHERE id = ?1");
+    if (rc) {
+        st_close(&s->base);
+        return rc;
+    }
+    *out = &s->base;
+    return 0;
+}

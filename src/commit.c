@@ -1,0 +1,743 @@
+/*
+ * commit.c - storing model folders: add-base (every tensor whole, plane
+ * split) and lossless commit (each tensor as a delta against the same
+ * tensor of the parent's reconstruction).
+ *
+ * Tensors are cut into pieces of wd__chunk_elems() elements that line up
+ * across a base and all its deltas. Pieces flow through batches: workers
+ * read, transform and hash (phase A); the caller asks the store which
+ * chunks it lacks; workers compress only those (phase B); the caller stores
+ * them. The database is touched by the calling thread only. The model hash,
+ * which needs the tensors in name order rather than file order, is computed
+ * by its own thread meanwhile. Objects become visible in one transaction at
+ * the end; chunks stored before a failure stay unreferenced (gc drops them).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <cjson/cJSON.h>
+
+#include "codec_lossless.h"
+#include "db.h"
+#include "error.h"
+#include "folder.h"
+#include "hash.h"
+#include "pipeline.h"
+#include "repo_int.h"
+
+/* Chunk puts are grouped into transactions of about this many bytes, so a
+ * concurrent writer gets its turn between them. */
+#define TX_BYTES (64u << 20)
+
+typedef struct {
+    const wd_folder_tensor *src;
+    const wd_stored_tensor *parent; /* NULL: stored whole */
+    size_t file_index;
+    int64_t ordinal;
+    uint64_t chunk_elems;
+    wd_buf chunks; /* ids, 32 bytes each */
+    uint64_t stored_bytes;
+    int all_zero;  /* every piece equal to the parent's */
+    const char *encoding;
+} work_tensor;
+
+typedef struct {
+    work_tensor *wt;
+    uint64_t k;
+    size_t nelem;
+    wd_piece_plan plan;
+    uint8_t id[WD_HASH_SIZE];
+    int zero;
+    uint64_t existing; /* stored size when the store has it, else 0 */
+    wd_buf enc, z;
+    int codec;
+} job;
+
+typedef struct {
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+    uint8_t *raw, *par, *tmp; /* WD_CHUNK_TARGET bytes each */
+} scratch;
+
+typedef struct {
+    wd_repo *repo;
+    const wd_folder *folder;
+    int level;
+    job *jobs;
+    size_t n_jobs;
+    scratch *scr;
+    int nworkers;
+} batch_ctx;
+
+typedef struct {
+    const wd_folder *folder;
+    uint8_t hash[WD_HASH_SIZE];
+    int rc;
+    char msg[1024];
+} hash_task;
+
+static void *hash_thread(void *arg)
+{
+    hash_task *h = arg;
+    h->rc = wd__folder_hash(h->folder, h->hash);
+    if (h->rc)
+        snprintf(h->msg, sizeof h->msg, "%s", wd_errmsg());
+    return NULL;
+}
+
+static int phase_a(void *ctxp, size_t i, int worker)
+{
+    batch_ctx *ctx = ctxp;
+    job *j = &ctx->jobs[i];
+    scratch *s = &ctx->scr[worker];
+    const wd_folder_tensor *src = j->wt->src;
+    wd_dtype dt = src->t->dtype;
+    size_t esz = wd__dtype_size(dt), len = j->nelem * esz;
+    int rc = wd__st_read(ctx->folder->files[src->file].st, src->t, j->k * j->wt->chunk_elems * esz, s->raw, len);
+    if (rc)
+        return rc;
+    j->enc.len = 0;
+    if ((rc = wd__buf_reserve(&j->enc, len + 1)))
+        return rc;
+    if (j->wt->parent) {
+        if ((rc = wd__piece_decode(&j->plan, s->dctx, s->par, s->tmp)))
+            return rc;
+        j->zero = wd__delta_encode(j->enc.data, s->raw, s->par, j->nelem, dt);
+    } else {
+        wd__planes_encode(j->enc.data, s->raw, j->nelem, dt);
+        j->zero = 0;
+    }
+    j->enc.len = len;
+    wd__sha256(j->enc.data, len, j->id);
+    return 0;
+}
+
+static int phase_b(void *ctxp, size_t i, int worker)
+{
+    batch_ctx *ctx = ctxp;
+    job *j = &ctx->jobs[i];
+    if (j->existing)
+        return 0;
+    return wd__chunk_compress(ctx->scr[worker].cctx, ctx->level, j->enc.data, j->enc.len, &j->z, &j->codec);
+}
+
+/* Writing state shared by the whole command. */
+typedef struct {
+    wd_repo *repo;
+    int level;
+    int in_tx;
+    uint64_t tx_bytes;
+    uint64_t new_bytes;
+    const wd_options *opt;
+    const char *stage;
+    uint64_t done, total;
+} writer;
+
+static int tx_put(writer *w, const uint8_t id[WD_HASH_SIZE], uint64_t raw, int codec, const void *z,
+                  size_t zlen)
+{
+    int rc, added = 0;
+    wd_chunkstore *cs = w->repo->store;
+    if (!w->in_tx) {
+        if ((rc = cs->ops->begin(cs)))
+            return rc;
+        w->in_tx = 1;
+        w->tx_bytes = 0;
+    }
+    if ((rc = cs->ops->put(cs, id, raw, codec, z, zlen, &added)))
+        return rc;
+    if (added)
+        w->new_bytes += zlen;
+    w->tx_bytes += zlen;
+    if (w->tx_bytes >= TX_BYTES) {
+        w->in_tx = 0;
+        return cs->ops->commit(cs);
+    }
+    return 0;
+}
+
+static int tx_flush(writer *w)
+{
+    if (!w->in_tx)
+        return 0;
+    w->in_tx = 0;
+    return w->repo->store->ops->commit(w->repo->store);
+}
+
+static void tx_abort(writer *w)
+{
+    if (w->in_tx)
+        sqlite3_exec(w->repo->db, "ROLLBACK", NULL, NULL, NULL);
+    w->in_tx = 0;
+}
+
+static void progress(writer *w)
+{
+    if (w->opt && w->opt->progress)
+        w->opt->progress(w->opt->progress_ud, w->stage, w->done, w->total);
+}
+
+/* Stores a byte stream (a shard header, a non-weight file) as raw chunks;
+ * appends their ids to ids. read(arg, off, buf, len) supplies the bytes. */
+static int store_stream(writer *w, scratch *s, uint64_t size,
+                        int (*read)(void *arg, uint64_t off, uint8_t *buf, size_t len), void *arg, wd_buf *ids)
+{
+    wd_buf z = {0};
+    int rc = 0;
+    for (uint64_t off = 0; !rc && off < size; off += WD_CHUNK_TARGET) {
+        size_t len = size - off < WD_CHUNK_TARGET ? (size_t)(size - off) : WD_CHUNK_TARGET;
+        uint8_t id[WD_HASH_SIZE];
+        uint64_t have = 0;
+        int codec;
+        if ((rc = read(arg, off, s->raw, len)))
+            break;
+        wd__sha256(s->raw, len, id);
+        if ((rc = w->repo->store->ops->stored_size(w->repo->store, id, &have)))
+            break;
+        if (!have) {
+            if ((rc = wd__chunk_compress(s->cctx, w->level, s->raw, len, &z, &codec)))
+                break;
+            rc = tx_put(w, id, len, codec, z.data, z.len);
+        }
+        if (!rc)
+            rc = wd__buf_append(ids, id, WD_HASH_SIZE);
+    }
+    wd__buf_free(&z);
+    return rc;
+}
+
+static int read_header(void *arg, uint64_t off, uint8_t *buf, size_t len)
+{
+    const wd_st_file *st = arg;
+    memcpy(buf, st->header + off, len);
+    return 0;
+}
+
+typedef struct {
+    int fd;
+    const char *path;
+} plain_file;
+
+static int read_plain(void *arg, uint64_t off, uint8_t *buf, size_t len)
+{
+    plain_file *pf = arg;
+    while (len) {
+        ssize_t n = pread(pf->fd, buf, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? wd__error_errno(WD_EIO, "cannot read '%s'", pf->path)
+                         : wd__error(WD_EIO, "'%s' changed size while being read", pf->path);
+        buf += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void scratch_free(scratch *scr, int n)
+{
+    for (int i = 0; scr && i < n; i++) {
+        ZSTD_freeCCtx(scr[i].cctx);
+        ZSTD_freeDCtx(scr[i].dctx);
+        free(scr[i].raw);
+        free(scr[i].par);
+        free(scr[i].tmp);
+    }
+    free(scr);
+}
+
+static int scratch_new(scratch **out, int n)
+{
+    scratch *scr = calloc((size_t)n, sizeof *scr);
+    if (!scr)
+        return WD_NOMEM();
+    for (int i = 0; i < n; i++) {
+        scr[i].cctx = ZSTD_createCCtx();
+        scr[i].dctx = ZSTD_createDCtx();
+        scr[i].raw = malloc(WD_CHUNK_TARGET);
+        scr[i].par = malloc(WD_CHUNK_TARGET);
+        scr[i].tmp = malloc(WD_CHUNK_TARGET);
+        if (!scr[i].cctx || !scr[i].dctx || !scr[i].raw || !scr[i].par || !scr[i].tmp) {
+            scratch_free(scr, n);
+            return WD_NOMEM();
+        }
+    }
+    *out = scr;
+    return 0;
+}
+
+/* Appends s as a JSON string literal. */
+static int json_str(wd_buf *b, const char *s)
+{
+    cJSON *j = cJSON_CreateString(s);
+    char *txt = j ? cJSON_PrintUnformatted(j) : NULL;
+    int rc = txt ? wd__buf_append(b, txt, strlen(txt)) : WD_NOMEM();
+    free(txt);
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int hex_list(wd_buf *b, const uint8_t *ids, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        char hex[WD_HEX_SIZE];
+        wd__hex(hex, ids + i * WD_HASH_SIZE);
+        rc = wd__buf_printf(b, " %s", hex);
+    }
+    return rc;
+}
+
+typedef struct {
+    wd_buf ids;
+} file_rec;
+
+/* The delta id: SHA-256 of the canonical manifest, documented in
+ * docs/FORMAT.md. Fed to the hash line by line. */
+static int delta_id(uint8_t out[WD_HASH_SIZE], const uint8_t parent[WD_HASH_SIZE], const char *strategy,
+                    const char *options, const wd_folder *f, file_rec *files, work_tensor *wts)
+{
+    wd_sha256 *h;
+    int rc = wd__sha256_new(&h);
+    if (rc)
+        return rc;
+    wd_buf line = {0};
+    char phex[WD_HEX_SIZE];
+    wd__hex(phex, parent);
+    rc = wd__buf_printf(&line, "wdrepo-delta 1\nparent %s\nstrategy ", phex);
+    if (!rc) rc = json_str(&line, strategy);
+    if (!rc) rc = wd__buf_printf(&line, "\noptions %s\n", options);
+    for (size_t i = 0; !rc && i < f->n_files; i++) {
+        const wd_folder_file *ff = &f->files[i];
+        rc = wd__buf_append(&line, "file ", 5);
+        if (!rc) rc = json_str(&line, ff->path);
+        if (!rc) rc = wd__buf_printf(&line, " %d %llu", ff->is_shard, (unsigned long long)ff->size);
+        if (!rc) rc = hex_list(&line, files[i].ids.data, files[i].ids.len / WD_HASH_SIZE);
+        if (!rc) rc = wd__buf_append(&line, "\n", 1);
+        if (!rc && line.len > 65536) {
+            wd__sha256_update(h, line.data, line.len);
+            line.len = 0;
+        }
+    }
+    /* Tensors in name order: f->tensors is sorted, and wts parallels it. */
+    for (size_t i = 0; !rc && i < f->n_tensors; i++) {
+        const work_tensor *wt = &wts[i];
+        const wd_st_tensor *t = wt->src->t;
+        rc = wd__buf_append(&line, "tensor ", 7);
+        if (!rc) rc = json_str(&line, wt->src->name);
+        if (!rc) rc = wd__buf_append(&line, " ", 1);
+        if (!rc) rc = json_str(&line, f->files[wt->src->file].path);
+        if (!rc) rc = wd__buf_printf(&line, " %lld %s ", (long long)wt->ordinal, wd__dtype_name(t->dtype));
+        if (!rc) rc = wd__shape_format(&line, t->ndim, t->shape);
+        if (!rc) rc = wd__buf_printf(&line, " %s %llu", wt->encoding, (unsigned long long)wt->chunk_elems);
+        if (!rc) rc = hex_list(&line, wt->chunks.data, wt->chunks.len / WD_HASH_SIZE);
+        if (!rc) rc = wd__buf_append(&line, "\n", 1);
+        if (!rc && line.len > 65536) {
+            wd__sha256_update(h, line.data, line.len);
+            line.len = 0;
+        }
+    }
+    if (!rc) {
+        wd__sha256_update(h, line.data, line.len);
+        wd__sha256_final(h, out);
+    }
+    wd__sha256_free(h);
+    wd__buf_free(&line);
+    return rc;
+}
+
+static int insert_object(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t *parent,
+                         const char *strategy, const char *options, const char *message,
+                         const uint8_t model_hash[WD_HASH_SIZE], const uint8_t *parent_hash,
+                         const wd_folder *f, file_rec *files, work_tensor *wts, uint64_t new_bytes)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = wd__db_prepare(repo->db, &st,
+                            "INSERT INTO object(id, kind, parent, strategy, options, message, created, model_hash, "
+                            "parent_model_hash, n_tensors, tensor_bytes, new_bytes) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+    if (rc)
+        return rc;
+    wd__bind_hash(st, 1, id);
+    sqlite3_bind_text(st, 2, parent ? "delta" : "base", -1, SQLITE_STATIC);
+    if (parent)
+        wd__bind_hash(st, 3, parent);
+    sqlite3_bind_text(st, 4, strategy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, options, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, message ? message : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)time(NULL));
+    wd__bind_hash(st, 8, model_hash);
+    if (parent_hash)
+        wd__bind_hash(st, 9, parent_hash);
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)f->n_tensors);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)f->tensor_bytes);
+    sqlite3_bind_int64(st, 12, (sqlite3_int64)new_bytes);
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (s != SQLITE_DONE)
+        return wd__db_error(repo->db, s, "storing object");
+
+    if ((rc = wd__db_prepare(repo->db, &st,
+                             "INSERT INTO file(object, path, is_shard, size, chunks) VALUES (?1, ?2, ?3, ?4, ?5)")))
+        return rc;
+    for (size_t i = 0; !rc && i < f->n_files; i++) {
+        wd__bind_hash(st, 1, id);
+        sqlite3_bind_text(st, 2, f->files[i].path, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, f->files[i].is_shard);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)f->files[i].size);
+        sqlite3_bind_blob(st, 5, files[i].ids.data ? (const void *)files[i].ids.data : "", (int)files[i].ids.len,
+                          SQLITE_STATIC);
+        s = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (s != SQLITE_DONE)
+            rc = wd__db_error(repo->db, s, "storing file list");
+    }
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+
+    if ((rc = wd__db_prepare(repo->db, &st,
+                             "INSERT INTO tensor(object, name, file, ordinal, dtype, shape, nbytes, encoding, "
+                             "chunk_elems, chunks, stored_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")))
+        return rc;
+    wd_buf shape = {0};
+    for (size_t i = 0; !rc && i < f->n_tensors; i++) {
+        const work_tensor *wt = &wts[i];
+        const wd_st_tensor *t = wt->src->t;
+        shape.len = 0;
+        if ((rc = wd__shape_format(&shape, t->ndim, t->shape)))
+            break;
+        wd__bind_hash(st, 1, id);
+        sqlite3_bind_text(st, 2, wt->src->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, f->files[wt->src->file].path, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, wt->ordinal);
+        sqlite3_bind_text(st, 5, wd__dtype_name(t->dtype), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, (const char *)shape.data, (int)shape.len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64)t->nbytes);
+        sqlite3_bind_text(st, 8, wt->encoding, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)wt->chunk_elems);
+        sqlite3_bind_blob(st, 10, wt->chunks.data ? (const void *)wt->chunks.data : "", (int)wt->chunks.len,
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(st, 11, (sqlite3_int64)wt->stored_bytes);
+        s = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (s != SQLITE_DONE)
+            rc = wd__db_error(repo->db, s, "storing tensor list");
+    }
+    wd__buf_free(&shape);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int object_exists(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], int *out, uint64_t *stored)
+{
+    sqlite3_stmt *st;
+    int rc = wd__db_prepare(repo->db, &st,
+                            "SELECT (SELECT coalesce(sum(stored_bytes), 0) FROM tensor WHERE object = ?1) "
+                            "FROM object WHERE id = ?1");
+    if (rc)
+        return rc;
+    wd__bind_hash(st, 1, id);
+    int s = sqlite3_step(st);
+    *out = s == SQLITE_ROW;
+    if (*out && stored)
+        *stored = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return (s == SQLITE_ROW || s == SQLITE_DONE) ? 0 : wd__db_error(repo->db, s, "looking up object");
+}
+
+/* The shared body of add-base (parent == NULL) and commit. */
+static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const char *name,
+                        const char *message, const wd_options *opt, wd_write_result *res)
+{
+    if (repo->readonly)
+        return wd__error(WD_EUSAGE, "repository is open read-only");
+    if (name && !wd__name_valid(name))
+        return wd__error(WD_EUSAGE,
+                         "invalid name '%s': use letters, digits and ._-+/ (not 4+ hex digits alone, no leading '-' or '.')",
+                         name);
+    wd_folder *f = NULL;
+    int rc = wd__folder_open(&f, dir);
+    if (rc)
+        return rc;
+
+    writer w = {0};
+    w.repo = repo;
+    w.level = opt && opt->level ? opt->level : WD_DEFAULT_LEVEL;
+    w.opt = opt;
+    w.stage = parent ? "commit" : "add-base";
+    w.total = f->tensor_bytes;
+
+    wd_pool *pool = NULL;
+    scratch *scr = NULL;
+    work_tensor *wts = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *wts);
+    work_tensor **order = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *order);
+    file_rec *files = calloc(f->n_files, sizeof *files);
+    job *jobs = NULL;
+    hash_task ht = {.folder = f};
+    pthread_t hthread;
+    int hash_started = 0;
+    size_t batch_cap = 0;
+    if (!wts || !order || !files) {
+        rc = WD_NOMEM();
+        goto done;
+    }
+    if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
+        goto done;
+    int nworkers = wd__pool_size(pool);
+    if ((rc = scratch_new(&scr, nworkers)))
+        goto done;
+    /* Three pieces per worker keep everyone busy while bounding memory to
+     * about 3 x nworkers x (encoded + compressed + lineage) chunks. */
+    batch_cap = (size_t)nworkers * 3;
+    if (!(jobs = calloc(batch_cap, sizeof *jobs))) {
+        rc = WD_NOMEM();
+        goto done;
+    }
+    if (pthread_create(&hthread, NULL, hash_thread, &ht) != 0) {
+        rc = wd__error(WD_ERROR, "cannot start hashing thread");
+        goto done;
+    }
+    hash_started = 1;
+
+    /* Decide each tensor's encoding; order them as the files store them. */
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        work_tensor *wt = &wts[i];
+        wt->src = &f->tensors[i];
+        wt->file_index = f->tensors[i].file;
+        const wd_st_file *st = f->files[wt->file_index].st;
+        wt->ordinal = wt->src->t - st->tensors;
+        wt->chunk_elems = wd__chunk_elems(wt->src->t->dtype);
+        wt->all_zero = 1;
+        wt->encoding = "planes";
+        if (parent) {
+            long j = wd__object_find(parent, wt->src->name);
+            if (j >= 0) {
+                const wd_stored_tensor *pt = &parent->tensors[j];
+                const wd_st_tensor *t = wt->src->t;
+                int same_shape = pt->dtype == t->dtype && pt->ndim == t->ndim &&
+                                 !memcmp(pt->shape, t->shape, sizeof(uint64_t) * (size_t)t->ndim);
+                if (same_shape) {
+                    wt->parent = pt;
+                    wt->encoding = "delta-planes";
+                }
+            }
+            if (wt->parent)
+                res->n_encoded++;
+            else
+                res->n_whole++;
+        }
+        order[i] = wt;
+    }
+    /* Storage order: file by file, data order inside each; keeps reads
+     * sequential. */
+    for (size_t i = 1; i < f->n_tensors; i++) {
+        work_tensor *x = order[i];
+        size_t j = i;
+        while (j > 0 && (order[j - 1]->file_index > x->file_index ||
+                         (order[j - 1]->file_index == x->file_index && order[j - 1]->ordinal > x->ordinal))) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = x;
+    }
+
+    batch_ctx bc = {repo, f, w.level, jobs, 0, scr, nworkers};
+    size_t ti = 0;
+    uint64_t next_k = 0;
+    while (!rc && ti < f->n_tensors) {
+        /* Fill a batch with the next pieces in storage order. */
+        size_t n = 0;
+        while (n < batch_cap && ti < f->n_tensors) {
+            work_tensor *wt = order[ti];
+            uint64_t nelem = wt->src->t->nelem;
+            uint64_t npieces = (nelem + wt->chunk_elems - 1) / wt->chunk_elems;
+            if (next_k >= npieces) {
+                ti++;
+                next_k = 0;
+                continue;
+            }
+            job *j = &jobs[n++];
+            j->wt = wt;
+            j->k = next_k++;
+            j->nelem = (size_t)(nelem - j->k * wt->chunk_elems < wt->chunk_elems ? nelem - j->k * wt->chunk_elems
+                                                                                 : wt->chunk_elems);
+            j->existing = 0;
+            if (wt->parent && (rc = wd__piece_fetch(repo, wt->parent, j->k, &j->plan)))
+                break;
+        }
+        if (rc || n == 0)
+            break;
+        bc.n_jobs = n;
+        if ((rc = wd__pool_run(pool, n, phase_a, &bc)))
+            break;
+        for (size_t i = 0; !rc && i < n; i++)
+            rc = repo->store->ops->stored_size(repo->store, jobs[i].id, &jobs[i].existing);
+        if (rc || (rc = wd__pool_run(pool, n, phase_b, &bc)))
+            break;
+        for (size_t i = 0; !rc && i < n; i++) {
+            job *j = &jobs[i];
+            if (!j->existing) {
+                rc = tx_put(&w, j->id, j->enc.len, j->codec, j->z.data, j->z.len);
+                j->wt->stored_bytes += j->z.len;
+            } else {
+                j->wt->stored_bytes += j->existing;
+            }
+            if (!rc)
+                rc = wd__buf_append(&j->wt->chunks, j->id, WD_HASH_SIZE);
+            if (!j->zero)
+                j->wt->all_zero = 0;
+            w.done += j->enc.len;
+        }
+        progress(&w);
+    }
+
+    /* Non-weight files and shard headers, byte for byte. */
+    for (size_t i = 0; !rc && i < f->n_files; i++) {
+        wd_folder_file *ff = &f->files[i];
+        if (ff->is_shard) {
+            rc = store_stream(&w, &scr[0], ff->st->header_len, read_header, ff->st, &files[i].ids);
+        } else {
+            char *full = NULL;
+            if (asprintf(&full, "%s/%s", f->dir, ff->path) < 0) {
+                rc = WD_NOMEM();
+                break;
+            }
+            plain_file pf = {open(full, O_RDONLY | O_CLOEXEC), full};
+            if (pf.fd < 0)
+                rc = wd__error_errno(WD_EIO, "cannot open '%s'", full);
+            else
+                rc = store_stream(&w, &scr[0], ff->size, read_plain, &pf, &files[i].ids);
+            if (pf.fd >= 0)
+                close(pf.fd);
+            free(full);
+        }
+    }
+    if (!rc)
+        rc = tx_flush(&w);
+
+    pthread_join(hthread, NULL);
+    hash_started = 0;
+    if (!rc && ht.rc)
+        rc = wd__error(ht.rc, "%s", ht.msg);
+    if (rc)
+        goto done;
+
+    /* Unchanged tensors keep no chunks: they read through to the parent. */
+    for (size_t i = 0; parent && i < f->n_tensors; i++) {
+        work_tensor *wt = &wts[i];
+        if (wt->parent && wt->all_zero) {
+            wt->encoding = "same";
+            wt->chunks.len = 0;
+            wt->stored_bytes = 0;
+            res->n_unchanged++;
+            res->n_encoded--;
+        }
+    }
+    if (parent) {
+        for (size_t i = 0; i < parent->n_tensors; i++)
+            if (wd__folder_find(f, parent->tensors[i].name) < 0)
+                res->n_dropped++;
+    }
+
+    uint8_t id[WD_HASH_SIZE];
+    const char *strategy = parent ? "lossless" : "base";
+    if (parent)
+        rc = delta_id(id, parent->id, strategy, "{}", f, files, wts);
+    else
+        memcpy(id, ht.hash, WD_HASH_SIZE);
+    if (rc)
+        goto done;
+
+    res->n_tensors = f->n_tensors;
+    res->tensor_bytes = f->tensor_bytes;
+    wd__hex(res->id, id);
+    wd__hex(res->model_hash, ht.hash);
+    for (size_t i = 0; i < f->n_tensors; i++)
+        res->stored_bytes += wts[i].stored_bytes;
+
+    if ((rc = wd__db_exec(repo->db, "BEGIN IMMEDIATE")))
+        goto done;
+    int exists = 0;
+    uint64_t old_stored = 0;
+    rc = object_exists(repo, id, &exists, &old_stored);
+    if (!rc && !exists)
+        rc = insert_object(repo, id, parent ? parent->id : NULL, strategy, "{}", message, ht.hash,
+                           parent ? parent->model_hash : NULL, f, files, wts, w.new_bytes);
+    if (!rc && name)
+        rc = wd__name_set(repo, name, id);
+    if (rc) {
+        sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
+        goto done;
+    }
+    if ((rc = wd__db_exec(repo->db, "COMMIT")))
+        goto done;
+    res->already_present = exists;
+    if (exists)
+        res->stored_bytes = old_stored;
+    res->new_bytes = w.new_bytes;
+    w.done = w.total;
+    progress(&w);
+
+done:
+    if (hash_started)
+        pthread_join(hthread, NULL);
+    tx_abort(&w);
+    for (size_t i = 0; jobs && i < batch_cap; i++) {
+        wd__buf_free(&jobs[i].enc);
+        wd__buf_free(&jobs[i].z);
+        wd__piece_plan_free(&jobs[i].plan);
+    }
+    free(jobs);
+    for (size_t i = 0; wts && i < f->n_tensors; i++)
+        wd__buf_free(&wts[i].chunks);
+    for (size_t i = 0; files && i < f->n_files; i++)
+        wd__buf_free(&files[i].ids);
+    free(files);
+    free(order);
+    free(wts);
+    scratch_free(scr, pool ? wd__pool_size(pool) : 0);
+    wd__pool_free(pool);
+    wd__folder_close(f);
+    return rc;
+}
+
+int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_options *opt, wd_write_result *out)
+{
+    wd_write_result res;
+    memset(&res, 0, sizeof res);
+    int rc = store_folder(repo, dir, NULL, name, NULL, opt, &res);
+    if (!rc && out)
+        *out = res;
+    return rc;
+}
+
+int wd_commit(wd_repo *repo, const char *ft_dir, const char *parent_ref, const wd_commit_opts *copt,
+              const wd_options *opt, wd_write_result *out)
+{
+    const char *strategy = copt && copt->strategy ? copt->strategy : "lossless";
+    if (strcmp(strategy, "lossless"))
+        return wd__error(WD_EUSAGE, "unknown strategy '%s' (supported: lossless)", strategy);
+    uint8_t pid[WD_HASH_SIZE];
+    int rc = wd__resolve(repo, parent_ref, pid);
+    if (rc)
+        return rc;
+    wd_object *parent;
+    if ((rc = wd__object_load(repo, pid, &parent)))
+        return rc;
+    wd_write_result res;
+    memset(&res, 0, sizeof res);
+    rc = store_folder(repo, ft_dir, parent, copt ? copt->name : NULL, copt ? copt->message : NULL, opt, &res);
+    wd__object_free(parent);
+    if (!rc && out)
+        *out = res;
+    return rc;
+}

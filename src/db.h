@@ -1,0 +1,24 @@
+/*
+ * db.h - the repository's SQLite database: opening with the right pragmas,
+ * forward migrations from the schema/ SQL files, and small statement helpers.
+ */
+#ifndef WD_DB_H
+#define WD_DB_H
+
+#include <sqlite3.h>
+
+#define WD_DB_FILE "repo.db"
+#define WD_APPLICATION_ID 1464095312 /* 'WDRP' */
+
+/* Opens (creating when create is set) the database file at path and brings
+ * its schema up to date (not when readonly). */
+int wd__db_open(sqlite3 **out, const char *path, int readonly, int create);
+void wd__db_close(sqlite3 *db);
+
+/* Runs SQL without results; maps failures to WD_* codes with a message. */
+int wd__db_exec(sqlite3 *db, const char *sql);
+int wd__db_prepare(sqlite3 *db, sqlite3_stmt **out, const char *sql);
+/* Converts a failed sqlite3 result code into a WD_* code and message. */
+int wd__db_error(sqlite3 *db, int sqlite_rc, const char *what);
+
+#endif

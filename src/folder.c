@@ -1,0 +1,213 @@
+/*
+ * folder.c - scanning and hashing model folders (see folder.h).
+ */
+#include "folder.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "hash.h"
+
+int wd__plain_name_ok(const char *name)
+{
+    if (!name[0] || !strcmp(name, ".") || !strcmp(name, ".."))
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p == '/' || *p < 0x20 || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+static int cmp_file(const void *a, const void *b)
+{
+    return strcmp(((const wd_folder_file *)a)->path, ((const wd_folder_file *)b)->path);
+}
+
+static int cmp_tensor(const void *a, const void *b)
+{
+    return strcmp(((const wd_folder_tensor *)a)->name, ((const wd_folder_tensor *)b)->name);
+}
+
+void wd__folder_close(wd_folder *f)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->n_files; i++) {
+        free(f->files[i].path);
+        wd__st_close(f->files[i].st);
+    }
+    free(f->files);
+    free(f->tensors);
+    free(f->dir);
+    free(f);
+}
+
+static int scan(wd_folder *f)
+{
+    DIR *d = opendir(f->dir);
+    if (!d)
+        return wd__error_errno(errno == ENOENT ? WD_ENOTFOUND : WD_EIO, "cannot open folder '%s'", f->dir);
+    size_t cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *full = NULL;
+        if (asprintf(&full, "%s/%s", f->dir, e->d_name) < 0) {
+            rc = WD_NOMEM();
+            break;
+        }
+        struct stat sb;
+        if (stat(full, &sb) != 0) {
+            rc = wd__error_errno(WD_EIO, "cannot stat '%s'", full);
+        } else if (S_ISDIR(sb.st_mode)) {
+            if (e->d_name[0] != '.')
+                rc = wd__error(WD_EBADINPUT,
+                               "'%s' is a subdirectory; model folders must be flat (move it out)", full);
+        } else if (!S_ISREG(sb.st_mode)) {
+            rc = wd__error(WD_EBADINPUT, "'%s' is not a regular file", full);
+        } else if (!wd__plain_name_ok(e->d_name)) {
+            rc = wd__error(WD_EBADINPUT, "file name '%s' in '%s' is not storable", e->d_name, f->dir);
+        } else {
+            if (f->n_files == cap) {
+                size_t ncap = cap ? cap * 2 : 16;
+                wd_folder_file *nf = realloc(f->files, ncap * sizeof *nf);
+                if (!nf) {
+                    free(full);
+                    rc = WD_NOMEM();
+                    break;
+                }
+                f->files = nf;
+                cap = ncap;
+            }
+            wd_folder_file *ff = &f->files[f->n_files];
+            memset(ff, 0, sizeof *ff);
+            if (!(ff->path = strdup(e->d_name))) {
+                rc = WD_NOMEM();
+            } else {
+                f->n_files++;
+                ff->size = (uint64_t)sb.st_size;
+                ff->is_shard = ends_with(e->d_name, ".safetensors");
+                if (ff->is_shard)
+                    rc = wd__st_open(&ff->st, full);
+            }
+        }
+        free(full);
+    }
+    closedir(d);
+    return rc;
+}
+
+int wd__folder_open(wd_folder **out, const char *dir)
+{
+    wd_folder *f = calloc(1, sizeof *f);
+    if (!f || !(f->dir = strdup(dir))) {
+        free(f);
+        return WD_NOMEM();
+    }
+    size_t dl = strlen(f->dir);
+    while (dl > 1 && f->dir[dl - 1] == '/')
+        f->dir[--dl] = '\0';
+    int rc = scan(f);
+    if (rc)
+        goto fail;
+    qsort(f->files, f->n_files, sizeof *f->files, cmp_file);
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_files; i++)
+        if (f->files[i].is_shard)
+            n += f->files[i].st->n_tensors;
+    if (!n && !f->n_files) {
+        rc = wd__error(WD_EBADINPUT, "'%s' is empty; expected *.safetensors files", dir);
+        goto fail;
+    }
+    int any_shard = 0;
+    for (size_t i = 0; i < f->n_files; i++)
+        any_shard |= f->files[i].is_shard;
+    if (!any_shard) {
+        rc = wd__error(WD_EBADINPUT, "'%s' holds no *.safetensors file", dir);
+        goto fail;
+    }
+    f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
+    if (!f->tensors) {
+        rc = WD_NOMEM();
+        goto fail;
+    }
+    for (size_t i = 0; i < f->n_files; i++) {
+        if (!f->files[i].is_shard)
+            continue;
+        const wd_st_file *st = f->files[i].st;
+        for (size_t j = 0; j < st->n_tensors; j++) {
+            wd_folder_tensor *t = &f->tensors[f->n_tensors++];
+            t->name = st->tensors[j].name;
+            t->file = i;
+            t->t = &st->tensors[j];
+            f->tensor_bytes += st->tensors[j].nbytes;
+        }
+    }
+    qsort(f->tensors, f->n_tensors, sizeof *f->tensors, cmp_tensor);
+    for (size_t i = 1; i < f->n_tensors; i++) {
+        if (!strcmp(f->tensors[i - 1].name, f->tensors[i].name)) {
+            rc = wd__error(WD_EBADINPUT, "tensor '%s' appears in both '%s' and '%s' of '%s'",
+                           f->tensors[i].name, f->files[f->tensors[i - 1].file].path,
+                           f->files[f->tensors[i].file].path, dir);
+            goto fail;
+        }
+    }
+    *out = f;
+    return 0;
+fail:
+    wd__folder_close(f);
+    return rc;
+}
+
+long wd__folder_find(const wd_folder *f, const char *name)
+{
+    size_t lo = 0, hi = f->n_tensors;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(f->tensors[mid].name, name);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+int wd__folder_hash(const wd_folder *f, uint8_t out[WD_HASH_SIZE])
+{
+    enum { PIECE = 1 << 20 }; /* the only buffer: one 1 MiB read at a time */
+    wd_sha256 *h = NULL;
+    uint8_t *buf = malloc(PIECE);
+    int rc = buf ? wd__sha256_new(&h) : WD_NOMEM();
+    for (size_t i = 0; !rc && i < f->n_tensors; i++) {
+        const wd_folder_tensor *t = &f->tensors[i];
+        const wd_st_file *st = f->files[t->file].st;
+        wd__sha256_update(h, t->name, strlen(t->name));
+        for (uint64_t off = 0; !rc && off < t->t->nbytes; off += PIECE) {
+            size_t len = t->t->nbytes - off < PIECE ? (size_t)(t->t->nbytes - off) : PIECE;
+            rc = wd__st_read(st, t->t, off, buf, len);
+            if (!rc)
+                wd__sha256_update(h, buf, len);
+        }
+    }
+    if (!rc)
+        wd__sha256_final(h, out);
+    wd__sha256_free(h);
+    free(buf);
+    return rc;
+}

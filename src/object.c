@@ -1,0 +1,389 @@
+/*
+ * object.c - stored bases and deltas in memory: loading an object with its
+ * lineage, and rebuilding raw tensor pieces and file streams from chunks.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "codec_lossless.h"
+#include "db.h"
+#include "error.h"
+#include "hash.h"
+#include "repo_int.h"
+
+int wd__shape_parse(const char *json, int *ndim, uint64_t shape[WD_MAX_DIMS], uint64_t *nelem)
+{
+    const char *p = json;
+    int n = 0;
+    uint64_t total = 1;
+    if (*p++ != '[')
+        goto bad;
+    while (*p == ' ')
+        p++;
+    if (*p == ']') {
+        p++;
+    } else {
+        for (;;) {
+            if (*p < '0' || *p > '9' || n == WD_MAX_DIMS)
+                goto bad;
+            char *end;
+            unsigned long long v = strtoull(p, &end, 10);
+            p = end;
+            shape[n++] = v;
+            if (v && total > UINT64_MAX / v)
+                goto bad;
+            total *= v;
+            while (*p == ' ')
+                p++;
+            if (*p == ']') {
+                p++;
+                break;
+            }
+            if (*p++ != ',')
+                goto bad;
+            while (*p == ' ')
+                p++;
+        }
+    }
+    if (*p)
+        goto bad;
+    *ndim = n;
+    *nelem = total;
+    return 0;
+bad:
+    return wd__error(WD_ECORRUPT, "stored shape '%s' is malformed", json);
+}
+
+int wd__shape_format(wd_buf *b, int ndim, const uint64_t *shape)
+{
+    int rc = wd__buf_append(b, "[", 1);
+    for (int i = 0; !rc && i < ndim; i++)
+        rc = wd__buf_printf(b, i ? ",%llu" : "%llu", (unsigned long long)shape[i]);
+    return rc ? rc : wd__buf_append(b, "]", 1);
+}
+
+static void free_tensors(wd_stored_tensor *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(t[i].name);
+        free(t[i].file);
+        free(t[i].chunks);
+    }
+    free(t);
+}
+
+void wd__object_free(wd_object *obj)
+{
+    while (obj) {
+        wd_object *parent = obj->parent;
+        free_tensors(obj->tensors, obj->n_tensors);
+        for (size_t i = 0; i < obj->n_files; i++) {
+            free(obj->files[i].path);
+            free(obj->files[i].chunks);
+        }
+        free(obj->files);
+        free(obj);
+        obj = parent;
+    }
+}
+
+long wd__object_find(const wd_object *obj, const char *name)
+{
+    size_t lo = 0, hi = obj->n_tensors;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(obj->tensors[mid].name, name);
+        if (!c)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+static int copy_chunks(sqlite3_stmt *st, int col, uint8_t **out, size_t *n)
+{
+    int len = sqlite3_column_bytes(st, col);
+    if (len % WD_HASH_SIZE)
+        return wd__error(WD_ECORRUPT, "stored chunk list has a partial id");
+    *n = (size_t)len / WD_HASH_SIZE;
+    *out = malloc(len ? (size_t)len : 1);
+    if (!*out)
+        return WD_NOMEM();
+    if (len)
+        memcpy(*out, sqlite3_column_blob(st, col), (size_t)len);
+    return 0;
+}
+
+static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **out, uint8_t parent_id[WD_HASH_SIZE])
+{
+    sqlite3_stmt *st = NULL;
+    int rc = wd__db_prepare(repo->db, &st, "SELECT kind, parent, model_hash FROM object WHERE id = ?1");
+    if (rc)
+        return rc;
+    wd__bind_hash(st, 1, id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        char hex[WD_HEX_SIZE];
+        wd__hex(hex, id);
+        return wd__error(WD_ENOTFOUND, "object %s is not in the repository", hex);
+    }
+    wd_object *obj = calloc(1, sizeof *obj);
+    if (!obj) {
+        sqlite3_finalize(st);
+        return WD_NOMEM();
+    }
+    memcpy(obj->id, id, WD_HASH_SIZE);
+    obj->is_base = !strcmp((const char *)sqlite3_column_text(st, 0), "base");
+    if (!obj->is_base && sqlite3_column_bytes(st, 1) == WD_HASH_SIZE)
+        memcpy(parent_id, sqlite3_column_blob(st, 1), WD_HASH_SIZE);
+    else if (!obj->is_base)
+        rc = wd__error(WD_ECORRUPT, "delta without a valid parent");
+    if (sqlite3_column_bytes(st, 2) == WD_HASH_SIZE)
+        memcpy(obj->model_hash, sqlite3_column_blob(st, 2), WD_HASH_SIZE);
+    sqlite3_finalize(st);
+    st = NULL;
+
+    size_t cap = 0;
+    if (!rc)
+        rc = wd__db_prepare(repo->db, &st,
+                            "SELECT name, file, ordinal, dtype, shape, nbytes, encoding, chunk_elems, chunks, "
+                            "stored_bytes, rel_error, max_abs_error FROM tensor WHERE object = ?1 ORDER BY name");
+    if (!rc)
+        wd__bind_hash(st, 1, id);
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        if (obj->n_tensors == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            wd_stored_tensor *nt = realloc(obj->tensors, ncap * sizeof *nt);
+            if (!nt) {
+                rc = WD_NOMEM();
+                break;
+            }
+            obj->tensors = nt;
+            cap = ncap;
+        }
+        wd_stored_tensor *t = &obj->tensors[obj->n_tensors++];
+        memset(t, 0, sizeof *t);
+        t->name = strdup((const char *)sqlite3_column_text(st, 0));
+        t->file = strdup((const char *)sqlite3_column_text(st, 1));
+        if (!t->name || !t->file) {
+            rc = WD_NOMEM();
+            break;
+        }
+        t->ordinal = sqlite3_column_int64(st, 2);
+        const char *dt = (const char *)sqlite3_column_text(st, 3);
+        if (wd__dtype_parse(dt, strlen(dt), &t->dtype)) {
+            rc = wd__error(WD_ECORRUPT, "stored tensor '%s' has unknown dtype '%s'", t->name, dt);
+            break;
+        }
+        if ((rc = wd__shape_parse((const char *)sqlite3_column_text(st, 4), &t->ndim, t->shape, &t->nelem)))
+            break;
+        t->nbytes = (uint64_t)sqlite3_column_int64(st, 5);
+        snprintf(t->encoding, sizeof t->encoding, "%s", (const char *)sqlite3_column_text(st, 6));
+        t->chunk_elems = (uint64_t)sqlite3_column_int64(st, 7);
+        if ((rc = copy_chunks(st, 8, &t->chunks, &t->n_chunks)))
+            break;
+        t->stored_bytes = (uint64_t)sqlite3_column_int64(st, 9);
+        t->rel_error = sqlite3_column_type(st, 10) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 10);
+        t->max_abs_error = sqlite3_column_type(st, 11) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 11);
+        if (t->nbytes != t->nelem * wd__dtype_size(t->dtype) || t->chunk_elems == 0 ||
+            t->chunk_elems * wd__dtype_size(t->dtype) > WD_CHUNK_RAW_MAX)
+            rc = wd__error(WD_ECORRUPT, "stored tensor '%s' has inconsistent sizes", t->name);
+        else if (strcmp(t->encoding, "same") &&
+                 t->n_chunks != (t->nelem + t->chunk_elems - 1) / t->chunk_elems)
+            rc = wd__error(WD_ECORRUPT, "stored tensor '%s' has %zu chunks, expected %llu", t->name,
+                           t->n_chunks, (unsigned long long)((t->nelem + t->chunk_elems - 1) / t->chunk_elems));
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+
+    cap = 0;
+    if (!rc)
+        rc = wd__db_prepare(repo->db, &st, "SELECT path, is_shard, size, chunks FROM file WHERE object = ?1 ORDER BY path");
+    if (!rc)
+        wd__bind_hash(st, 1, id);
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        if (obj->n_files == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            wd_stored_file *nf = realloc(obj->files, ncap * sizeof *nf);
+            if (!nf) {
+                rc = WD_NOMEM();
+                break;
+            }
+            obj->files = nf;
+            cap = ncap;
+        }
+        wd_stored_file *f = &obj->files[obj->n_files++];
+        memset(f, 0, sizeof *f);
+        if (!(f->path = strdup((const char *)sqlite3_column_text(st, 0)))) {
+            rc = WD_NOMEM();
+            break;
+        }
+        f->is_shard = sqlite3_column_int(st, 1);
+        f->size = (uint64_t)sqlite3_column_int64(st, 2);
+        rc = copy_chunks(st, 3, &f->chunks, &f->n_chunks);
+    }
+    sqlite3_finalize(st);
+    if (rc) {
+        wd__object_free(obj);
+        return rc;
+    }
+    *out = obj;
+    return 0;
+}
+
+int wd__object_load(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **out)
+{
+    wd_object *top = NULL, *child = NULL;
+    uint8_t cur[WD_HASH_SIZE];
+    memcpy(cur, id, WD_HASH_SIZE);
+    /* Bounds a corrupt database whose parents form a cycle. */
+    for (int depth = 0;; depth++) {
+        if (depth > 10000) {
+            wd__object_free(top);
+            return wd__error(WD_ECORRUPT, "lineage deeper than 10000: the parent links loop");
+        }
+        wd_object *obj = NULL;
+        uint8_t parent_id[WD_HASH_SIZE];
+        int rc = load_one(repo, cur, &obj, parent_id);
+        if (rc) {
+            wd__object_free(top);
+            return rc;
+        }
+        if (child)
+            child->parent = obj;
+        else
+            top = obj;
+        /* Link each tensor that decodes against its parent. */
+        if (child) {
+            for (size_t i = 0; i < child->n_tensors; i++) {
+                wd_stored_tensor *t = &child->tensors[i];
+                if (!strcmp(t->encoding, "planes"))
+                    continue;
+                long j = wd__object_find(obj, t->name);
+                if (j < 0 || obj->tensors[j].dtype != t->dtype || obj->tensors[j].nelem != t->nelem) {
+                    wd__object_free(top);
+                    return wd__error(WD_ECORRUPT, "tensor '%s' is stored against a parent that lacks it", t->name);
+                }
+                t->parent = &obj->tensors[j];
+            }
+        }
+        if (obj->is_base)
+            break;
+        child = obj;
+        memcpy(cur, parent_id, WD_HASH_SIZE);
+    }
+    /* A base's tensors must all be self-contained. */
+    *out = top;
+    return 0;
+}
+
+static int add_step(wd_piece_plan *plan, int op)
+{
+    if (plan->n_steps == plan->cap_steps) {
+        size_t ncap = plan->cap_steps ? plan->cap_steps * 2 : 4;
+        wd_piece_step *ns = realloc(plan->steps, ncap * sizeof *ns);
+        if (!ns)
+            return WD_NOMEM();
+        memset(ns + plan->cap_steps, 0, (ncap - plan->cap_steps) * sizeof *ns);
+        plan->steps = ns;
+        plan->cap_steps = ncap;
+    }
+    plan->steps[plan->n_steps++].op = op;
+    return 0;
+}
+
+int wd__piece_fetch(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, wd_piece_plan *plan)
+{
+    /* Walk down to the tensor's self-contained ancestor, then record the
+     * steps base-first; "same" levels add nothing. */
+    const wd_stored_tensor *chain[64];
+    size_t depth = 0;
+    for (const wd_stored_tensor *c = t; c; c = c->parent) {
+        if (!strcmp(c->encoding, "same"))
+            continue;
+        if (depth == 64)
+            return wd__error(WD_ERROR, "tensor '%s' has more than 64 stored deltas in its lineage", t->name);
+        chain[depth++] = c;
+        if (!strcmp(c->encoding, "planes"))
+            break;
+    }
+    if (!depth || strcmp(chain[depth - 1]->encoding, "planes"))
+        return wd__error(WD_ECORRUPT, "tensor '%s' has no stored base data", t->name);
+    plan->n_steps = 0;
+    plan->dtype = t->dtype;
+    uint64_t first = k * t->chunk_elems;
+    plan->nelem = (size_t)(t->nelem - first < t->chunk_elems ? t->nelem - first : t->chunk_elems);
+    for (size_t i = depth; i-- > 0;) {
+        const wd_stored_tensor *c = chain[i];
+        if (k >= c->n_chunks || c->chunk_elems != t->chunk_elems)
+            return wd__error(WD_ECORRUPT, "tensor '%s': chunk %llu missing", t->name, (unsigned long long)k);
+        int rc = add_step(plan, strcmp(c->encoding, "planes") ? 1 : 0);
+        if (rc)
+            return rc;
+        wd_piece_step *s = &plan->steps[plan->n_steps - 1];
+        if ((rc = repo->store->ops->get(repo->store, c->chunks + k * WD_HASH_SIZE, &s->z, &s->raw_size, &s->codec)))
+            return rc;
+        if (s->raw_size != plan->nelem * wd__dtype_size(t->dtype))
+            return wd__error(WD_ECORRUPT, "tensor '%s': chunk %llu has the wrong size", t->name,
+                             (unsigned long long)k);
+    }
+    return 0;
+}
+
+int wd__piece_decode(const wd_piece_plan *plan, void *dctx, uint8_t *out, uint8_t *tmp)
+{
+    for (size_t i = 0; i < plan->n_steps; i++) {
+        const wd_piece_step *s = &plan->steps[i];
+        int rc = wd__chunk_decompress(dctx, s->codec, s->z.data, s->z.len, s->raw_size, tmp);
+        if (rc)
+            return rc;
+        if (s->op == 0)
+            wd__planes_decode(out, tmp, plan->nelem, plan->dtype);
+        else
+            wd__delta_decode(out, tmp, out, plan->nelem, plan->dtype);
+    }
+    return 0;
+}
+
+void wd__piece_plan_free(wd_piece_plan *plan)
+{
+    for (size_t i = 0; i < plan->cap_steps; i++)
+        wd__buf_free(&plan->steps[i].z);
+    free(plan->steps);
+    memset(plan, 0, sizeof *plan);
+}
+
+int wd__stream_read(wd_repo *repo, const uint8_t *chunks, size_t n_chunks, wd_buf *out)
+{
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    wd_buf z = {0};
+    int rc = dctx ? 0 : WD_NOMEM();
+    for (size_t i = 0; !rc && i < n_chunks; i++) {
+        uint64_t raw;
+        int codec;
+        if ((rc = repo->store->ops->get(repo->store, chunks + i * WD_HASH_SIZE, &z, &raw, &codec)))
+            break;
+        if (raw > WD_CHUNK_RAW_MAX) {
+            rc = wd__error(WD_ECORRUPT, "stored chunk is too large");
+            break;
+        }
+        if ((rc = wd__buf_reserve(out, out->len + raw + 1)))
+            break;
+        if ((rc = wd__chunk_decompress(dctx, codec, z.data, z.len, raw, out->data + out->len)))
+            break;
+        uint8_t h[WD_HASH_SIZE];
+        wd__sha256(out->data + out->len, raw, h);
+        if (memcmp(h, chunks + i * WD_HASH_SIZE, WD_HASH_SIZE))
+            rc = wd__error(WD_ECORRUPT, "stored chunk does not match its id; run 'wdrepo fsck'");
+        out->len += raw;
+    }
+    wd__buf_free(&z);
+    ZSTD_freeDCtx(dctx);
+    return rc;
+}

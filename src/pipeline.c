@@ -1,0 +1,170 @@
+/*
+ * pipeline.c - the thread pool behind wd__pool_run. Workers sleep on a
+ * condition variable between batches; a batch hands out indices through a
+ * shared counter so uneven pieces (the last chunk of a tensor) balance out.
+ */
+#include "pipeline.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "error.h"
+
+struct wd_pool {
+    int nworkers; /* threads including the caller */
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t start_cv, done_cv;
+    unsigned long generation; /* bumped per batch so workers see new work */
+    int shutting_down;
+    /* the current batch */
+    wd_pool_fn fn;
+    void *ctx;
+    size_t n, next;
+    int busy;           /* helper threads still inside the batch */
+    size_t first_fail;  /* smallest failing index, n if none */
+    int fail_rc;
+};
+
+/* Takes indices until the batch is exhausted. Called with mu unlocked. */
+static void drain(wd_pool *p, int worker)
+{
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        size_t i = p->next;
+        if (i >= p->n) {
+            pthread_mutex_unlock(&p->mu);
+            return;
+        }
+        p->next++;
+        pthread_mutex_unlock(&p->mu);
+        int rc = p->fn(p->ctx, i, worker);
+        if (rc) {
+            pthread_mutex_lock(&p->mu);
+            if (i < p->first_fail) {
+                p->first_fail = i;
+                p->fail_rc = rc;
+            }
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
+typedef struct {
+    wd_pool *pool;
+    int worker;
+} worker_arg;
+
+static void *worker_main(void *argp)
+{
+    worker_arg arg = *(worker_arg *)argp;
+    free(argp);
+    wd_pool *p = arg.pool;
+    unsigned long seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->shutting_down && p->generation == seen)
+            pthread_cond_wait(&p->start_cv, &p->mu);
+        if (p->shutting_down) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        drain(p, arg.worker);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0)
+            pthread_cond_signal(&p->done_cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+int wd__pool_new(wd_pool **out, int threads)
+{
+    if (threads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > 0 ? (int)cores : 1;
+    }
+    if (threads > 256)
+        threads = 256;
+    wd_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return WD_NOMEM();
+    p->nworkers = threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->start_cv, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
+    if (threads > 1) {
+        p->threads = calloc((size_t)threads - 1, sizeof *p->threads);
+        if (!p->threads) {
+            wd__pool_free(p);
+            return WD_NOMEM();
+        }
+    }
+    for (int w = 1; w < threads; w++) {
+        worker_arg *arg = malloc(sizeof *arg);
+        if (!arg) {
+            p->nworkers = w;
+            wd__pool_free(p);
+            return WD_NOMEM();
+        }
+        arg->pool = p;
+        arg->worker = w;
+        if (pthread_create(&p->threads[w - 1], NULL, worker_main, arg) != 0) {
+            free(arg);
+            p->nworkers = w;
+            wd__pool_free(p);
+            return wd__error(WD_ERROR, "cannot start worker thread");
+        }
+    }
+    *out = p;
+    return WD_OK;
+}
+
+int wd__pool_size(const wd_pool *pool) { return pool->nworkers; }
+
+int wd__pool_run(wd_pool *p, size_t n, wd_pool_fn fn, void *ctx)
+{
+    if (n == 0)
+        return 0;
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n = n;
+    p->next = 0;
+    p->first_fail = n;
+    p->fail_rc = 0;
+    /* Single-item batches skip the wake-up round trip. */
+    int helpers = n > 1 ? p->nworkers - 1 : 0;
+    p->busy = helpers;
+    if (helpers) {
+        p->generation++;
+        pthread_cond_broadcast(&p->start_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    drain(p, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy > 0)
+        pthread_cond_wait(&p->done_cv, &p->mu);
+    int rc = p->fail_rc;
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+void wd__pool_free(wd_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->shutting_down = 1;
+    pthread_cond_broadcast(&p->start_cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int w = 1; w < p->nworkers; w++)
+        pthread_join(p->threads[w - 1], NULL);
+    free(p->threads);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->start_cv);
+    pthread_cond_destroy(&p->done_cv);
+    free(p);
+}

@@ -1,0 +1,123 @@
+/*
+ * repo_int.h - what the repository modules share: the handle, stored
+ * objects loaded into memory, and reconstruction of stored tensors.
+ */
+#ifndef WD_REPO_INT_H
+#define WD_REPO_INT_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "chunkstore.h"
+#include "dtype.h"
+#include "wdrepo.h"
+
+struct wd_repo {
+    char *dir;            /* the repository directory */
+    sqlite3 *db;
+    int readonly;
+    wd_chunkstore *store;
+};
+
+/* Elements per chunk for a dtype: pieces of a tensor line up element for
+ * element across a base and all its deltas. */
+static inline uint64_t wd__chunk_elems(wd_dtype dt)
+{
+    return WD_CHUNK_TARGET / wd__dtype_size(dt);
+}
+
+/* A stored tensor as loaded from table tensor. */
+typedef struct wd_stored_tensor {
+    char *name;
+    char *file;
+    int64_t ordinal;
+    wd_dtype dtype;
+    int ndim;
+    uint64_t shape[WD_MAX_DIMS];
+    uint64_t nelem, nbytes;
+    char encoding[16];
+    uint64_t chunk_elems;
+    uint8_t *chunks; /* n_chunks * 32 bytes */
+    size_t n_chunks;
+    uint64_t stored_bytes;
+    double rel_error, max_abs_error; /* NaN when not recorded */
+    /* For "same" and "delta-planes": the tensor of the same name in the
+     * parent object, which this one is decoded against. */
+    struct wd_stored_tensor *parent;
+} wd_stored_tensor;
+
+typedef struct {
+    char *path;
+    int is_shard;
+    uint64_t size;
+    uint8_t *chunks;
+    size_t n_chunks;
+} wd_stored_file;
+
+/* A base or delta with its whole lineage loaded (parent chain). */
+typedef struct wd_object {
+    uint8_t id[WD_HASH_SIZE];
+    int is_base;
+    uint8_t model_hash[WD_HASH_SIZE];
+    size_t n_tensors;
+    wd_stored_tensor *tensors; /* sorted by name */
+    size_t n_files;
+    wd_stored_file *files;     /* sorted by path */
+    struct wd_object *parent;  /* NULL for a base */
+} wd_object;
+
+/* Loads object id and its ancestors. */
+int wd__object_load(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **out);
+void wd__object_free(wd_object *obj);
+long wd__object_find(const wd_object *obj, const char *name);
+
+/* Parses a shape JSON array "[2,3]". */
+int wd__shape_parse(const char *json, int *ndim, uint64_t shape[WD_MAX_DIMS], uint64_t *nelem);
+/* Appends "[2,3]". */
+int wd__shape_format(wd_buf *b, int ndim, const uint64_t *shape);
+
+/* Reconstruction of piece k of a stored tensor happens in two steps so the
+ * database is touched only by the calling thread: wd__piece_fetch gathers
+ * the compressed chunks along the tensor's lineage (main thread), then
+ * wd__piece_decode rebuilds the raw bytes (any worker). */
+typedef struct {
+    int op; /* 0: planes (start), 1: delta-planes (apply) */
+    wd_buf z;
+    uint64_t raw_size;
+    int codec;
+} wd_piece_step;
+
+typedef struct {
+    wd_piece_step *steps; /* base first */
+    size_t n_steps, cap_steps;
+    wd_dtype dtype;
+    size_t nelem;
+} wd_piece_plan;
+
+int wd__piece_fetch(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, wd_piece_plan *plan);
+/* out receives nelem * dtype-size bytes; tmp is scratch of the same size.
+ * dctx: ZSTD_DCtx*. */
+int wd__piece_decode(const wd_piece_plan *plan, void *dctx, uint8_t *out, uint8_t *tmp);
+void wd__piece_plan_free(wd_piece_plan *plan);
+
+/* Reads a whole byte stream (file content, shard header) stored as chunks,
+ * checking each chunk's SHA-256; appends to out. */
+int wd__stream_read(wd_repo *repo, const uint8_t *chunks, size_t n_chunks, wd_buf *out);
+
+/* Resolves ref to an object id (binary). */
+int wd__resolve(wd_repo *repo, const char *ref, uint8_t out[WD_HASH_SIZE]);
+
+/* Bind helpers. */
+static inline void wd__bind_hash(sqlite3_stmt *st, int i, const uint8_t h[WD_HASH_SIZE])
+{
+    sqlite3_bind_blob(st, i, h, WD_HASH_SIZE, SQLITE_TRANSIENT);
+}
+
+/* Validates a name given to tag/--name: 1-200 characters of letters,
+ * digits and ._-+/ , not starting with '-' or '.', no "..", and not 4 or
+ * more hex digits alone (it would shadow a hash prefix). */
+int wd__name_valid(const char *name);
+int wd__name_set(wd_repo *repo, const char *name, const uint8_t id[WD_HASH_SIZE]);
+
+#endif

@@ -1,0 +1,198 @@
+/*
+ * wdrepo.h - public interface of libwdrepo, a content-addressed repository
+ * for neural-network weights: base models stored whole, fine-tunes stored as
+ * deltas against them, all in one SQLite database.
+ *
+ * Conventions (libgit2/zstd style):
+ *  - every fallible function returns an int status: WD_OK (0) or a negative
+ *    WD_E* code; the one-line reason is then available from wd_errmsg(), which
+ *    is per thread and valid until the next failing call on that thread;
+ *  - outputs come first and are named out; what is returned through a T **out
+ *    belongs to the caller and is released with the matching *_free function,
+ *    which accepts NULL;
+ *  - the library never prints and never exits.
+ */
+#ifndef WDREPO_H
+#define WDREPO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WD_VERSION_STRING "0.1.0"
+
+/* Status codes. Their values never change (the CLI maps them to exit codes). */
+enum {
+    WD_OK = 0,
+    WD_ERROR = -1,      /* unclassified failure */
+    WD_EUSAGE = -2,     /* caller passed an invalid argument or option */
+    WD_ENOTFOUND = -3,  /* a reference, file or repository does not exist */
+    WD_EAMBIGUOUS = -4, /* a hash prefix matches more than one object */
+    WD_EBADINPUT = -5,  /* an input file (safetensors, JSON, .wdelta) is malformed */
+    WD_ECORRUPT = -6,   /* the repository's stored data failed a check */
+    WD_EIO = -7,        /* the operating system refused a read or write */
+    WD_ENOMEM = -8,     /* out of memory, or a size beyond the safety limits */
+    WD_EBUSY = -9,      /* another process holds the repository lock too long */
+    WD_EEXISTS = -10,   /* the target already exists (name, non-empty folder) */
+    WD_EMISMATCH = -11  /* hashes disagree: wrong base, or output failed verification */
+};
+
+#define WD_HASH_SIZE 32 /* SHA-256 */
+#define WD_HEX_SIZE 65  /* 64 hex digits and NUL */
+#define WD_MAX_DIMS 16  /* tensors with more dimensions are refused */
+
+/* The message of the last failure on this thread ("" if none). */
+const char *wd_errmsg(void);
+
+/* Called from the calling thread only, at most a few hundred times a second.
+ * stage is a short static string ("add-base", "hash", "verify"...); total may be 0
+ * when unknown. */
+typedef void (*wd_progress_fn)(void *ud, const char *stage, uint64_t done, uint64_t total);
+
+/* Knobs shared by the long-running operations. A zeroed struct (or NULL)
+ * means defaults. */
+typedef struct {
+    int threads;            /* worker threads; 0 = one per online core */
+    int level;              /* zstd level for new chunks; 0 = WD_DEFAULT_LEVEL */
+    wd_progress_fn progress; /* may be NULL */
+    void *progress_ud;
+} wd_options;
+
+#define WD_DEFAULT_LEVEL 3
+
+/* ---- Repository --------------------------------------------------------- */
+
+typedef struct wd_repo wd_repo;
+
+#define WD_OPEN_READONLY 1u
+
+/* Finds the repository directory: $WDREPO_DIR if set, else the first
+ * ".wdrepo" directory in start_dir or one of its parents. *out is malloc'd. */
+int wd_repo_discover(char **out, const char *start_dir);
+
+/* Creates directory path (if needed) and an empty repository database in it.
+ * Fails with WD_EEXISTS if a repository is already there. */
+int wd_repo_init(const char *path);
+
+int wd_repo_open(wd_repo **out, const char *path, unsigned flags);
+void wd_repo_close(wd_repo *repo);
+
+/* ---- Writing ------------------------------------------------------------ */
+
+/* What add-base and commit report. Byte counts are compressed sizes in the
+ * database unless named otherwise. */
+typedef struct {
+    char id[WD_HEX_SIZE];         /* base: its model hash; delta: the delta id */
+    char model_hash[WD_HEX_SIZE]; /* hash of the stored model's weights */
+    int already_present;          /* 1 if this exact object was stored before */
+    uint64_t n_tensors;
+    uint64_t tensor_bytes; /* raw bytes of all tensors */
+    uint64_t stored_bytes; /* compressed bytes the object references */
+    uint64_t new_bytes;    /* compressed bytes this call added to the store */
+    uint64_t n_unchanged;  /* delta: tensors identical to the parent (cost nothing) */
+    uint64_t n_encoded;    /* delta: tensors stored as a delta */
+    uint64_t n_whole;      /* delta: new, reshaped or retyped tensors stored whole */
+    uint64_t n_dropped;    /* delta: parent tensors the fine-tune does not have */
+} wd_write_result;
+
+/* Stores the model folder dir as a base. name (may be NULL) is attached as a
+ * name. Adding the same weights again adds no chunk. */
+int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_options *opt,
+                wd_write_result *out);
+
+typedef struct {
+    const char *strategy; /* NULL or "lossless" */
+    const char *message;  /* may be NULL */
+    const char *name;     /* may be NULL */
+} wd_commit_opts;
+
+/* Stores the fine-tune folder ft_dir as a delta against parent_ref (a base or
+ * an earlier delta). */
+int wd_commit(wd_repo *repo, const char *ft_dir, const char *parent_ref,
+              const wd_commit_opts *copt, const wd_options *opt, wd_write_result *out);
+
+/* Attaches name to the object ref resolves to; moves an existing name. */
+int wd_tag(wd_repo *repo, const char *name, const char *ref);
+
+/* ---- Reading ------------------------------------------------------------ */
+
+/* Resolves a full hash, a unique hex prefix (>= 4 digits) or a name to an
+ * object id. On WD_EAMBIGUOUS the message lists the candidates. */
+int wd_resolve(wd_repo *repo, const char *ref, char out[WD_HEX_SIZE]);
+
+#define WD_CHECKOUT_FORCE 1u
+
+/* Writes the model ref names into out_dir: same files, shard layout, headers
+ * and (for lossless objects) bytes as the folder that was stored. Builds the
+ * folder beside out_dir and renames it into place, then verifies the written
+ * weights against the recorded model hash. out_dir must be absent or empty
+ * unless WD_CHECKOUT_FORCE. */
+int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags,
+                const wd_options *opt);
+
+/* One base or delta as log and inspect show it. */
+typedef struct {
+    char id[WD_HEX_SIZE];
+    char kind[8];                        /* "base" or "delta" */
+    char parent[WD_HEX_SIZE];            /* "" for a base */
+    char model_hash[WD_HEX_SIZE];        /* hash of the (reconstructed) weights */
+    char parent_model_hash[WD_HEX_SIZE]; /* "" for a base */
+    char *strategy;                      /* "base" for bases */
+    char *options_json;                  /* canonical JSON object, "{}" if none */
+    char *message;                       /* may be "" */
+    int64_t created;                     /* unix seconds */
+    char **names;                        /* names pointing at it, sorted */
+    size_t n_names;
+    uint64_t n_tensors;
+    uint64_t tensor_bytes;
+    uint64_t stored_bytes; /* compressed bytes of the chunks it references */
+    uint64_t new_bytes;    /* compressed bytes it added when stored */
+    uint64_t n_files;      /* files in the folder, shards included */
+} wd_object_info;
+
+/* All objects, newest first. Free with wd_log_free. */
+int wd_log(wd_repo *repo, wd_object_info **out, size_t *out_count);
+void wd_log_free(wd_object_info *objs, size_t count);
+
+typedef struct {
+    char *name;
+    char dtype[12];          /* safetensors name: "BF16", "F32"... */
+    int ndim;
+    uint64_t shape[WD_MAX_DIMS];
+    uint64_t nbytes;
+    char *file;              /* shard file name */
+    char *encoding;          /* "planes", "raw", "same", "xor-planes"... */
+    uint64_t n_chunks;
+    uint64_t stored_bytes;   /* compressed bytes of its chunks */
+    double rel_error;        /* lossy: ||d'-d|| / ||d||; lossless: 0 */
+    double max_abs_error;
+} wd_tensor_info;
+
+typedef struct {
+    char *path;          /* file name inside the folder */
+    int is_shard;        /* 1 for *.safetensors */
+    uint64_t size;       /* bytes of the file as committed */
+} wd_file_info;
+
+typedef struct {
+    wd_object_info obj;
+    size_t n_tensors;
+    wd_tensor_info *tensors; /* sorted by name */
+    size_t n_files;
+    wd_file_info *files;     /* sorted by path */
+} wd_inspect_info;
+
+int wd_inspect(wd_repo *repo, const char *ref, wd_inspect_info **out);
+void wd_inspect_free(wd_inspect_info *info);
+
+/* Hashes the model in folder dir (model hash, SPEC section 4) without a
+ * repository. */
+int wd_model_hash(const char *dir, const wd_options *opt, char out[WD_HEX_SIZE]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WDREPO_H */
