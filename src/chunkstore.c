@@ -9,9 +9,66 @@
 
 #include "error.h"
 
-int wd__chunk_compress(void *zctx, int level, const void *raw, size_t len, wd_buf *out,
+/* Codes of one section inside a WD_CODEC_SECTIONS chunk. */
+enum { SECTION_RAW = 0, SECTION_ZSTD = 1 };
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Appends one section: code byte, u32 length, payload; the smallest of
+ * the encodings tried. */
+static int put_section(ZSTD_CCtx *cctx, int level, const uint8_t *raw, size_t len, wd_buf *out)
+{
+    size_t bound = ZSTD_compressBound(len);
+    int rc = wd__buf_reserve(out, out->len + 5 + (bound > len ? bound : len));
+    if (rc)
+        return rc;
+    uint8_t *hdr = out->data + out->len, *payload = hdr + 5;
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+    size_t z = ZSTD_compress2(cctx, payload, bound, raw, len);
+    if (ZSTD_isError(z))
+        return wd__error(WD_ERROR, "zstd: %s", ZSTD_getErrorName(z));
+    if (z < len) {
+        hdr[0] = SECTION_ZSTD;
+    } else {
+        memcpy(payload, raw, len);
+        z = len;
+        hdr[0] = SECTION_RAW;
+    }
+    put_u32(hdr + 1, (uint32_t)z);
+    out->len += 5 + z;
+    return 0;
+}
+
+int wd__chunk_compress(void *zctx, int level, const void *raw, size_t len, size_t section_len, wd_buf *out,
                        int *out_codec)
 {
+    if (section_len && section_len < len) {
+        out->len = 0;
+        int rc = wd__buf_reserve(out, 4);
+        if (rc)
+            return rc;
+        put_u32(out->data, (uint32_t)section_len);
+        out->len = 4;
+        for (size_t off = 0; off < len; off += section_len) {
+            size_t n = len - off < section_len ? len - off : section_len;
+            if ((rc = put_section(zctx, level, (const uint8_t *)raw + off, n, out)))
+                return rc;
+        }
+        *out_codec = WD_CODEC_SECTIONS;
+        return 0;
+    }
+
     size_t bound = ZSTD_compressBound(len);
     int rc = wd__buf_reserve(out, bound);
     if (rc)
@@ -46,6 +103,42 @@ int wd__chunk_decompress(void *zctx, int codec, const void *data, size_t len, ui
             return wd__error(WD_ECORRUPT, "raw chunk has %zu bytes, expected %llu", len,
                              (unsigned long long)raw_size);
         memcpy(out, data, len);
+        return 0;
+    }
+    if (codec == WD_CODEC_SECTIONS) {
+        const uint8_t *p = data, *end = p + len;
+        if (len < 4)
+            return wd__error(WD_ECORRUPT, "sectioned chunk is truncated");
+        uint64_t section_len = get_u32(p);
+        p += 4;
+        if (section_len == 0)
+            return wd__error(WD_ECORRUPT, "sectioned chunk has zero-length sections");
+        for (uint64_t off = 0; off < raw_size; off += section_len) {
+            size_t n = (size_t)(raw_size - off < section_len ? raw_size - off : section_len);
+            if (end - p < 5)
+                return wd__error(WD_ECORRUPT, "sectioned chunk is truncated");
+            int scodec = p[0];
+            size_t slen = get_u32(p + 1);
+            p += 5;
+            if ((size_t)(end - p) < slen)
+                return wd__error(WD_ECORRUPT, "sectioned chunk is truncated");
+            if (scodec == SECTION_RAW) {
+                if (slen != n)
+                    return wd__error(WD_ECORRUPT, "raw section has the wrong size");
+                memcpy(out + off, p, n);
+            } else if (scodec == SECTION_ZSTD) {
+                if (ZSTD_getFrameContentSize(p, slen) != n)
+                    return wd__error(WD_ECORRUPT, "section frame size disagrees with the chunk");
+                size_t got = ZSTD_decompressDCtx(zctx, out + off, n, p, slen);
+                if (ZSTD_isError(got) || got != n)
+                    return wd__error(WD_ECORRUPT, "section does not decompress");
+            } else {
+                return wd__error(WD_ECORRUPT, "section has unknown codec %d", scodec);
+            }
+            p += slen;
+        }
+        if (p != end)
+            return wd__error(WD_ECORRUPT, "sectioned chunk has trailing bytes");
         return 0;
     }
     if (codec != WD_CODEC_ZSTD)

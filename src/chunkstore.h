@@ -23,7 +23,10 @@
 /* Anything larger is refused when read back: a bound for decompression. */
 #define WD_CHUNK_RAW_MAX (4u << 20)
 
-enum { WD_CODEC_RAW = 0, WD_CODEC_ZSTD = 1 };
+/* How a chunk's bytes are kept. WD_CODEC_SECTIONS compresses each byte
+ * plane on its own (docs/FORMAT.md has the layout): planes differ so much in
+ * entropy that one shared frame wastes space on the skewed ones. */
+enum { WD_CODEC_RAW = 0, WD_CODEC_ZSTD = 1, WD_CODEC_SECTIONS = 2 };
 
 typedef struct wd_chunkstore wd_chunkstore;
 
@@ -53,9 +56,11 @@ struct wd_chunkstore {
  * with the caller, which must not hold a transaction open across begin). */
 int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db);
 
-/* Compresses raw into out (zstd at level, or raw if that is not smaller).
+/* Compresses raw into out. section_len 0 makes one zstd frame (or raw
+ * bytes if that is not smaller); otherwise raw is cut into sections of
+ * section_len bytes (the byte planes), each compressed on its own.
  * zctx is a ZSTD_CCtx* the caller keeps per thread. */
-int wd__chunk_compress(void *zctx, int level, const void *raw, size_t len, wd_buf *out,
+int wd__chunk_compress(void *zctx, int level, const void *raw, size_t len, size_t section_len, wd_buf *out,
                        int *out_codec);
 /* Decodes stored bytes into out (exactly raw_size bytes), refusing frames
  * whose size disagrees or exceeds WD_CHUNK_RAW_MAX. zctx: ZSTD_DCtx*. */

@@ -125,7 +125,11 @@ static int phase_b(void *ctxp, size_t i, int worker)
     job *j = &ctx->jobs[i];
     if (j->existing)
         return 0;
-    return wd__chunk_compress(ctx->scr[worker].cctx, ctx->level, j->enc.data, j->enc.len, &j->z, &j->codec);
+    /* Multi-byte elements were split into planes of nelem bytes: compress
+     * each plane on its own. */
+    size_t esz = wd__dtype_size(j->wt->src->t->dtype);
+    return wd__chunk_compress(ctx->scr[worker].cctx, ctx->level, j->enc.data, j->enc.len, esz > 1 ? j->nelem : 0,
+                              &j->z, &j->codec);
 }
 
 /* Writing state shared by the whole command. */
@@ -202,7 +206,7 @@ static int store_stream(writer *w, scratch *s, uint64_t size,
         if ((rc = w->repo->store->ops->stored_size(w->repo->store, id, &have)))
             break;
         if (!have) {
-            if ((rc = wd__chunk_compress(s->cctx, w->level, s->raw, len, &z, &codec)))
+            if ((rc = wd__chunk_compress(s->cctx, w->level, s->raw, len, 0, &z, &codec)))
                 break;
             rc = tx_put(w, id, len, codec, z.data, z.len);
         }

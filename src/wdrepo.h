@@ -61,7 +61,7 @@ typedef struct {
     void *progress_ud;
 } wd_options;
 
-#define WD_DEFAULT_LEVEL 3
+#define WD_DEFAULT_LEVEL 1
 
 /* ---- Repository --------------------------------------------------------- */
 

@@ -1,0 +1,117 @@
+/*
+ * test_lossless.c - the lossless transforms (planes, ordered deltas) and the
+ * chunk container: exact round trips for every dtype width and every bit
+ * pattern class, and refusal of damaged chunks.
+ */
+#include <string.h>
+#include <zstd.h>
+
+#include "chunkstore.h"
+#include "codec_lossless.h"
+#include "dtype.h"
+#include "testutil.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* Fills with a mix of small and extreme patterns: zeros of both signs,
+ * NaNs, infinities, subnormals and random bits. */
+static void fill(uint8_t *p, size_t nbytes, size_t esz)
+{
+    for (size_t i = 0; i < nbytes; i += esz) {
+        uint64_t v = next();
+        switch (v % 8) {
+        case 0: v = 0; break;
+        case 1: v = (uint64_t)1 << (8 * esz - 1); break; /* -0.0 */
+        case 2: v = ~(uint64_t)0; break;                  /* NaN with all bits */
+        default: break;
+        }
+        memcpy(p + i, &v, esz);
+    }
+}
+
+static void test_roundtrips(void)
+{
+    static uint8_t a[4096 * 8], b[4096 * 8], enc[4096 * 8], dec[4096 * 8];
+    for (int dt = 0; dt < WD_DT__COUNT; dt++) {
+        size_t esz = wd__dtype_size((wd_dtype)dt);
+        for (size_t n = 0; n <= 4096; n = n ? n * 3 + 1 : 1) {
+            fill(a, n * esz, esz);
+            fill(b, n * esz, esz);
+            wd__planes_encode(enc, a, n, (wd_dtype)dt);
+            wd__planes_decode(dec, enc, n, (wd_dtype)dt);
+            CHECK(memcmp(a, dec, n * esz) == 0);
+            int zero = wd__delta_encode(enc, a, b, n, (wd_dtype)dt);
+            wd__delta_decode(dec, enc, b, n, (wd_dtype)dt);
+            CHECK(memcmp(a, dec, n * esz) == 0);
+            CHECK(zero == (n == 0 || memcmp(a, b, n * esz) == 0));
+            CHECK(wd__delta_encode(enc, a, a, n, (wd_dtype)dt) == 1);
+        }
+    }
+}
+
+/* Small float changes must give small codes: the point of the ordered map. */
+static void test_delta_is_small(void)
+{
+    uint16_t base[4] = {0x3f80, 0x8000, 0x0000, 0xbf80}; /* 1.0, -0.0, +0.0, -1.0 */
+    uint16_t ft[4] = {0x3f81, 0x0000, 0x8000, 0xbf81};   /* one step each */
+    uint8_t enc[8];
+    wd__delta_encode(enc, (const uint8_t *)ft, (const uint8_t *)base, 4, WD_DT_BF16);
+    for (int i = 0; i < 4; i++) {
+        CHECK(enc[4 + i] == 0); /* high plane */
+        CHECK(enc[i] <= 2);     /* zigzag of +-1 */
+    }
+}
+
+static void test_chunk_container(void)
+{
+    enum { N = 300000 };
+    static uint8_t raw[N], out[N];
+    for (size_t i = 0; i < N; i++)
+        raw[i] = i < N / 2 ? (uint8_t)(next() % 3) : (uint8_t)next();
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    wd_buf z = {0};
+    int codec;
+    size_t sections[] = {0, N / 2, 1000, N - 1};
+    for (size_t s = 0; s < sizeof sections / sizeof *sections; s++) {
+        CHECK_RC(wd__chunk_compress(c, 1, raw, N, sections[s], &z, &codec), 0);
+        memset(out, 0, N);
+        CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len, N, out), 0);
+        CHECK(memcmp(raw, out, N) == 0);
+        /* A wrong size, a truncation or a flipped length is refused. */
+        CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len, N - 1, out), WD_ECORRUPT);
+        CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len - 1, N, out), WD_ECORRUPT);
+        if (codec == WD_CODEC_SECTIONS) {
+            z.data[5] ^= 0x40;
+            CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len, N, out), WD_ECORRUPT);
+            z.data[5] ^= 0x40;
+            z.data[4] = 9; /* unknown section codec */
+            CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len, N, out), WD_ECORRUPT);
+        }
+    }
+    CHECK_RC(wd__chunk_decompress(d, 7, raw, 10, 10, out), WD_ECORRUPT);
+    CHECK_RC(wd__chunk_decompress(d, WD_CODEC_RAW, raw, 10, WD_CHUNK_RAW_MAX + 1ull, out), WD_ECORRUPT);
+    /* Incompressible data is kept raw. */
+    for (size_t i = 0; i < N; i++)
+        raw[i] = (uint8_t)next();
+    CHECK_RC(wd__chunk_compress(c, 1, raw, N, 0, &z, &codec), 0);
+    CHECK(codec == WD_CODEC_RAW && z.len == N);
+    wd__buf_free(&z);
+    ZSTD_freeCCtx(c);
+    ZSTD_freeDCtx(d);
+}
+
+int main(void)
+{
+    test_roundtrips();
+    test_delta_is_small();
+    test_chunk_container();
+    return tu_finish("test_lossless");
+}

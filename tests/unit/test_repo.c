@@ -1,0 +1,247 @@
+/*
+ * test_repo.c - the repository through the public API: identity of the
+ * fixture models, byte-identical round trips of bases, deltas and chains,
+ * idempotence, references, and failures that must leave nothing behind.
+ */
+#include <dirent.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "wdrepo.h"
+
+static char tmp[256], out[512];
+
+static char *path2(const char *a, const char *b)
+{
+    static char bufs[8][1024];
+    static int i;
+    char *p = bufs[i++ % 8];
+    snprintf(p, 1024, "%s/%s", a, b);
+    return p;
+}
+
+static int same_file(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb)
+            same = 0;
+        if (ca == EOF || cb == EOF)
+            break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+/* Every file of src exists in out with the same bytes, and nothing more. */
+static int same_folder(const char *src, const char *dst)
+{
+    int ok = 1, n_src = 0, n_out = 0;
+    DIR *d = opendir(src);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        n_src++;
+        if (!same_file(path2(src, e->d_name), path2(dst, e->d_name))) {
+            fprintf(stderr, "differs: %s\n", e->d_name);
+            ok = 0;
+        }
+    }
+    if (d) closedir(d);
+    d = opendir(dst);
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n_out++;
+    if (d) closedir(d);
+    return ok && n_src == n_out;
+}
+
+static int exists(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+static int count_entries(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    if (d) closedir(d);
+    return n;
+}
+
+static const char *model(const char *name)
+{
+    static char bufs[4][1024];
+    static int i;
+    char *p = bufs[i++ % 4];
+    snprintf(p, 1024, "%s/models/%s", tu_fixtures(), name);
+    return p;
+}
+
+static void test_roundtrip(wd_repo *r)
+{
+    static const struct { const char *dir, *hash; } bases[] = {
+        {"base-bf16", "c5a00145cb4768d92f82450884f0bca18582b3b44e31210a9af8b892795e3950"},
+        {"base-f32", "4d0e50a07cf3dd9bd94ce81a1928ecbd9abe804720cfd299401e2688fa7ccecf"},
+    };
+    wd_write_result res;
+    for (int i = 0; i < 2; i++) {
+        CHECK_RC(wd_add_base(r, model(bases[i].dir), NULL, NULL, &res), 0);
+        CHECK(!strcmp(res.id, bases[i].hash));
+        CHECK(!strcmp(res.model_hash, bases[i].hash));
+        CHECK(res.new_bytes > 0 && !res.already_present);
+        /* Again: nothing new. */
+        CHECK_RC(wd_add_base(r, model(bases[i].dir), NULL, NULL, &res), 0);
+        CHECK(res.already_present && res.new_bytes == 0 && !strcmp(res.id, bases[i].hash));
+    }
+    CHECK_RC(wd_tag(r, "base", "c5a00145"), 0);
+    wd_commit_opts co = {NULL, "first fine-tune", "ft"};
+    CHECK_RC(wd_commit(r, model("ft-bf16"), "base", &co, NULL, &res), 0);
+    char ft_id[WD_HEX_SIZE];
+    strcpy(ft_id, res.id);
+    CHECK(!strcmp(res.model_hash, "d7cedb1b630e061ad07c28d29e60fd87c5ce5af2caf861364a9b830cb4a41490"));
+    CHECK(res.n_unchanged == 3 && res.n_encoded == 10 && res.n_whole == 0 && res.n_dropped == 0);
+    CHECK_RC(wd_commit(r, model("ft-bf16"), "base", &co, NULL, &res), 0);
+    CHECK(res.already_present && res.new_bytes == 0 && !strcmp(res.id, ft_id));
+
+    wd_commit_opts co2 = {"lossless", NULL, "ft2"};
+    CHECK_RC(wd_commit(r, model("ft2-bf16"), "ft", &co2, NULL, &res), 0);
+    CHECK(!strcmp(res.model_hash, "35b563e500a3c799c77a613a5736212782d4ba342ca6a68c187a7a9e532024fb"));
+    CHECK_RC(wd_commit(r, model("ft-f32"), "4d0e", NULL, NULL, &res), 0);
+    char f32_id[WD_HEX_SIZE];
+    strcpy(f32_id, res.id);
+    /* A bf16 fine-tune on an f32 base: every float tensor changes dtype, so
+     * it is stored whole, and still comes back exactly. */
+    CHECK_RC(wd_commit(r, model("ft-bf16"), "4d0e", NULL, NULL, &res), 0);
+    CHECK(res.n_whole == 12 && res.n_unchanged == 1); /* the I64 tensor is shared */
+    char cross_id[WD_HEX_SIZE];
+    strcpy(cross_id, res.id);
+
+    struct { const char *ref, *src; } outs[] = {
+        {"base", "base-bf16"}, {"4d0e", "base-f32"}, {"ft", "ft-bf16"},
+        {"ft2", "ft2-bf16"},   {f32_id, "ft-f32"},   {cross_id, "ft-bf16"},
+    };
+    for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) {
+        CHECK_RC(wd_checkout(r, outs[i].ref, out, 0, NULL), 0);
+        CHECK(same_folder(model(outs[i].src), out));
+        /* Not empty now: refused without force, accepted with it. */
+        CHECK_RC(wd_checkout(r, outs[i].ref, out, 0, NULL), WD_EEXISTS);
+        CHECK_RC(wd_checkout(r, outs[i].ref, out, WD_CHECKOUT_FORCE, NULL), 0);
+        CHECK(same_folder(model(outs[i].src), out));
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
+        CHECK(system(cmd) == 0);
+    }
+    CHECK(count_entries(tmp) == 1); /* only the repository: no temp folders left */
+}
+
+static void test_refs(wd_repo *r, const char *dbpath)
+{
+    char id[WD_HEX_SIZE];
+    CHECK_RC(wd_resolve(r, "ft", id), 0);
+    CHECK_RC(wd_resolve(r, "c5a00145cb4768d92f82450884f0bca18582b3b44e31210a9af8b892795e3950", id), 0);
+    CHECK_RC(wd_resolve(r, "C5A0", id), 0);
+    CHECK(!strcmp(id, "c5a00145cb4768d92f82450884f0bca18582b3b44e31210a9af8b892795e3950"));
+    CHECK_RC(wd_resolve(r, "c5a", id), WD_EUSAGE);
+    CHECK_RC(wd_resolve(r, "ffffffff", id), WD_ENOTFOUND);
+    CHECK_RC(wd_resolve(r, "nosuchname", id), WD_ENOTFOUND);
+    CHECK_RC(wd_tag(r, "abcd", "ft"), WD_EUSAGE);  /* would shadow a prefix */
+    CHECK_RC(wd_tag(r, "../x", "ft"), WD_EUSAGE);
+    CHECK_RC(wd_tag(r, "-x", "ft"), WD_EUSAGE);
+    CHECK_RC(wd_tag(r, "", "ft"), WD_EUSAGE);
+    CHECK_RC(wd_tag(r, "customer/acme-v1.2", "ft"), 0);
+    CHECK_RC(wd_tag(r, "customer/acme-v1.2", "base"), 0); /* names move */
+    CHECK_RC(wd_resolve(r, "customer/acme-v1.2", id), 0);
+    CHECK(!strncmp(id, "c5a00145", 8));
+
+    /* Two objects sharing a prefix: the only way to get one on purpose. */
+    sqlite3 *db;
+    CHECK(sqlite3_open(dbpath, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "INSERT INTO object(id, kind, strategy, created, model_hash, n_tensors, tensor_bytes, new_bytes) "
+                       "VALUES (x'abcd0000000000000000000000000000000000000000000000000000000000aa', 'base', 'base', 1, zeroblob(32), 0, 0, 0),"
+                       "       (x'abcd1100000000000000000000000000000000000000000000000000000000bb', 'base', 'base', 1, zeroblob(32), 0, 0, 0)",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_RC(wd_resolve(r, "abcd", id), WD_EAMBIGUOUS);
+    CHECK(strstr(wd_errmsg(), "abcd00000000") && strstr(wd_errmsg(), "abcd11000000"));
+    CHECK_RC(wd_resolve(r, "abcd1", id), 0);
+    CHECK(!strncmp(id, "abcd11", 6));
+}
+
+static void test_failures(wd_repo *r, const char *dbpath)
+{
+    wd_write_result res;
+    CHECK_RC(wd_checkout(r, "nosuch", out, 0, NULL), WD_ENOTFOUND);
+    CHECK(!exists(out));
+    CHECK_RC(wd_commit(r, model("ft-bf16"), "nosuch", NULL, NULL, &res), WD_ENOTFOUND);
+    CHECK_RC(wd_add_base(r, path2(tmp, "missing"), NULL, NULL, &res), WD_ENOTFOUND);
+    wd_commit_opts bad = {"zip", NULL, NULL};
+    CHECK_RC(wd_commit(r, model("ft-bf16"), "base", &bad, NULL, &res), WD_EUSAGE);
+    CHECK_RC(wd_add_base(r, model("base-bf16"), "0123456789", NULL, &res), WD_EUSAGE);
+
+    /* Damage one stored tensor chunk of base-f32 (kept raw: incompressible
+     * bits). A checkout must fail verification and leave no folder. */
+    sqlite3 *db;
+    CHECK(sqlite3_open(dbpath, &db) == SQLITE_OK);
+    int changed = sqlite3_exec(db,
+                               "UPDATE chunk SET data = CASE WHEN codec = 0 THEN "
+                               "  substr(data, 1, 10) || x'ff' || substr(data, 12) ELSE data END "
+                               "WHERE id IN (SELECT substr(chunks, 1, 32) FROM tensor "
+                               "  WHERE object = x'4d0e50a07cf3dd9bd94ce81a1928ecbd9abe804720cfd299401e2688fa7ccecf' "
+                               "  AND name = 'model.layers.0.attn.q_proj.weight')",
+                               NULL, NULL, NULL);
+    CHECK(changed == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "UPDATE chunk SET data = substr(data, 1, 20) || x'00' || substr(data, 22) WHERE codec <> 0 AND id IN "
+                       "(SELECT substr(chunks, 1, 32) FROM tensor WHERE object = "
+                       "x'4d0e50a07cf3dd9bd94ce81a1928ecbd9abe804720cfd299401e2688fa7ccecf' "
+                       "AND name = 'model.layers.0.attn.q_proj.weight')",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    int rc = wd_checkout(r, "4d0e", out, 0, NULL);
+    CHECK(rc == WD_EMISMATCH || rc == WD_ECORRUPT);
+    CHECK(!exists(out));
+    CHECK(count_entries(tmp) == 1);
+}
+
+int main(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/wd-test-repo-XXXXXX");
+    if (!mkdtemp(tmp))
+        return 1;
+    char *rdir = path2(tmp, ".wdrepo");
+    char dbpath[1024];
+    snprintf(dbpath, sizeof dbpath, "%s/repo.db", rdir);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    CHECK_RC(wd_repo_init(rdir), 0);
+    CHECK_RC(wd_repo_init(rdir), WD_EEXISTS);
+    wd_repo *r = NULL;
+    CHECK_RC(wd_repo_open(&r, tmp, 0), WD_ENOTFOUND);
+    CHECK_RC(wd_repo_open(&r, rdir, 0), 0);
+    if (r) {
+        test_roundtrip(r);
+        test_refs(r, dbpath);
+        test_failures(r, dbpath);
+        wd_repo_close(r);
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        return 1;
+    return tu_finish("test_repo");
+}
