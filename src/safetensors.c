@@ -1,0 +1,1027 @@
+/*
+ * safetensors.c - validating reader and header writer for .safetensors files.
+ * The header is checked completely (lexically, then with cJSON, then for the
+ * layout of the data section) before any caller sees a tensor.
+ */
+#include "safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "error.h"
+
+/* cJSON keeps numbers as doubles: above this, distinct integers collide. */
+#define EXACT_LIMIT 9007199254740992.0 /* 2^53 */
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* Copies s into buf for a one-line message: control bytes become '?', and a
+ * long string is cut at a UTF-8 boundary with "..." so two names and a path
+ * still fit in the 1 KiB error buffer. */
+static const char *shown(char *buf, size_t cap, const char *s)
+{
+    size_t n = 0, i = 0;
+    while (s[i] && n + 4 < cap) {
+        unsigned char c = (unsigned char)s[i];
+        buf[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+        i++;
+    }
+    if (s[i]) {
+        /* drop a last character the cut left incomplete */
+        size_t lead = n;
+        while (lead > 0 && ((unsigned char)buf[lead - 1] & 0xc0) == 0x80)
+            lead--;
+        if (lead > 0 && (unsigned char)buf[lead - 1] >= 0xc0) {
+            unsigned char c = (unsigned char)buf[lead - 1];
+            size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+            if (n - (lead - 1) < need)
+                n = lead - 1;
+        }
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+#define NAME_CAP 160
+
+static int bad(const wd_st_file *f, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Every rejection of the file's content goes through here, so each message
+ * starts with the quoted file name. */
+static int bad(const wd_st_file *f, const char *fmt, ...)
+{
+    char msg[800], p[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return wd__error(WD_EBADINPUT, "'%s': %s", shown(p, sizeof p, f->path ? f->path : "<memory>"),
+                     msg);
+}
+
+static const char *fpath(const wd_st_file *f, char *buf, size_t cap)
+{
+    return shown(buf, cap, f->path ? f->path : "<memory>");
+}
+
+/* Length of the well-formed UTF-8 sequence at s (overlongs, surrogates and
+ * code points past U+10FFFF refused), or 0. */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    if (n == 0)
+        return 0;
+    unsigned c = s[0];
+    size_t len;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        len = 2, v = c & 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3, v = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3fu);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (n >= b->cap - b->len) {
+        size_t want = b->len + n + 1, cap = b->cap ? b->cap : 256;
+        if (want < b->len) {
+            b->oom = 1;
+            return;
+        }
+        while (cap < want) {
+            if (cap > SIZE_MAX / 2) {
+                b->oom = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_u64(sbuf *b, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
+    sb_put(b, tmp, (size_t)n);
+}
+
+/* Writes s as a JSON string the way Python's json.dumps(ensure_ascii=True)
+ * does, which is how deltatensors spells names: only printable ASCII stays
+ * literal. Returns -1 if s is not valid UTF-8. */
+static int sb_json_string(sbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s), i = 0;
+    sb_put(b, "\"", 1);
+    while (i < n) {
+        size_t run = i;
+        while (run < n && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' && u[run] != '\\')
+            run++;
+        sb_put(b, s + i, run - i);
+        if (run == n)
+            break;
+        i = run;
+        uint32_t cp;
+        size_t k = utf8_decode(u + i, n - i, &cp);
+        if (!k)
+            return -1;
+        i += k;
+        const char *short_esc = NULL;
+        switch (cp) {
+        case '"': short_esc = "\\\""; break;
+        case '\\': short_esc = "\\\\"; break;
+        case '\b': short_esc = "\\b"; break;
+        case '\f': short_esc = "\\f"; break;
+        case '\n': short_esc = "\\n"; break;
+        case '\r': short_esc = "\\r"; break;
+        case '\t': short_esc = "\\t"; break;
+        default: break;
+        }
+        if (short_esc) {
+            sb_put(b, short_esc, 2);
+            continue;
+        }
+        uint32_t units[2];
+        int nu = 1;
+        units[0] = cp;
+        if (cp >= 0x10000) {
+            units[0] = 0xd800 + ((cp - 0x10000) >> 10);
+            units[1] = 0xdc00 + ((cp - 0x10000) & 0x3ff);
+            nu = 2;
+        }
+        for (int j = 0; j < nu; j++) {
+            char e[6] = {'\\', 'u', hex[(units[j] >> 12) & 15], hex[(units[j] >> 8) & 15],
+                         hex[(units[j] >> 4) & 15], hex[units[j] & 15]};
+            sb_put(b, e, 6);
+        }
+    }
+    sb_put(b, "\"", 1);
+    return 0;
+}
+
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void format_shape(char *buf, size_t cap, const uint64_t *shape, int ndim)
+{
+    size_t n = 0;
+    buf[n++] = '[';
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%" PRIu64, i ? "," : "", shape[i]);
+    if (n < cap - 1) {
+        buf[n++] = ']';
+        buf[n] = '\0';
+    } else {
+        buf[cap - 1] = '\0';
+    }
+}
+
+/* Element count and byte size; -1 when they do not fit in 64 bits. A zero
+ * dimension makes the tensor empty whatever the other dimensions are. */
+static int tensor_size(const uint64_t *shape, int ndim, wd_dtype dt, uint64_t *nelem,
+                       uint64_t *nbytes)
+{
+    uint64_t count = 1;
+    int empty = 0;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] == 0)
+            empty = 1;
+    if (empty) {
+        count = 0;
+    } else {
+        for (int i = 0; i < ndim; i++) {
+            if (count > UINT64_MAX / shape[i])
+                return -1;
+            count *= shape[i];
+        }
+    }
+    uint64_t size = wd__dtype_size(dt);
+    if (count > UINT64_MAX / size)
+        return -1;
+    *nelem = count;
+    *nbytes = count * size;
+    return 0;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Index i and i+1 of sorted names that are equal, or -1. */
+static long find_duplicate(const char **names, size_t n)
+{
+    qsort(names, n, sizeof *names, cmp_str_ptr);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* ---- header validation -------------------------------------------------- */
+
+/* A JSON number token exactly as RFC 8259 spells it; cJSON alone would also
+ * take "01" or "1.". */
+static int json_number_ok(const unsigned char *t, size_t len)
+{
+    size_t k = 0;
+#define DIGIT(i) ((i) < len && t[i] >= '0' && t[i] <= '9')
+    if (k < len && t[k] == '-')
+        k++;
+    if (k < len && t[k] == '0') {
+        k++;
+    } else if (DIGIT(k)) {
+        while (DIGIT(k))
+            k++;
+    } else {
+        return 0;
+    }
+    if (k < len && t[k] == '.') {
+        k++;
+        if (!DIGIT(k))
+            return 0;
+        while (DIGIT(k))
+            k++;
+    }
+    if (k < len && (t[k] == 'e' || t[k] == 'E')) {
+        k++;
+        if (k < len && (t[k] == '+' || t[k] == '-'))
+            k++;
+        if (!DIGIT(k))
+            return 0;
+        while (DIGIT(k))
+            k++;
+    }
+#undef DIGIT
+    return k == len;
+}
+
+static int number_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* One pass over raw JSON text for what cJSON lets through: bytes that are not
+ * UTF-8, raw control characters, malformed numbers, and \u0000 escapes (cJSON
+ * would silently cut the string there, so "a\u0000b" would become "a").
+ * Tokens are followed only far enough to know what is inside a string.
+ * Returns NULL, or what is wrong with *at set to the byte offset. */
+static const char *scan_json(const unsigned char *h, size_t n, size_t *at)
+{
+    int in_string = 0;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = h[i];
+        *at = i;
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t k = utf8_decode(h + i, n - i, &cp);
+            if (!k)
+                return "is not valid UTF-8";
+            i += k;
+            continue;
+        }
+        if (c == 0)
+            return "contains a NUL byte";
+        if (c < 0x20 && (in_string || (c != '\t' && c != '\n' && c != '\r')))
+            return "contains a raw control character";
+        if (in_string) {
+            if (c == '"') {
+                in_string = 0;
+            } else if (c == '\\' && i + 1 < n) {
+                if (h[i + 1] == 'u' && n - i >= 6 && memcmp(h + i + 2, "0000", 4) == 0)
+                    return "holds an escaped NUL character (\\u0000), which names and "
+                           "metadata cannot contain";
+                /* skip the escaped character unless it starts a multi-byte
+                 * sequence, which the UTF-8 check must still see */
+                if (h[i + 1] < 0x80)
+                    i++;
+            }
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i;
+            while (j < n && number_char(h[j]))
+                j++;
+            if (!json_number_ok(h + i, j - i))
+                return "holds a malformed number";
+            i = j;
+            continue;
+        }
+        i++;
+    }
+    return NULL;
+}
+
+/* Reads the integer at v: shapes and offsets must be exact non-negative
+ * integers, and cJSON's doubles are exact only below 2^53. */
+static int get_uint(const wd_st_file *f, const cJSON *v, const char *tname, const char *what,
+                    int idx, uint64_t *out)
+{
+    char nb[NAME_CAP];
+    if (!cJSON_IsNumber(v))
+        return bad(f, "tensor '%s': %s[%d] is not a number", shown(nb, sizeof nb, tname), what,
+                   idx);
+    double d = v->valuedouble;
+    if (d < 0 || signbit(d))
+        return bad(f, "tensor '%s': %s[%d] is negative", shown(nb, sizeof nb, tname), what, idx);
+    if (!(d < EXACT_LIMIT))
+        return bad(f, "tensor '%s': %s[%d] is too large (2^53 or more cannot be read exactly)",
+                   shown(nb, sizeof nb, tname), what, idx);
+    uint64_t u = (uint64_t)d;
+    if ((double)u != d)
+        return bad(f, "tensor '%s': %s[%d] is not an integer", shown(nb, sizeof nb, tname), what,
+                   idx);
+    *out = u;
+    return 0;
+}
+
+/* Fills t (its name already set) from header entry e and checks it against
+ * the file size; how tensors sit next to each other is sort_and_tile's job. */
+static int parse_tensor(const wd_st_file *f, const cJSON *e, wd_st_tensor *t)
+{
+    char nb[NAME_CAP], sb[400];
+    const char *nm = shown(nb, sizeof nb, t->name);
+    if (!cJSON_IsObject(e))
+        return bad(f, "tensor '%s' is not a JSON object", nm);
+
+    const cJSON *dtype = NULL, *shape = NULL, *offs = NULL;
+    for (const cJSON *c = e->child; c; c = c->next) {
+        const cJSON **slot = NULL;
+        if (!c->string)
+            continue;
+        if (strcmp(c->string, "dtype") == 0)
+            slot = &dtype;
+        else if (strcmp(c->string, "shape") == 0)
+            slot = &shape;
+        else if (strcmp(c->string, "data_offsets") == 0)
+            slot = &offs;
+        if (!slot)
+            continue; /* unknown keys are ignored, as the reference reader does */
+        if (*slot)
+            return bad(f, "tensor '%s' has more than one \"%s\"", nm, c->string);
+        *slot = c;
+    }
+
+    if (!dtype)
+        return bad(f, "tensor '%s' has no \"dtype\"", nm);
+    if (!cJSON_IsString(dtype) || !dtype->valuestring)
+        return bad(f, "tensor '%s': \"dtype\" is not a string", nm);
+    if (wd__dtype_parse(dtype->valuestring, strlen(dtype->valuestring), &t->dtype) != 0)
+        return bad(f, "tensor '%s' has unknown dtype '%s'", nm,
+                   shown(sb, 64, dtype->valuestring));
+
+    if (!shape)
+        return bad(f, "tensor '%s' has no \"shape\"", nm);
+    if (!cJSON_IsArray(shape))
+        return bad(f, "tensor '%s': \"shape\" is not an array", nm);
+    t->ndim = 0;
+    for (const cJSON *c = shape->child; c; c = c->next) {
+        if (t->ndim == WD_MAX_DIMS)
+            return bad(f, "tensor '%s' has more than %d dimensions", nm, WD_MAX_DIMS);
+        int rc = get_uint(f, c, t->name, "shape", t->ndim, &t->shape[t->ndim]);
+        if (rc)
+            return rc;
+        t->ndim++;
+    }
+
+    if (!offs)
+        return bad(f, "tensor '%s' has no \"data_offsets\"", nm);
+    if (!cJSON_IsArray(offs) || !offs->child || !offs->child->next || offs->child->next->next)
+        return bad(f, "tensor '%s': \"data_offsets\" is not an array of two integers", nm);
+    int rc = get_uint(f, offs->child, t->name, "data_offsets", 0, &t->begin);
+    if (!rc)
+        rc = get_uint(f, offs->child->next, t->name, "data_offsets", 1, &t->end);
+    if (rc)
+        return rc;
+    if (t->begin > t->end)
+        return bad(f, "tensor '%s': data_offsets [%" PRIu64 ",%" PRIu64 "] end before they begin",
+                   nm, t->begin, t->end);
+
+    format_shape(sb, sizeof sb, t->shape, t->ndim);
+    if (tensor_size(t->shape, t->ndim, t->dtype, &t->nelem, &t->nbytes) != 0)
+        return bad(f, "tensor '%s' (%s %s) is larger than 2^64 bytes", nm,
+                   wd__dtype_name(t->dtype), sb);
+    if (t->nbytes != t->end - t->begin)
+        return bad(f, "tensor '%s' needs %" PRIu64 " bytes (%s %s) but data_offsets span %" PRIu64,
+                   nm, t->nbytes, wd__dtype_name(t->dtype), sb, t->end - t->begin);
+    uint64_t data_len = f->file_size - f->data_start;
+    if (t->end > data_len)
+        return bad(f,
+                   "tensor '%s': data_offsets [%" PRIu64 ",%" PRIu64 "] run past the end of the "
+                   "file (the data section holds %" PRIu64 " bytes)",
+                   nm, t->begin, t->end, data_len);
+    return 0;
+}
+
+/* metadata must be an object of strings; returns 0, or 1 with *why set. */
+static int check_metadata(const cJSON *m, const char **badkey, const char **why)
+{
+    *badkey = NULL;
+    if (!cJSON_IsObject(m)) {
+        *why = "is not a JSON object";
+        return 1;
+    }
+    size_t n = 0;
+    for (const cJSON *c = m->child; c; c = c->next) {
+        if (!c->string || !cJSON_IsString(c) || !c->valuestring) {
+            *badkey = c->string ? c->string : "";
+            *why = "is not a string";
+            return 1;
+        }
+        n++;
+    }
+    if (n < 2)
+        return 0;
+    const char **keys = malloc(n * sizeof *keys);
+    if (!keys) {
+        *why = NULL; /* out of memory */
+        return 1;
+    }
+    n = 0;
+    for (const cJSON *c = m->child; c; c = c->next)
+        keys[n++] = c->string;
+    long d = find_duplicate(keys, n);
+    if (d >= 0) {
+        *badkey = keys[d];
+        *why = "is a duplicate key";
+    }
+    free(keys);
+    return d >= 0;
+}
+
+/* Compact, with the same escaping as the header writer, so a header that
+ * deltatensors wrote is rebuilt byte for byte. */
+static char *metadata_serialize(const cJSON *m)
+{
+    sbuf b = {0};
+    sb_put(&b, "{", 1);
+    for (const cJSON *c = m->child; c; c = c->next) {
+        if (c != m->child)
+            sb_put(&b, ",", 1);
+        /* cannot fail: the scan admitted only UTF-8 and cJSON decodes
+         * escapes to UTF-8 */
+        if (sb_json_string(&b, c->string) != 0)
+            b.oom = 1;
+        sb_put(&b, ":", 1);
+        if (sb_json_string(&b, c->valuestring) != 0)
+            b.oom = 1;
+    }
+    sb_put(&b, "}", 1);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+typedef struct {
+    uint64_t begin;
+    int nonempty;
+    size_t idx;
+} order_key;
+
+/* Data order: by begin; at equal begin empty tensors first (they sit before
+ * the tensor starting there); then the header's order. */
+static int cmp_order(const void *a, const void *b)
+{
+    const order_key *x = a, *y = b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    if (x->nonempty != y->nonempty)
+        return x->nonempty - y->nonempty;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int sort_and_tile(wd_st_file *f)
+{
+    size_t n = f->n_tensors;
+    char n1[NAME_CAP], n2[NAME_CAP];
+    uint64_t data_len = f->file_size - f->data_start;
+
+    if (n > 1) {
+        order_key *keys = malloc(n * sizeof *keys);
+        wd_st_tensor *sorted = malloc(n * sizeof *sorted);
+        if (!keys || !sorted) {
+            free(keys);
+            free(sorted);
+            return WD_NOMEM();
+        }
+        for (size_t i = 0; i < n; i++)
+            keys[i] = (order_key){f->tensors[i].begin, f->tensors[i].nbytes != 0, i};
+        qsort(keys, n, sizeof *keys, cmp_order);
+        for (size_t i = 0; i < n; i++)
+            sorted[i] = f->tensors[keys[i].idx];
+        free(keys);
+        free(f->tensors);
+        f->tensors = sorted;
+    }
+
+    uint64_t pos = 0;
+    const wd_st_tensor *prev = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const wd_st_tensor *t = &f->tensors[i];
+        if (t->begin > pos) {
+            if (prev)
+                return bad(f,
+                           "%" PRIu64 " unused bytes in the data section between tensor '%s' "
+                           "(ends at %" PRIu64 ") and tensor '%s' (begins at %" PRIu64 ")",
+                           t->begin - pos, shown(n1, sizeof n1, prev->name), pos,
+                           shown(n2, sizeof n2, t->name), t->begin);
+            return bad(f, "%" PRIu64 " unused bytes at the start of the data section, before "
+                          "tensor '%s'",
+                       t->begin, shown(n2, sizeof n2, t->name));
+        }
+        if (t->begin < pos)
+            return bad(f,
+                       "tensors '%s' [%" PRIu64 ",%" PRIu64 ") and '%s' [%" PRIu64 ",%" PRIu64
+                       ") overlap",
+                       shown(n1, sizeof n1, prev->name), prev->begin, prev->end,
+                       shown(n2, sizeof n2, t->name), t->begin, t->end);
+        pos = t->end;
+        prev = t;
+    }
+    if (pos < data_len) {
+        if (prev)
+            return bad(f,
+                       "%" PRIu64 " trailing bytes after the last tensor '%s' (its data ends at "
+                       "%" PRIu64 ", the data section holds %" PRIu64 ")",
+                       data_len - pos, shown(n1, sizeof n1, prev->name), pos, data_len);
+        return bad(f, "the data section holds %" PRIu64 " bytes but the header lists no tensors",
+                   data_len);
+    }
+    return 0;
+}
+
+/* Validates f->header (f->header_len bytes, NUL-terminated) and fills the
+ * tensor list and metadata. */
+static int parse_header(wd_st_file *f)
+{
+    const char *h = f->header;
+    size_t n = (size_t)f->header_len;
+    char nb[NAME_CAP];
+
+    size_t at = 0;
+    const char *why = scan_json((const unsigned char *)h, n, &at);
+    if (why)
+        return bad(f, "header %s (byte %zu of the header)", why, at);
+    int rc = 0;
+    if (n == 0)
+        return bad(f, "header is empty");
+    /* The reference reader insists on '{' first; that also rules out a BOM,
+     * which cJSON would skip. */
+    if (h[0] != '{')
+        return bad(f, "header does not start with '{'");
+
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(h, n, &end, 0);
+    if (!root) {
+        at = (end && end >= h && end <= h + n) ? (size_t)(end - h) : 0;
+        return bad(f, "header is not valid JSON (error near byte %zu of the header)", at);
+    }
+    if (!end)
+        end = h + n;
+    for (const char *p = end; p < h + n; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(root);
+            return bad(f, "unexpected text after the header's JSON object (byte %zu of the header)",
+                       (size_t)(p - h));
+        }
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return bad(f, "header is not a JSON object");
+    }
+
+    size_t count = 0;
+    for (const cJSON *e = root->child; e; e = e->next)
+        count++;
+    f->tensors = calloc(count ? count : 1, sizeof *f->tensors);
+    if (!f->tensors) {
+        cJSON_Delete(root);
+        return WD_NOMEM();
+    }
+
+    const cJSON *meta = NULL;
+    for (const cJSON *e = root->child; e && !rc; e = e->next) {
+        const char *key = e->string ? e->string : "";
+        if (strcmp(key, "__metadata__") == 0) {
+            if (meta) {
+                rc = bad(f, "header has more than one \"__metadata__\"");
+                break;
+            }
+            meta = e;
+            const char *badkey;
+            if (check_metadata(e, &badkey, &why)) {
+                if (!why)
+                    rc = WD_NOMEM();
+                else if (badkey)
+                    rc = bad(f, "__metadata__ entry '%s' %s", shown(nb, sizeof nb, badkey), why);
+                else
+                    rc = bad(f, "__metadata__ %s", why);
+            }
+            continue;
+        }
+        if (key[0] == '\0') {
+            rc = bad(f, "header has a tensor with an empty name");
+            break;
+        }
+        wd_st_tensor *t = &f->tensors[f->n_tensors];
+        t->name = strdup(key);
+        if (!t->name) {
+            rc = WD_NOMEM();
+            break;
+        }
+        f->n_tensors++;
+        rc = parse_tensor(f, e, t);
+    }
+
+    if (!rc && meta) {
+        f->metadata_json = metadata_serialize(meta);
+        if (!f->metadata_json)
+            rc = WD_NOMEM();
+    }
+    cJSON_Delete(root);
+    if (rc)
+        return rc;
+
+    if (f->n_tensors > 1) {
+        const char **names = malloc(f->n_tensors * sizeof *names);
+        if (!names)
+            return WD_NOMEM();
+        for (size_t i = 0; i < f->n_tensors; i++)
+            names[i] = f->tensors[i].name;
+        long d = find_duplicate(names, f->n_tensors);
+        if (d >= 0)
+            rc = bad(f, "tensor name '%s' appears more than once", shown(nb, sizeof nb, names[d]));
+        free(names);
+        if (rc)
+            return rc;
+    }
+    return sort_and_tile(f);
+}
+
+/* Checks the 8-byte length prefix p against the file size. */
+static int check_prefix(wd_st_file *f, const unsigned char *p)
+{
+    uint64_t len = le64(p);
+    if (len > WD_ST_MAX_HEADER)
+        return bad(f, "header length %" PRIu64 " exceeds the limit of %u bytes", len,
+                   WD_ST_MAX_HEADER);
+    if (len > f->file_size - 8)
+        return bad(f, "header length %" PRIu64 " runs past the end of the file (%" PRIu64 " bytes)",
+                   len, f->file_size);
+    f->header_len = len;
+    f->data_start = 8 + len;
+    return 0;
+}
+
+static int check_size(const wd_st_file *f)
+{
+    if (f->file_size < 8)
+        return bad(f, "file is %" PRIu64 " bytes, too short to hold a safetensors header",
+                   f->file_size);
+    return 0;
+}
+
+static wd_st_file *file_new(uint64_t file_size)
+{
+    wd_st_file *f = calloc(1, sizeof *f);
+    if (f) {
+        f->fd = -1;
+        f->file_size = file_size;
+    }
+    return f;
+}
+
+/* pread until len bytes are in, through EINTR and short reads. */
+static int read_full(const wd_st_file *f, uint64_t pos, void *buf, size_t len)
+{
+    unsigned char *p = buf;
+    char pb[400];
+    while (len > 0) {
+        size_t want = len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len;
+        ssize_t got = pread(f->fd, p, want, (off_t)pos);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return wd__error_errno(WD_EIO, "cannot read '%s' at byte %" PRIu64,
+                                   fpath(f, pb, sizeof pb), pos);
+        }
+        if (got == 0)
+            return wd__error(WD_EIO,
+                             "'%s': unexpected end of file at byte %" PRIu64
+                             " (was it changed while being read?)",
+                             fpath(f, pb, sizeof pb), pos);
+        p += got;
+        pos += (uint64_t)got;
+        len -= (size_t)got;
+    }
+    return 0;
+}
+
+/* ---- public (internal) entry points ------------------------------------ */
+
+int wd__st_parse(wd_st_file **out, const unsigned char *buf, size_t len, uint64_t file_size)
+{
+    *out = NULL;
+    if ((!buf && len) || len > file_size)
+        return wd__error(WD_EUSAGE, "wd__st_parse: buffer of %zu bytes for a file of %" PRIu64,
+                         len, file_size);
+    wd_st_file *f = file_new(file_size);
+    if (!f)
+        return WD_NOMEM();
+    int rc = check_size(f);
+    if (!rc && len < 8)
+        rc = wd__error(WD_EUSAGE, "'<memory>': buffer holds %zu bytes, the length prefix needs 8",
+                       len);
+    if (!rc)
+        rc = check_prefix(f, buf);
+    if (!rc && len - 8 < f->header_len)
+        rc = wd__error(WD_EUSAGE,
+                       "'<memory>': buffer holds %zu bytes, the header needs %" PRIu64, len,
+                       f->data_start);
+    if (!rc) {
+        f->header = malloc((size_t)f->header_len + 1);
+        if (!f->header) {
+            rc = WD_NOMEM();
+        } else {
+            memcpy(f->header, buf + 8, (size_t)f->header_len);
+            f->header[f->header_len] = '\0';
+            rc = parse_header(f);
+        }
+    }
+    if (rc) {
+        wd__st_close(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int wd__st_open(wd_st_file **out, const char *path)
+{
+    *out = NULL;
+    char pb[400];
+    wd_st_file *f = file_new(0);
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        return WD_NOMEM();
+    }
+    int rc = 0;
+    /* O_NONBLOCK so that a FIFO named *.safetensors is refused below
+     * instead of hanging the open; it is cleared again for the reads. */
+    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (f->fd < 0) {
+        rc = wd__error_errno(WD_EIO, "cannot open '%s'", fpath(f, pb, sizeof pb));
+        goto out;
+    }
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) {
+        rc = wd__error_errno(WD_EIO, "cannot stat '%s'", fpath(f, pb, sizeof pb));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = bad(f, "not a regular file");
+        goto out;
+    }
+    int fl = fcntl(f->fd, F_GETFL);
+    if (fl < 0 || fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        rc = wd__error_errno(WD_EIO, "cannot set up '%s' for reading", fpath(f, pb, sizeof pb));
+        goto out;
+    }
+    f->file_size = (uint64_t)st.st_size;
+    unsigned char prefix[8];
+    if ((rc = check_size(f)) || (rc = read_full(f, 0, prefix, 8)) || (rc = check_prefix(f, prefix)))
+        goto out;
+    f->header = malloc((size_t)f->header_len + 1);
+    if (!f->header) {
+        rc = WD_NOMEM();
+        goto out;
+    }
+    if ((rc = read_full(f, 8, f->header, (size_t)f->header_len)))
+        goto out;
+    f->header[f->header_len] = '\0';
+    rc = parse_header(f);
+out:
+    if (rc) {
+        wd__st_close(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+void wd__st_close(wd_st_file *f)
+{
+    if (!f)
+        return;
+    if (f->fd >= 0)
+        close(f->fd);
+    for (size_t i = 0; i < f->n_tensors; i++)
+        free(f->tensors[i].name);
+    free(f->tensors);
+    free(f->metadata_json);
+    free(f->header);
+    free(f->path);
+    free(f);
+}
+
+int wd__st_read(const wd_st_file *f, const wd_st_tensor *t, uint64_t off, void *buf, size_t len)
+{
+    char pb[400], nb[NAME_CAP];
+    if (!f || !t || (!buf && len))
+        return wd__error(WD_EUSAGE, "wd__st_read: missing argument");
+    if (f->fd < 0)
+        return wd__error(WD_EUSAGE, "'%s': parsed from memory, no file to read tensor data from",
+                         fpath(f, pb, sizeof pb));
+    uint64_t data_len = f->file_size - f->data_start;
+    if (t->begin > t->end || t->end > data_len || off > t->end - t->begin ||
+        len > t->end - t->begin - off)
+        return wd__error(WD_EUSAGE,
+                         "'%s': read of %zu bytes at offset %" PRIu64
+                         " is outside tensor '%s' (%" PRIu64 " bytes)",
+                         fpath(f, pb, sizeof pb), len, off, shown(nb, sizeof nb, t->name),
+                         t->end - t->begin);
+    return read_full(f, f->data_start + t->begin + off, buf, len);
+}
+
+long wd__st_find(const wd_st_file *f, const char *name)
+{
+    for (size_t i = 0; i < f->n_tensors; i++)
+        if (strcmp(f->tensors[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+int wd__st_header_build(char **out, size_t *out_len, const wd_st_spec *specs, size_t n,
+                        const char *metadata_json)
+{
+    char nb[NAME_CAP];
+    *out = NULL;
+    *out_len = 0;
+    if (n && !specs)
+        return wd__error(WD_EUSAGE, "wd__st_header_build: no tensor specs");
+
+    if (metadata_json) {
+        /* Refuse what our own reader would refuse, so a written file always
+         * reads back. */
+        size_t at;
+        const char *why = scan_json((const unsigned char *)metadata_json, strlen(metadata_json), &at);
+        if (why)
+            return wd__error(WD_EUSAGE, "metadata %s (byte %zu)", why, at);
+        cJSON *m = cJSON_ParseWithOpts(metadata_json, NULL, 1);
+        const char *badkey = NULL;
+        why = "is not valid JSON";
+        int rc = 0;
+        if (!m || check_metadata(m, &badkey, &why)) {
+            if (!why)
+                rc = WD_NOMEM();
+            else /* badkey points into m: report before freeing it */
+                rc = wd__error(WD_EUSAGE, "metadata %s%s%s%s", badkey ? "entry '" : "",
+                               badkey ? shown(nb, sizeof nb, badkey) : "", badkey ? "' " : "", why);
+        }
+        cJSON_Delete(m);
+        if (rc)
+            return rc;
+    }
+
+    int rc = 0;
+    sbuf b = {0};
+    sb_str(&b, "{\"__metadata__\":");
+    sb_str(&b, metadata_json ? metadata_json : "{\"format\":\"pt\"}");
+    uint64_t off = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const wd_st_spec *s = &specs[i];
+        uint64_t nelem, nbytes;
+        if (!s->name || !s->name[0] || strcmp(s->name, "__metadata__") == 0) {
+            rc = wd__error(WD_EUSAGE, "tensor %zu has an empty or reserved name", i);
+            break;
+        }
+        shown(nb, sizeof nb, s->name);
+        if ((unsigned)s->dtype >= WD_DT__COUNT || s->ndim < 0 || s->ndim > WD_MAX_DIMS ||
+            (s->ndim > 0 && !s->shape)) {
+            rc = wd__error(WD_EUSAGE, "tensor '%s': invalid dtype or shape", nb);
+            break;
+        }
+        for (int d = 0; d < s->ndim; d++)
+            if (s->shape[d] >= (uint64_t)EXACT_LIMIT)
+                rc = wd__error(WD_EUSAGE, "tensor '%s': dimension %d is 2^53 or more", nb, d);
+        if (!rc && (tensor_size(s->shape, s->ndim, s->dtype, &nelem, &nbytes) != 0 ||
+                    nbytes >= (uint64_t)EXACT_LIMIT - off))
+            rc = wd__error(WD_EUSAGE, "tensor '%s': data would end past 2^53 bytes", nb);
+        if (rc)
+            break;
+        sb_put(&b, ",", 1);
+        if (sb_json_string(&b, s->name) != 0) {
+            rc = wd__error(WD_EUSAGE, "tensor name '%s' is not valid UTF-8", nb);
+            break;
+        }
+        sb_str(&b, ":{\"dtype\":\"");
+        sb_str(&b, wd__dtype_name(s->dtype));
+        sb_str(&b, "\",\"shape\":[");
+        for (int d = 0; d < s->ndim; d++) {
+            if (d)
+                sb_put(&b, ",", 1);
+            sb_u64(&b, s->shape[d]);
+        }
+        sb_str(&b, "],\"data_offsets\":[");
+        sb_u64(&b, off);
+        sb_put(&b, ",", 1);
+        sb_u64(&b, off + nbytes);
+        sb_str(&b, "]}");
+        off += nbytes;
+    }
+    sb_put(&b, "}", 1);
+    while (!rc && !b.oom && b.len % 8 != 0)
+        sb_put(&b, " ", 1);
+
+    if (!rc && b.oom)
+        rc = WD_NOMEM();
+    if (!rc && b.len > WD_ST_MAX_HEADER)
+        rc = wd__error(WD_ENOMEM, "header would be %zu bytes, over the limit of %u", b.len,
+                       WD_ST_MAX_HEADER);
+    if (!rc && n > 1) {
+        const char **names = malloc(n * sizeof *names);
+        if (!names) {
+            rc = WD_NOMEM();
+        } else {
+            for (size_t i = 0; i < n; i++)
+                names[i] = specs[i].name;
+            long d = find_duplicate(names, n);
+            if (d >= 0)
+                rc = wd__error(WD_EUSAGE, "tensor name '%s' appears more than once",
+                               shown(nb, sizeof nb, names[d]));
+            free(names);
+        }
+    }
+    if (rc) {
+        free(b.p);
+        return rc;
+    }
+    *out = b.p;
+    *out_len = b.len;
+    return 0;
+}

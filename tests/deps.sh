@@ -1,0 +1,18 @@
+#!/bin/sh
+# deps.sh - installs what building and testing wdrepo needs on Debian
+# (run as root, or with sudo available). Installs nothing when all is there.
+# Usage: sh tests/deps.sh [bench]   ("bench" adds the benchmark's tools)
+set -e
+pkgs="make gcc pkg-config libsqlite3-dev libzstd-dev libcjson-dev libssl-dev clang libclang-rt-14-dev zstd"
+[ "${1:-}" = bench ] && pkgs="$pkgs hyperfine time openssl"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps.sh: installing$missing" >&2
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "deps.sh: need root to run: apt-get install$missing" >&2; exit 1
+fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
