@@ -6,6 +6,7 @@
 #include "pipeline.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -25,6 +26,9 @@ struct wd_pool {
     int busy;           /* helper threads still inside the batch */
     size_t first_fail;  /* smallest failing index, n if none */
     int fail_rc;
+    /* Error messages are per thread: the failing worker's message is
+     * carried back to the caller here. */
+    char fail_msg[1024];
 };
 
 /* Takes indices until the batch is exhausted. Called with mu unlocked. */
@@ -45,6 +49,7 @@ static void drain(wd_pool *p, int worker)
             if (i < p->first_fail) {
                 p->first_fail = i;
                 p->fail_rc = rc;
+                snprintf(p->fail_msg, sizeof p->fail_msg, "%s", wd_errmsg());
             }
             pthread_mutex_unlock(&p->mu);
         }
@@ -149,6 +154,8 @@ int wd__pool_run(wd_pool *p, size_t n, wd_pool_fn fn, void *ctx)
         pthread_cond_wait(&p->done_cv, &p->mu);
     int rc = p->fail_rc;
     pthread_mutex_unlock(&p->mu);
+    if (rc)
+        wd__error(rc, "%s", p->fail_msg);
     return rc;
 }
 
