@@ -35,6 +35,7 @@ typedef struct {
 
 typedef struct {
     out_job *jobs;
+    size_t n_jobs;
     ZSTD_DCtx **dctx;
     uint8_t **out, **tmp; /* per worker, WD_CHUNK_TARGET bytes each */
     const char *path;
@@ -114,6 +115,40 @@ static int dir_state(const char *path, int *exists, int *empty)
     return 0;
 }
 
+/* Where the next batch of a shard starts: tensor ts[ti], piece k, whose
+ * bytes begin at file offset off. */
+typedef struct {
+    const wd_stored_tensor **ts;
+    size_t n, ti;
+    uint64_t k, off;
+} shard_cursor;
+
+/* Fills c with the next pieces of the shard, fetching their chunks
+ * (database reads: calling thread only). */
+static int fill_out(wd_repo *repo, shard_cursor *sc, out_ctx *c, size_t cap, int fd)
+{
+    c->n_jobs = 0;
+    while (c->n_jobs < cap && sc->ti < sc->n) {
+        const wd_stored_tensor *t = sc->ts[sc->ti];
+        uint64_t npieces = (t->nelem + t->chunk_elems - 1) / t->chunk_elems;
+        if (sc->k >= npieces) {
+            sc->off += t->nbytes;
+            sc->ti++;
+            sc->k = 0;
+            continue;
+        }
+        out_job *j = &c->jobs[c->n_jobs++];
+        j->t = t;
+        j->k = sc->k++;
+        j->fd = fd;
+        j->offset = sc->off + j->k * t->chunk_elems * wd__dtype_size(t->dtype);
+        int rc = wd__piece_fetch(repo, t, j->k, &j->plan);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* Writes shard file sf of obj into fd. */
 static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_cap, const wd_object *obj,
                        const wd_stored_file *sf, int fd, const char *path, const wd_options *opt,
@@ -153,38 +188,33 @@ static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_c
         }
         ts[j] = x;
     }
-    uint64_t off = 8 + hl;
-    size_t ti = 0;
-    uint64_t k = 0;
-    while (!rc && ti < n) {
-        size_t nj = 0;
-        while (nj < batch_cap && ti < n) {
-            const wd_stored_tensor *t = ts[ti];
-            uint64_t npieces = (t->nelem + t->chunk_elems - 1) / t->chunk_elems;
-            if (k >= npieces) {
-                off += t->nbytes;
-                ti++;
-                k = 0;
-                continue;
-            }
-            out_job *j = &oc->jobs[nj++];
-            j->t = t;
-            j->k = k;
-            j->fd = fd;
-            j->offset = off + k * t->chunk_elems * wd__dtype_size(t->dtype);
-            k++;
-            if ((rc = wd__piece_fetch(repo, t, j->k, &j->plan)))
-                break;
-        }
-        if (rc || !nj)
+    /* Two batches alternate: the workers decode and write one while this
+     * thread fetches the chunks of the next. */
+    shard_cursor cur_state = {ts, n, 0, 0, 8 + hl};
+    out_ctx ctx[2] = {*oc, *oc};
+    ctx[0].path = ctx[1].path = path;
+    ctx[1].jobs = oc->jobs + batch_cap;
+    int cur = 0;
+    rc = fill_out(repo, &cur_state, &ctx[cur], batch_cap, fd);
+    if (!rc && ctx[cur].n_jobs)
+        wd__pool_start(pool, ctx[cur].n_jobs, decode_job, &ctx[cur]);
+    while (!rc && ctx[cur].n_jobs) {
+        int nxt = !cur;
+        int frc = fill_out(repo, &cur_state, &ctx[nxt], batch_cap, fd);
+        rc = wd__pool_wait(pool);
+        if (!rc)
+            rc = frc;
+        if (rc)
             break;
-        oc->path = path;
-        rc = wd__pool_run(pool, nj, decode_job, oc);
-        for (size_t i = 0; i < nj; i++)
-            *done += oc->jobs[i].plan.nelem * wd__dtype_size(oc->jobs[i].plan.dtype);
+        for (size_t i = 0; i < ctx[cur].n_jobs; i++)
+            *done += ctx[cur].jobs[i].plan.nelem * wd__dtype_size(ctx[cur].jobs[i].plan.dtype);
         if (opt && opt->progress)
             opt->progress(opt->progress_ud, "checkout", *done, total);
+        if (ctx[nxt].n_jobs)
+            wd__pool_start(pool, ctx[nxt].n_jobs, decode_job, &ctx[nxt]);
+        cur = nxt;
     }
+    uint64_t off = cur_state.off;
     if (!rc && off != sf->size)
         rc = wd__error(WD_ECORRUPT, "stored layout of '%s' adds up to %llu bytes, recorded %llu", sf->path,
                        (unsigned long long)off, (unsigned long long)sf->size);
@@ -221,9 +251,11 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
     if (rc)
         return rc;
     int nw = wd__pool_size(pool);
-    size_t batch_cap = (size_t)nw * 3;
+    size_t batch_cap = (size_t)nw * 2;
+    if (batch_cap > 64)
+        batch_cap = 64;
     out_ctx oc = {0};
-    oc.jobs = calloc(batch_cap, sizeof *oc.jobs);
+    oc.jobs = calloc(2 * batch_cap, sizeof *oc.jobs);
     oc.dctx = calloc((size_t)nw, sizeof *oc.dctx);
     oc.out = calloc((size_t)nw, sizeof *oc.out);
     oc.tmp = calloc((size_t)nw, sizeof *oc.tmp);
@@ -260,7 +292,7 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
         if (close(fd) != 0 && !rc)
             rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
     }
-    for (size_t i = 0; oc.jobs && i < batch_cap; i++)
+    for (size_t i = 0; oc.jobs && i < 2 * batch_cap; i++)
         wd__piece_plan_free(&oc.jobs[i].plan);
     for (int i = 0; i < nw; i++) {
         if (oc.dctx)

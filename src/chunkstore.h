@@ -40,7 +40,11 @@ typedef struct {
     /* Replaces out's contents with the stored (compressed) bytes. */
     int (*get)(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], wd_buf *out,
                uint64_t *out_raw_size, int *out_codec);
-    /* Bytes the chunk occupies in the store. */
+    /* Bytes the chunk occupies in the store (0 if absent). Unlike the
+     * other operations this one may be called from any thread, also while
+     * the owning thread writes: workers skip compressing chunks the store
+     * already has. It may miss chunks put since the last commit; then the
+     * put simply finds them present. */
     int (*stored_size)(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uint64_t *out);
     /* Group puts; a crash between begin and commit loses only those puts. */
     int (*begin)(wd_chunkstore *cs);

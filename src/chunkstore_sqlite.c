@@ -5,6 +5,7 @@
  */
 #include "chunkstore.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "db.h"
@@ -13,7 +14,12 @@
 typedef struct {
     wd_chunkstore base;
     sqlite3 *db;
-    sqlite3_stmt *has, *put, *get, *size;
+    sqlite3_stmt *has, *put, *get;
+    /* stored_size runs on worker threads: its own read-only connection,
+     * serialised by a mutex (a point lookup takes microseconds). */
+    sqlite3 *lookup_db;
+    sqlite3_stmt *size;
+    pthread_mutex_t lookup_mu;
 } sqlite_store;
 
 static int st_has(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], int *out)
@@ -71,11 +77,14 @@ static int st_get(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], wd_buf *out
 static int st_stored_size(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uint64_t *out)
 {
     sqlite_store *s = (sqlite_store *)cs;
+    pthread_mutex_lock(&s->lookup_mu);
     sqlite3_bind_blob(s->size, 1, id, WD_HASH_SIZE, SQLITE_STATIC);
     int rc = sqlite3_step(s->size);
     *out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s->size, 0) : 0;
     sqlite3_reset(s->size);
-    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : wd__db_error(s->db, rc, "chunk lookup");
+    int err = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : wd__db_error(s->lookup_db, rc, "chunk lookup");
+    pthread_mutex_unlock(&s->lookup_mu);
+    return err;
 }
 
 static int st_begin(wd_chunkstore *cs) { return wd__db_exec(((sqlite_store *)cs)->db, "BEGIN IMMEDIATE"); }
@@ -90,6 +99,9 @@ static void st_close(wd_chunkstore *cs)
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->get);
     sqlite3_finalize(s->size);
+    if (s->lookup_db)
+        sqlite3_close(s->lookup_db);
+    pthread_mutex_destroy(&s->lookup_mu);
     free(s);
 }
 
@@ -104,14 +116,24 @@ int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db)
         return WD_NOMEM();
     s->base.ops = &sqlite_ops;
     s->db = db;
-    int rc = wd__db_prepare(db, &s->has, "SELECT 1 FROM chunk WHERE id = ?1");
+    pthread_mutex_init(&s->lookup_mu, NULL);
+    const char *path = sqlite3_db_filename(db, "main");
+    int rc = sqlite3_open_v2(path && *path ? path : ":memory:", &s->lookup_db,
+                             SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = wd__db_error(s->lookup_db, rc, "opening chunk lookup");
+        st_close(&s->base);
+        return rc;
+    }
+    sqlite3_busy_timeout(s->lookup_db, 30000);
+    rc = wd__db_prepare(db, &s->has, "SELECT 1 FROM chunk WHERE id = ?1");
     if (!rc)
         rc = wd__db_prepare(db, &s->put,
                             "INSERT OR IGNORE INTO chunk(id, raw_size, codec, data) VALUES (?1, ?2, ?3, ?4)");
     if (!rc)
         rc = wd__db_prepare(db, &s->get, "SELECT raw_size, codec, data FROM chunk WHERE id = ?1");
     if (!rc)
-        rc = wd__db_prepare(db, &s->size, "SELECT length(data) FROM chunk WHERE id = ?1");
+        rc = wd__db_prepare(s->lookup_db, &s->size, "SELECT length(data) FROM chunk WHERE id = ?1");
     if (rc) {
         st_close(&s->base);
         return rc;

@@ -92,7 +92,10 @@ static void *hash_thread(void *arg)
     return NULL;
 }
 
-static int phase_a(void *ctxp, size_t i, int worker)
+/* One piece, on a worker: read it, transform it against the parent's piece
+ * (or split it into planes), hash it, and compress it unless the store
+ * already has that chunk. */
+static int encode_job(void *ctxp, size_t i, int worker)
 {
     batch_ctx *ctx = ctxp;
     job *j = &ctx->jobs[i];
@@ -116,20 +119,13 @@ static int phase_a(void *ctxp, size_t i, int worker)
     }
     j->enc.len = len;
     wd__sha256(j->enc.data, len, j->id);
-    return 0;
-}
-
-static int phase_b(void *ctxp, size_t i, int worker)
-{
-    batch_ctx *ctx = ctxp;
-    job *j = &ctx->jobs[i];
-    if (j->existing)
-        return 0;
+    wd_chunkstore *cs = ctx->repo->store;
+    if ((rc = cs->ops->stored_size(cs, j->id, &j->existing)) || j->existing)
+        return rc;
     /* Multi-byte elements were split into planes of nelem bytes: compress
      * each plane on its own. */
-    size_t esz = wd__dtype_size(j->wt->src->t->dtype);
-    return wd__chunk_compress(ctx->scr[worker].cctx, ctx->level, j->enc.data, j->enc.len, esz > 1 ? j->nelem : 0,
-                              &j->z, &j->codec);
+    return wd__chunk_compress(s->cctx, ctx->level, j->enc.data, j->enc.len, esz > 1 ? j->nelem : 0, &j->z,
+                              &j->codec);
 }
 
 /* Writing state shared by the whole command. */
@@ -458,6 +454,42 @@ static int object_exists(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], int *out
     return (s == SQLITE_ROW || s == SQLITE_DONE) ? 0 : wd__db_error(repo->db, s, "looking up object");
 }
 
+/* Where the next batch starts: tensor order[ti], piece next_k. */
+typedef struct {
+    work_tensor **order;
+    size_t n_tensors, ti;
+    uint64_t next_k;
+} fill_state;
+
+/* Fills b with the next pieces in storage order, fetching the compressed
+ * parent chunks each needs (database reads: calling thread only). */
+static int fill_batch(wd_repo *repo, fill_state *fs, batch_ctx *b, size_t cap)
+{
+    b->n_jobs = 0;
+    while (b->n_jobs < cap && fs->ti < fs->n_tensors) {
+        work_tensor *wt = fs->order[fs->ti];
+        uint64_t nelem = wt->src->t->nelem;
+        uint64_t npieces = (nelem + wt->chunk_elems - 1) / wt->chunk_elems;
+        if (fs->next_k >= npieces) {
+            fs->ti++;
+            fs->next_k = 0;
+            continue;
+        }
+        job *j = &b->jobs[b->n_jobs++];
+        j->wt = wt;
+        j->k = fs->next_k++;
+        uint64_t left = nelem - j->k * wt->chunk_elems;
+        j->nelem = (size_t)(left < wt->chunk_elems ? left : wt->chunk_elems);
+        j->existing = 0;
+        if (wt->parent) {
+            int rc = wd__piece_fetch(repo, wt->parent, j->k, &j->plan);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 /* The shared body of add-base (parent == NULL) and commit. */
 static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const char *name,
                         const char *message, const wd_options *opt, wd_write_result *res)
@@ -499,10 +531,13 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     int nworkers = wd__pool_size(pool);
     if ((rc = scratch_new(&scr, nworkers)))
         goto done;
-    /* Three pieces per worker keep everyone busy while bounding memory to
-     * about 3 x nworkers x (encoded + compressed + lineage) chunks. */
-    batch_cap = (size_t)nworkers * 3;
-    if (!(jobs = calloc(batch_cap, sizeof *jobs))) {
+    /* Two pieces per worker slot in each of two batches keep everyone busy
+     * while bounding memory to about 4 x slots x (encoded + compressed +
+     * lineage) chunks; at most 64 pieces a batch on big machines. */
+    batch_cap = (size_t)nworkers * 2;
+    if (batch_cap > 64)
+        batch_cap = 64;
+    if (!(jobs = calloc(2 * batch_cap, sizeof *jobs))) {
         rc = WD_NOMEM();
         goto done;
     }
@@ -554,41 +589,27 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         order[j] = x;
     }
 
-    batch_ctx bc = {repo, f, w.level, jobs, 0, scr, nworkers};
-    size_t ti = 0;
-    uint64_t next_k = 0;
-    while (!rc && ti < f->n_tensors) {
-        /* Fill a batch with the next pieces in storage order. */
-        size_t n = 0;
-        while (n < batch_cap && ti < f->n_tensors) {
-            work_tensor *wt = order[ti];
-            uint64_t nelem = wt->src->t->nelem;
-            uint64_t npieces = (nelem + wt->chunk_elems - 1) / wt->chunk_elems;
-            if (next_k >= npieces) {
-                ti++;
-                next_k = 0;
-                continue;
-            }
-            job *j = &jobs[n++];
-            j->wt = wt;
-            j->k = next_k++;
-            j->nelem = (size_t)(nelem - j->k * wt->chunk_elems < wt->chunk_elems ? nelem - j->k * wt->chunk_elems
-                                                                                 : wt->chunk_elems);
-            j->existing = 0;
-            if (wt->parent && (rc = wd__piece_fetch(repo, wt->parent, j->k, &j->plan)))
-                break;
-        }
-        if (rc || n == 0)
+    /* Two batches alternate: while the workers encode one, this thread
+     * fetches the parent chunks of the next and stores the previous. */
+    batch_ctx bc[2] = {{repo, f, w.level, jobs, 0, scr, nworkers},
+                       {repo, f, w.level, jobs + batch_cap, 0, scr, nworkers}};
+    fill_state fs = {order, f->n_tensors, 0, 0};
+    int cur = 0;
+    rc = fill_batch(repo, &fs, &bc[cur], batch_cap);
+    if (!rc && bc[cur].n_jobs)
+        wd__pool_start(pool, bc[cur].n_jobs, encode_job, &bc[cur]);
+    while (!rc && bc[cur].n_jobs) {
+        int nxt = !cur;
+        int frc = fill_batch(repo, &fs, &bc[nxt], batch_cap);
+        rc = wd__pool_wait(pool);
+        if (!rc)
+            rc = frc;
+        if (rc)
             break;
-        bc.n_jobs = n;
-        if ((rc = wd__pool_run(pool, n, phase_a, &bc)))
-            break;
-        for (size_t i = 0; !rc && i < n; i++)
-            rc = repo->store->ops->stored_size(repo->store, jobs[i].id, &jobs[i].existing);
-        if (rc || (rc = wd__pool_run(pool, n, phase_b, &bc)))
-            break;
-        for (size_t i = 0; !rc && i < n; i++) {
-            job *j = &jobs[i];
+        if (bc[nxt].n_jobs)
+            wd__pool_start(pool, bc[nxt].n_jobs, encode_job, &bc[nxt]);
+        for (size_t i = 0; !rc && i < bc[cur].n_jobs; i++) {
+            job *j = &bc[cur].jobs[i];
             if (!j->existing) {
                 rc = tx_put(&w, j->id, j->enc.len, j->codec, j->z.data, j->z.len);
                 j->wt->stored_bytes += j->z.len;
@@ -602,6 +623,11 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
             w.done += j->enc.len;
         }
         progress(&w);
+        if (rc) {
+            wd__pool_wait(pool);
+            break;
+        }
+        cur = nxt;
     }
 
     /* Non-weight files and shard headers, byte for byte. */
@@ -695,7 +721,7 @@ done:
     if (hash_started)
         pthread_join(hthread, NULL);
     tx_abort(&w);
-    for (size_t i = 0; jobs && i < batch_cap; i++) {
+    for (size_t i = 0; jobs && i < 2 * batch_cap; i++) {
         wd__buf_free(&jobs[i].enc);
         wd__buf_free(&jobs[i].z);
         wd__piece_plan_free(&jobs[i].plan);

@@ -1,6 +1,6 @@
 /*
- * pipeline.c - the thread pool behind wd__pool_run. Workers sleep on a
- * condition variable between batches; a batch hands out indices through a
+ * pipeline.c - the thread pool behind wd__pool_run/start. Workers sleep on
+ * a condition variable between batches; a batch hands out indices through a
  * shared counter so uneven pieces (the last chunk of a tensor) balance out.
  */
 #include "pipeline.h"
@@ -13,7 +13,7 @@
 #include "error.h"
 
 struct wd_pool {
-    int nworkers; /* threads including the caller */
+    int nthreads; /* worker threads; slots are nthreads + 1 (0 = caller) */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t start_cv, done_cv;
@@ -23,7 +23,7 @@ struct wd_pool {
     wd_pool_fn fn;
     void *ctx;
     size_t n, next;
-    int busy;           /* helper threads still inside the batch */
+    int busy;           /* worker threads still inside the batch */
     size_t first_fail;  /* smallest failing index, n if none */
     int fail_rc;
     /* Error messages are per thread: the failing worker's message is
@@ -42,8 +42,10 @@ static void drain(wd_pool *p, int worker)
             return;
         }
         p->next++;
+        wd_pool_fn fn = p->fn;
+        void *ctx = p->ctx;
         pthread_mutex_unlock(&p->mu);
-        int rc = p->fn(p->ctx, i, worker);
+        int rc = fn(ctx, i, worker);
         if (rc) {
             pthread_mutex_lock(&p->mu);
             if (i < p->first_fail) {
@@ -96,43 +98,37 @@ int wd__pool_new(wd_pool **out, int threads)
     wd_pool *p = calloc(1, sizeof *p);
     if (!p)
         return WD_NOMEM();
-    p->nworkers = threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->start_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
-    if (threads > 1) {
-        p->threads = calloc((size_t)threads - 1, sizeof *p->threads);
-        if (!p->threads) {
-            wd__pool_free(p);
-            return WD_NOMEM();
-        }
+    p->threads = calloc((size_t)threads, sizeof *p->threads);
+    if (!p->threads) {
+        wd__pool_free(p);
+        return WD_NOMEM();
     }
-    for (int w = 1; w < threads; w++) {
+    for (int w = 0; w < threads; w++) {
         worker_arg *arg = malloc(sizeof *arg);
         if (!arg) {
-            p->nworkers = w;
             wd__pool_free(p);
             return WD_NOMEM();
         }
         arg->pool = p;
-        arg->worker = w;
-        if (pthread_create(&p->threads[w - 1], NULL, worker_main, arg) != 0) {
+        arg->worker = w + 1;
+        if (pthread_create(&p->threads[w], NULL, worker_main, arg) != 0) {
             free(arg);
-            p->nworkers = w;
             wd__pool_free(p);
             return wd__error(WD_ERROR, "cannot start worker thread");
         }
+        p->nthreads = w + 1;
     }
     *out = p;
     return WD_OK;
 }
 
-int wd__pool_size(const wd_pool *pool) { return pool->nworkers; }
+int wd__pool_size(const wd_pool *pool) { return pool->nthreads + 1; }
 
-int wd__pool_run(wd_pool *p, size_t n, wd_pool_fn fn, void *ctx)
+void wd__pool_start(wd_pool *p, size_t n, wd_pool_fn fn, void *ctx)
 {
-    if (n == 0)
-        return 0;
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
@@ -140,23 +136,32 @@ int wd__pool_run(wd_pool *p, size_t n, wd_pool_fn fn, void *ctx)
     p->next = 0;
     p->first_fail = n;
     p->fail_rc = 0;
-    /* Single-item batches skip the wake-up round trip. */
-    int helpers = n > 1 ? p->nworkers - 1 : 0;
-    p->busy = helpers;
-    if (helpers) {
+    p->busy = n ? p->nthreads : 0;
+    if (n) {
         p->generation++;
         pthread_cond_broadcast(&p->start_cv);
     }
     pthread_mutex_unlock(&p->mu);
-    drain(p, 0);
+}
+
+int wd__pool_wait(wd_pool *p)
+{
     pthread_mutex_lock(&p->mu);
     while (p->busy > 0)
         pthread_cond_wait(&p->done_cv, &p->mu);
     int rc = p->fail_rc;
+    p->n = 0;
     pthread_mutex_unlock(&p->mu);
     if (rc)
         wd__error(rc, "%s", p->fail_msg);
     return rc;
+}
+
+int wd__pool_run(wd_pool *p, size_t n, wd_pool_fn fn, void *ctx)
+{
+    wd__pool_start(p, n, fn, ctx);
+    drain(p, 0);
+    return wd__pool_wait(p);
 }
 
 void wd__pool_free(wd_pool *p)
@@ -167,8 +172,8 @@ void wd__pool_free(wd_pool *p)
     p->shutting_down = 1;
     pthread_cond_broadcast(&p->start_cv);
     pthread_mutex_unlock(&p->mu);
-    for (int w = 1; w < p->nworkers; w++)
-        pthread_join(p->threads[w - 1], NULL);
+    for (int w = 0; w < p->nthreads; w++)
+        pthread_join(p->threads[w], NULL);
     free(p->threads);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->start_cv);
