@@ -1,0 +1,169 @@
+/*
+ * cli.h - what the files of the wdrepo program share: the run context built
+ * from the global options, the option parser (args.c), and the output helpers
+ * (output.c: sizes, tables, JSON, progress, error lines).
+ */
+#ifndef WD_CLI_H
+#define WD_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "wdrepo.h"
+
+/* Exit codes. Documented in docs/CLI.md; they never change. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAIL = 1,  /* the operation failed (any library error) */
+    CLI_EXIT_USAGE = 2  /* bad command line */
+};
+
+/* Returned by cli_parse when the command should go on running; any other
+ * value is the exit code to return at once (0 after -h, 2 after a usage error). */
+#define CLI_CONTINUE (-1)
+
+/* State of one run: global options plus what output.c needs. */
+typedef struct {
+    const char *repo_path; /* -R PATH, or NULL */
+    int quiet;             /* -q */
+    int threads;           /* -j N; 0 = library default (all cores) */
+    int level;             /* --level N; 0 = library default */
+    int stdout_tty, stderr_tty;
+    /* progress line state (output.c) */
+    int progress_shown;    /* characters currently on the progress line */
+    double progress_last;  /* monotonic seconds of the last redraw */
+    const char *progress_stage;  /* static string from the library */
+    uint64_t progress_done, progress_total; /* last values drawn */
+} cli_ctx;
+
+/* ---- option parsing (args.c) -------------------------------------------- */
+
+typedef enum { CLI_OPT_FLAG, CLI_OPT_STR, CLI_OPT_INT } cli_opt_type;
+
+/* One option. dest is an int * for FLAG (set to 1) and INT (range-checked
+ * against min..max), a const char ** for STR (points into argv). */
+typedef struct {
+    const char *long_name; /* without the leading "--"; NULL if none */
+    char short_name;       /* 0 if none */
+    cli_opt_type type;
+    void *dest;
+    const char *metavar; /* "N", "MSG"... for help and messages */
+    const char *help;
+    long min, max;
+} cli_opt;
+
+typedef struct {
+    const char *name;        /* command name, "" for the program itself */
+    const char *usage;       /* after "wdrepo NAME ": "DIR [--name N]" */
+    const char *description; /* help paragraph, lines end in \n */
+    const cli_opt *opts;     /* ends with an all-zero entry; may be NULL */
+    const char *const *args; /* positional names for "missing argument X"; NULL-terminated */
+    int min_args, max_args;
+} cli_spec;
+
+/* Parses argv[1..argc-1] of a command: its own options, -h/--help and the
+ * global options (which may follow the command too). Positionals go to pos
+ * (room for spec->max_args), their count to *npos. Prints help (stdout) or
+ * a usage error (stderr) itself. Returns CLI_CONTINUE or an exit code. */
+int cli_parse(cli_ctx *ctx, const cli_spec *spec, int argc, char **argv, char **pos, int *npos);
+
+/* Parses the global options in front of the command. Returns CLI_CONTINUE
+ * with *cmd_index set to the command's index in argv (argc if none), or an
+ * exit code (after --version, -h or a usage error). */
+int cli_parse_global(cli_ctx *ctx, const cli_spec *spec, int argc, char **argv, int *cmd_index);
+
+/* Prints spec's help to stdout. */
+void cli_print_help(const cli_spec *spec);
+
+/* Prints "wdrepo: <what>" and the short usage line to stderr; returns 2. */
+int cli_usage_error(cli_ctx *ctx, const cli_spec *spec, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- commands (cmd_*.c) ------------------------------------------------- */
+
+typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv);
+
+int cmd_init(cli_ctx *ctx, int argc, char **argv);
+int cmd_add_base(cli_ctx *ctx, int argc, char **argv);
+int cmd_commit(cli_ctx *ctx, int argc, char **argv);
+int cmd_checkout(cli_ctx *ctx, int argc, char **argv);
+int cmd_log(cli_ctx *ctx, int argc, char **argv);
+int cmd_inspect(cli_ctx *ctx, int argc, char **argv);
+int cmd_tag(cli_ctx *ctx, int argc, char **argv);
+int cmd_hash(cli_ctx *ctx, int argc, char **argv);
+
+/* ---- repository --------------------------------------------------------- */
+
+/* Opens the repository named by -R, else $WDREPO_DIR, else the first .wdrepo
+ * found from the current directory upwards. Prints the error and returns 1
+ * on failure, 0 on success. */
+int cli_open_repo(cli_ctx *ctx, unsigned flags, wd_repo **out);
+
+/* ---- output (output.c) -------------------------------------------------- */
+
+/* Allocation that cannot fail: out of memory prints one line and exits 1
+ * (a command line tool has nothing better to do). */
+void *cli_xmalloc(size_t n);
+void *cli_xrealloc(void *p, size_t n);
+char *cli_xstrdup(const char *s);
+
+/* "wdrepo: <message>" on stderr (clearing a progress line first). */
+void cli_errorf(cli_ctx *ctx, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Prints the library's message for status rc; returns CLI_EXIT_FAIL. */
+int cli_lib_error(cli_ctx *ctx, int rc);
+
+/* A summary line on stderr, unless -q. */
+void cli_info(cli_ctx *ctx, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Library options from the global flags, with the progress display hooked
+ * in when stderr is a terminal and -q is off. */
+wd_options cli_wd_options(cli_ctx *ctx);
+void cli_progress_clear(cli_ctx *ctx);
+
+/* Flushes stdout; on a write error prints it and returns 1, else 0. */
+int cli_finish_stdout(cli_ctx *ctx);
+
+#define CLI_SHORT_ID 12 /* hex digits of a short id */
+
+/* Formatting into caller buffers (sizes are generous). */
+void cli_fmt_size(char buf[32], uint64_t bytes);           /* "61.9 KiB" */
+void cli_fmt_ratio(char buf[32], uint64_t raw, uint64_t stored); /* "1.54x" or "-" */
+void cli_fmt_time(char buf[32], int64_t unix_seconds);     /* "2026-11-27 14:02" local */
+void cli_fmt_short_id(char buf[CLI_SHORT_ID + 1], const char *hex);
+void cli_fmt_shape(char *buf, size_t size, int ndim, const uint64_t *shape); /* "[24,40]" */
+
+/* Aligned table: cells are copied; columns separated by two spaces; the
+ * last column is not padded; a column empty in every row is left out. */
+typedef struct cli_table cli_table;
+cli_table *cli_table_new(int ncols);
+void cli_table_right(cli_table *t, int col); /* right-align column col */
+void cli_table_add(cli_table *t, const char *const *cells);
+void cli_table_print(const cli_table *t, FILE *f);
+void cli_table_free(cli_table *t);
+
+/* JSON helpers. cli_json_print writes j (and frees it) to stdout. */
+cJSON *cli_json_object_info(const wd_object_info *o);
+void cli_json_add_u64(cJSON *obj, const char *key, uint64_t v);
+int cli_json_print(cli_ctx *ctx, cJSON *j);
+
+/* add-base/commit results: the --json object (kind "base" or "delta"; the
+ * per-tensor counts only for deltas) and the "N tensors, raw .., stored ..
+ * (ratio), new .." part of the summary line. */
+cJSON *cli_json_write_result(const wd_write_result *r, const char *kind);
+void cli_fmt_write_sizes(char *buf, size_t size, const wd_write_result *r);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * cmd_add_base.c - `wdrepo add-base DIR`: stores a model folder losslessly as
+ * a base and prints its model hash, the id under which it is stored.
+ */
+#include "cli.h"
+
+static const char *name_opt;
+static int json_flag;
+
+static const cli_opt opts[] = {
+    {"name", 0, CLI_OPT_STR, &name_opt, "N", "attach name N to the base", 0, 0},
+    {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print the result as a JSON object", 0, 0},
+    {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
+};
+static const char *const args[] = {"DIR", NULL};
+
+static const cli_spec spec = {
+    "add-base", "DIR [--name N] [--json]",
+    "Store the model folder DIR (its *.safetensors shards, shard layout and other\n"
+    "files) as a base, losslessly, and print its model hash on stdout. Adding the\n"
+    "same weights again stores nothing new and prints the same hash.\n",
+    opts, args, 1, 1,
+};
+
+int cmd_add_base(cli_ctx *ctx, int argc, char **argv)
+{
+    char *pos[1];
+    int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    wd_repo *repo;
+    if ((rc = cli_open_repo(ctx, 0, &repo)) != CLI_EXIT_OK)
+        return rc;
+
+    wd_options opt = cli_wd_options(ctx);
+    wd_write_result res = {0};
+    rc = wd_add_base(repo, pos[0], name_opt, &opt, &res);
+    cli_progress_clear(ctx);
+    if (rc != WD_OK) {
+        rc = cli_lib_error(ctx, rc);
+        wd_repo_close(repo);
+        return rc;
+    }
+    wd_repo_close(repo);
+
+    char sizes[256], sid[CLI_SHORT_ID + 1];
+    cli_fmt_write_sizes(sizes, sizeof sizes, &res);
+    cli_fmt_short_id(sid, res.id);
+    if (res.already_present)
+        cli_info(ctx, "base %s already stored: %s", sid, sizes);
+    else
+        cli_info(ctx, "added base %s%s%s%s: %s", sid, name_opt ? " '" : "",
+                 name_opt ? name_opt : "", name_opt ? "'" : "", sizes);
+    if (json_flag)
+        return cli_json_print(ctx, cli_json_write_result(&res, "base"));
+    printf("%s\n", res.id);
+    return cli_finish_stdout(ctx);
+}

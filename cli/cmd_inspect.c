@@ -1,0 +1,258 @@
+/*
+ * cmd_inspect.c - `wdrepo inspect REF`: one object in detail, as a header
+ * and tensor/file tables, or as JSON carrying the deltatensors inspect()
+ * fields plus everything the repository knows.
+ */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int json_flag;
+
+static const cli_opt opts[] = {
+    {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print the object as JSON", 0, 0},
+    {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
+};
+static const char *const args[] = {"REF", NULL};
+
+static const cli_spec spec = {
+    "inspect", "REF [--json]",
+    "Show the object REF names (a full id, a unique hex prefix of 4+ digits, or a\n"
+    "name): its id, kind, parent, model hash, strategy, time, message, names and\n"
+    "sizes, then every tensor (dtype, shape, size, stored size, encoding, error for\n"
+    "lossy strategies) and every file of the folder.\n",
+    opts, args, 1, 1,
+};
+
+/* ---- where the object comes from ---------------------------------------- */
+
+/* A REF that names an existing *.wdelta file is read without a repository
+ * (SPEC section 2). A name could end in ".wdelta" too, so the file has to
+ * exist to win. */
+static int is_wdelta_file(const char *arg)
+{
+    size_t n = strlen(arg);
+    struct stat st;
+    return n > 7 && strcmp(arg + n - 7, ".wdelta") == 0 && stat(arg, &st) == 0 &&
+           S_ISREG(st.st_mode);
+}
+
+static int load_from_file(cli_ctx *ctx, const char *path, wd_inspect_info **out)
+{
+    /* The library has no .wdelta reader yet; when it does, this calls it and
+     * the rendering below works unchanged (with the path in place of an id). */
+    *out = NULL;
+    cli_errorf(ctx, "cannot inspect '%s': .wdelta files are not supported yet", path);
+    return CLI_EXIT_FAIL;
+}
+
+static int load_from_repo(cli_ctx *ctx, const char *ref, wd_inspect_info **out)
+{
+    wd_repo *repo;
+    int rc = cli_open_repo(ctx, WD_OPEN_READONLY, &repo);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    rc = wd_inspect(repo, ref, out);
+    if (rc != WD_OK)
+        rc = cli_lib_error(ctx, rc);
+    wd_repo_close(repo);
+    return rc;
+}
+
+/* ---- rendering ---------------------------------------------------------- */
+
+static int is_lossy(const wd_inspect_info *info)
+{
+    const char *s = info->obj.strategy ? info->obj.strategy : "";
+    if (strcmp(s, "base") != 0 && strcmp(s, "lossless") != 0)
+        return 1;
+    for (size_t i = 0; i < info->n_tensors; i++)
+        if (info->tensors[i].rel_error != 0.0 || info->tensors[i].max_abs_error != 0.0)
+            return 1;
+    return 0;
+}
+
+static cJSON *to_json(const wd_inspect_info *info, const char *path)
+{
+    const wd_object_info *o = &info->obj;
+    cJSON *j = cli_json_object_info(o);
+    if (path)
+        cJSON_AddStringToObject(j, "path", path);
+    /* deltatensors inspect(): size_mb is the stored size in 10^6 bytes,
+     * parent_hash the model hash of the parent (null for a base). */
+    cJSON_AddNumberToObject(j, "size_mb", (double)o->stored_bytes / 1e6);
+    if (o->parent_model_hash[0])
+        cJSON_AddStringToObject(j, "parent_hash", o->parent_model_hash);
+    else
+        cJSON_AddNullToObject(j, "parent_hash");
+
+    cJSON *tensors = cJSON_AddObjectToObject(j, "tensors");
+    for (size_t i = 0; tensors && i < info->n_tensors; i++) {
+        const wd_tensor_info *t = &info->tensors[i];
+        cJSON *tj = cJSON_CreateObject();
+        if (!tj)
+            break;
+        cJSON *shape = cJSON_AddArrayToObject(tj, "shape");
+        for (int d = 0; shape && d < t->ndim && d < WD_MAX_DIMS; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+        cJSON_AddStringToObject(tj, "dtype", t->dtype);
+        cli_json_add_u64(tj, "nbytes", t->nbytes);
+        cJSON_AddStringToObject(tj, "file", t->file ? t->file : "");
+        cJSON_AddStringToObject(tj, "encoding", t->encoding ? t->encoding : "");
+        cli_json_add_u64(tj, "n_chunks", t->n_chunks);
+        cli_json_add_u64(tj, "stored_bytes", t->stored_bytes);
+        cJSON_AddNumberToObject(tj, "rel_error", t->rel_error);
+        cJSON_AddNumberToObject(tj, "max_abs_error", t->max_abs_error);
+        cJSON_AddItemToObject(tensors, t->name, tj);
+    }
+    cJSON *files = cJSON_AddArrayToObject(j, "files");
+    for (size_t i = 0; files && i < info->n_files; i++) {
+        const wd_file_info *f = &info->files[i];
+        cJSON *fj = cJSON_CreateObject();
+        if (!fj)
+            break;
+        cJSON_AddStringToObject(fj, "path", f->path);
+        cli_json_add_u64(fj, "size", f->size);
+        cJSON_AddBoolToObject(fj, "is_shard", f->is_shard != 0);
+        cJSON_AddItemToArray(files, fj);
+    }
+    return j;
+}
+
+static void add_kv(cli_table *t, const char *key, const char *value)
+{
+    const char *cells[2] = {key, value};
+    cli_table_add(t, cells);
+}
+
+static void print_header(const wd_inspect_info *info, const char *path)
+{
+    const wd_object_info *o = &info->obj;
+    char buf[1024], a[32], b[32], c[32];
+    cli_table *t = cli_table_new(2);
+
+    if (path)
+        add_kv(t, "path", path);
+    add_kv(t, "id", o->id);
+    add_kv(t, "kind", o->kind);
+    if (o->parent[0])
+        add_kv(t, "parent", o->parent);
+    add_kv(t, "model hash", o->model_hash);
+    if (o->parent_model_hash[0])
+        add_kv(t, "parent hash", o->parent_model_hash);
+    add_kv(t, "strategy", o->strategy ? o->strategy : "");
+    if (o->options_json && strcmp(o->options_json, "{}") != 0)
+        add_kv(t, "options", o->options_json);
+    cli_fmt_time(a, o->created);
+    add_kv(t, "created", a);
+    if (o->message && *o->message)
+        add_kv(t, "message", o->message);
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < o->n_names && n < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i ? ", " : "", o->names[i]);
+    add_kv(t, "names", o->n_names ? buf : "-");
+    snprintf(buf, sizeof buf, "%" PRIu64, o->n_tensors);
+    add_kv(t, "tensors", buf);
+    snprintf(buf, sizeof buf, "%" PRIu64, o->n_files);
+    add_kv(t, "files", buf);
+    cli_fmt_size(a, o->tensor_bytes);
+    snprintf(buf, sizeof buf, "%s (%" PRIu64 " bytes)", a, o->tensor_bytes);
+    add_kv(t, "raw size", buf);
+    cli_fmt_size(a, o->stored_bytes);
+    cli_fmt_ratio(b, o->tensor_bytes, o->stored_bytes);
+    snprintf(buf, sizeof buf, "%s (%" PRIu64 " bytes), ratio %s", a, o->stored_bytes, b);
+    add_kv(t, "stored", buf);
+    cli_fmt_size(c, o->new_bytes);
+    snprintf(buf, sizeof buf, "%s (%" PRIu64 " bytes)", c, o->new_bytes);
+    add_kv(t, "new when stored", buf);
+    cli_table_print(t, stdout);
+    cli_table_free(t);
+}
+
+enum { T_NAME, T_DTYPE, T_SHAPE, T_SIZE, T_STORED, T_RATIO, T_ENCODING, T_FILE, T_REL, T_MAXABS,
+       T_COLS };
+
+static void print_tensors(const wd_inspect_info *info)
+{
+    int lossy = is_lossy(info);
+    cli_table *t = cli_table_new(T_COLS);
+    const char *head[T_COLS] = {"TENSOR", "DTYPE", "SHAPE", "SIZE", "STORED", "RATIO",
+                                "ENCODING", "FILE", lossy ? "REL_ERR" : "",
+                                lossy ? "MAX_ABS_ERR" : ""};
+    cli_table_right(t, T_SIZE);
+    cli_table_right(t, T_STORED);
+    cli_table_right(t, T_RATIO);
+    cli_table_add(t, head);
+    for (size_t i = 0; i < info->n_tensors; i++) {
+        const wd_tensor_info *ti = &info->tensors[i];
+        char shape[16 * 22 + 4], size[32], stored[32], ratio[32], rel[32] = "", mx[32] = "";
+        cli_fmt_shape(shape, sizeof shape, ti->ndim, ti->shape);
+        cli_fmt_size(size, ti->nbytes);
+        cli_fmt_size(stored, ti->stored_bytes);
+        cli_fmt_ratio(ratio, ti->nbytes, ti->stored_bytes);
+        if (lossy) {
+            snprintf(rel, sizeof rel, "%.3g", ti->rel_error);
+            snprintf(mx, sizeof mx, "%.3g", ti->max_abs_error);
+        }
+        const char *cells[T_COLS] = {ti->name, ti->dtype, shape, size, stored, ratio,
+                                     ti->encoding ? ti->encoding : "", ti->file ? ti->file : "",
+                                     rel, mx};
+        cli_table_add(t, cells);
+    }
+    cli_table_print(t, stdout);
+    cli_table_free(t);
+}
+
+static void print_files(const wd_inspect_info *info)
+{
+    cli_table *t = cli_table_new(3);
+    const char *head[3] = {"FILE", "SIZE", "KIND"};
+    cli_table_right(t, 1);
+    cli_table_add(t, head);
+    for (size_t i = 0; i < info->n_files; i++) {
+        char size[32];
+        cli_fmt_size(size, info->files[i].size);
+        const char *cells[3] = {info->files[i].path, size,
+                                info->files[i].is_shard ? "shard" : "file"};
+        cli_table_add(t, cells);
+    }
+    cli_table_print(t, stdout);
+    cli_table_free(t);
+}
+
+static void print_human(const wd_inspect_info *info, const char *path)
+{
+    print_header(info, path);
+    if (info->n_tensors) {
+        putchar('\n');
+        print_tensors(info);
+    }
+    if (info->n_files) {
+        putchar('\n');
+        print_files(info);
+    }
+}
+
+int cmd_inspect(cli_ctx *ctx, int argc, char **argv)
+{
+    char *pos[1];
+    int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    const char *path = is_wdelta_file(pos[0]) ? pos[0] : NULL;
+    wd_inspect_info *info = NULL;
+    rc = path ? load_from_file(ctx, path, &info) : load_from_repo(ctx, pos[0], &info);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if (json_flag) {
+        rc = cli_json_print(ctx, to_json(info, path));
+    } else {
+        print_human(info, path);
+        rc = cli_finish_stdout(ctx);
+    }
+    wd_inspect_free(info);
+    return rc;
+}
