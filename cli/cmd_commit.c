@@ -5,15 +5,18 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static const char *on_opt, *strategy_opt, *message_opt, *name_opt;
+static const char *on_opt, *strategy_opt, *message_opt, *name_opt, *sparsity_opt, *outlier_opt;
 static int json_flag;
 
 static const cli_opt opts[] = {
     {"on", 0, CLI_OPT_STR, &on_opt, "REF", "parent: a base or an earlier delta (required)", 0, 0},
     {"strategy", 0, CLI_OPT_STR, &strategy_opt, "S", "how to encode the delta (default lossless)",
      0, 0},
+    {"sparsity", 0, CLI_OPT_STR, &sparsity_opt, "X", "sparse: share of elements dropped, 0 <= X < 1 (default 0.9)", 0, 0},
+    {"outlier-fraction", 0, CLI_OPT_STR, &outlier_opt, "X", "int4: share kept as float16 outliers, 0 < X <= 1 (default 0.01)", 0, 0},
     {"message", 'm', CLI_OPT_STR, &message_opt, "MSG", "a message kept with the delta", 0, 0},
     {"name", 0, CLI_OPT_STR, &name_opt, "N", "attach name N to the delta", 0, 0},
     {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print the result as a JSON object", 0, 0},
@@ -22,17 +25,35 @@ static const cli_opt opts[] = {
 static const char *const args[] = {"FT_DIR", NULL};
 
 static const cli_spec spec = {
-    "commit", "FT_DIR --on REF [--strategy lossless] [-m MSG] [--name N] [--json]",
+    "commit", "FT_DIR --on REF [--strategy S] [--sparsity X] [--outlier-fraction X] [-m MSG] [--name N] [--json]",
     "Store the fine-tune folder FT_DIR as a delta against REF (a base, or a delta:\n"
     "then against that delta's reconstruction, forming a chain) and print the delta\n"
     "id on stdout. Committing the same thing twice yields the same id and stores\n"
-    "nothing new. Strategies: lossless (every file comes back byte-identical).\n",
+    "nothing new. Strategies: lossless (default; every file comes back\n"
+    "byte-identical), and deltatensors' lossy ones: sparse (top 1-X of |delta|),\n"
+    "quantized (1-bit sign and a float16 scale per row), int4 (4-bit codes with\n"
+    "float16 outliers). Lossy deltas record each tensor's reconstruction error.\n",
     opts, args, 1, 1,
 };
 
 /* The strategies this build accepts; sparse, quantized and int4 join here
  * (with their options) when the library grows them. */
-static const char *const strategies[] = {"lossless", NULL};
+static const char *const strategies[] = {"lossless", "sparse", "quantized", "int4", NULL};
+
+/* Parses a fraction option; 0 leaves the library default. */
+static int parse_fraction(cli_ctx *ctx, const char *name, const char *v, double lo, double hi, int lo_open,
+                          double *out)
+{
+    if (!v)
+        return CLI_CONTINUE;
+    char *end;
+    double d = strtod(v, &end);
+    if (!*v || *end || d != d || d > hi || d < lo || (lo_open && d == lo))
+        return cli_usage_error(ctx, &spec, "bad value '%s' for option '--%s' (expected %s%g to %g%s)", v, name,
+                               lo_open ? "above " : "", lo, hi, "");
+    *out = d;
+    return CLI_CONTINUE;
+}
 
 static int check_strategy(cli_ctx *ctx, const char *s)
 {
@@ -64,7 +85,12 @@ int cmd_commit(cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_repo(ctx, 0, &repo)) != CLI_EXIT_OK)
         return rc;
     wd_options opt = cli_wd_options(ctx);
-    wd_commit_opts copt = {strategy, message_opt, name_opt};
+    wd_commit_opts copt = {.strategy = strategy, .message = message_opt, .name = name_opt};
+    if ((rc = parse_fraction(ctx, "sparsity", sparsity_opt, 0, 0.999999, 0, &copt.sparsity)) != CLI_CONTINUE ||
+        (rc = parse_fraction(ctx, "outlier-fraction", outlier_opt, 0, 1, 1, &copt.outlier_fraction)) != CLI_CONTINUE) {
+        wd_repo_close(repo);
+        return rc;
+    }
     wd_write_result res = {0};
     rc = wd_commit(repo, pos[0], on_opt, &copt, &opt, &res);
     cli_progress_clear(ctx);

@@ -22,6 +22,7 @@
 #include "error.h"
 #include "folder.h"
 #include "hash.h"
+#include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
 
@@ -36,8 +37,8 @@ typedef struct {
 typedef struct {
     out_job *jobs;
     size_t n_jobs;
-    ZSTD_DCtx **dctx;
-    uint8_t **out, **tmp; /* per worker, WD_CHUNK_TARGET bytes each */
+    wd_piece_scratch **ps; /* per worker */
+    uint8_t **out;         /* per worker, WD_CHUNK_TARGET bytes each */
     const char *path;
 } out_ctx;
 
@@ -61,7 +62,7 @@ static int decode_job(void *ctxp, size_t i, int worker)
 {
     out_ctx *c = ctxp;
     out_job *j = &c->jobs[i];
-    int rc = wd__piece_decode(&j->plan, c->dctx[worker], c->out[worker], c->tmp[worker]);
+    int rc = wd__piece_decode(&j->plan, c->ps[worker], c->out[worker]);
     if (rc)
         return rc;
     return write_all(j->fd, c->out[worker], j->plan.nelem * wd__dtype_size(j->plan.dtype), j->offset, c->path);
@@ -142,7 +143,7 @@ static int fill_out(wd_repo *repo, shard_cursor *sc, out_ctx *c, size_t cap, int
         j->k = sc->k++;
         j->fd = fd;
         j->offset = sc->off + j->k * t->chunk_elems * wd__dtype_size(t->dtype);
-        int rc = wd__piece_fetch(repo, t, j->k, &j->plan);
+        int rc = wd__piece_fetch(repo, t, j->k, WD_PIECE_NATIVE, &j->plan);
         if (rc)
             return rc;
     }
@@ -256,16 +257,13 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
         batch_cap = 64;
     out_ctx oc = {0};
     oc.jobs = calloc(2 * batch_cap, sizeof *oc.jobs);
-    oc.dctx = calloc((size_t)nw, sizeof *oc.dctx);
+    oc.ps = calloc((size_t)nw, sizeof *oc.ps);
     oc.out = calloc((size_t)nw, sizeof *oc.out);
-    oc.tmp = calloc((size_t)nw, sizeof *oc.tmp);
-    if (!oc.jobs || !oc.dctx || !oc.out || !oc.tmp)
+    if (!oc.jobs || !oc.ps || !oc.out)
         rc = WD_NOMEM();
     for (int i = 0; !rc && i < nw; i++) {
-        oc.dctx[i] = ZSTD_createDCtx();
         oc.out[i] = malloc(WD_CHUNK_TARGET);
-        oc.tmp[i] = malloc(WD_CHUNK_TARGET);
-        if (!oc.dctx[i] || !oc.out[i] || !oc.tmp[i])
+        if (!oc.out[i] || wd__piece_scratch_new(&oc.ps[i]))
             rc = WD_NOMEM();
     }
     uint64_t done = 0, total = 0;
@@ -295,17 +293,14 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
     for (size_t i = 0; oc.jobs && i < 2 * batch_cap; i++)
         wd__piece_plan_free(&oc.jobs[i].plan);
     for (int i = 0; i < nw; i++) {
-        if (oc.dctx)
-            ZSTD_freeDCtx(oc.dctx[i]);
+        if (oc.ps)
+            wd__piece_scratch_free(oc.ps[i]);
         if (oc.out)
             free(oc.out[i]);
-        if (oc.tmp)
-            free(oc.tmp[i]);
     }
     free(oc.jobs);
-    free(oc.dctx);
+    free(oc.ps);
     free(oc.out);
-    free(oc.tmp);
     wd__pool_free(pool);
     return rc;
 }

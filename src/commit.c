@@ -29,6 +29,7 @@
 #include "error.h"
 #include "folder.h"
 #include "hash.h"
+#include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
 
@@ -62,8 +63,8 @@ typedef struct {
 
 typedef struct {
     ZSTD_CCtx *cctx;
-    ZSTD_DCtx *dctx;
-    uint8_t *raw, *par, *tmp; /* WD_CHUNK_TARGET bytes each */
+    wd_piece_scratch *ps;
+    uint8_t *raw, *par; /* WD_CHUNK_TARGET bytes each */
 } scratch;
 
 typedef struct {
@@ -110,7 +111,7 @@ static int encode_job(void *ctxp, size_t i, int worker)
     if ((rc = wd__buf_reserve(&j->enc, len + 1)))
         return rc;
     if (j->wt->parent) {
-        if ((rc = wd__piece_decode(&j->plan, s->dctx, s->par, s->tmp)))
+        if ((rc = wd__piece_decode(&j->plan, s->ps, s->par)))
             return rc;
         j->zero = wd__delta_encode(j->enc.data, s->raw, s->par, j->nelem, dt);
     } else {
@@ -246,10 +247,9 @@ static void scratch_free(scratch *scr, int n)
 {
     for (int i = 0; scr && i < n; i++) {
         ZSTD_freeCCtx(scr[i].cctx);
-        ZSTD_freeDCtx(scr[i].dctx);
+        wd__piece_scratch_free(scr[i].ps);
         free(scr[i].raw);
         free(scr[i].par);
-        free(scr[i].tmp);
     }
     free(scr);
 }
@@ -261,11 +261,9 @@ static int scratch_new(scratch **out, int n)
         return WD_NOMEM();
     for (int i = 0; i < n; i++) {
         scr[i].cctx = ZSTD_createCCtx();
-        scr[i].dctx = ZSTD_createDCtx();
         scr[i].raw = malloc(WD_CHUNK_TARGET);
         scr[i].par = malloc(WD_CHUNK_TARGET);
-        scr[i].tmp = malloc(WD_CHUNK_TARGET);
-        if (!scr[i].cctx || !scr[i].dctx || !scr[i].raw || !scr[i].par || !scr[i].tmp) {
+        if (!scr[i].cctx || !scr[i].raw || !scr[i].par || wd__piece_scratch_new(&scr[i].ps)) {
             scratch_free(scr, n);
             return WD_NOMEM();
         }
@@ -482,7 +480,7 @@ static int fill_batch(wd_repo *repo, fill_state *fs, batch_ctx *b, size_t cap)
         j->nelem = (size_t)(left < wt->chunk_elems ? left : wt->chunk_elems);
         j->existing = 0;
         if (wt->parent) {
-            int rc = wd__piece_fetch(repo, wt->parent, j->k, &j->plan);
+            int rc = wd__piece_fetch(repo, wt->parent, j->k, WD_PIECE_NATIVE, &j->plan);
             if (rc)
                 return rc;
         }

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "codec_lossless.h"
 #include "db.h"
 #include "error.h"
 #include "hash.h"
+#include "lossy.h"
 #include "repo_int.h"
 
 int wd__shape_parse(const char *json, int *ndim, uint64_t shape[WD_MAX_DIMS], uint64_t *nelem)
@@ -71,6 +71,7 @@ static void free_tensors(wd_stored_tensor *t, size_t n)
         free(t[i].name);
         free(t[i].file);
         free(t[i].chunks);
+        wd__lossy_free(t[i].lossy);
     }
     free(t);
 }
@@ -153,7 +154,7 @@ static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
     if (!rc)
         rc = wd__db_prepare(repo->db, &st,
                             "SELECT name, file, ordinal, dtype, shape, nbytes, encoding, chunk_elems, chunks, "
-                            "stored_bytes, rel_error, max_abs_error FROM tensor WHERE object = ?1 ORDER BY name");
+                            "stored_bytes, rel_error, max_abs_error, params FROM tensor WHERE object = ?1 ORDER BY name");
     if (!rc)
         wd__bind_hash(st, 1, id);
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
@@ -194,6 +195,8 @@ static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
         if (t->nbytes != t->nelem * wd__dtype_size(t->dtype) || t->chunk_elems == 0 ||
             t->chunk_elems * wd__dtype_size(t->dtype) > WD_CHUNK_RAW_MAX)
             rc = wd__error(WD_ECORRUPT, "stored tensor '%s' has inconsistent sizes", t->name);
+        else if (wd__lossy_strategy_of(t->encoding) >= 0)
+            rc = wd__lossy_load(repo, id, t, (const char *)sqlite3_column_text(st, 12));
         else if (strcmp(t->encoding, "same") &&
                  t->n_chunks != (t->nelem + t->chunk_elems - 1) / t->chunk_elems)
             rc = wd__error(WD_ECORRUPT, "stored tensor '%s' has %zu chunks, expected %llu", t->name,
@@ -281,82 +284,6 @@ int wd__object_load(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
     /* A base's tensors must all be self-contained. */
     *out = top;
     return 0;
-}
-
-static int add_step(wd_piece_plan *plan, int op)
-{
-    if (plan->n_steps == plan->cap_steps) {
-        size_t ncap = plan->cap_steps ? plan->cap_steps * 2 : 4;
-        wd_piece_step *ns = realloc(plan->steps, ncap * sizeof *ns);
-        if (!ns)
-            return WD_NOMEM();
-        memset(ns + plan->cap_steps, 0, (ncap - plan->cap_steps) * sizeof *ns);
-        plan->steps = ns;
-        plan->cap_steps = ncap;
-    }
-    plan->steps[plan->n_steps++].op = op;
-    return 0;
-}
-
-int wd__piece_fetch(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, wd_piece_plan *plan)
-{
-    /* Walk down to the tensor's self-contained ancestor, then record the
-     * steps base-first; "same" levels add nothing. */
-    const wd_stored_tensor *chain[64];
-    size_t depth = 0;
-    for (const wd_stored_tensor *c = t; c; c = c->parent) {
-        if (!strcmp(c->encoding, "same"))
-            continue;
-        if (depth == 64)
-            return wd__error(WD_ERROR, "tensor '%s' has more than 64 stored deltas in its lineage", t->name);
-        chain[depth++] = c;
-        if (!strcmp(c->encoding, "planes"))
-            break;
-    }
-    if (!depth || strcmp(chain[depth - 1]->encoding, "planes"))
-        return wd__error(WD_ECORRUPT, "tensor '%s' has no stored base data", t->name);
-    plan->n_steps = 0;
-    plan->dtype = t->dtype;
-    uint64_t first = k * t->chunk_elems;
-    plan->nelem = (size_t)(t->nelem - first < t->chunk_elems ? t->nelem - first : t->chunk_elems);
-    for (size_t i = depth; i-- > 0;) {
-        const wd_stored_tensor *c = chain[i];
-        if (k >= c->n_chunks || c->chunk_elems != t->chunk_elems)
-            return wd__error(WD_ECORRUPT, "tensor '%s': chunk %llu missing", t->name, (unsigned long long)k);
-        int rc = add_step(plan, strcmp(c->encoding, "planes") ? 1 : 0);
-        if (rc)
-            return rc;
-        wd_piece_step *s = &plan->steps[plan->n_steps - 1];
-        if ((rc = repo->store->ops->get(repo->store, c->chunks + k * WD_HASH_SIZE, &s->z, &s->raw_size, &s->codec)))
-            return rc;
-        if (s->raw_size != plan->nelem * wd__dtype_size(t->dtype))
-            return wd__error(WD_ECORRUPT, "tensor '%s': chunk %llu has the wrong size", t->name,
-                             (unsigned long long)k);
-    }
-    return 0;
-}
-
-int wd__piece_decode(const wd_piece_plan *plan, void *dctx, uint8_t *out, uint8_t *tmp)
-{
-    for (size_t i = 0; i < plan->n_steps; i++) {
-        const wd_piece_step *s = &plan->steps[i];
-        int rc = wd__chunk_decompress(dctx, s->codec, s->z.data, s->z.len, s->raw_size, tmp);
-        if (rc)
-            return rc;
-        if (s->op == 0)
-            wd__planes_decode(out, tmp, plan->nelem, plan->dtype);
-        else
-            wd__delta_decode(out, tmp, out, plan->nelem, plan->dtype);
-    }
-    return 0;
-}
-
-void wd__piece_plan_free(wd_piece_plan *plan)
-{
-    for (size_t i = 0; i < plan->cap_steps; i++)
-        wd__buf_free(&plan->steps[i].z);
-    free(plan->steps);
-    memset(plan, 0, sizeof *plan);
 }
 
 int wd__stream_read(wd_repo *repo, const uint8_t *chunks, size_t n_chunks, wd_buf *out)

@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
+#include "arraystream.h"
 #include "buf.h"
 #include "chunkstore.h"
 #include "dtype.h"
@@ -27,6 +28,19 @@ static inline uint64_t wd__chunk_elems(wd_dtype dt)
     return WD_CHUNK_TARGET / wd__dtype_size(dt);
 }
 
+/* What a lossy tensor (encoding sparse, quantized or int4) adds: its codec
+ * parameters and arrays (FORMAT.md section 7). */
+typedef struct {
+    int strategy;            /* WD__WS_* */
+    uint64_t n_cols;         /* quantized: elements per row */
+    int layout;              /* int4: 1 or 2 */
+    uint16_t scale, zero_point; /* int4: float16 patterns */
+    uint64_t *before;        /* sparse, int4: index entries before piece k (n_pieces + 1 values) */
+    size_t n_pieces;
+    wd_astream arrays[9];    /* by WD__WF_* field; count 0 and no chunks when unused */
+    char *params_json;       /* the stored params text */
+} wd_lossy;
+
 /* A stored tensor as loaded from table tensor. */
 typedef struct wd_stored_tensor {
     char *name;
@@ -42,8 +56,9 @@ typedef struct wd_stored_tensor {
     size_t n_chunks;
     uint64_t stored_bytes;
     double rel_error, max_abs_error; /* NaN when not recorded */
-    /* For "same" and "delta-planes": the tensor of the same name in the
-     * parent object, which this one is decoded against. */
+    wd_lossy *lossy;                 /* NULL for lossless encodings */
+    /* For "same", "delta-planes" and lossy encodings: the tensor of the
+     * same name in the parent object, which this one is decoded against. */
     struct wd_stored_tensor *parent;
 } wd_stored_tensor;
 
@@ -76,30 +91,6 @@ long wd__object_find(const wd_object *obj, const char *name);
 int wd__shape_parse(const char *json, int *ndim, uint64_t shape[WD_MAX_DIMS], uint64_t *nelem);
 /* Appends "[2,3]". */
 int wd__shape_format(wd_buf *b, int ndim, const uint64_t *shape);
-
-/* Reconstruction of piece k of a stored tensor happens in two steps so the
- * database is touched only by the calling thread: wd__piece_fetch gathers
- * the compressed chunks along the tensor's lineage (main thread), then
- * wd__piece_decode rebuilds the raw bytes (any worker). */
-typedef struct {
-    int op; /* 0: planes (start), 1: delta-planes (apply) */
-    wd_buf z;
-    uint64_t raw_size;
-    int codec;
-} wd_piece_step;
-
-typedef struct {
-    wd_piece_step *steps; /* base first */
-    size_t n_steps, cap_steps;
-    wd_dtype dtype;
-    size_t nelem;
-} wd_piece_plan;
-
-int wd__piece_fetch(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, wd_piece_plan *plan);
-/* out receives nelem * dtype-size bytes; tmp is scratch of the same size.
- * dctx: ZSTD_DCtx*. */
-int wd__piece_decode(const wd_piece_plan *plan, void *dctx, uint8_t *out, uint8_t *tmp);
-void wd__piece_plan_free(wd_piece_plan *plan);
 
 /* Reads a whole byte stream (file content, shard header) stored as chunks,
  * checking each chunk's SHA-256; appends to out. */

@@ -103,10 +103,23 @@ typedef struct {
 int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_options *opt,
                 wd_write_result *out);
 
+/* Strategy options, for commit and for .wdelta files. A zeroed struct means
+ * lossless (commit) and deltatensors' defaults. */
 typedef struct {
-    const char *strategy; /* NULL or "lossless" */
+    const char *strategy;    /* NULL or "lossless", "sparse", "quantized", "int4" */
+    double sparsity;         /* sparse: share of elements dropped; 0 = default 0.9 */
+    double outlier_fraction; /* int4: share kept as float16 outliers; 0 = default 0.01 */
+} wd_strategy_opts;
+
+#define WD_DEFAULT_SPARSITY 0.9
+#define WD_DEFAULT_OUTLIER_FRACTION 0.01
+
+typedef struct {
+    const char *strategy; /* NULL or "lossless", "sparse", "quantized", "int4" */
     const char *message;  /* may be NULL */
     const char *name;     /* may be NULL */
+    double sparsity;         /* sparse; 0 = WD_DEFAULT_SPARSITY */
+    double outlier_fraction; /* int4; 0 = WD_DEFAULT_OUTLIER_FRACTION */
 } wd_commit_opts;
 
 /* Stores the fine-tune folder ft_dir as a delta against parent_ref (a base or
@@ -125,6 +138,13 @@ int wd_resolve(wd_repo *repo, const char *ref, char out[WD_HEX_SIZE]);
 
 #define WD_CHECKOUT_FORCE 1u
 
+/* Output dtype of checkout and load-delta: each tensor's original dtype
+ * (default), or every floating-point tensor as float32 / bfloat16 / float16
+ * (deltatensors' dtype argument). Headers are then rebuilt. */
+typedef enum { WD_OUT_ORIGINAL = 0, WD_OUT_FLOAT32, WD_OUT_BFLOAT16, WD_OUT_FLOAT16 } wd_out_dtype;
+/* Parses "float32", "bfloat16", "float16" (and "original"); -1 if unknown. */
+int wd_out_dtype_parse(const char *name);
+
 /* Writes the model ref names into out_dir: same files, shard layout, headers
  * and (for lossless objects) bytes as the folder that was stored. Builds the
  * folder beside out_dir and renames it into place, then verifies the written
@@ -132,6 +152,9 @@ int wd_resolve(wd_repo *repo, const char *ref, char out[WD_HEX_SIZE]);
  * unless WD_CHECKOUT_FORCE. */
 int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags,
                 const wd_options *opt);
+/* wd_checkout writing tensors as out_dtype. */
+int wd_checkout_as(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags,
+                   wd_out_dtype out_dtype, const wd_options *opt);
 
 /* One base or delta as log and inspect show it. */
 typedef struct {
@@ -191,6 +214,33 @@ void wd_inspect_free(wd_inspect_info *info);
 /* Hashes the model in folder dir (model hash, SPEC section 4) without a
  * repository. */
 int wd_model_hash(const char *dir, const wd_options *opt, char out[WD_HEX_SIZE]);
+
+/* ---- .wdelta exchange with a repository ----------------------------------- */
+
+/* Imports a deltatensors .wdelta file as a delta. Its parent is found by
+ * parent_hash among the repository's bases (hashing each candidate's
+ * tensors restricted to the file's, v1 in record order) and deltas (their
+ * float32 reconstruction, for chain links). A missing parent is WD_ENOTFOUND
+ * naming the hash. */
+int wd_import(wd_repo *repo, const char *path, const char *name, const wd_options *opt,
+              wd_write_result *out);
+
+typedef struct {
+    int format_version;       /* 1 or 2; 0 = 2 */
+    const char *reencode;     /* NULL, or a strategy to re-encode into from the exact reconstruction */
+    double sparsity, outlier_fraction;
+    /* Out: added error of a re-encoding (int4 layout 2 -> v1, or reencode),
+     * max over tensors of ||d' - d|| / ||d||; 0 when exact. */
+    double added_rel_error;
+    int reencoded;            /* out: 1 if arrays were re-encoded */
+} wd_export_opts;
+
+/* Writes delta ref as a .wdelta file (temp + rename). lossless deltas are
+ * refused unless eo->reencode names a deltatensors strategy. */
+int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *eo, const wd_options *opt);
+
+/* ---- deltatensors API without a repository ------------------------------- */
+/* (see the section below, written with the .wdelta tools) */
 
 #ifdef __cplusplus
 }

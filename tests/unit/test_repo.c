@@ -109,7 +109,7 @@ static void test_roundtrip(wd_repo *r)
         CHECK(res.already_present && res.new_bytes == 0 && !strcmp(res.id, bases[i].hash));
     }
     CHECK_RC(wd_tag(r, "base", "c5a00145"), 0);
-    wd_commit_opts co = {NULL, "first fine-tune", "ft"};
+    wd_commit_opts co = {.message = "first fine-tune", .name = "ft"};
     CHECK_RC(wd_commit(r, model("ft-bf16"), "base", &co, NULL, &res), 0);
     char ft_id[WD_HEX_SIZE];
     strcpy(ft_id, res.id);
@@ -118,7 +118,7 @@ static void test_roundtrip(wd_repo *r)
     CHECK_RC(wd_commit(r, model("ft-bf16"), "base", &co, NULL, &res), 0);
     CHECK(res.already_present && res.new_bytes == 0 && !strcmp(res.id, ft_id));
 
-    wd_commit_opts co2 = {"lossless", NULL, "ft2"};
+    wd_commit_opts co2 = {.strategy = "lossless", .name = "ft2"};
     CHECK_RC(wd_commit(r, model("ft2-bf16"), "ft", &co2, NULL, &res), 0);
     CHECK(!strcmp(res.model_hash, "35b563e500a3c799c77a613a5736212782d4ba342ca6a68c187a7a9e532024fb"));
     CHECK_RC(wd_commit(r, model("ft-f32"), "4d0e", NULL, NULL, &res), 0);
@@ -190,7 +190,7 @@ static void test_failures(wd_repo *r, const char *dbpath)
     CHECK(!exists(out));
     CHECK_RC(wd_commit(r, model("ft-bf16"), "nosuch", NULL, NULL, &res), WD_ENOTFOUND);
     CHECK_RC(wd_add_base(r, path2(tmp, "missing"), NULL, NULL, &res), WD_ENOTFOUND);
-    wd_commit_opts bad = {"zip", NULL, NULL};
+    wd_commit_opts bad = {.strategy = "zip"};
     CHECK_RC(wd_commit(r, model("ft-bf16"), "base", &bad, NULL, &res), WD_EUSAGE);
     CHECK_RC(wd_add_base(r, model("base-bf16"), "0123456789", NULL, &res), WD_EUSAGE);
 

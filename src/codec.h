@@ -1,0 +1,281 @@
+/*
+ * codec.h - deltatensors' three lossy delta codecs (sparse, quantized, int4)
+ * as streaming encoders and in-place, piecewise decoders, plus what they
+ * share: a float32 delta source read in bounded chunks, top-k selection over
+ * |delta| by histogram passes, and numpy's float32 pairwise summation.
+ *
+ * Numerics follow deltatensors 0.2.0 (format v1) / 0.3.0 (v2) on numpy 1.24
+ * bit for bit: every delta operation is one IEEE float32 operation (the build
+ * uses -ffp-contract=off, and FLT_EVAL_METHOD must be 0). The formulas are
+ * spelled out at each function below and in codec_*.c.
+ *
+ * Memory: an encoder holds one chunk of float32 deltas (src->chunk elements,
+ * 4 MiB by default; a tensor that fits in one chunk is read once and kept),
+ * a 512 KiB histogram (top-k) or 32 KiB block buffer (quantized), plus its
+ * outputs, which are the encoded arrays themselves: k indices + k values
+ * (sparse, 12 bytes an entry), n/8 sign bytes + one float16 per row
+ * (quantized), n/2 code bytes + the outliers (int4). A decoder holds nothing
+ * but the encoded arrays the caller passes in.
+ *
+ * Arrays are host-order, which must be little-endian (the .wdelta byte order),
+ * so arrays read from a file are used as they are; like any C array they must
+ * be aligned for their element type (wd__wdelta_read_array's malloc'd buffers
+ * are; a pointer into a mapped file in general is not).
+ */
+#ifndef WD_CODEC_H
+#define WD_CODEC_H
+
+#include <float.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wdrepo.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "wdrepo's codecs use .wdelta arrays in place and need a little-endian host"
+#endif
+#if FLT_EVAL_METHOD != 0
+#error "float32 delta arithmetic needs FLT_EVAL_METHOD == 0 (SSE2, not x87)"
+#endif
+
+/* Elements a source is asked for at a time unless it says otherwise. */
+#define WD_CODEC_CHUNK ((size_t)1 << 20)
+/* numpy's ufunc buffer size: add.reduce sums a row in blocks of this many
+ * elements, so the quantized encoder needs each block whole in memory, and a
+ * source's chunk is raised to at least this. */
+#define WD_CODEC_BLOCK ((size_t)8192)
+
+/* ---- Delta source --------------------------------------------------------- */
+
+/* Writes the float32 deltas f32(ft) - f32(base) of elements
+ * [begin, begin + count) of the flattened tensor to out[0 .. count). Returns 0
+ * or a negative WD_E* code (with the message set through wd__error), which
+ * the encoder returns as it is. Encoders call it several times over the whole
+ * tensor (one pass per stage), always with begin increasing within a pass,
+ * count <= the chunk, and the same values each time. */
+typedef int (*wd_delta_read_fn)(void *ud, uint64_t begin, size_t count, float *out);
+
+typedef struct {
+    uint64_t n;            /* elements of the tensor (1 for 0-d) */
+    wd_delta_read_fn read;
+    void *ud;
+    size_t chunk;          /* elements per read: 0 = WD_CODEC_CHUNK, raised to WD_CODEC_BLOCK */
+} wd_delta_src;
+
+/* Fills *src to read from an array of n deltas the caller keeps alive. */
+void wd__delta_src_mem(wd_delta_src *src, const float *deltas, uint64_t n);
+
+/* How well d' (the decoded delta) matches d, accumulated in double during
+ * encoding: rel_error = ||d' - d|| / ||d|| (0 when both are 0, inf when only
+ * ||d|| is 0), max_abs_error = max |d' - d|. NaN deltas make them NaN. */
+typedef struct {
+    double norm;          /* ||d||_2 */
+    double err;           /* ||d' - d||_2 */
+    double rel_error;
+    double max_abs_error;
+} wd_codec_fidelity;
+
+/* ---- Shared numerics (exported for the tests and other codecs) ------------ */
+
+/* Reads a source chunk by chunk; a tensor of at most one chunk is read once
+ * and served from memory afterwards. */
+typedef struct {
+    const wd_delta_src *src;
+    size_t chunk;  /* elements per read */
+    float *buf;    /* chunk (or n) floats */
+    int cached;    /* 1: buf holds the whole tensor */
+} wd__reader;
+
+int wd__reader_init(wd__reader *r, const wd_delta_src *src);
+/* Points *out at elements [begin, begin + count), count <= r->chunk; valid
+ * until the next call. */
+int wd__reader_get(wd__reader *r, uint64_t begin, size_t count, const float **out);
+void wd__reader_free(wd__reader *r);
+
+/* The order key of |x|: float32 bit patterns of non-negative values order
+ * like the values, and NaN (any sign) orders above inf, as numpy's
+ * argpartition puts NaN last. */
+static inline uint32_t wd__abs_key(float x)
+{
+    union { float f; uint32_t u; } v = { x };
+    return v.u & 0x7fffffffu;
+}
+
+/* Where the k largest keys stop: an element is selected when its key is
+ * above thr, or equals thr and fewer than take_eq elements with key == thr
+ * came before it (in index order). take_eq == UINT64_MAX takes them all. */
+typedef struct {
+    uint32_t thr;
+    uint64_t take_eq;
+} wd_topk_cut;
+
+/* Finds the cut for the k largest |delta| of r's tensor (0 <= k <= n) in at
+ * most two passes: a histogram of the top 16 key bits, then of the low 15
+ * bits inside the bucket holding the k-th largest. Memory: a 512 KiB
+ * histogram while it runs. Which of several equal keys at the cut are taken
+ * is unspecified in deltatensors (introselect); here it is the first ones. */
+int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k);
+
+/* Applies a cut while walking the tensor in index order; *eq_seen starts at
+ * 0 for each walk. */
+static inline int wd__topk_take(const wd_topk_cut *c, uint32_t key, uint64_t *eq_seen)
+{
+    if (key > c->thr)
+        return 1;
+    if (key == c->thr && *eq_seen < c->take_eq) {
+        (*eq_seen)++;
+        return 1;
+    }
+    return 0;
+}
+
+/* numpy 1.24's FLOAT_pairwise_sum over a[0..n): below 8 elements a plain
+ * loop from 0.0f; up to 128 eight accumulators (r[j] += a[i+j]) combined as
+ * ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then the tail added in order; above
+ * 128 the halves n2 = n/2 rounded down to a multiple of 8 and n - n2, summed
+ * recursively and added. */
+float wd__pairwise_sum_f32(const float *a, size_t n);
+
+/* np.add.reduce over a contiguous float32 row (np.sum, and the sum inside
+ * np.mean): acc = 0.0f, then acc += pairwise(block) for consecutive blocks of
+ * WD_CODEC_BLOCK elements, as numpy's buffered reduction loop does. */
+float wd__numpy_sum_f32(const float *a, size_t n);
+
+/* Validates an index array: count values of idx_bytes (4 or 8) each, every
+ * one in [0, n) and strictly greater than the one before. what names the
+ * array in the message. Returns 0 or WD_EBADINPUT. */
+int wd__check_sorted_idx(const void *idx, unsigned idx_bytes, uint64_t count, uint64_t n,
+                         const char *what);
+
+/* The first j with idx[j] >= pos in a sorted index array of count values. */
+uint64_t wd__idx_lower_bound(const void *idx, unsigned idx_bytes, uint64_t count, uint64_t pos);
+
+/* Fills *fid (NULL: nothing) from sums over the tensor: norm2 = sum d^2,
+ * err2 = sum (d' - d)^2 (clamped at 0), max_abs = max |d' - d|. */
+void wd__fidelity_finish(wd_codec_fidelity *fid, double norm2, double err2, double max_abs);
+
+/* Element i of an index array of idx_bytes (4 or 8) per value. */
+static inline int64_t wd__idx_at(const void *idx, unsigned idx_bytes, uint64_t i)
+{
+    if (idx_bytes == 4)
+        return ((const int32_t *)idx)[i];
+    return ((const int64_t *)idx)[i];
+}
+
+/* ---- sparse --------------------------------------------------------------- */
+
+/* indices int64 (sorted flat positions), values float32 = the delta there. */
+typedef struct {
+    uint64_t n;        /* elements of the tensor */
+    uint64_t k;        /* entries */
+    int64_t *indices;  /* k strictly increasing positions in [0, n) */
+    float *values;     /* k deltas */
+} wd_sparse_delta;
+
+/* k = min(n, max(1, floor(n * (1 - sparsity)))) with the product rounded in
+ * float64 as Python computes int(n * (1.0 - sparsity)) (27000 at 0.9 gives
+ * 2699: 1 - 0.9 is 0.09999999999999998). */
+uint64_t wd__sparse_k(uint64_t n, double sparsity);
+
+/* Encodes src: keeps the k largest |delta| (k above), indices ascending.
+ * sparsity must be in [0, 1) (deltatensors refuses others): WD_EUSAGE.
+ * On success *out owns malloc'd arrays (wd__sparse_clear frees them); fid
+ * (may be NULL) gets the fidelity. Passes over src: 3 (1 when it fits in a
+ * chunk); memory: see the top of this file, the k entries being the output. */
+int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double sparsity,
+                      wd_codec_fidelity *fid);
+/* Frees what an encoder allocated and zeroes *s. Accepts NULL. */
+void wd__sparse_clear(wd_sparse_delta *s);
+/* Validates arrays from outside (a file, the store): k <= n, indices in
+ * range and strictly increasing. WD_EBADINPUT. */
+int wd__sparse_check(const wd_sparse_delta *s);
+/* Decodes onto elements [begin, begin + count) of the float32 base held in
+ * buf: buf[i - begin] = f32(buf[i - begin] + values[j]) for indices[j] = i in
+ * the range; every other element keeps its bits (-0.0 included). s must have
+ * passed wd__sparse_check. WD_EUSAGE if the range leaves the tensor. */
+int wd__sparse_apply(const wd_sparse_delta *s, uint64_t begin, float *buf, size_t count);
+
+/* ---- quantized ------------------------------------------------------------ */
+
+/* One float16 scale per row and one sign bit per element. */
+typedef struct {
+    uint64_t n;             /* elements */
+    uint64_t n_cols;        /* elements per row; rows = n / n_cols */
+    uint16_t *scales;       /* rows float16 bit patterns */
+    uint8_t *packed_signs;  /* (n + 7) / 8 bytes: numpy packbits over the flat
+                             * tensor, MSB first, 1 = delta >= 0 (-0.0 and NaN
+                             * too), zero padding bits */
+} wd_quant_delta;
+
+/* The row layout deltatensors uses: rows = shape[0] for 2-D and higher (the
+ * rest flattened into n_cols), one row of n for 1-D and 0-d. */
+void wd__quant_layout(int ndim, const uint64_t *shape, uint64_t *rows, uint64_t *n_cols);
+
+/* Encodes src as rows of n_cols: scale[r] = f16(f32(numpy_sum(|d_r|) /
+ * f32(n_cols))) (np.mean in float32, then astype(float16) from float32),
+ * sign bits as above. One pass over src. n must be > 0 and a multiple of
+ * n_cols (deltatensors cannot read back what it writes for empty tensors):
+ * WD_EUSAGE. *out owns its arrays (wd__quant_clear). */
+int wd__quant_encode(wd_quant_delta *out, const wd_delta_src *src, uint64_t n_cols,
+                     wd_codec_fidelity *fid);
+void wd__quant_clear(wd_quant_delta *q);
+/* n > 0, n_cols > 0 and divides n. WD_EBADINPUT. */
+int wd__quant_check(const wd_quant_delta *q);
+/* buf[i - begin] = f32(buf[i - begin] + (bit ? s : -s)), s = f32(scale[row]). */
+int wd__quant_apply(const wd_quant_delta *q, uint64_t begin, float *buf, size_t count);
+
+/* ---- int4 ----------------------------------------------------------------- */
+
+/* Outliers in float16 plus 4-bit codes, two a byte, high nibble first.
+ * layout 2 (format v2): packed holds a code for every one of the n elements
+ * (outliers clipped, overwritten on decode). layout 1 (v1): codes for the
+ * n - n_outliers non-outliers only, in index order. */
+typedef struct {
+    int layout;              /* 1 or 2 */
+    uint64_t n;              /* elements */
+    uint64_t n_outliers;
+    unsigned idx_bytes;      /* 4 (int32, v2 when n < 2^31) or 8 (int64) */
+    void *outlier_idx;       /* n_outliers strictly increasing positions */
+    uint16_t *outlier_vals;  /* n_outliers float16: f16(delta) */
+    uint16_t scale;          /* float16 */
+    uint16_t zero_point;     /* float16 */
+    uint8_t *packed;         /* wd__int4_packed_len() bytes */
+} wd_int4_delta;
+
+/* min(n, max(1, floor(n * outlier_fraction))) in float64 (0.3.0; 0.2.0 had no
+ * cap and crashed below 2 elements). */
+uint64_t wd__int4_n_outliers(uint64_t n, double outlier_fraction);
+/* Bytes of packed: ceil(n / 2) for layout 2, ceil((n - n_outliers) / 2) for 1. */
+uint64_t wd__int4_packed_len(int layout, uint64_t n, uint64_t n_outliers);
+/* The index width deltatensors writes: v2 int32 when n < 2^31, else int64. */
+unsigned wd__int4_idx_bytes(int layout, uint64_t n);
+
+/* Encodes src with layout 1 or 2 (WD_EUSAGE otherwise, or for a negative or
+ * NaN outlier_fraction). Outliers: the n_outliers largest |delta|. q_min,
+ * q_max: min and max of the other deltas (as float64; 0 if none). Then
+ *   layout 2 (0.3.0): zero_point = f16(q_min), scale = f16((q_max - q_min) / 15)
+ *     in float64; if q_max - q_min < 1e-8 or scale is 0: scale = 1, codes 0;
+ *     else code = clip(rint(f32(f32(d - f32(zero_point)) / f32(scale))), 0, 15)
+ *     for all n deltas;
+ *   layout 1 (0.2.0): the same scale and zero point (no scale == 0 test);
+ *     codes for the non-outliers = clip(rint(f32(f32(f32(d - f32(q_min)) /
+ *     f32(q_max - q_min)) * 15)), 0, 15).
+ * Passes over src: 4 (1 when it fits in a chunk). *out owns its arrays. */
+int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction,
+                    int layout, wd_codec_fidelity *fid);
+void wd__int4_clear(wd_int4_delta *e);
+/* layout 1 or 2, idx_bytes 4 or 8, n_outliers <= n, outlier_idx in range
+ * and strictly increasing. WD_EBADINPUT. */
+int wd__int4_check(const wd_int4_delta *e);
+/* The decoded value of each code:
+ *   lut[q] = f32(f32(f32(q / 15.0f) * f32(scale * 15)) + zero_point). */
+void wd__int4_lut(float lut[16], uint16_t scale, uint16_t zero_point);
+/* Decodes onto elements [begin, begin + count) of the base in buf:
+ *   layout 2: buf[i] = f32(base[i] + lut[code i]); at an outlier j,
+ *     f32(base[j] + f32(outlier_val)) instead;
+ *   layout 1: code number i - (outliers before i); at an outlier j,
+ *     f32(f32(base[j] + 0.0f) + f32(outlier_val)) (0.2.0/0.3.0 add a zero
+ *     there first, which turns a -0.0 base into +0.0). */
+int wd__int4_apply(const wd_int4_delta *e, uint64_t begin, float *buf, size_t count);
+
+#endif

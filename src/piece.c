@@ -1,0 +1,443 @@
+/*
+ * piece.c - rebuilding one piece of a stored tensor along its lineage
+ * (see piece.h), lossless and lossy steps alike.
+ *
+ * The lossy steps repeat the arithmetic of the codecs' apply functions
+ * (codec_*.c) on slices of the arrays: one float32 operation per element,
+ * in place on the parent's float32 reconstruction, so results equal
+ * deltatensors' bit for bit.
+ */
+#include "piece.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "codec.h"
+#include "codec_lossless.h"
+#include "error.h"
+#include "half.h"
+#include "wdelta.h"
+
+enum { OP_PLANES, OP_DELTA, OP_WIDEN, OP_NARROW, OP_LOSSY };
+
+struct wd_piece_step {
+    int op;
+    /* OP_PLANES, OP_DELTA: the tensor's chunk */
+    wd_buf z;
+    uint64_t raw_size;
+    int codec;
+    /* OP_LOSSY */
+    const wd_stored_tensor *t;
+    wd_arange r[3];
+    uint64_t e0, e1; /* index entries of the piece (sparse, int4 outliers) */
+    uint64_t base0;  /* quantized: first row; int4 layout 1: first code number */
+};
+
+struct wd_piece_scratch {
+    ZSTD_DCtx *dctx;
+    uint8_t *tmp, *tmp2, *nat; /* WD_CHUNK_RAW_MAX bytes each */
+    float *f;                  /* WD_CHUNK_RAW_MAX floats: a piece of 1-byte elements as float32 */
+    wd_buf arr[3];             /* decoded array slices */
+};
+
+int wd__piece_scratch_new(wd_piece_scratch **out)
+{
+    wd_piece_scratch *s = calloc(1, sizeof *s);
+    if (!s)
+        return WD_NOMEM();
+    s->dctx = ZSTD_createDCtx();
+    s->tmp = malloc(WD_CHUNK_RAW_MAX);
+    s->tmp2 = malloc(WD_CHUNK_RAW_MAX);
+    s->nat = malloc(WD_CHUNK_RAW_MAX);
+    s->f = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+    if (!s->dctx || !s->tmp || !s->tmp2 || !s->nat || !s->f) {
+        wd__piece_scratch_free(s);
+        return WD_NOMEM();
+    }
+    *out = s;
+    return 0;
+}
+
+void wd__piece_scratch_free(wd_piece_scratch *s)
+{
+    if (!s)
+        return;
+    ZSTD_freeDCtx(s->dctx);
+    free(s->tmp);
+    free(s->tmp2);
+    free(s->nat);
+    free(s->f);
+    for (int i = 0; i < 3; i++)
+        wd__buf_free(&s->arr[i]);
+    free(s);
+}
+
+int wd__f32_convertible(wd_dtype dt)
+{
+    return dt != WD_DT_F8_E4M3 && dt != WD_DT_F8_E5M2;
+}
+
+void wd__to_f32(float *dst, const uint8_t *src, size_t n, wd_dtype dt)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (dt) {
+        case WD_DT_F32: memcpy(&dst[i], src + 4 * i, 4); break;
+        case WD_DT_BF16: {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = wd__bf16_to_f32(h);
+            break;
+        }
+        case WD_DT_F16: {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = wd__f16_to_f32(h);
+            break;
+        }
+        case WD_DT_F64: {
+            double d;
+            memcpy(&d, src + 8 * i, 8);
+            dst[i] = (float)d;
+            break;
+        }
+        case WD_DT_I64: {
+            int64_t v;
+            memcpy(&v, src + 8 * i, 8);
+            dst[i] = (float)v;
+            break;
+        }
+        case WD_DT_I32: {
+            int32_t v;
+            memcpy(&v, src + 4 * i, 4);
+            dst[i] = (float)v;
+            break;
+        }
+        case WD_DT_I16: {
+            int16_t v;
+            memcpy(&v, src + 2 * i, 2);
+            dst[i] = (float)v;
+            break;
+        }
+        case WD_DT_I8: dst[i] = (float)(int8_t)src[i]; break;
+        case WD_DT_U8:
+        case WD_DT_BOOL: dst[i] = (float)src[i]; break;
+        default: dst[i] = NAN; break;
+        }
+    }
+}
+
+/* Float to integer without undefined behaviour: NaN gives 0, values out of
+ * range saturate (numpy gives unspecified values there). */
+static int64_t to_int(double v, double lo, double hi)
+{
+    if (v != v)
+        return 0;
+    if (v <= lo)
+        return (int64_t)lo;
+    if (v >= hi)
+        return (int64_t)hi;
+    return (int64_t)v;
+}
+
+void wd__from_f32(uint8_t *dst, const float *src, size_t n, wd_dtype dt)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = src[i];
+        switch (dt) {
+        case WD_DT_F32: memcpy(dst + 4 * i, &x, 4); break;
+        case WD_DT_BF16: {
+            uint16_t h = wd__f32_to_bf16(x);
+            memcpy(dst + 2 * i, &h, 2);
+            break;
+        }
+        case WD_DT_F16: {
+            uint16_t h = wd__f32_to_f16(x);
+            memcpy(dst + 2 * i, &h, 2);
+            break;
+        }
+        case WD_DT_F64: {
+            double d = x;
+            memcpy(dst + 8 * i, &d, 8);
+            break;
+        }
+        case WD_DT_I64: {
+            int64_t v = to_int(truncf(x), -9223372036854775808.0, 9223372036854774784.0);
+            memcpy(dst + 8 * i, &v, 8);
+            break;
+        }
+        case WD_DT_I32: {
+            int32_t v = (int32_t)to_int(rintf(x), -2147483648.0, 2147483647.0);
+            memcpy(dst + 4 * i, &v, 4);
+            break;
+        }
+        case WD_DT_I16: {
+            int16_t v = (int16_t)to_int(truncf(x), -32768.0, 32767.0);
+            memcpy(dst + 2 * i, &v, 2);
+            break;
+        }
+        case WD_DT_I8: dst[i] = (uint8_t)(int8_t)to_int(truncf(x), -128.0, 127.0); break;
+        case WD_DT_U8: dst[i] = (uint8_t)to_int(truncf(x), 0.0, 255.0); break;
+        case WD_DT_BOOL: dst[i] = x != 0.0f; break;
+        default: dst[i] = 0; break;
+        }
+    }
+}
+
+static int add_step(wd_piece_plan *plan, int op, wd_piece_step **out)
+{
+    if (plan->n_steps == plan->cap_steps) {
+        size_t ncap = plan->cap_steps ? plan->cap_steps * 2 : 4;
+        wd_piece_step *ns = realloc(plan->steps, ncap * sizeof *ns);
+        if (!ns)
+            return WD_NOMEM();
+        memset(ns + plan->cap_steps, 0, (ncap - plan->cap_steps) * sizeof *ns);
+        plan->steps = ns;
+        plan->cap_steps = ncap;
+    }
+    wd_piece_step *s = &plan->steps[plan->n_steps++];
+    s->op = op;
+    *out = s;
+    return 0;
+}
+
+static int fetch_chunk(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, const wd_piece_plan *plan,
+                       wd_piece_step *s)
+{
+    if (k >= t->n_chunks)
+        return wd__error(WD_ECORRUPT, "tensor '%s': chunk %llu missing", t->name, (unsigned long long)k);
+    int rc = repo->store->ops->get(repo->store, t->chunks + k * WD_HASH_SIZE, &s->z, &s->raw_size, &s->codec);
+    if (rc)
+        return rc;
+    if (s->raw_size != plan->nelem * wd__dtype_size(t->dtype))
+        return wd__error(WD_ECORRUPT, "tensor '%s': chunk %llu has the wrong size", t->name, (unsigned long long)k);
+    return 0;
+}
+
+static int fetch_lossy(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, const wd_piece_plan *plan,
+                       wd_piece_step *s)
+{
+    const wd_lossy *L = t->lossy;
+    wd_chunkstore *cs = repo->store;
+    uint64_t begin = plan->begin, end = begin + plan->nelem;
+    s->t = t;
+    if (L->strategy == WD__WS_QUANTIZED) {
+        uint64_t r0 = begin / L->n_cols, r1 = (end - 1) / L->n_cols + 1;
+        s->base0 = r0;
+        int rc = wd__arange_fetch(cs, &L->arrays[WD__WF_PACKED_SIGNS], begin / 8, (end + 7) / 8, &s->r[0]);
+        return rc ? rc : wd__arange_fetch(cs, &L->arrays[WD__WF_SCALES], r0 * 2, r1 * 2, &s->r[1]);
+    }
+    if (k >= L->n_pieces)
+        return wd__error(WD_ECORRUPT, "tensor '%s': piece %llu has no index entry", t->name, (unsigned long long)k);
+    s->e0 = L->before[k];
+    s->e1 = L->before[k + 1];
+    int idx_field = L->strategy == WD__WS_SPARSE ? WD__WF_INDICES : WD__WF_OUTLIER_IDX;
+    int val_field = L->strategy == WD__WS_SPARSE ? WD__WF_VALUES : WD__WF_OUTLIER_VALS;
+    const wd_astream *ia = &L->arrays[idx_field], *va = &L->arrays[val_field];
+    size_t isz = wd__dtype_size(ia->dtype), vsz = wd__dtype_size(va->dtype);
+    int rc = wd__arange_fetch(cs, ia, s->e0 * isz, s->e1 * isz, &s->r[0]);
+    if (!rc)
+        rc = wd__arange_fetch(cs, va, s->e0 * vsz, s->e1 * vsz, &s->r[1]);
+    if (rc || L->strategy == WD__WS_SPARSE)
+        return rc;
+    /* int4 codes: every position (layout 2), or the non-outliers (1). */
+    uint64_t c0 = L->layout == 2 ? begin : begin - s->e0;
+    uint64_t c1 = L->layout == 2 ? end : end - s->e1;
+    if (c1 < c0)
+        return wd__error(WD_ECORRUPT, "tensor '%s': outlier counts disagree with its size", t->name);
+    s->base0 = c0;
+    return wd__arange_fetch(cs, &L->arrays[WD__WF_PACKED], c0 / 2, (c1 + 1) / 2, &s->r[2]);
+}
+
+static int build(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, int mode, wd_piece_plan *plan, int depth)
+{
+    wd_piece_step *s;
+    int rc;
+    if (depth > 1000)
+        return wd__error(WD_ECORRUPT, "tensor '%s': lineage deeper than 1000", t->name);
+    if (!strcmp(t->encoding, "same")) {
+        if (!t->parent)
+            return wd__error(WD_ECORRUPT, "tensor '%s' has no stored data", t->name);
+        return build(repo, t->parent, k, mode, plan, depth + 1);
+    }
+    if (!strcmp(t->encoding, "planes")) {
+        if ((rc = add_step(plan, OP_PLANES, &s)) || (rc = fetch_chunk(repo, t, k, plan, s)))
+            return rc;
+        return mode == WD_PIECE_F32 ? add_step(plan, OP_WIDEN, &s) : 0;
+    }
+    if (!strcmp(t->encoding, "delta-planes")) {
+        if (!t->parent)
+            return wd__error(WD_ECORRUPT, "tensor '%s' has no parent to decode against", t->name);
+        if ((rc = build(repo, t->parent, k, WD_PIECE_NATIVE, plan, depth + 1)))
+            return rc;
+        if ((rc = add_step(plan, OP_DELTA, &s)) || (rc = fetch_chunk(repo, t, k, plan, s)))
+            return rc;
+        return mode == WD_PIECE_F32 ? add_step(plan, OP_WIDEN, &s) : 0;
+    }
+    if (t->lossy) {
+        if (!t->parent)
+            return wd__error(WD_ECORRUPT, "tensor '%s' has no parent to decode against", t->name);
+        if ((rc = build(repo, t->parent, k, WD_PIECE_F32, plan, depth + 1)))
+            return rc;
+        if ((rc = add_step(plan, OP_LOSSY, &s)) || (rc = fetch_lossy(repo, t, k, plan, s)))
+            return rc;
+        return mode == WD_PIECE_NATIVE ? add_step(plan, OP_NARROW, &s) : 0;
+    }
+    return wd__error(WD_ECORRUPT, "tensor '%s' has unknown encoding '%s'", t->name, t->encoding);
+}
+
+int wd__piece_fetch(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, int mode, wd_piece_plan *plan)
+{
+    plan->n_steps = 0;
+    plan->dtype = t->dtype;
+    plan->mode = mode;
+    plan->begin = k * t->chunk_elems;
+    if (plan->begin >= t->nelem)
+        return wd__error(WD_ECORRUPT, "tensor '%s': piece %llu is past its end", t->name, (unsigned long long)k);
+    uint64_t left = t->nelem - plan->begin;
+    plan->nelem = (size_t)(left < t->chunk_elems ? left : t->chunk_elems);
+    if (mode == WD_PIECE_F32 && !wd__f32_convertible(t->dtype))
+        return wd__error(WD_EUSAGE, "tensor '%s': %s cannot be read as float32", t->name, wd__dtype_name(t->dtype));
+    return build(repo, t, k, mode, plan, 0);
+}
+
+static int slice(wd_piece_scratch *sc, int i, const wd_arange *r, uint8_t **out)
+{
+    size_t len = (size_t)(r->end - r->begin);
+    int rc = wd__buf_reserve(&sc->arr[i], len + 1);
+    if (rc)
+        return rc;
+    *out = sc->arr[i].data;
+    return wd__arange_decode(r, sc->dctx, sc->arr[i].data, sc->tmp, sc->tmp2);
+}
+
+static int64_t index_at(const uint8_t *p, size_t isz, uint64_t j)
+{
+    if (isz == 4) {
+        int32_t v;
+        memcpy(&v, p + 4 * j, 4);
+        return v;
+    }
+    int64_t v;
+    memcpy(&v, p + 8 * j, 8);
+    return v;
+}
+
+static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_piece_scratch *sc, float *f)
+{
+    const wd_lossy *L = s->t->lossy;
+    uint64_t begin = plan->begin;
+    size_t n = plan->nelem;
+    uint8_t *a0, *a1, *a2;
+    int rc = slice(sc, 0, &s->r[0], &a0);
+    if (!rc)
+        rc = slice(sc, 1, &s->r[1], &a1);
+    if (rc)
+        return rc;
+    if (L->strategy == WD__WS_QUANTIZED) {
+        uint64_t row = begin / L->n_cols, col = begin % L->n_cols;
+        uint16_t h;
+        memcpy(&h, a1 + 2 * (row - s->base0), 2);
+        float sc_v = wd__f16_to_f32(h);
+        uint64_t byte0 = begin / 8;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t pos = begin + i;
+            int bit = (a0[(pos >> 3) - byte0] >> (7 - (pos & 7))) & 1;
+            f[i] = f[i] + (bit ? sc_v : -sc_v);
+            if (++col == L->n_cols && i + 1 < n) {
+                col = 0;
+                row++;
+                memcpy(&h, a1 + 2 * (row - s->base0), 2);
+                sc_v = wd__f16_to_f32(h);
+            }
+        }
+        return 0;
+    }
+    size_t isz = wd__dtype_size(L->arrays[L->strategy == WD__WS_SPARSE ? WD__WF_INDICES : WD__WF_OUTLIER_IDX].dtype);
+    uint64_t m = s->e1 - s->e0;
+    /* Indices come from the store: check them before they address memory. */
+    int64_t prev = -1;
+    for (uint64_t j = 0; j < m; j++) {
+        int64_t v = index_at(a0, isz, j);
+        if (v <= prev || v < (int64_t)begin || (uint64_t)v >= begin + n)
+            return wd__error(WD_ECORRUPT, "tensor '%s': stored index %lld is out of order or outside its piece",
+                             s->t->name, (long long)v);
+        prev = v;
+    }
+    if (L->strategy == WD__WS_SPARSE) {
+        for (uint64_t j = 0; j < m; j++) {
+            float v;
+            memcpy(&v, a1 + 4 * j, 4);
+            size_t i = (size_t)(index_at(a0, isz, j) - (int64_t)begin);
+            f[i] = f[i] + v;
+        }
+        return 0;
+    }
+    if ((rc = slice(sc, 2, &s->r[2], &a2)))
+        return rc;
+    float lut[16];
+    wd__int4_lut(lut, L->scale, L->zero_point);
+    uint64_t j = 0, next = m ? (uint64_t)index_at(a0, isz, 0) : UINT64_MAX;
+    uint64_t cbyte0 = s->base0 / 2;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t pos = begin + i;
+        if (pos == next) {
+            uint16_t h;
+            memcpy(&h, a1 + 2 * j, 2);
+            float v = wd__f16_to_f32(h);
+            if (L->layout == 1) /* deltatensors adds the zero it inserted first */
+                f[i] = f[i] + 0.0f;
+            f[i] = f[i] + v;
+            j++;
+            next = j < m ? (uint64_t)index_at(a0, isz, j) : UINT64_MAX;
+        } else {
+            uint64_t c = L->layout == 2 ? pos : pos - (s->e0 + j);
+            uint8_t b = a2[(c >> 1) - cbyte0];
+            f[i] = f[i] + lut[(c & 1) ? (b & 15) : (b >> 4)];
+        }
+    }
+    return 0;
+}
+
+int wd__piece_decode(const wd_piece_plan *plan, wd_piece_scratch *sc, void *out)
+{
+    size_t n = plan->nelem, esz = wd__dtype_size(plan->dtype);
+    for (size_t i = 0; i < plan->n_steps; i++) {
+        const wd_piece_step *s = &plan->steps[i];
+        int rc = 0;
+        switch (s->op) {
+        case OP_PLANES:
+            rc = wd__chunk_decompress(sc->dctx, s->codec, s->z.data, s->z.len, s->raw_size, sc->tmp);
+            if (!rc)
+                wd__planes_decode(sc->nat, sc->tmp, n, plan->dtype);
+            break;
+        case OP_DELTA:
+            rc = wd__chunk_decompress(sc->dctx, s->codec, s->z.data, s->z.len, s->raw_size, sc->tmp);
+            if (!rc)
+                wd__delta_decode(sc->nat, sc->tmp, sc->nat, n, plan->dtype);
+            break;
+        case OP_WIDEN: wd__to_f32(sc->f, sc->nat, n, plan->dtype); break;
+        case OP_NARROW: wd__from_f32(sc->nat, sc->f, n, plan->dtype); break;
+        default: rc = apply_lossy(s, plan, sc, sc->f); break;
+        }
+        if (rc)
+            return rc;
+    }
+    if (plan->mode == WD_PIECE_F32)
+        memcpy(out, sc->f, n * sizeof(float));
+    else
+        memcpy(out, sc->nat, n * esz);
+    return 0;
+}
+
+void wd__piece_plan_free(wd_piece_plan *plan)
+{
+    for (size_t i = 0; i < plan->cap_steps; i++) {
+        wd__buf_free(&plan->steps[i].z);
+        for (int j = 0; j < 3; j++)
+            wd__arange_free(&plan->steps[i].r[j]);
+    }
+    free(plan->steps);
+    memset(plan, 0, sizeof *plan);
+}
