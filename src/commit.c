@@ -29,6 +29,8 @@
 #include "error.h"
 #include "folder.h"
 #include "hash.h"
+#include "lossy.h"
+#include "lossy_encode.h"
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
@@ -46,6 +48,9 @@ typedef struct {
     wd_buf chunks; /* ids, 32 bytes each */
     uint64_t stored_bytes;
     int all_zero;  /* every piece equal to the parent's */
+    int lossy_pending; /* to be encoded with the commit's lossy strategy */
+    wd_lossy *lossy;   /* lossy strategies: the encoded arrays, NULL otherwise */
+    double rel_error, max_abs_error;
     const char *encoding;
 } work_tensor;
 
@@ -337,6 +342,18 @@ static int delta_id(uint8_t out[WD_HASH_SIZE], const uint8_t parent[WD_HASH_SIZE
         if (!rc) rc = wd__shape_format(&line, t->ndim, t->shape);
         if (!rc) rc = wd__buf_printf(&line, " %s %llu", wt->encoding, (unsigned long long)wt->chunk_elems);
         if (!rc) rc = hex_list(&line, wt->chunks.data, wt->chunks.len / WD_HASH_SIZE);
+        if (!rc && wt->lossy) {
+            rc = wd__buf_printf(&line, " params %s", wt->lossy->params_json);
+            const int *fields;
+            size_t nf = wd__wdelta_fields_of(wt->lossy->strategy, &fields);
+            for (size_t fi = 0; !rc && fi < nf; fi++) {
+                if (fields[fi] == WD__WF_SCALE || fields[fi] == WD__WF_ZERO_POINT)
+                    continue;
+                const wd_astream *a = &wt->lossy->arrays[fields[fi]];
+                rc = wd__buf_printf(&line, " array %s", wd__wdelta_field_name(fields[fi]));
+                if (!rc) rc = hex_list(&line, a->chunks, a->n_chunks);
+            }
+        }
         if (!rc) rc = wd__buf_append(&line, "\n", 1);
         if (!rc && line.len > 65536) {
             wd__sha256_update(h, line.data, line.len);
@@ -404,7 +421,8 @@ static int insert_object(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const ui
 
     if ((rc = wd__db_prepare(repo->db, &st,
                              "INSERT INTO tensor(object, name, file, ordinal, dtype, shape, nbytes, encoding, "
-                             "chunk_elems, chunks, stored_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")))
+                             "chunk_elems, chunks, stored_bytes, params, rel_error, max_abs_error) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")))
         return rc;
     wd_buf shape = {0};
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {
@@ -425,10 +443,21 @@ static int insert_object(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const ui
         sqlite3_bind_blob(st, 10, wt->chunks.data ? (const void *)wt->chunks.data : "", (int)wt->chunks.len,
                           SQLITE_STATIC);
         sqlite3_bind_int64(st, 11, (sqlite3_int64)wt->stored_bytes);
+        if (wt->lossy) {
+            sqlite3_bind_text(st, 12, wt->lossy->params_json, -1, SQLITE_STATIC);
+            sqlite3_bind_double(st, 13, wt->rel_error);
+            sqlite3_bind_double(st, 14, wt->max_abs_error);
+        } else {
+            sqlite3_bind_null(st, 12);
+            sqlite3_bind_null(st, 13);
+            sqlite3_bind_null(st, 14);
+        }
         s = sqlite3_step(st);
         sqlite3_reset(st);
         if (s != SQLITE_DONE)
             rc = wd__db_error(repo->db, s, "storing tensor list");
+        else if (wt->lossy)
+            rc = wd__lossy_insert_arrays(repo, id, wt->src->name, wt->lossy);
     }
     wd__buf_free(&shape);
     sqlite3_finalize(st);
@@ -466,7 +495,8 @@ static int fill_batch(wd_repo *repo, fill_state *fs, batch_ctx *b, size_t cap)
     b->n_jobs = 0;
     while (b->n_jobs < cap && fs->ti < fs->n_tensors) {
         work_tensor *wt = fs->order[fs->ti];
-        uint64_t nelem = wt->src->t->nelem;
+        /* Lossy tensors are encoded afterwards, by the codecs. */
+        uint64_t nelem = wt->lossy_pending ? 0 : wt->src->t->nelem;
         uint64_t npieces = (nelem + wt->chunk_elems - 1) / wt->chunk_elems;
         if (fs->next_k >= npieces) {
             fs->ti++;
@@ -489,8 +519,24 @@ static int fill_batch(wd_repo *repo, fill_state *fs, batch_ctx *b, size_t cap)
 }
 
 /* The shared body of add-base (parent == NULL) and commit. */
+/* tx_put as a wd_chunk_put_fn for the array streams of lossy tensors. */
+static int put_cb(void *arg, const uint8_t id[WD_HASH_SIZE], uint64_t raw, int codec, const void *z, size_t zlen)
+{
+    return tx_put(arg, id, raw, codec, z, zlen);
+}
+
+/* Lossy strategies encode float tensors the parent also has, same dtype and
+ * shape; everything else is stored losslessly. */
+static int lossy_candidate(const wd_st_tensor *t, const wd_stored_tensor *pt)
+{
+    return pt && t->nelem > 0 && wd__dtype_is_float(t->dtype) && wd__f32_convertible(t->dtype) &&
+           pt->dtype == t->dtype && pt->ndim == t->ndim &&
+           !memcmp(pt->shape, t->shape, sizeof(uint64_t) * (size_t)t->ndim);
+}
+
 static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const char *name,
-                        const char *message, const wd_options *opt, wd_write_result *res)
+                        const char *message, int lossy_strategy, double lossy_option, const char *options_json,
+                        const wd_options *opt, wd_write_result *res)
 {
     if (repo->readonly)
         return wd__error(WD_EUSAGE, "repository is open read-only");
@@ -565,6 +611,10 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
                 if (same_shape) {
                     wt->parent = pt;
                     wt->encoding = "delta-planes";
+                }
+                if (lossy_strategy >= 0 && lossy_candidate(t, pt)) {
+                    wt->lossy_pending = 1;
+                    wt->encoding = wd__lossy_encoding(lossy_strategy);
                 }
             }
             if (wt->parent)
@@ -649,6 +699,28 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
             free(full);
         }
     }
+    /* Lossy tensors, one after the other: the codecs make their passes over
+     * the delta, and their arrays become chunk streams. */
+    wd_lossy_sink sink = {repo->store, put_cb, &w, scr ? scr[0].cctx : NULL, w.level};
+    for (size_t i = 0; !rc && i < f->n_tensors; i++) {
+        work_tensor *wt = &wts[i];
+        if (!wt->lossy_pending)
+            continue;
+        wd_codec_fidelity fid;
+        memset(&fid, 0, sizeof fid);
+        rc = wd__lossy_encode_tensor(repo, f, wt->src, wt->parent, lossy_strategy, lossy_option, &sink, &wt->lossy, &fid);
+        if (!rc)
+            rc = wd__lossy_params(wt->lossy, NULL, &wt->lossy->params_json);
+        if (rc)
+            break;
+        wt->rel_error = fid.rel_error;
+        wt->max_abs_error = fid.max_abs_error;
+        wt->all_zero = 0;
+        for (int fi = 0; fi < WD__WF__COUNT; fi++)
+            wt->stored_bytes += wt->lossy->arrays[fi].stored_bytes;
+        w.done += wt->src->t->nbytes;
+        progress(&w);
+    }
     if (!rc)
         rc = tx_flush(&w);
 
@@ -662,7 +734,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     /* Unchanged tensors keep no chunks: they read through to the parent. */
     for (size_t i = 0; parent && i < f->n_tensors; i++) {
         work_tensor *wt = &wts[i];
-        if (wt->parent && wt->all_zero) {
+        if (wt->parent && wt->all_zero && !wt->lossy) {
             wt->encoding = "same";
             wt->chunks.len = 0;
             wt->stored_bytes = 0;
@@ -677,9 +749,9 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     }
 
     uint8_t id[WD_HASH_SIZE];
-    const char *strategy = parent ? "lossless" : "base";
+    const char *strategy = !parent ? "base" : lossy_strategy >= 0 ? wd__lossy_encoding(lossy_strategy) : "lossless";
     if (parent)
-        rc = delta_id(id, parent->id, strategy, "{}", f, files, wts);
+        rc = delta_id(id, parent->id, strategy, options_json, f, files, wts);
     else
         memcpy(id, ht.hash, WD_HASH_SIZE);
     if (rc)
@@ -698,8 +770,27 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     uint64_t old_stored = 0;
     rc = object_exists(repo, id, &exists, &old_stored);
     if (!rc && !exists)
-        rc = insert_object(repo, id, parent ? parent->id : NULL, strategy, "{}", message, ht.hash,
+        rc = insert_object(repo, id, parent ? parent->id : NULL, strategy, options_json, message, ht.hash,
                            parent ? parent->model_hash : NULL, f, files, wts, w.new_bytes);
+    /* A lossy delta reconstructs to other weights than the fine-tune's:
+     * hash what checkout will write. */
+    if (!rc && !exists && lossy_strategy >= 0) {
+        wd_object *obj = NULL;
+        rc = wd__object_load(repo, id, &obj);
+        if (!rc)
+            rc = wd__object_hash(repo, obj, NULL, 0, WD_PIECE_NATIVE, ht.hash);
+        wd__object_free(obj);
+        sqlite3_stmt *up = NULL;
+        if (!rc && !(rc = wd__db_prepare(repo->db, &up, "UPDATE object SET model_hash = ?1 WHERE id = ?2"))) {
+            wd__bind_hash(up, 1, ht.hash);
+            wd__bind_hash(up, 2, id);
+            int s = sqlite3_step(up);
+            if (s != SQLITE_DONE)
+                rc = wd__db_error(repo->db, s, "storing model hash");
+            sqlite3_finalize(up);
+        }
+        wd__hex(res->model_hash, ht.hash);
+    }
     if (!rc && name)
         rc = wd__name_set(repo, name, id);
     if (rc) {
@@ -725,8 +816,10 @@ done:
         wd__piece_plan_free(&jobs[i].plan);
     }
     free(jobs);
-    for (size_t i = 0; wts && i < f->n_tensors; i++)
+    for (size_t i = 0; wts && i < f->n_tensors; i++) {
         wd__buf_free(&wts[i].chunks);
+        wd__lossy_free(wts[i].lossy);
+    }
     for (size_t i = 0; files && i < f->n_files; i++)
         wd__buf_free(&files[i].ids);
     free(files);
@@ -742,7 +835,7 @@ int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_optio
 {
     wd_write_result res;
     memset(&res, 0, sizeof res);
-    int rc = store_folder(repo, dir, NULL, name, NULL, opt, &res);
+    int rc = store_folder(repo, dir, NULL, name, NULL, -1, 0, "{}", opt, &res);
     if (!rc && out)
         *out = res;
     return rc;
@@ -752,8 +845,25 @@ int wd_commit(wd_repo *repo, const char *ft_dir, const char *parent_ref, const w
               const wd_options *opt, wd_write_result *out)
 {
     const char *strategy = copt && copt->strategy ? copt->strategy : "lossless";
-    if (strcmp(strategy, "lossless"))
-        return wd__error(WD_EUSAGE, "unknown strategy '%s' (supported: lossless)", strategy);
+    int lossy = -1;
+    double option = 0;
+    char options[64] = "{}";
+    if (strcmp(strategy, "lossless")) {
+        lossy = wd__lossy_strategy_of(strategy);
+        if (lossy < 0)
+            return wd__error(WD_EUSAGE, "unknown strategy '%s' (supported: lossless, sparse, quantized, int4)", strategy);
+        if (lossy == WD__WS_SPARSE) {
+            option = copt->sparsity ? copt->sparsity : WD_DEFAULT_SPARSITY;
+            if (!(option >= 0 && option < 1))
+                return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), not %g", option);
+            snprintf(options, sizeof options, "{\"sparsity\":%.17g}", option);
+        } else if (lossy == WD__WS_INT4) {
+            option = copt->outlier_fraction ? copt->outlier_fraction : WD_DEFAULT_OUTLIER_FRACTION;
+            if (!(option > 0 && option <= 1))
+                return wd__error(WD_EUSAGE, "outlier fraction must be in (0, 1], not %g", option);
+            snprintf(options, sizeof options, "{\"outlier_fraction\":%.17g}", option);
+        }
+    }
     uint8_t pid[WD_HASH_SIZE];
     int rc = wd__resolve(repo, parent_ref, pid);
     if (rc)
@@ -763,7 +873,8 @@ int wd_commit(wd_repo *repo, const char *ft_dir, const char *parent_ref, const w
         return rc;
     wd_write_result res;
     memset(&res, 0, sizeof res);
-    rc = store_folder(repo, ft_dir, parent, copt ? copt->name : NULL, copt ? copt->message : NULL, opt, &res);
+    rc = store_folder(repo, ft_dir, parent, copt ? copt->name : NULL, copt ? copt->message : NULL, lossy, option,
+                      options, opt, &res);
     wd__object_free(parent);
     if (!rc && out)
         *out = res;

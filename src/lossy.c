@@ -133,12 +133,14 @@ int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_
         sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
     }
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-        int f = field_by_name((const char *)sqlite3_column_text(st, 0));
-        wd_dtype dt;
-        int tr;
-        if (f < 0 || dtype_by_numpy((const char *)sqlite3_column_text(st, 1), &dt) ||
+        const char *fname = (const char *)sqlite3_column_text(st, 0);
+        const char *dname = (const char *)sqlite3_column_text(st, 1);
+        int f = field_by_name(fname);
+        wd_dtype dt = WD_DT_U8;
+        int tr = 0;
+        if (f < 0 || dtype_by_numpy(dname, &dt) ||
             wd__astream_transform_parse((const char *)sqlite3_column_text(st, 3), &tr)) {
-            rc = wd__error(WD_ECORRUPT, "tensor '%s': bad array row", t->name);
+            rc = wd__error(WD_ECORRUPT, "tensor '%s': bad array row (%s, %s)", t->name, fname, dname);
             break;
         }
         wd_astream *a = &L->arrays[f];
@@ -294,6 +296,9 @@ int wd__lossy_insert_arrays(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], c
     const int *fields;
     size_t nf = wd__wdelta_fields_of(L->strategy, &fields);
     for (size_t i = 0; !rc && i < nf; i++) {
+        /* int4's scale and zero point live in params. */
+        if (fields[i] == WD__WF_SCALE || fields[i] == WD__WF_ZERO_POINT)
+            continue;
         const wd_astream *a = &L->arrays[fields[i]];
         wd__bind_hash(st, 1, object);
         sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);

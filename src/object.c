@@ -12,6 +12,7 @@
 #include "error.h"
 #include "hash.h"
 #include "lossy.h"
+#include "piece.h"
 #include "repo_int.h"
 
 int wd__shape_parse(const char *json, int *ndim, uint64_t shape[WD_MAX_DIMS], uint64_t *nelem)
@@ -312,5 +313,44 @@ int wd__stream_read(wd_repo *repo, const uint8_t *chunks, size_t n_chunks, wd_bu
     }
     wd__buf_free(&z);
     ZSTD_freeDCtx(dctx);
+    return rc;
+}
+
+int wd__object_hash(wd_repo *repo, const wd_object *obj, const char *const *names, size_t n_names, int mode,
+                    uint8_t out[WD_HASH_SIZE])
+{
+    wd_sha256 *h = NULL;
+    wd_piece_scratch *ps = NULL;
+    wd_piece_plan plan;
+    memset(&plan, 0, sizeof plan);
+    /* One piece at a time: WD_CHUNK_TARGET elements as float32 at most. */
+    uint8_t *buf = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+    int rc = buf ? wd__sha256_new(&h) : WD_NOMEM();
+    if (!rc)
+        rc = wd__piece_scratch_new(&ps);
+    size_t count = names ? n_names : obj->n_tensors;
+    for (size_t i = 0; !rc && i < count; i++) {
+        long j = names ? wd__object_find(obj, names[i]) : (long)i;
+        if (j < 0) {
+            rc = wd__error(WD_ENOTFOUND, "tensor '%s' is not in the object", names[i]);
+            break;
+        }
+        const wd_stored_tensor *t = &obj->tensors[j];
+        wd__sha256_update(h, t->name, strlen(t->name));
+        uint64_t npieces = (t->nelem + t->chunk_elems - 1) / t->chunk_elems;
+        for (uint64_t k = 0; !rc && k < npieces; k++) {
+            rc = wd__piece_fetch(repo, t, k, mode, &plan);
+            if (!rc)
+                rc = wd__piece_decode(&plan, ps, buf);
+            if (!rc)
+                wd__sha256_update(h, buf, plan.nelem * (mode == WD_PIECE_F32 ? 4 : wd__dtype_size(t->dtype)));
+        }
+    }
+    if (!rc)
+        wd__sha256_final(h, out);
+    wd__piece_plan_free(&plan);
+    wd__piece_scratch_free(ps);
+    wd__sha256_free(h);
+    free(buf);
     return rc;
 }

@@ -87,6 +87,13 @@ int wd__object_load(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
 void wd__object_free(wd_object *obj);
 long wd__object_find(const wd_object *obj, const char *name);
 
+/* SHA-256 over tensors of obj, each as its name then its reconstructed
+ * data: natively (mode 0, the model hash when names is NULL: every tensor in
+ * name order) or as float32 (mode 1, deltatensors' chain hash). names, if
+ * given, picks the tensors and their order. */
+int wd__object_hash(wd_repo *repo, const wd_object *obj, const char *const *names, size_t n_names, int mode,
+                    uint8_t out[WD_HASH_SIZE]);
+
 /* Parses a shape JSON array "[2,3]". */
 int wd__shape_parse(const char *json, int *ndim, uint64_t shape[WD_MAX_DIMS], uint64_t *nelem);
 /* Appends "[2,3]". */

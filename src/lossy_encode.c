@@ -1,0 +1,174 @@
+/*
+ * lossy_encode.c - encoding one tensor of a fine-tune with a deltatensors
+ * strategy against its parent's float32 reconstruction, and storing the
+ * resulting arrays as chunk streams (commit --strategy sparse|quantized|int4).
+ *
+ * The delta f32(ft) - f32(parent) is produced piece by piece on demand: the
+ * codecs make a few passes over it (top-k histograms, min/max), each pass
+ * re-reading the fine-tune with pread and re-decoding the parent's pieces.
+ * Memory: one parent piece and one fine-tune piece as float32 (4 MiB each at
+ * most), plus the codec's own chunk and its outputs (the encoded arrays).
+ */
+#include "lossy_encode.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "piece.h"
+
+typedef struct {
+    wd_repo *repo;
+    const wd_folder *folder;
+    const wd_folder_tensor *src;
+    const wd_stored_tensor *parent;
+    wd_piece_plan plan;
+    wd_piece_scratch *ps;
+    float *par;       /* parent piece, float32 */
+    float *ft;        /* fine-tune piece, float32 */
+    uint8_t *raw;     /* fine-tune piece, native */
+    int64_t cached_k; /* piece held in par/ft, -1 if none */
+} delta_reader;
+
+static int load_piece(delta_reader *d, uint64_t k)
+{
+    if ((int64_t)k == d->cached_k)
+        return 0;
+    int rc = wd__piece_fetch(d->repo, d->parent, k, WD_PIECE_F32, &d->plan);
+    if (!rc)
+        rc = wd__piece_decode(&d->plan, d->ps, d->par);
+    if (rc)
+        return rc;
+    const wd_st_tensor *t = d->src->t;
+    size_t esz = wd__dtype_size(t->dtype), n = d->plan.nelem;
+    if ((rc = wd__st_read(d->folder->files[d->src->file].st, t, k * d->parent->chunk_elems * esz, d->raw, n * esz)))
+        return rc;
+    wd__to_f32(d->ft, d->raw, n, t->dtype);
+    d->cached_k = (int64_t)k;
+    return 0;
+}
+
+/* wd_delta_read_fn: deltas of [begin, begin + count), one float32
+ * subtraction each, as deltatensors computes f32(ft) - f32(base). */
+static int read_delta(void *ud, uint64_t begin, size_t count, float *out)
+{
+    delta_reader *d = ud;
+    uint64_t ce = d->parent->chunk_elems;
+    while (count) {
+        uint64_t k = begin / ce, off = begin - k * ce;
+        int rc = load_piece(d, k);
+        if (rc)
+            return rc;
+        size_t avail = (size_t)(d->plan.nelem - off), take = count < avail ? count : avail;
+        for (size_t i = 0; i < take; i++)
+            out[i] = d->ft[off + i] - d->par[off + i];
+        out += take;
+        begin += take;
+        count -= take;
+    }
+    return 0;
+}
+
+/* Entries of a sorted index array before each piece boundary. */
+static int piece_index(wd_lossy *L, const void *idx, unsigned idx_bytes, uint64_t count, uint64_t n, uint64_t ce)
+{
+    L->n_pieces = (size_t)(n ? (n + ce - 1) / ce : 0);
+    L->before = malloc((L->n_pieces + 1) * sizeof *L->before);
+    if (!L->before)
+        return WD_NOMEM();
+    uint64_t j = 0;
+    for (size_t k = 0; k <= L->n_pieces; k++) {
+        uint64_t bound = k * ce;
+        while (j < count && (uint64_t)wd__idx_at(idx, idx_bytes, j) < bound)
+            j++;
+        L->before[k] = k == L->n_pieces ? count : j;
+    }
+    return 0;
+}
+
+static int store_array(const wd_lossy_sink *sink, wd_lossy *L, int field, wd_dtype dt, int transform,
+                       const void *data, uint64_t nbytes)
+{
+    wd_astream_writer w;
+    wd__astream_writer_init(&w, sink->cs, sink->put, sink->put_arg, sink->cctx, sink->level, &L->arrays[field], field,
+                            dt, transform);
+    int rc = wd__astream_append(&w, data, (size_t)nbytes);
+    if (!rc)
+        rc = wd__astream_finish(&w);
+    wd__astream_writer_free(&w);
+    return rc;
+}
+
+int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_folder_tensor *src,
+                            const wd_stored_tensor *parent, int strategy, double option, const wd_lossy_sink *sink,
+                            wd_lossy **out, wd_codec_fidelity *fid)
+{
+    const wd_st_tensor *t = src->t;
+    delta_reader d;
+    memset(&d, 0, sizeof d);
+    d.repo = repo;
+    d.folder = folder;
+    d.src = src;
+    d.parent = parent;
+    d.cached_k = -1;
+    wd_lossy *L = calloc(1, sizeof *L);
+    d.par = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+    d.ft = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+    d.raw = malloc(WD_CHUNK_TARGET);
+    int rc = (!L || !d.par || !d.ft || !d.raw) ? WD_NOMEM() : wd__piece_scratch_new(&d.ps);
+    wd_delta_src ds = {t->nelem, read_delta, &d, 0};
+    uint64_t ce = parent->chunk_elems;
+    if (!rc) {
+        L->strategy = strategy;
+        if (strategy == WD__WS_SPARSE) {
+            wd_sparse_delta sp = {0};
+            rc = wd__sparse_encode(&sp, &ds, option, fid);
+            if (!rc)
+                rc = piece_index(L, sp.indices, 8, sp.k, t->nelem, ce);
+            if (!rc)
+                rc = store_array(sink, L, WD__WF_INDICES, WD_DT_I64, WD_AT_GAPS, sp.indices, sp.k * 8);
+            if (!rc)
+                rc = store_array(sink, L, WD__WF_VALUES, WD_DT_F32, WD_AT_PLANES, sp.values, sp.k * 4);
+            wd__sparse_clear(&sp);
+        } else if (strategy == WD__WS_QUANTIZED) {
+            wd_quant_delta q = {0};
+            uint64_t rows;
+            wd__quant_layout(t->ndim, t->shape, &rows, &L->n_cols);
+            rc = wd__quant_encode(&q, &ds, L->n_cols, fid);
+            if (!rc)
+                rc = store_array(sink, L, WD__WF_SCALES, WD_DT_F16, WD_AT_PLANES, q.scales, rows * 2);
+            if (!rc)
+                rc = store_array(sink, L, WD__WF_PACKED_SIGNS, WD_DT_U8, WD_AT_RAW, q.packed_signs, (t->nelem + 7) / 8);
+            wd__quant_clear(&q);
+        } else {
+            wd_int4_delta e = {0};
+            rc = wd__int4_encode(&e, &ds, option, 2, fid);
+            if (!rc) {
+                L->layout = 2;
+                L->scale = e.scale;
+                L->zero_point = e.zero_point;
+                rc = piece_index(L, e.outlier_idx, e.idx_bytes, e.n_outliers, t->nelem, ce);
+            }
+            if (!rc)
+                rc = store_array(sink, L, WD__WF_OUTLIER_IDX, e.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64, WD_AT_GAPS,
+                                 e.outlier_idx, e.n_outliers * e.idx_bytes);
+            if (!rc)
+                rc = store_array(sink, L, WD__WF_OUTLIER_VALS, WD_DT_F16, WD_AT_PLANES, e.outlier_vals, e.n_outliers * 2);
+            if (!rc)
+                rc = store_array(sink, L, WD__WF_PACKED, WD_DT_U8, WD_AT_RAW, e.packed,
+                                 wd__int4_packed_len(2, e.n, e.n_outliers));
+            wd__int4_clear(&e);
+        }
+    }
+    wd__piece_plan_free(&d.plan);
+    wd__piece_scratch_free(d.ps);
+    free(d.par);
+    free(d.ft);
+    free(d.raw);
+    if (rc) {
+        wd__lossy_free(L);
+        return rc;
+    }
+    *out = L;
+    return 0;
+}

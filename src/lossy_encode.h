@@ -1,0 +1,30 @@
+/*
+ * lossy_encode.h - encoding a fine-tune tensor with a deltatensors strategy
+ * against a stored parent tensor (see lossy_encode.c).
+ */
+#ifndef WD_LOSSY_ENCODE_H
+#define WD_LOSSY_ENCODE_H
+
+#include "codec.h"
+#include "folder.h"
+#include "lossy.h"
+
+/* Where the arrays go: the chunk store, through the caller's put (which
+ * groups puts into transactions), compressed with cctx at level. */
+typedef struct {
+    wd_chunkstore *cs;
+    wd_chunk_put_fn put;
+    void *put_arg;
+    void *cctx;
+    int level;
+} wd_lossy_sink;
+
+/* Encodes src (of folder) against parent's float32 reconstruction with
+ * strategy (WD__WS_*) and option (sparsity or outlier fraction), stores the
+ * arrays and returns the lossy description in *out (wd__lossy_free). parent
+ * must have src's dtype and shape, and a float32-convertible dtype. */
+int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_folder_tensor *src,
+                            const wd_stored_tensor *parent, int strategy, double option, const wd_lossy_sink *sink,
+                            wd_lossy **out, wd_codec_fidelity *fid);
+
+#endif
