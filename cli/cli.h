@@ -95,6 +95,8 @@ int cmd_checkout(cli_ctx *ctx, int argc, char **argv);
 int cmd_log(cli_ctx *ctx, int argc, char **argv);
 int cmd_inspect(cli_ctx *ctx, int argc, char **argv);
 int cmd_tag(cli_ctx *ctx, int argc, char **argv);
+int cmd_import(cli_ctx *ctx, int argc, char **argv);
+int cmd_export(cli_ctx *ctx, int argc, char **argv);
 int cmd_hash(cli_ctx *ctx, int argc, char **argv);
 
 /* ---- repository --------------------------------------------------------- */

@@ -6,15 +6,18 @@
 #include "cli.h"
 
 static int force_flag;
+static const char *dtype_opt;
 
 static const cli_opt opts[] = {
     {"force", 'f', CLI_OPT_FLAG, &force_flag, NULL, "replace a non-empty OUT_DIR", 0, 0},
+    {"dtype", 0, CLI_OPT_STR, &dtype_opt, "T",
+     "write floating-point tensors as float32|bfloat16|float16 (default: each tensor's own dtype)", 0, 0},
     {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
 };
 static const char *const args[] = {"REF", "OUT_DIR", NULL};
 
 static const cli_spec spec = {
-    "checkout", "REF OUT_DIR [--force]",
+    "checkout", "REF OUT_DIR [--force] [--dtype float32|bfloat16|float16]",
     "Write the model REF names (a full id, a unique hex prefix of 4+ digits, or a\n"
     "name) into OUT_DIR: same shard files, tensor order, dtypes, metadata and other\n"
     "files as the folder that was stored; for lossless objects every file is\n"
@@ -30,11 +33,15 @@ int cmd_checkout(cli_ctx *ctx, int argc, char **argv)
     int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
     if (rc != CLI_CONTINUE)
         return rc;
+    int out_dtype = dtype_opt ? wd_out_dtype_parse(dtype_opt) : WD_OUT_ORIGINAL;
+    if (out_dtype < 0)
+        return cli_usage_error(ctx, &spec, "bad value '%s' for option '--dtype' (expected float32, bfloat16 or float16)",
+                               dtype_opt);
     wd_repo *repo;
     if ((rc = cli_open_repo(ctx, WD_OPEN_READONLY, &repo)) != CLI_EXIT_OK)
         return rc;
     wd_options opt = cli_wd_options(ctx);
-    rc = wd_checkout(repo, pos[0], pos[1], force_flag ? WD_CHECKOUT_FORCE : 0, &opt);
+    rc = wd_checkout_as(repo, pos[0], pos[1], force_flag ? WD_CHECKOUT_FORCE : 0, (wd_out_dtype)out_dtype, &opt);
     cli_progress_clear(ctx);
     if (rc != WD_OK) {
         rc = cli_lib_error(ctx, rc);

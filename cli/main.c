@@ -27,6 +27,8 @@ static const cli_command commands[] = {
     {"checkout", cmd_checkout, "write a stored model back as a folder"},
     {"log", cmd_log, "list bases and deltas with their lineage, newest first"},
     {"inspect", cmd_inspect, "show one object: fields, tensors, files"},
+    {"import", cmd_import, "store a deltatensors .wdelta file as a delta; print its id"},
+    {"export", cmd_export, "write a delta as a deltatensors .wdelta file"},
     {"tag", cmd_tag, "attach a name to an object (moving the name if it exists)"},
     {"hash", cmd_hash, "print the model hash of a folder (no repository needed)"},
     {"help", cmd_help, "show the help of a command"},

@@ -32,15 +32,26 @@ typedef struct {
     int fd;
     uint64_t offset; /* file offset of this piece */
     wd_piece_plan plan;
+    wd_dtype out_dt; /* written dtype; differs from the tensor's with --dtype */
 } out_job;
 
 typedef struct {
     out_job *jobs;
     size_t n_jobs;
     wd_piece_scratch **ps; /* per worker */
-    uint8_t **out;         /* per worker, WD_CHUNK_TARGET bytes each */
+    uint8_t **out, **conv; /* per worker, a piece as float32 (4 x WD_CHUNK_TARGET bytes) */
     const char *path;
+    wd_out_dtype out_dtype;
 } out_ctx;
+
+/* The dtype a tensor is written as: --dtype changes floating-point tensors
+ * only, as deltatensors' dtype argument does. */
+static wd_dtype written_dtype(wd_dtype dt, wd_out_dtype out)
+{
+    if (out == WD_OUT_ORIGINAL || !wd__dtype_is_float(dt) || !wd__f32_convertible(dt))
+        return dt;
+    return out == WD_OUT_FLOAT32 ? WD_DT_F32 : out == WD_OUT_BFLOAT16 ? WD_DT_BF16 : WD_DT_F16;
+}
 
 static int write_all(int fd, const void *buf, size_t len, uint64_t off, const char *path)
 {
@@ -65,6 +76,10 @@ static int decode_job(void *ctxp, size_t i, int worker)
     int rc = wd__piece_decode(&j->plan, c->ps[worker], c->out[worker]);
     if (rc)
         return rc;
+    if (j->plan.mode == WD_PIECE_F32) {
+        wd__from_f32(c->conv[worker], (const float *)c->out[worker], j->plan.nelem, j->out_dt);
+        return write_all(j->fd, c->conv[worker], j->plan.nelem * wd__dtype_size(j->out_dt), j->offset, c->path);
+    }
     return write_all(j->fd, c->out[worker], j->plan.nelem * wd__dtype_size(j->plan.dtype), j->offset, c->path);
 }
 
@@ -128,12 +143,13 @@ typedef struct {
  * (database reads: calling thread only). */
 static int fill_out(wd_repo *repo, shard_cursor *sc, out_ctx *c, size_t cap, int fd)
 {
+    /* Offsets follow the written dtypes. */
     c->n_jobs = 0;
     while (c->n_jobs < cap && sc->ti < sc->n) {
         const wd_stored_tensor *t = sc->ts[sc->ti];
         uint64_t npieces = (t->nelem + t->chunk_elems - 1) / t->chunk_elems;
         if (sc->k >= npieces) {
-            sc->off += t->nbytes;
+            sc->off += t->nelem * wd__dtype_size(written_dtype(t->dtype, c->out_dtype));
             sc->ti++;
             sc->k = 0;
             continue;
@@ -142,12 +158,55 @@ static int fill_out(wd_repo *repo, shard_cursor *sc, out_ctx *c, size_t cap, int
         j->t = t;
         j->k = sc->k++;
         j->fd = fd;
-        j->offset = sc->off + j->k * t->chunk_elems * wd__dtype_size(t->dtype);
-        int rc = wd__piece_fetch(repo, t, j->k, WD_PIECE_NATIVE, &j->plan);
+        j->out_dt = written_dtype(t->dtype, c->out_dtype);
+        j->offset = sc->off + j->k * t->chunk_elems * wd__dtype_size(j->out_dt);
+        int rc = wd__piece_fetch(repo, t, j->k, j->out_dt == t->dtype ? WD_PIECE_NATIVE : WD_PIECE_F32, &j->plan);
         if (rc)
             return rc;
     }
     return 0;
+}
+
+/* Replaces a stored shard header by one listing the tensors (ts, in data
+ * order) in their written dtypes, keeping its __metadata__. */
+static int retype_header(wd_buf *header, const wd_stored_tensor **ts, size_t n, wd_out_dtype out)
+{
+    uint64_t data = 0;
+    for (size_t i = 0; i < n; i++)
+        data += ts[i]->nbytes;
+    wd_buf image = {0};
+    uint8_t prefix[8];
+    for (int i = 0; i < 8; i++)
+        prefix[i] = (uint8_t)((uint64_t)header->len >> (8 * i));
+    wd_st_file *st = NULL;
+    wd_st_spec *specs = calloc(n ? n : 1, sizeof *specs);
+    int rc = specs ? wd__buf_append(&image, prefix, 8) : WD_NOMEM();
+    if (!rc)
+        rc = wd__buf_append(&image, header->data, header->len);
+    if (!rc)
+        rc = wd__st_parse(&st, image.data, image.len, 8 + header->len + data);
+    if (rc) {
+        rc = wd__error_context(WD_ECORRUPT, "stored shard header");
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            specs[i].name = ts[i]->name;
+            specs[i].dtype = written_dtype(ts[i]->dtype, out);
+            specs[i].ndim = ts[i]->ndim;
+            specs[i].shape = ts[i]->shape;
+        }
+        char *txt = NULL;
+        size_t len = 0;
+        rc = wd__st_header_build(&txt, &len, specs, n, st->metadata_json);
+        if (!rc) {
+            header->len = 0;
+            rc = wd__buf_append(header, txt, len);
+        }
+        free(txt);
+    }
+    wd__st_close(st);
+    free(specs);
+    wd__buf_free(&image);
+    return rc;
 }
 
 /* Writes shard file sf of obj into fd. */
@@ -156,14 +215,9 @@ static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_c
                        uint64_t *done, uint64_t total)
 {
     wd_buf header = {0};
+    const wd_stored_tensor **ts = NULL;
     int rc = wd__stream_read(repo, sf->chunks, sf->n_chunks, &header);
     if (rc)
-        goto out;
-    uint8_t prefix[8];
-    uint64_t hl = header.len;
-    for (int i = 0; i < 8; i++)
-        prefix[i] = (uint8_t)(hl >> (8 * i));
-    if ((rc = write_all(fd, prefix, 8, 0, path)) || (rc = write_all(fd, header.data, header.len, 8, path)))
         goto out;
 
     /* The shard's tensors in data order. */
@@ -171,7 +225,7 @@ static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_c
     for (size_t i = 0; i < obj->n_tensors; i++)
         if (!strcmp(obj->tensors[i].file, sf->path))
             n++;
-    const wd_stored_tensor **ts = calloc(n ? n : 1, sizeof *ts);
+    ts = calloc(n ? n : 1, sizeof *ts);
     if (!ts) {
         rc = WD_NOMEM();
         goto out;
@@ -189,6 +243,15 @@ static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_c
         }
         ts[j] = x;
     }
+    if (oc->out_dtype != WD_OUT_ORIGINAL && (rc = retype_header(&header, ts, n, oc->out_dtype)))
+        goto out;
+    uint8_t prefix[8];
+    uint64_t hl = header.len;
+    for (int i = 0; i < 8; i++)
+        prefix[i] = (uint8_t)(hl >> (8 * i));
+    if ((rc = write_all(fd, prefix, 8, 0, path)) || (rc = write_all(fd, header.data, header.len, 8, path)))
+        goto out;
+
     /* Two batches alternate: the workers decode and write one while this
      * thread fetches the chunks of the next. */
     shard_cursor cur_state = {ts, n, 0, 0, 8 + hl};
@@ -216,11 +279,11 @@ static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_c
         cur = nxt;
     }
     uint64_t off = cur_state.off;
-    if (!rc && off != sf->size)
+    if (!rc && oc->out_dtype == WD_OUT_ORIGINAL && off != sf->size)
         rc = wd__error(WD_ECORRUPT, "stored layout of '%s' adds up to %llu bytes, recorded %llu", sf->path,
                        (unsigned long long)off, (unsigned long long)sf->size);
-    free(ts);
 out:
+    free(ts);
     wd__buf_free(&header);
     return rc;
 }
@@ -245,7 +308,8 @@ static int write_plain(wd_repo *repo, const wd_stored_file *sf, int fd, const ch
     return rc;
 }
 
-static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir, const wd_options *opt)
+static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir, wd_out_dtype out_dtype,
+                        const wd_options *opt)
 {
     wd_pool *pool = NULL;
     int rc = wd__pool_new(&pool, opt ? opt->threads : 0);
@@ -257,13 +321,16 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
         batch_cap = 64;
     out_ctx oc = {0};
     oc.jobs = calloc(2 * batch_cap, sizeof *oc.jobs);
+    oc.out_dtype = out_dtype;
     oc.ps = calloc((size_t)nw, sizeof *oc.ps);
     oc.out = calloc((size_t)nw, sizeof *oc.out);
-    if (!oc.jobs || !oc.ps || !oc.out)
+    oc.conv = calloc((size_t)nw, sizeof *oc.conv);
+    if (!oc.jobs || !oc.ps || !oc.out || !oc.conv)
         rc = WD_NOMEM();
     for (int i = 0; !rc && i < nw; i++) {
-        oc.out[i] = malloc(WD_CHUNK_TARGET);
-        if (!oc.out[i] || wd__piece_scratch_new(&oc.ps[i]))
+        oc.out[i] = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+        oc.conv[i] = malloc((size_t)WD_CHUNK_TARGET * sizeof(double));
+        if (!oc.out[i] || !oc.conv[i] || wd__piece_scratch_new(&oc.ps[i]))
             rc = WD_NOMEM();
     }
     uint64_t done = 0, total = 0;
@@ -297,10 +364,13 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
             wd__piece_scratch_free(oc.ps[i]);
         if (oc.out)
             free(oc.out[i]);
+        if (oc.conv)
+            free(oc.conv[i]);
     }
     free(oc.jobs);
     free(oc.ps);
     free(oc.out);
+    free(oc.conv);
     wd__pool_free(pool);
     return rc;
 }
@@ -314,8 +384,8 @@ static int verify_folder(const char *dir, const uint8_t want[WD_HASH_SIZE], cons
     if (opt && opt->progress)
         opt->progress(opt->progress_ud, "verify", 0, f->tensor_bytes);
     uint8_t got[WD_HASH_SIZE];
-    rc = wd__folder_hash(f, got);
-    if (!rc && memcmp(got, want, WD_HASH_SIZE)) {
+    rc = want ? wd__folder_hash(f, got) : 0;
+    if (!rc && want && memcmp(got, want, WD_HASH_SIZE)) {
         char a[WD_HEX_SIZE], b[WD_HEX_SIZE];
         wd__hex(a, got);
         wd__hex(b, want);
@@ -327,7 +397,26 @@ static int verify_folder(const char *dir, const uint8_t want[WD_HASH_SIZE], cons
     return rc;
 }
 
+int wd_out_dtype_parse(const char *name)
+{
+    if (!strcmp(name, "original"))
+        return WD_OUT_ORIGINAL;
+    if (!strcmp(name, "float32"))
+        return WD_OUT_FLOAT32;
+    if (!strcmp(name, "bfloat16"))
+        return WD_OUT_BFLOAT16;
+    if (!strcmp(name, "float16"))
+        return WD_OUT_FLOAT16;
+    return -1;
+}
+
 int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags, const wd_options *opt)
+{
+    return wd_checkout_as(repo, ref, out_dir, flags, WD_OUT_ORIGINAL, opt);
+}
+
+int wd_checkout_as(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags, wd_out_dtype out_dtype,
+                   const wd_options *opt)
 {
     int exists, empty;
     int rc = dir_state(out_dir, &exists, &empty);
@@ -368,9 +457,11 @@ int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned fl
         return rc;
     }
     chmod(tmpl, 0755);
-    rc = write_folder(repo, obj, tmpl, opt);
+    rc = write_folder(repo, obj, tmpl, out_dtype, opt);
+    /* Converted weights have no recorded hash: they are still re-read and
+     * validated as safetensors. */
     if (!rc)
-        rc = verify_folder(tmpl, obj->model_hash, opt);
+        rc = verify_folder(tmpl, out_dtype == WD_OUT_ORIGINAL ? obj->model_hash : NULL, opt);
     if (!rc) {
         if (exists && !empty) {
             /* --force: move the old folder aside, put the new one in place,

@@ -22,7 +22,6 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include <cjson/cJSON.h>
 
 #include "codec_lossless.h"
 #include "db.h"
@@ -31,6 +30,7 @@
 #include "hash.h"
 #include "lossy.h"
 #include "lossy_encode.h"
+#include "manifest.h"
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
@@ -277,96 +277,27 @@ static int scratch_new(scratch **out, int n)
     return 0;
 }
 
-/* Appends s as a JSON string literal. */
-static int json_str(wd_buf *b, const char *s)
-{
-    cJSON *j = cJSON_CreateString(s);
-    char *txt = j ? cJSON_PrintUnformatted(j) : NULL;
-    int rc = txt ? wd__buf_append(b, txt, strlen(txt)) : WD_NOMEM();
-    free(txt);
-    cJSON_Delete(j);
-    return rc;
-}
-
-static int hex_list(wd_buf *b, const uint8_t *ids, size_t n)
-{
-    int rc = 0;
-    for (size_t i = 0; !rc && i < n; i++) {
-        char hex[WD_HEX_SIZE];
-        wd__hex(hex, ids + i * WD_HASH_SIZE);
-        rc = wd__buf_printf(b, " %s", hex);
-    }
-    return rc;
-}
-
 typedef struct {
     wd_buf ids;
 } file_rec;
 
-/* The delta id: SHA-256 of the canonical manifest, documented in
- * docs/FORMAT.md. Fed to the hash line by line. */
+/* The delta id: SHA-256 of the canonical manifest (manifest.c). */
 static int delta_id(uint8_t out[WD_HASH_SIZE], const uint8_t parent[WD_HASH_SIZE], const char *strategy,
                     const char *options, const wd_folder *f, file_rec *files, work_tensor *wts)
 {
-    wd_sha256 *h;
-    int rc = wd__sha256_new(&h);
-    if (rc)
-        return rc;
-    wd_buf line = {0};
-    char phex[WD_HEX_SIZE];
-    wd__hex(phex, parent);
-    rc = wd__buf_printf(&line, "wdrepo-delta 1\nparent %s\nstrategy ", phex);
-    if (!rc) rc = json_str(&line, strategy);
-    if (!rc) rc = wd__buf_printf(&line, "\noptions %s\n", options);
-    for (size_t i = 0; !rc && i < f->n_files; i++) {
-        const wd_folder_file *ff = &f->files[i];
-        rc = wd__buf_append(&line, "file ", 5);
-        if (!rc) rc = json_str(&line, ff->path);
-        if (!rc) rc = wd__buf_printf(&line, " %d %llu", ff->is_shard, (unsigned long long)ff->size);
-        if (!rc) rc = hex_list(&line, files[i].ids.data, files[i].ids.len / WD_HASH_SIZE);
-        if (!rc) rc = wd__buf_append(&line, "\n", 1);
-        if (!rc && line.len > 65536) {
-            wd__sha256_update(h, line.data, line.len);
-            line.len = 0;
-        }
-    }
+    wd_manifest m;
+    wd__manifest_begin(&m, parent, strategy, options);
+    for (size_t i = 0; i < f->n_files; i++)
+        wd__manifest_file(&m, f->files[i].path, f->files[i].is_shard, f->files[i].size, files[i].ids.data,
+                          files[i].ids.len / WD_HASH_SIZE);
     /* Tensors in name order: f->tensors is sorted, and wts parallels it. */
-    for (size_t i = 0; !rc && i < f->n_tensors; i++) {
+    for (size_t i = 0; i < f->n_tensors; i++) {
         const work_tensor *wt = &wts[i];
         const wd_st_tensor *t = wt->src->t;
-        rc = wd__buf_append(&line, "tensor ", 7);
-        if (!rc) rc = json_str(&line, wt->src->name);
-        if (!rc) rc = wd__buf_append(&line, " ", 1);
-        if (!rc) rc = json_str(&line, f->files[wt->src->file].path);
-        if (!rc) rc = wd__buf_printf(&line, " %lld %s ", (long long)wt->ordinal, wd__dtype_name(t->dtype));
-        if (!rc) rc = wd__shape_format(&line, t->ndim, t->shape);
-        if (!rc) rc = wd__buf_printf(&line, " %s %llu", wt->encoding, (unsigned long long)wt->chunk_elems);
-        if (!rc) rc = hex_list(&line, wt->chunks.data, wt->chunks.len / WD_HASH_SIZE);
-        if (!rc && wt->lossy) {
-            rc = wd__buf_printf(&line, " params %s", wt->lossy->params_json);
-            const int *fields;
-            size_t nf = wd__wdelta_fields_of(wt->lossy->strategy, &fields);
-            for (size_t fi = 0; !rc && fi < nf; fi++) {
-                if (fields[fi] == WD__WF_SCALE || fields[fi] == WD__WF_ZERO_POINT)
-                    continue;
-                const wd_astream *a = &wt->lossy->arrays[fields[fi]];
-                rc = wd__buf_printf(&line, " array %s", wd__wdelta_field_name(fields[fi]));
-                if (!rc) rc = hex_list(&line, a->chunks, a->n_chunks);
-            }
-        }
-        if (!rc) rc = wd__buf_append(&line, "\n", 1);
-        if (!rc && line.len > 65536) {
-            wd__sha256_update(h, line.data, line.len);
-            line.len = 0;
-        }
+        wd__manifest_tensor(&m, wt->src->name, f->files[wt->src->file].path, wt->ordinal, t->dtype, t->ndim, t->shape,
+                            wt->encoding, wt->chunk_elems, wt->chunks.data, wt->chunks.len / WD_HASH_SIZE, wt->lossy);
     }
-    if (!rc) {
-        wd__sha256_update(h, line.data, line.len);
-        wd__sha256_final(h, out);
-    }
-    wd__sha256_free(h);
-    wd__buf_free(&line);
-    return rc;
+    return wd__manifest_end(&m, out);
 }
 
 static int insert_object(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t *parent,
@@ -710,7 +641,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         memset(&fid, 0, sizeof fid);
         rc = wd__lossy_encode_tensor(repo, f, wt->src, wt->parent, lossy_strategy, lossy_option, &sink, &wt->lossy, &fid);
         if (!rc)
-            rc = wd__lossy_params(wt->lossy, NULL, &wt->lossy->params_json);
+            rc = wd__lossy_params(wt->lossy, NULL, 0, &wt->lossy->params_json);
         if (rc)
             break;
         wt->rel_error = fid.rel_error;

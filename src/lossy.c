@@ -176,7 +176,7 @@ int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_
     return 0;
 }
 
-int wd__lossy_params(const wd_lossy *L, const wd__wdelta_tensor *e, char **out)
+int wd__lossy_params(const wd_lossy *L, const wd__wdelta_tensor *e, int version, char **out)
 {
     cJSON *j = cJSON_CreateObject();
     int ok = j != NULL;
@@ -198,7 +198,7 @@ int wd__lossy_params(const wd_lossy *L, const wd__wdelta_tensor *e, char **out)
     }
     if (ok && e) {
         cJSON *en = cJSON_AddObjectToObject(j, "entry");
-        ok = en && cJSON_AddStringToObject(en, "dtype", e->dtype) && cJSON_AddStringToObject(en, "base_dtype", e->base_dtype) &&
+        ok = en && cJSON_AddNumberToObject(en, "version", version) && cJSON_AddStringToObject(en, "dtype", e->dtype) && cJSON_AddStringToObject(en, "base_dtype", e->base_dtype) &&
              cJSON_AddNumberToObject(en, "sparsity", e->sparsity) &&
              cJSON_AddNumberToObject(en, "outlier_fraction", e->outlier_fraction) &&
              cJSON_AddNumberToObject(en, "n_outliers", (double)e->n_outliers) &&
@@ -224,7 +224,7 @@ int wd__lossy_params(const wd_lossy *L, const wd__wdelta_tensor *e, char **out)
     return 0;
 }
 
-int wd__lossy_entry(const wd_stored_tensor *t, int version, wd__wdelta_tensor *out)
+int wd__lossy_entry(const wd_stored_tensor *t, int version, double option, wd__wdelta_tensor *out)
 {
     const wd_lossy *L = t->lossy;
     memset(out, 0, sizeof *out);
@@ -234,6 +234,8 @@ int wd__lossy_entry(const wd_stored_tensor *t, int version, wd__wdelta_tensor *o
     out->ndim = t->ndim;
     memcpy(out->shape, t->shape, sizeof t->shape);
     snprintf(out->dtype, sizeof out->dtype, "float32");
+    out->sparsity = option;
+    out->outlier_fraction = option;
     cJSON *j = cJSON_Parse(L->params_json);
     const cJSON *en = j ? cJSON_GetObjectItemCaseSensitive(j, "entry") : NULL;
     int rc = 0;
@@ -251,7 +253,8 @@ int wd__lossy_entry(const wd_stored_tensor *t, int version, wd__wdelta_tensor *o
         if (!num(en, "n_outliers", 0, 9007199254740992.0, &d))
             out->n_outliers = (uint64_t)d;
         /* A recorded key order is only right for the version it came from. */
-        if (!num(en, "int4_layout", 0, 2, &d) && ((int)d == 2) == (version == 2)) {
+        double ver;
+        if (!num(en, "version", 1, 2, &ver) && (int)ver == version && !num(en, "int4_layout", 0, 2, &d)) {
             const cJSON *ko = cJSON_GetObjectItemCaseSensitive(en, "key_order");
             double has;
             if (cJSON_IsArray(ko) && !num(en, "has", 0, 4294967295.0, &has) && cJSON_GetArraySize(ko) <= WD__WK__COUNT) {
@@ -281,7 +284,11 @@ int wd__lossy_entry(const wd_stored_tensor *t, int version, wd__wdelta_tensor *o
     if (L->strategy == WD__WS_INT4 && !out->n_outliers)
         out->n_outliers = L->arrays[WD__WF_OUTLIER_IDX].count;
     if (!out->n_keys)
-        rc = wd__wdelta_tensor_fill(out, version);
+        return wd__wdelta_tensor_fill(out, version);
+    /* A recorded entry keeps its key order; its sizes follow the shape. */
+    out->n = t->nelem;
+    out->n_elements = t->nelem;
+    out->n_cols = wd__wdelta_cols(out);
     return rc;
 }
 

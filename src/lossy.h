@@ -20,13 +20,16 @@ int wd__lossy_strategy_of(const char *encoding);
 int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_tensor *t, const char *params);
 void wd__lossy_free(wd_lossy *L);
 
-/* The .wdelta header entry of a stored lossy tensor, as recorded (imported
- * files) or as deltatensors would write it for version. */
-int wd__lossy_entry(const wd_stored_tensor *t, int version, wd__wdelta_tensor *out);
+/* The .wdelta header entry of a stored lossy tensor for format version:
+ * as recorded when it was imported from a file of that version, else as
+ * deltatensors writes it, with option (sparsity or outlier fraction) when
+ * none was recorded. */
+int wd__lossy_entry(const wd_stored_tensor *t, int version, double option, wd__wdelta_tensor *out);
 
 /* Builds the params JSON text (malloc'd) for a lossy tensor: the codec
- * parameters in L and the .wdelta header entry e (NULL: none recorded). */
-int wd__lossy_params(const wd_lossy *L, const wd__wdelta_tensor *e, char **out);
+ * parameters in L and the .wdelta header entry e of a file of version
+ * (e NULL: none recorded). */
+int wd__lossy_params(const wd_lossy *L, const wd__wdelta_tensor *e, int version, char **out);
 
 /* Inserts the tensor_array rows of a lossy tensor (inside the caller's
  * transaction). */

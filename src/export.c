@@ -1,0 +1,437 @@
+/*
+ * export.c - `wdrepo export REF OUT.wdelta`: a stored delta written as a
+ * deltatensors file (format v2, or v1 on request).
+ *
+ * Arrays stored for the requested layout are streamed out as they are, so
+ * an imported file comes back byte for byte. Everything else is encoded
+ * from the exact reconstruction: the delta f32(object) - f32(parent) is read
+ * piece by piece and given to the codec (int4 layout 2 exported as v1,
+ * tensors a lossy commit kept lossless such as integer tensors, and
+ * --strategy re-encodings of lossless deltas). The error such a re-encoding
+ * adds to the stored delta is reported.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "codec.h"
+#include "db.h"
+#include "error.h"
+#include "hash.h"
+#include "lossy.h"
+#include "piece.h"
+#include "repo_int.h"
+#include "wdelta.h"
+
+/* One tensor of the file: a stored lossy tensor, or arrays encoded here. */
+typedef struct {
+    const wd_stored_tensor *t;
+    int stored;               /* 1: stream t->lossy's arrays */
+    wd__wdelta_tensor entry;
+    wd_sparse_delta sp;
+    wd_quant_delta q;
+    wd_int4_delta e;
+} out_tensor;
+
+/* f32(object) - f32(parent) of one tensor, piece by piece. */
+typedef struct {
+    wd_repo *repo;
+    const wd_stored_tensor *t, *parent;
+    wd_piece_plan plan;
+    wd_piece_scratch *ps;
+    float *a, *b;
+    int64_t cached;
+} exact_delta;
+
+static int exact_load(exact_delta *x, uint64_t k)
+{
+    if ((int64_t)k == x->cached)
+        return 0;
+    int rc = wd__piece_fetch(x->repo, x->t, k, WD_PIECE_F32, &x->plan);
+    if (!rc)
+        rc = wd__piece_decode(&x->plan, x->ps, x->a);
+    if (!rc)
+        rc = wd__piece_fetch(x->repo, x->parent, k, WD_PIECE_F32, &x->plan);
+    if (!rc)
+        rc = wd__piece_decode(&x->plan, x->ps, x->b);
+    if (!rc)
+        x->cached = (int64_t)k;
+    return rc;
+}
+
+static int exact_read(void *ud, uint64_t begin, size_t count, float *out)
+{
+    exact_delta *x = ud;
+    uint64_t ce = x->t->chunk_elems;
+    while (count) {
+        uint64_t k = begin / ce, off = begin - k * ce;
+        int rc = exact_load(x, k);
+        if (rc)
+            return rc;
+        size_t avail = (size_t)(x->plan.nelem - off), take = count < avail ? count : avail;
+        for (size_t i = 0; i < take; i++)
+            out[i] = x->a[off + i] - x->b[off + i];
+        out += take;
+        begin += take;
+        count -= take;
+    }
+    return 0;
+}
+
+static int encode_exact(wd_repo *repo, out_tensor *ot, const wd_stored_tensor *parent, int strategy, double option,
+                        int version, double *worst)
+{
+    exact_delta x;
+    memset(&x, 0, sizeof x);
+    x.repo = repo;
+    x.t = ot->t;
+    x.parent = parent;
+    x.cached = -1;
+    x.a = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+    x.b = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+    int rc = (!x.a || !x.b) ? WD_NOMEM() : wd__piece_scratch_new(&x.ps);
+    wd_delta_src src = {ot->t->nelem, exact_read, &x, 0};
+    wd_codec_fidelity fid;
+    memset(&fid, 0, sizeof fid);
+    if (!rc) {
+        if (strategy == WD__WS_SPARSE) {
+            rc = wd__sparse_encode(&ot->sp, &src, option, &fid);
+        } else if (strategy == WD__WS_QUANTIZED) {
+            uint64_t rows, cols;
+            wd__quant_layout(ot->t->ndim, ot->t->shape, &rows, &cols);
+            rc = wd__quant_encode(&ot->q, &src, cols, &fid);
+        } else {
+            rc = wd__int4_encode(&ot->e, &src, option, version == 1 ? 1 : 2, &fid);
+        }
+    }
+    /* A zero delta re-encodes exactly; rel_error is then 0 or NaN. */
+    if (!rc && fid.rel_error == fid.rel_error && !isinf(fid.rel_error) && fid.rel_error > *worst)
+        *worst = fid.rel_error;
+    wd__piece_plan_free(&x.plan);
+    wd__piece_scratch_free(x.ps);
+    free(x.a);
+    free(x.b);
+    return rc;
+}
+
+static const char *numpy_name(wd_dtype dt)
+{
+    switch (dt) {
+    case WD_DT_F64: return "float64";
+    case WD_DT_F32: return "float32";
+    case WD_DT_F16: return "float16";
+    case WD_DT_BF16: return "bfloat16";
+    case WD_DT_I64: return "int64";
+    case WD_DT_I32: return "int32";
+    case WD_DT_I16: return "int16";
+    case WD_DT_I8: return "int8";
+    case WD_DT_U8: return "uint8";
+    case WD_DT_BOOL: return "bool";
+    default: return "";
+    }
+}
+
+static int object_row(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], char **strategy, char **options, char **wdelta)
+{
+    sqlite3_stmt *st;
+    int rc = wd__db_prepare(repo->db, &st, "SELECT strategy, options, wdelta FROM object WHERE id = ?1");
+    if (rc)
+        return rc;
+    wd__bind_hash(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *strategy = strdup((const char *)sqlite3_column_text(st, 0));
+        *options = strdup((const char *)sqlite3_column_text(st, 1));
+        *wdelta = sqlite3_column_type(st, 2) == SQLITE_NULL ? NULL : strdup((const char *)sqlite3_column_text(st, 2));
+    } else {
+        rc = wd__error(WD_ENOTFOUND, "object vanished");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static double option_of(const char *options, const char *key, double dflt)
+{
+    cJSON *j = cJSON_Parse(options);
+    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : dflt;
+    cJSON_Delete(j);
+    return d;
+}
+
+/* Writes the bytes of (tensor, field) into the open record. */
+static int write_record(wd_repo *repo, wd__wdelta_writer *w, const out_tensor *ot, int field, uint8_t *buf)
+{
+    const wd_lossy *L = ot->t->lossy;
+    if (ot->stored) {
+        if (field == WD__WF_SCALE)
+            return wd__wdelta_writer_write(w, &L->scale, 2);
+        if (field == WD__WF_ZERO_POINT)
+            return wd__wdelta_writer_write(w, &L->zero_point, 2);
+        const wd_astream *a = &L->arrays[field];
+        uint64_t total = a->count * wd__dtype_size(a->dtype);
+        for (uint64_t off = 0; off < total; off += WD_ASTREAM_CHUNK) {
+            uint64_t end = total - off < WD_ASTREAM_CHUNK ? total : off + WD_ASTREAM_CHUNK;
+            int rc = wd__astream_read(repo->store, a, off, end, buf);
+            if (!rc)
+                rc = wd__wdelta_writer_write(w, buf, (size_t)(end - off));
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    switch (field) {
+    case WD__WF_INDICES: return wd__wdelta_writer_write(w, ot->sp.indices, ot->sp.k * 8);
+    case WD__WF_VALUES: return wd__wdelta_writer_write(w, ot->sp.values, ot->sp.k * 4);
+    case WD__WF_SCALES: return wd__wdelta_writer_write(w, ot->q.scales, (ot->q.n / ot->q.n_cols) * 2);
+    case WD__WF_PACKED_SIGNS: return wd__wdelta_writer_write(w, ot->q.packed_signs, (ot->q.n + 7) / 8);
+    case WD__WF_OUTLIER_IDX: return wd__wdelta_writer_write(w, ot->e.outlier_idx, ot->e.n_outliers * ot->e.idx_bytes);
+    case WD__WF_OUTLIER_VALS: return wd__wdelta_writer_write(w, ot->e.outlier_vals, ot->e.n_outliers * 2);
+    case WD__WF_SCALE: return wd__wdelta_writer_write(w, &ot->e.scale, 2);
+    case WD__WF_ZERO_POINT: return wd__wdelta_writer_write(w, &ot->e.zero_point, 2);
+    default:
+        return wd__wdelta_writer_write(w, ot->e.packed, wd__int4_packed_len(ot->e.layout, ot->e.n, ot->e.n_outliers));
+    }
+}
+
+/* Element count of the record (tensor, field). */
+static uint64_t record_count(const out_tensor *ot, int field)
+{
+    if (ot->stored) {
+        if (field == WD__WF_SCALE || field == WD__WF_ZERO_POINT)
+            return 1;
+        return ot->t->lossy->arrays[field].count;
+    }
+    switch (field) {
+    case WD__WF_INDICES:
+    case WD__WF_VALUES: return ot->sp.k;
+    case WD__WF_SCALES: return ot->q.n / ot->q.n_cols;
+    case WD__WF_PACKED_SIGNS: return (ot->q.n + 7) / 8;
+    case WD__WF_OUTLIER_IDX:
+    case WD__WF_OUTLIER_VALS: return ot->e.n_outliers;
+    case WD__WF_SCALE:
+    case WD__WF_ZERO_POINT: return 1;
+    default: return wd__int4_packed_len(ot->e.layout, ot->e.n, ot->e.n_outliers);
+    }
+}
+
+static wd_dtype record_dtype(const out_tensor *ot, int field)
+{
+    if (ot->stored && field != WD__WF_SCALE && field != WD__WF_ZERO_POINT)
+        return ot->t->lossy->arrays[field].dtype;
+    switch (field) {
+    case WD__WF_INDICES: return WD_DT_I64;
+    case WD__WF_VALUES: return WD_DT_F32;
+    case WD__WF_PACKED_SIGNS:
+    case WD__WF_PACKED: return WD_DT_U8;
+    case WD__WF_OUTLIER_IDX: return ot->e.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64;
+    default: return WD_DT_F16;
+    }
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(((const out_tensor *)a)->t->name, ((const out_tensor *)b)->t->name);
+}
+
+int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *eo, const wd_options *opt)
+{
+    (void)opt;
+    uint8_t id[WD_HASH_SIZE];
+    int rc = wd__resolve(repo, ref, id);
+    if (rc)
+        return rc;
+    int version = eo && eo->format_version ? eo->format_version : 2;
+    if (version != 1 && version != 2)
+        return wd__error(WD_EUSAGE, "format version must be 1 or 2, not %d", version);
+    wd_object *obj = NULL;
+    char *strategy = NULL, *options = NULL, *wdelta = NULL;
+    out_tensor *ots = NULL;
+    const char **names = NULL;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    wd__wdelta_writer *w = NULL;
+    cJSON *rec = NULL;
+    if ((rc = wd__object_load(repo, id, &obj)) || (rc = object_row(repo, id, &strategy, &options, &wdelta)))
+        goto done;
+    if (wdelta && !(rec = cJSON_Parse(wdelta))) {
+        rc = wd__error(WD_ECORRUPT, "stored .wdelta layout of '%s' is not JSON", ref);
+        goto done;
+    }
+    if (obj->is_base) {
+        rc = wd__error(WD_EUSAGE, "'%s' is a base; export writes deltas (a base is a folder: use checkout)", ref);
+        goto done;
+    }
+    int target = eo && eo->reencode ? wd__lossy_strategy_of(eo->reencode) : wd__lossy_strategy_of(strategy);
+    if (target < 0) {
+        rc = eo && eo->reencode
+                 ? wd__error(WD_EUSAGE, "cannot re-encode as '%s' (choose sparse, quantized or int4)", eo->reencode)
+                 : wd__error(WD_EUSAGE,
+                             "delta '%s' is %s, which .wdelta cannot hold; add --strategy sparse|quantized|int4 to "
+                             "re-encode it from its exact reconstruction",
+                             ref, strategy);
+        goto done;
+    }
+    double option = target == WD__WS_SPARSE ? WD_DEFAULT_SPARSITY : WD_DEFAULT_OUTLIER_FRACTION;
+    if (eo && eo->reencode) {
+        if (target == WD__WS_SPARSE && eo->sparsity)
+            option = eo->sparsity;
+        if (target == WD__WS_INT4 && eo->outlier_fraction)
+            option = eo->outlier_fraction;
+    } else {
+        option = option_of(options, target == WD__WS_SPARSE ? "sparsity" : "outlier_fraction", option);
+    }
+    int reencode_all = eo && eo->reencode;
+
+    /* Which tensors the file names: an imported file's own; otherwise every
+     * tensor the parent has with the same shape that the codecs can take. */
+    ots = calloc(obj->n_tensors ? obj->n_tensors : 1, sizeof *ots);
+    buf = malloc(WD_ASTREAM_CHUNK);
+    if (!ots || !buf) {
+        rc = WD_NOMEM();
+        goto done;
+    }
+    for (size_t i = 0; i < obj->n_tensors; i++) {
+        const wd_stored_tensor *t = &obj->tensors[i];
+        if (wdelta && !reencode_all) {
+            if (!t->lossy)
+                continue;
+        } else {
+            long j = wd__object_find(obj->parent, t->name);
+            const wd_stored_tensor *pt = j >= 0 ? &obj->parent->tensors[j] : NULL;
+            if (!pt || pt->nelem != t->nelem || pt->ndim != t->ndim || !wd__f32_convertible(t->dtype) ||
+                (target == WD__WS_QUANTIZED && t->nelem == 0))
+                continue;
+        }
+        out_tensor *ot = &ots[n++];
+        ot->t = t;
+        ot->stored = !reencode_all && t->lossy && t->lossy->strategy == target &&
+                     (target != WD__WS_INT4 || t->lossy->layout == (version == 2 ? 2 : 1));
+    }
+    if (!n) {
+        rc = wd__error(WD_EUSAGE, "delta '%s' has no tensor a .wdelta file can hold", ref);
+        goto done;
+    }
+    /* Record order: v2 by name; v1 as the imported file had it, else by
+     * name. The parent_hash covers the tensors in that order. */
+    qsort(ots, n, sizeof *ots, cmp_name);
+    if (version == 1 && rec) {
+        const cJSON *order = cJSON_GetObjectItemCaseSensitive(rec, "record_order");
+        size_t pos = 0;
+        const cJSON *s;
+        cJSON_ArrayForEach(s, order)
+        {
+            for (size_t i = pos; cJSON_IsString(s) && i < n; i++)
+                if (!strcmp(ots[i].t->name, s->valuestring)) {
+                    out_tensor tmp = ots[i];
+                    memmove(&ots[pos + 1], &ots[pos], (i - pos) * sizeof *ots);
+                    ots[pos++] = tmp;
+                    break;
+                }
+        }
+    }
+    double worst = 0;
+    int reencoded = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        out_tensor *ot = &ots[i];
+        if (ot->stored) {
+            rc = wd__lossy_entry(ot->t, version, option, &ot->entry);
+            continue;
+        }
+        /* Encoding on the fly: the parent tensor is the exact delta's base. */
+        long j = wd__object_find(obj->parent, ot->t->name);
+        rc = encode_exact(repo, ot, &obj->parent->tensors[j], target, option, version, &worst);
+        reencoded |= ot->t->lossy != NULL;
+        if (rc)
+            break;
+        wd__wdelta_tensor *e = &ot->entry;
+        e->name = ot->t->name;
+        e->name_len = strlen(ot->t->name);
+        e->strategy = target;
+        e->ndim = ot->t->ndim;
+        memcpy(e->shape, ot->t->shape, sizeof e->shape);
+        snprintf(e->dtype, sizeof e->dtype, "float32");
+        if (version == 2)
+            snprintf(e->base_dtype, sizeof e->base_dtype, "%s", numpy_name(ot->t->dtype));
+        e->sparsity = option;
+        e->outlier_fraction = option;
+        e->n_outliers = ot->e.n_outliers;
+        rc = wd__wdelta_tensor_fill(e, version);
+    }
+    if (rc)
+        goto done;
+
+    /* parent_hash: recorded for an imported file of this version, else the
+     * parent's tensors restricted to the file's, in record order, natively
+     * or (for a chain link on a lossy parent) as float32. */
+    char parent_hex[WD_HEX_SIZE] = "";
+    const cJSON *ph = rec ? cJSON_GetObjectItemCaseSensitive(rec, "parent_hash") : NULL;
+    const cJSON *rv = rec ? cJSON_GetObjectItemCaseSensitive(rec, "version") : NULL;
+    if (!reencode_all && cJSON_IsString(ph) && cJSON_IsNumber(rv) && rv->valueint == version &&
+        strlen(ph->valuestring) == 64) {
+        snprintf(parent_hex, sizeof parent_hex, "%s", ph->valuestring);
+    } else {
+        names = calloc(n, sizeof *names);
+        if (!names) {
+            rc = WD_NOMEM();
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++)
+            names[i] = ots[i].t->name;
+        int lossy_parent = 0;
+        for (size_t i = 0; i < obj->parent->n_tensors; i++)
+            lossy_parent |= obj->parent->tensors[i].lossy != NULL;
+        uint8_t h[WD_HASH_SIZE];
+        if ((rc = wd__object_hash(repo, obj->parent, names, n, lossy_parent ? WD_PIECE_F32 : WD_PIECE_NATIVE, h)))
+            goto done;
+        wd__hex(parent_hex, h);
+    }
+
+    wd__wdelta_tensor *entries = calloc(n, sizeof *entries);
+    if (!entries) {
+        rc = WD_NOMEM();
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        entries[i] = ots[i].entry;
+    rc = wd__wdelta_writer_begin(&w, path, version, parent_hex, target, entries, n);
+    free(entries);
+    if (rc)
+        goto done;
+    size_t ti;
+    int field;
+    while (!rc && wd__wdelta_writer_next(w, &ti, &field)) {
+        const out_tensor *ot = &ots[ti];
+        uint64_t dims[1] = {record_count(ot, field)};
+        rc = wd__wdelta_writer_record(w, ot->t->name, strlen(ot->t->name), field, record_dtype(ot, field), 1, dims);
+        if (!rc)
+            rc = write_record(repo, w, ot, field, buf);
+    }
+    if (rc) {
+        wd__wdelta_writer_abort(w);
+    } else {
+        rc = wd__wdelta_writer_finish(w);
+    }
+    w = NULL;
+    if (!rc && eo) {
+        eo->added_rel_error = worst;
+        eo->reencoded = reencoded || reencode_all;
+    }
+done:
+    for (size_t i = 0; ots && i < n; i++) {
+        wd__sparse_clear(&ots[i].sp);
+        wd__quant_clear(&ots[i].q);
+        wd__int4_clear(&ots[i].e);
+    }
+    cJSON_Delete(rec);
+    free(ots);
+    free(names);
+    free(buf);
+    free(strategy);
+    free(options);
+    free(wdelta);
+    wd__object_free(obj);
+    return rc;
+}

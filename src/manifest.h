@@ -1,0 +1,28 @@
+/*
+ * manifest.h - the canonical manifest whose SHA-256 is a delta's id
+ * (docs/FORMAT.md section 4), written line by line into a running hash.
+ */
+#ifndef WD_MANIFEST_H
+#define WD_MANIFEST_H
+
+#include "buf.h"
+#include "hash.h"
+#include "repo_int.h"
+
+typedef struct {
+    wd_sha256 *h;
+    wd_buf line;
+    int rc;
+} wd_manifest;
+
+int wd__manifest_begin(wd_manifest *m, const uint8_t parent[WD_HASH_SIZE], const char *strategy, const char *options);
+/* Files sorted by path, then tensors sorted by name. */
+void wd__manifest_file(wd_manifest *m, const char *path, int is_shard, uint64_t size, const uint8_t *ids, size_t n);
+/* lossy may be NULL. */
+void wd__manifest_tensor(wd_manifest *m, const char *name, const char *file, int64_t ordinal, wd_dtype dtype, int ndim,
+                         const uint64_t *shape, const char *encoding, uint64_t chunk_elems, const uint8_t *ids,
+                         size_t n, const wd_lossy *lossy);
+/* Writes the id and frees m; returns the first error met. */
+int wd__manifest_end(wd_manifest *m, uint8_t out[WD_HASH_SIZE]);
+
+#endif
