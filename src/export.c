@@ -406,8 +406,11 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         const out_tensor *ot = &ots[ti];
         uint64_t dims[1] = {record_count(ot, field)};
         rc = wd__wdelta_writer_record(w, ot->t->name, strlen(ot->t->name), field, record_dtype(ot, field), 1, dims);
-        if (!rc)
+        /* An empty record is complete as soon as it is opened. */
+        if (!rc && dims[0])
             rc = write_record(repo, w, ot, field, buf);
+        if (rc)
+            rc = wd__error_context(rc, "tensor '%s', array '%s'", ot->t->name, wd__wdelta_field_name(field));
     }
     if (rc) {
         wd__wdelta_writer_abort(w);
