@@ -207,7 +207,8 @@ static void test_failures(wd_repo *r, const char *dbpath)
                                NULL, NULL, NULL);
     CHECK(changed == SQLITE_OK);
     CHECK(sqlite3_exec(db,
-                       "UPDATE chunk SET data = substr(data, 1, 20) || x'00' || substr(data, 22) WHERE codec <> 0 AND id IN "
+                       "UPDATE chunk SET data = substr(data, 1, 20) || CASE WHEN substr(data, 21, 1) = x'00' THEN x'01' ELSE x'00' END "
+                       "|| substr(data, 22) WHERE codec <> 0 AND id IN "
                        "(SELECT substr(chunks, 1, 32) FROM tensor WHERE object = "
                        "x'4d0e50a07cf3dd9bd94ce81a1928ecbd9abe804720cfd299401e2688fa7ccecf' "
                        "AND name = 'model.layers.0.attn.q_proj.weight')",
