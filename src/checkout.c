@@ -397,19 +397,6 @@ static int verify_folder(const char *dir, const uint8_t want[WD_HASH_SIZE], cons
     return rc;
 }
 
-int wd_out_dtype_parse(const char *name)
-{
-    if (!strcmp(name, "original"))
-        return WD_OUT_ORIGINAL;
-    if (!strcmp(name, "float32"))
-        return WD_OUT_FLOAT32;
-    if (!strcmp(name, "bfloat16"))
-        return WD_OUT_BFLOAT16;
-    if (!strcmp(name, "float16"))
-        return WD_OUT_FLOAT16;
-    return -1;
-}
-
 int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags, const wd_options *opt)
 {
     return wd_checkout_as(repo, ref, out_dir, flags, WD_OUT_ORIGINAL, opt);

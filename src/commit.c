@@ -706,20 +706,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     /* A lossy delta reconstructs to other weights than the fine-tune's:
      * hash what checkout will write. */
     if (!rc && !exists && lossy_strategy >= 0) {
-        wd_object *obj = NULL;
-        rc = wd__object_load(repo, id, &obj);
-        if (!rc)
-            rc = wd__object_hash(repo, obj, NULL, 0, WD_PIECE_NATIVE, ht.hash);
-        wd__object_free(obj);
-        sqlite3_stmt *up = NULL;
-        if (!rc && !(rc = wd__db_prepare(repo->db, &up, "UPDATE object SET model_hash = ?1 WHERE id = ?2"))) {
-            wd__bind_hash(up, 1, ht.hash);
-            wd__bind_hash(up, 2, id);
-            int s = sqlite3_step(up);
-            if (s != SQLITE_DONE)
-                rc = wd__db_error(repo->db, s, "storing model hash");
-            sqlite3_finalize(up);
-        }
+        rc = wd__object_seal(repo, id, ht.hash);
         wd__hex(res->model_hash, ht.hash);
     }
     if (!rc && name)

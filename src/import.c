@@ -102,7 +102,12 @@ static int find_parent(wd_repo *repo, const wd__wdelta *d, wd_object **out)
     if (!names)
         return WD_NOMEM();
     sqlite3_stmt *st;
-    int rc = wd__db_prepare(repo->db, &st, "SELECT id FROM object ORDER BY kind = 'delta', created DESC");
+    /* Objects whose recorded chain hash matches come first: for them the
+     * check below costs one hash; the others are tried in turn. */
+    int rc = wd__db_prepare(repo->db, &st,
+                            "SELECT id FROM object ORDER BY f32_hash IS NOT ?1, kind = 'delta', created DESC");
+    if (!rc)
+        wd__bind_hash(st, 1, want);
     int found = 0;
     while (!rc && !found && sqlite3_step(st) == SQLITE_ROW) {
         if (sqlite3_column_bytes(st, 0) != WD_HASH_SIZE)
@@ -431,22 +436,9 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     uint8_t model_hash[WD_HASH_SIZE];
     if (!rc && !exists)
         rc = insert_all(repo, id, parent, strategy, options, message, wdelta, lossy, im.new_bytes);
-    if (!rc && !exists) {
-        /* What checkout will write: hashed from the stored object. */
-        wd_object *obj = NULL;
-        rc = wd__object_load(repo, id, &obj);
-        if (!rc)
-            rc = wd__object_hash(repo, obj, NULL, 0, WD_PIECE_NATIVE, model_hash);
-        wd__object_free(obj);
-        if (!rc && !(rc = wd__db_prepare(repo->db, &st, "UPDATE object SET model_hash = ?1 WHERE id = ?2"))) {
-            wd__bind_hash(st, 1, model_hash);
-            wd__bind_hash(st, 2, id);
-            int s = sqlite3_step(st);
-            if (s != SQLITE_DONE)
-                rc = wd__db_error(repo->db, s, "storing model hash");
-            sqlite3_finalize(st);
-        }
-    }
+    /* What checkout will write, and the chain hash: from the stored object. */
+    if (!rc && !exists)
+        rc = wd__object_seal(repo, id, model_hash);
     if (!rc && name)
         rc = wd__name_set(repo, name, id);
     if (rc) {

@@ -354,3 +354,36 @@ int wd__object_hash(wd_repo *repo, const wd_object *obj, const char *const *name
     free(buf);
     return rc;
 }
+
+int wd__object_seal(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], uint8_t model_hash[WD_HASH_SIZE])
+{
+    wd_object *obj = NULL;
+    int rc = wd__object_load(repo, id, &obj);
+    if (!rc)
+        rc = wd__object_hash(repo, obj, NULL, 0, WD_PIECE_NATIVE, model_hash);
+    /* The chain hash covers the tensors the delta encodes, sorted. */
+    const char **names = NULL;
+    size_t n = 0;
+    if (!rc && !(names = calloc(obj->n_tensors ? obj->n_tensors : 1, sizeof *names)))
+        rc = WD_NOMEM();
+    for (size_t i = 0; !rc && i < obj->n_tensors; i++)
+        if (obj->tensors[i].lossy)
+            names[n++] = obj->tensors[i].name;
+    uint8_t f32_hash[WD_HASH_SIZE];
+    if (!rc && n)
+        rc = wd__object_hash(repo, obj, names, n, WD_PIECE_F32, f32_hash);
+    sqlite3_stmt *st = NULL;
+    if (!rc && !(rc = wd__db_prepare(repo->db, &st, "UPDATE object SET model_hash = ?1, f32_hash = ?2 WHERE id = ?3"))) {
+        wd__bind_hash(st, 1, model_hash);
+        if (n)
+            wd__bind_hash(st, 2, f32_hash);
+        wd__bind_hash(st, 3, id);
+        int s = sqlite3_step(st);
+        if (s != SQLITE_DONE)
+            rc = wd__db_error(repo->db, s, "storing hashes");
+        sqlite3_finalize(st);
+    }
+    free(names);
+    wd__object_free(obj);
+    return rc;
+}

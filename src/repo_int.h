@@ -94,6 +94,12 @@ long wd__object_find(const wd_object *obj, const char *name);
 int wd__object_hash(wd_repo *repo, const wd_object *obj, const char *const *names, size_t n_names, int mode,
                     uint8_t out[WD_HASH_SIZE]);
 
+/* Computes and stores, for an object just inserted (inside the caller's
+ * transaction), its model hash (what checkout writes) and, if it has lossy
+ * tensors, the float32 hash of those tensors (what a deltatensors chain link
+ * on it names as parent_hash). */
+int wd__object_seal(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], uint8_t model_hash[WD_HASH_SIZE]);
+
 /* Parses a shape JSON array "[2,3]". */
 int wd__shape_parse(const char *json, int *ndim, uint64_t shape[WD_MAX_DIMS], uint64_t *nelem);
 /* Appends "[2,3]". */
