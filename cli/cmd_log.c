@@ -23,13 +23,13 @@ static const cli_spec spec = {
     opts, NULL, 0, 0,
 };
 
-enum { C_ID, C_PARENT, C_KIND, C_STRATEGY, C_NAMES, C_STORED, C_RAW, C_RATIO, C_CREATED,
+enum { C_ID, C_PARENT, C_KIND, C_STRATEGY, C_NAMES, C_STORED, C_RAW, C_RATIO, C_ERR, C_CREATED,
        C_MESSAGE, N_COLS };
 
 /* Fills the cells of one object (C_ID and C_PARENT are the caller's). The
  * strings live in buf, which must outlive the cli_table_add call. */
 struct row_buf {
-    char names[1024], stored[32], raw[32], ratio[32], created[32];
+    char names[1024], stored[32], raw[32], ratio[32], err[32], created[32];
     char *message; /* first line of the message, malloc'd */
 };
 
@@ -50,6 +50,12 @@ static void fill_row(const char **cells, struct row_buf *b, const wd_object_info
     cells[C_STORED] = b->stored;
     cells[C_RAW] = b->raw;
     cells[C_RATIO] = b->ratio;
+    /* Lossy deltas: the worst tensor's relative reconstruction error. */
+    if (o->max_rel_error == o->max_rel_error)
+        snprintf(b->err, sizeof b->err, "%.3g", o->max_rel_error);
+    else
+        snprintf(b->err, sizeof b->err, "-");
+    cells[C_ERR] = b->err;
     cells[C_CREATED] = b->created;
     /* One line per object, like git log --oneline: the first line only. */
     const char *m = o->message ? o->message : "";
@@ -61,7 +67,7 @@ static void fill_row(const char **cells, struct row_buf *b, const wd_object_info
 }
 
 static const char *const header[N_COLS] = {"ID", "PARENT", "KIND", "STRATEGY", "NAMES",
-                                           "STORED", "RAW", "RATIO", "CREATED", "MESSAGE"};
+                                           "STORED", "RAW", "RATIO", "MAX_ERR", "CREATED", "MESSAGE"};
 
 static cli_table *new_table(int with_parent)
 {
@@ -69,6 +75,7 @@ static cli_table *new_table(int with_parent)
     cli_table_right(t, C_STORED);
     cli_table_right(t, C_RAW);
     cli_table_right(t, C_RATIO);
+    cli_table_right(t, C_ERR);
     const char *h[N_COLS];
     memcpy(h, header, sizeof h);
     if (!with_parent)

@@ -385,6 +385,10 @@ cJSON *cli_json_object_info(const wd_object_info *o)
     cli_json_add_u64(j, "stored_bytes", o->stored_bytes);
     cli_json_add_u64(j, "new_bytes", o->new_bytes);
     cli_json_add_u64(j, "n_files", o->n_files);
+    if (o->max_rel_error == o->max_rel_error)
+        json_check(cJSON_AddNumberToObject(j, "max_rel_error", o->max_rel_error));
+    else
+        json_check(cJSON_AddNullToObject(j, "max_rel_error"));
     return j;
 }
 

@@ -18,7 +18,8 @@
     "o.id, o.kind, o.parent, o.model_hash, o.parent_model_hash, o.strategy, o.options, o.message, " \
     "o.created, o.n_tensors, o.tensor_bytes, o.new_bytes, "                                         \
     "(SELECT coalesce(sum(stored_bytes), 0) FROM tensor t WHERE t.object = o.id), "                 \
-    "(SELECT count(*) FROM file f WHERE f.object = o.id)"
+    "(SELECT count(*) FROM file f WHERE f.object = o.id), "                                         \
+    "(SELECT max(rel_error) FROM tensor t WHERE t.object = o.id)"
 
 static char *dup_text(sqlite3_stmt *st, int col)
 {
@@ -89,6 +90,7 @@ static int fill_object(wd_repo *repo, sqlite3_stmt *st, wd_object_info *o)
     o->new_bytes = (uint64_t)sqlite3_column_int64(st, 11);
     o->stored_bytes = (uint64_t)sqlite3_column_int64(st, 12);
     o->n_files = (uint64_t)sqlite3_column_int64(st, 13);
+    o->max_rel_error = sqlite3_column_type(st, 14) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 14);
     if (!o->strategy || !o->options_json || !o->message)
         return WD_NOMEM();
     return load_names(repo, o, sqlite3_column_blob(st, 0));

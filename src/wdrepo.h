@@ -174,6 +174,7 @@ typedef struct {
     uint64_t stored_bytes; /* compressed bytes of the chunks it references */
     uint64_t new_bytes;    /* compressed bytes it added when stored */
     uint64_t n_files;      /* files in the folder, shards included */
+    double max_rel_error;  /* lossy deltas: worst ||d'-d||/||d|| over tensors; NaN otherwise */
 } wd_object_info;
 
 /* All objects, newest first. Free with wd_log_free. */
@@ -241,6 +242,114 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
 
 /* ---- deltatensors API without a repository ------------------------------- */
 /* (see the section below, written with the .wdelta tools) */
+
+/* deltatensors' save_delta_from_paths / load_delta_from_paths / inspect /
+ * save_delta / load_delta on plain folders and in memory (src/deltafile.c
+ * lists where wdrepo differs from it: only where deltatensors crashes). */
+
+/* wd_load_delta_from_paths flag: apply the delta without checking the base
+ * against the file's parent_hash (needed for a chain link applied onto the
+ * base folder of its first link). WD_CHECKOUT_FORCE replaces a non-empty
+ * out_dir. */
+#define WD_LOAD_NO_VERIFY 2u
+
+/* Writes out_path (format_version 1 or 2; 0 = 2) holding the delta of the
+ * model folder ft_dir against base_dir with so's strategy (NULL or a NULL
+ * strategy: sparse, deltatensors' default; "lossless" is refused). Both
+ * folders must have the same tensor names and shapes. Every tensor is
+ * encoded, except empty ones under quantized; parent_hash covers exactly the
+ * encoded tensors of the base (v2 sorted by name; v1 in deltatensors 0.2.0's
+ * shard-grouped order, which is also the record order). Streams both
+ * folders; memory is bounded by one tensor's encoded arrays. Written to a
+ * temporary file beside out_path and renamed. Errors: WD_EBADINPUT (names or
+ * shapes differ, float8 tensors, bad folders), WD_EUSAGE (options). */
+int wd_save_delta_from_paths(const char *out_path, const char *ft_dir, const char *base_dir,
+                             const wd_strategy_opts *so, int format_version,
+                             const wd_options *opt);
+
+/* Reconstructs the fine-tune from in_path and the base folder base_dir into
+ * out_dir as a Hugging Face-style folder: model.safetensors (the file's
+ * tensors in parent_hash order, then the base's other tensors sorted;
+ * floating-point tensors as out_dtype, or their base dtype with
+ * WD_OUT_ORIGINAL; integer and float8 tensors keep their dtype), config.json
+ * with torch_dtype rewritten when out_dtype is given, and the base's other
+ * non-weight files. The base is verified first (WD_EMISMATCH "wrong base")
+ * unless WD_LOAD_NO_VERIFY; a chain link verifies when base_dir holds the
+ * float32 model of the link before it. Built in a temporary folder beside
+ * out_dir and renamed into place; out_dir must be absent or empty unless
+ * WD_CHECKOUT_FORCE (WD_EEXISTS). Nothing is left behind on failure. */
+int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const char *out_dir,
+                             wd_out_dtype out_dtype, unsigned flags, const wd_options *opt);
+
+/* One array of a .wdelta tensor. */
+typedef struct {
+    char field[16]; /* "indices", "values", "scales", "packed_signs", "outlier_idx"... */
+    char dtype[16]; /* numpy name of the record: "int64", "int32", "float16", "uint8"... */
+    uint64_t count; /* elements */
+    uint64_t nbytes;
+} wd_wdelta_array;
+
+#define WD_WDELTA_MAX_ARRAYS 5
+
+typedef struct {
+    char *name;
+    int ndim;
+    uint64_t shape[WD_MAX_DIMS];
+    char dtype[16];       /* what deltatensors' inspect() shows: base_dtype, else the delta's */
+    char delta_dtype[16]; /* "float32" */
+    char base_dtype[16];  /* "bfloat16"...; "" in format v1 files */
+    char strategy[16];
+    char *options_json;   /* scalar options in header order, e.g. {"sparsity":0.9} */
+    size_t n_arrays;
+    wd_wdelta_array arrays[WD_WDELTA_MAX_ARRAYS];
+    uint64_t nbytes;      /* bytes of its arrays */
+} wd_wdelta_tensor_info;
+
+/* deltatensors' inspect() of a .wdelta file, plus each tensor's strategy,
+ * options and arrays. */
+typedef struct {
+    char *path;
+    uint64_t size;   /* bytes */
+    double size_mb;  /* round(size / 1e6, 2), as deltatensors */
+    int version;     /* 1 or 2 */
+    char parent_hash[WD_HEX_SIZE];
+    char strategy[16];
+    size_t n_tensors;
+    wd_wdelta_tensor_info *tensors; /* sorted by name (header order) */
+} wd_wdelta_info;
+
+/* Reads and fully validates path (checksum included). Free with
+ * wd_inspect_file_free. Errors: WD_EBADINPUT, WD_ENOTFOUND, WD_EIO. */
+int wd_inspect_file(wd_wdelta_info **out, const char *path);
+void wd_inspect_file_free(wd_wdelta_info *info);
+
+/* A named tensor in memory, as a state dict entry: data holds nbytes
+ * little-endian bytes of dtype (safetensors spelling: "BF16", "F32", "I64"...)
+ * and shape. Inputs stay the caller's; outputs are freed with
+ * wd_named_tensors_free. */
+typedef struct {
+    const char *name; /* UTF-8 */
+    char dtype[12];
+    int ndim;
+    uint64_t shape[WD_MAX_DIMS];
+    const void *data;
+    uint64_t nbytes;
+} wd_named_tensor;
+
+/* deltatensors' save_delta: the delta of ft against base (same names and
+ * shapes, any order) written to out_path; parent_hash over the encoded base
+ * tensors sorted by name. */
+int wd_save_delta(const char *out_path, const wd_named_tensor *ft, size_t n_ft,
+                  const wd_named_tensor *base, size_t n_base, const wd_strategy_opts *so,
+                  int format_version);
+
+/* deltatensors' load_delta: *out gets the file's tensors (sorted by name) as
+ * float32 base + decoded delta. With verify, every given base tensor is
+ * hashed (sorted by name) and must give the file's parent_hash, so base must
+ * hold exactly the tensors the file was made from. */
+int wd_load_delta(wd_named_tensor **out, size_t *out_count, const char *in_path,
+                  const wd_named_tensor *base, size_t n_base, int verify);
+void wd_named_tensors_free(wd_named_tensor *tensors, size_t count);
 
 #ifdef __cplusplus
 }
