@@ -82,6 +82,13 @@ int wd__chunk_compress(void *zctx, int level, const void *raw, size_t len, size_
                 return rc;
         }
         *out_codec = WD_CODEC_SECTIONS;
+        /* Tiny or incompressible chunks: the section headers would cost more
+         * than they save. */
+        if (out->len >= len) {
+            out->len = 0;
+            *out_codec = WD_CODEC_RAW;
+            return wd__buf_append(out, raw, len);
+        }
         return 0;
     }
 
