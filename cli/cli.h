@@ -97,6 +97,8 @@ int cmd_inspect(cli_ctx *ctx, int argc, char **argv);
 int cmd_tag(cli_ctx *ctx, int argc, char **argv);
 int cmd_import(cli_ctx *ctx, int argc, char **argv);
 int cmd_export(cli_ctx *ctx, int argc, char **argv);
+int cmd_save_delta(cli_ctx *ctx, int argc, char **argv);
+int cmd_load_delta(cli_ctx *ctx, int argc, char **argv);
 int cmd_hash(cli_ctx *ctx, int argc, char **argv);
 
 /* ---- repository --------------------------------------------------------- */

@@ -1,7 +1,8 @@
 /*
- * cmd_inspect.c - `wdrepo inspect REF`: one object in detail, as a header
- * and tensor/file tables, or as JSON carrying the deltatensors inspect()
- * fields plus everything the repository knows.
+ * cmd_inspect.c - `wdrepo inspect REF|FILE.wdelta`: one object in detail, as a
+ * header and tensor/file tables, or as JSON carrying the deltatensors inspect()
+ * fields plus everything the repository knows; or a .wdelta file, read without
+ * a repository.
  */
 #include "cli.h"
 
@@ -15,14 +16,16 @@ static const cli_opt opts[] = {
     {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print the object as JSON", 0, 0},
     {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
 };
-static const char *const args[] = {"REF", NULL};
+static const char *const args[] = {"REF|FILE.wdelta", NULL};
 
 static const cli_spec spec = {
-    "inspect", "REF [--json]",
+    "inspect", "REF|FILE.wdelta [--json]",
     "Show the object REF names (a full id, a unique hex prefix of 4+ digits, or a\n"
     "name): its id, kind, parent, model hash, strategy, time, message, names and\n"
     "sizes, then every tensor (dtype, shape, size, stored size, encoding, error for\n"
-    "lossy strategies) and every file of the folder.\n",
+    "lossy strategies) and every file of the folder. An existing FILE.wdelta is read\n"
+    "without a repository: deltatensors' inspect() fields (path, size_mb, version,\n"
+    "parent_hash, strategy, n_tensors, tensors) and each tensor's options and arrays.\n",
     opts, args, 1, 1,
 };
 
@@ -39,13 +42,109 @@ static int is_wdelta_file(const char *arg)
            S_ISREG(st.st_mode);
 }
 
-static int load_from_file(cli_ctx *ctx, const char *path, wd_inspect_info **out)
+/* ---- a .wdelta file ------------------------------------------------------ */
+
+/* deltatensors' inspect() fields (path, size_mb, version, parent_hash,
+ * strategy, n_tensors, tensors {name: {shape, dtype}}), each tensor with its
+ * strategy, options and arrays besides, and the exact size in bytes. */
+static cJSON *file_json(const wd_wdelta_info *info)
 {
-    /* The library has no .wdelta reader yet; when it does, this calls it and
-     * the rendering below works unchanged (with the path in place of an id). */
-    *out = NULL;
-    cli_errorf(ctx, "cannot inspect '%s': .wdelta files are not supported yet", path);
-    return CLI_EXIT_FAIL;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "path", info->path);
+    cJSON_AddNumberToObject(j, "size_mb", info->size_mb);
+    cli_json_add_u64(j, "size", info->size);
+    cJSON_AddNumberToObject(j, "version", info->version);
+    cJSON_AddStringToObject(j, "parent_hash", info->parent_hash);
+    cJSON_AddStringToObject(j, "strategy", info->strategy);
+    cli_json_add_u64(j, "n_tensors", info->n_tensors);
+    cJSON *tensors = cJSON_AddObjectToObject(j, "tensors");
+    for (size_t i = 0; tensors && i < info->n_tensors; i++) {
+        const wd_wdelta_tensor_info *t = &info->tensors[i];
+        cJSON *tj = cJSON_CreateObject();
+        if (!tj)
+            break;
+        cJSON *shape = cJSON_AddArrayToObject(tj, "shape");
+        for (int d = 0; shape && d < t->ndim && d < WD_MAX_DIMS; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+        cJSON_AddStringToObject(tj, "dtype", t->dtype);
+        cJSON_AddStringToObject(tj, "strategy", t->strategy);
+        cJSON_AddStringToObject(tj, "delta_dtype", t->delta_dtype);
+        if (t->base_dtype[0])
+            cJSON_AddStringToObject(tj, "base_dtype", t->base_dtype);
+        cJSON *o = cJSON_Parse(t->options_json ? t->options_json : "{}");
+        cJSON_AddItemToObject(tj, "options", o ? o : cJSON_CreateObject());
+        cli_json_add_u64(tj, "nbytes", t->nbytes);
+        cJSON *arrays = cJSON_AddObjectToObject(tj, "arrays");
+        for (size_t k = 0; arrays && k < t->n_arrays; k++) {
+            cJSON *aj = cJSON_CreateObject();
+            if (!aj)
+                break;
+            cJSON_AddStringToObject(aj, "dtype", t->arrays[k].dtype);
+            cli_json_add_u64(aj, "count", t->arrays[k].count);
+            cli_json_add_u64(aj, "bytes", t->arrays[k].nbytes);
+            cJSON_AddItemToObject(arrays, t->arrays[k].field, aj);
+        }
+        cJSON_AddItemToObject(tensors, t->name, tj);
+    }
+    return j;
+}
+
+static void print_file(const wd_wdelta_info *info)
+{
+    char buf[128], size[32];
+    cli_table *t = cli_table_new(2);
+    const char *kv[2];
+    kv[0] = "path", kv[1] = info->path;
+    cli_table_add(t, kv);
+    snprintf(buf, sizeof buf, "%d", info->version);
+    kv[0] = "format", kv[1] = buf;
+    cli_table_add(t, kv);
+    kv[0] = "strategy", kv[1] = info->strategy;
+    cli_table_add(t, kv);
+    kv[0] = "parent hash", kv[1] = info->parent_hash;
+    cli_table_add(t, kv);
+    cli_fmt_size(size, info->size);
+    snprintf(buf, sizeof buf, "%s (%llu bytes)", size, (unsigned long long)info->size);
+    kv[0] = "size", kv[1] = buf;
+    cli_table_add(t, kv);
+    cli_table_print(t, stdout);
+    cli_table_free(t);
+    if (!info->n_tensors)
+        return;
+    putchar('\n');
+    t = cli_table_new(6);
+    const char *head[6] = {"TENSOR", "DTYPE", "SHAPE", "STRATEGY", "STORED", "OPTIONS"};
+    cli_table_right(t, 4);
+    cli_table_add(t, head);
+    for (size_t i = 0; i < info->n_tensors; i++) {
+        const wd_wdelta_tensor_info *ti = &info->tensors[i];
+        char shape[16 * 22 + 4];
+        cli_fmt_shape(shape, sizeof shape, ti->ndim, ti->shape);
+        cli_fmt_size(size, ti->nbytes);
+        const char *cells[6] = {ti->name, ti->dtype, shape, ti->strategy, size,
+                                ti->options_json ? ti->options_json : ""};
+        cli_table_add(t, cells);
+    }
+    cli_table_print(t, stdout);
+    cli_table_free(t);
+}
+
+/* A .wdelta file needs no repository; it has its own rendering, as it
+ * carries what deltatensors knows rather than what a repository stores. */
+static int inspect_file(cli_ctx *ctx, const char *path)
+{
+    wd_wdelta_info *info;
+    int rc = wd_inspect_file(&info, path);
+    if (rc != WD_OK)
+        return cli_lib_error(ctx, rc);
+    if (json_flag) {
+        rc = cli_json_print(ctx, file_json(info));
+    } else {
+        print_file(info);
+        rc = cli_finish_stdout(ctx);
+    }
+    wd_inspect_file_free(info);
+    return rc;
 }
 
 static int load_from_repo(cli_ctx *ctx, const char *ref, wd_inspect_info **out)
@@ -242,15 +341,16 @@ int cmd_inspect(cli_ctx *ctx, int argc, char **argv)
     int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
     if (rc != CLI_CONTINUE)
         return rc;
-    const char *path = is_wdelta_file(pos[0]) ? pos[0] : NULL;
+    if (is_wdelta_file(pos[0]))
+        return inspect_file(ctx, pos[0]);
     wd_inspect_info *info = NULL;
-    rc = path ? load_from_file(ctx, path, &info) : load_from_repo(ctx, pos[0], &info);
+    rc = load_from_repo(ctx, pos[0], &info);
     if (rc != CLI_EXIT_OK)
         return rc;
     if (json_flag) {
-        rc = cli_json_print(ctx, to_json(info, path));
+        rc = cli_json_print(ctx, to_json(info, NULL));
     } else {
-        print_human(info, path);
+        print_human(info, NULL);
         rc = cli_finish_stdout(ctx);
     }
     wd_inspect_free(info);

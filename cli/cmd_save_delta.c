@@ -1,0 +1,93 @@
+/*
+ * cmd_save_delta.c - `wdrepo save-delta OUT.wdelta FT_DIR BASE_DIR`: writes the
+ * delta of a fine-tune folder against its base folder as a deltatensors
+ * .wdelta file (save_delta_from_paths), no repository involved.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+
+static const char *strategy_opt, *sparsity_opt, *outlier_opt;
+static int version_opt;
+
+static const cli_opt opts[] = {
+    {"strategy", 0, CLI_OPT_STR, &strategy_opt, "S", "sparse (default), quantized or int4", 0, 0},
+    {"sparsity", 0, CLI_OPT_STR, &sparsity_opt, "X",
+     "sparse: share of elements dropped, 0 < X < 1 (default 0.9)", 0, 0},
+    {"outlier-fraction", 0, CLI_OPT_STR, &outlier_opt, "X",
+     "int4: share kept as float16 outliers, 0 < X <= 1 (default 0.01)", 0, 0},
+    {"format-version", 0, CLI_OPT_INT, &version_opt, "N", "file format 1 or 2 (default 2)", 1, 2},
+    {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
+};
+static const char *const args[] = {"OUT.wdelta", "FT_DIR", "BASE_DIR", NULL};
+
+static const cli_spec spec = {
+    "save-delta",
+    "OUT.wdelta FT_DIR BASE_DIR [--strategy S] [--sparsity X] [--outlier-fraction X] "
+    "[--format-version 1|2]",
+    "Write the delta of the fine-tune folder FT_DIR against the base folder BASE_DIR\n"
+    "as a deltatensors .wdelta file, like deltatensors' save_delta_from_paths; no\n"
+    "repository is needed. Both folders must hold the same tensor names and shapes.\n"
+    "Strategies: sparse (keep the 1-X largest |delta|), quantized (a sign bit each\n"
+    "and a float16 scale per row), int4 (4-bit codes, X of the elements as float16\n"
+    "outliers). Format 2 is deltatensors 0.3.0's, 1 is 0.2.0's. Prints the file's\n"
+    "parent_hash (the base's hash over the tensors it names) on stdout.\n",
+    opts, args, 3, 3,
+};
+
+/* A fraction option in (lo, hi) or (lo, hi]. */
+static int parse_fraction(cli_ctx *ctx, const char *name, const char *v, double hi,
+                          int hi_closed, double *out)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (!*v || *end || !(d > 0 && (d < hi || (hi_closed && d == hi))))
+        return cli_usage_error(ctx, &spec, "bad value '%s' for option '--%s' (expected above 0 "
+                               "and %s %g)", v, name, hi_closed ? "at most" : "below", hi);
+    *out = d;
+    return CLI_CONTINUE;
+}
+
+int cmd_save_delta(cli_ctx *ctx, int argc, char **argv)
+{
+    char *pos[3];
+    int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    wd_strategy_opts so = {.strategy = strategy_opt ? strategy_opt : "sparse"};
+    if (strcmp(so.strategy, "sparse") && strcmp(so.strategy, "quantized") &&
+        strcmp(so.strategy, "int4"))
+        return cli_usage_error(ctx, &spec, "unknown strategy '%s' (valid: sparse, quantized, int4)",
+                               so.strategy);
+    if (sparsity_opt && strcmp(so.strategy, "sparse"))
+        return cli_usage_error(ctx, &spec, "--sparsity applies to --strategy sparse");
+    if (outlier_opt && strcmp(so.strategy, "int4"))
+        return cli_usage_error(ctx, &spec, "--outlier-fraction applies to --strategy int4");
+    if (sparsity_opt &&
+        (rc = parse_fraction(ctx, "sparsity", sparsity_opt, 1, 0, &so.sparsity)) != CLI_CONTINUE)
+        return rc;
+    if (outlier_opt && (rc = parse_fraction(ctx, "outlier-fraction", outlier_opt, 1, 1,
+                                            &so.outlier_fraction)) != CLI_CONTINUE)
+        return rc;
+
+    wd_options opt = cli_wd_options(ctx);
+    rc = wd_save_delta_from_paths(pos[0], pos[1], pos[2], &so, version_opt, &opt);
+    cli_progress_clear(ctx);
+    if (rc != WD_OK)
+        return cli_lib_error(ctx, rc);
+    /* Read back what was written: the summary and the parent_hash printed
+     * come from the file itself. */
+    wd_wdelta_info *info;
+    if ((rc = wd_inspect_file(&info, pos[0])) != WD_OK)
+        return cli_lib_error(ctx, rc);
+    char size[32], sh[CLI_SHORT_ID + 1];
+    cli_fmt_size(size, info->size);
+    cli_fmt_short_id(sh, info->parent_hash);
+    cli_info(ctx, "saved '%s': format %d, %s, %zu tensors, %s, base %s", pos[0], info->version,
+             info->strategy, info->n_tensors, size, sh);
+    printf("%s\n", info->parent_hash);
+    wd_inspect_file_free(info);
+    return cli_finish_stdout(ctx);
+}
