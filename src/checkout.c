@@ -8,20 +8,19 @@
  * safetensors and hashed; only a folder whose model hash matches the record
  * is renamed into place.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
 #include "error.h"
 #include "folder.h"
 #include "hash.h"
+#include "outdir.h"
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
@@ -81,54 +80,6 @@ static int decode_job(void *ctxp, size_t i, int worker)
         return write_all(j->fd, c->conv[worker], j->plan.nelem * wd__dtype_size(j->out_dt), j->offset, c->path);
     }
     return write_all(j->fd, c->out[worker], j->plan.nelem * wd__dtype_size(j->plan.dtype), j->offset, c->path);
-}
-
-/* Removes dir and everything in it (flat folders only: that is all we
- * create). Best effort: used on failure paths. */
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char p[PATH_MAX];
-            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p) {
-                struct stat sb;
-                if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-                    remove_tree(p);
-                else
-                    unlink(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-static int dir_state(const char *path, int *exists, int *empty)
-{
-    struct stat sb;
-    *exists = *empty = 0;
-    if (stat(path, &sb) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        return wd__error_errno(WD_EIO, "cannot stat '%s'", path);
-    }
-    if (!S_ISDIR(sb.st_mode))
-        return wd__error(WD_EEXISTS, "'%s' exists and is not a folder", path);
-    *exists = 1;
-    DIR *d = opendir(path);
-    if (!d)
-        return wd__error_errno(WD_EIO, "cannot open '%s'", path);
-    struct dirent *e;
-    *empty = 1;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            *empty = 0;
-    closedir(d);
-    return 0;
 }
 
 /* Where the next batch of a shard starts: tensor ts[ti], piece k, whose
@@ -405,69 +356,23 @@ int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned fl
 int wd_checkout_as(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags, wd_out_dtype out_dtype,
                    const wd_options *opt)
 {
-    int exists, empty;
-    int rc = dir_state(out_dir, &exists, &empty);
+    /* The target is checked first: a refused OUT_DIR costs no work. */
+    char tmpl[PATH_MAX];
+    int rc = wd__outdir_begin(out_dir, flags, tmpl);
     if (rc)
         return rc;
-    if (exists && !empty && !(flags & WD_CHECKOUT_FORCE))
-        return wd__error(WD_EEXISTS, "'%s' is not empty; use --force to replace it", out_dir);
     uint8_t id[WD_HASH_SIZE];
-    if ((rc = wd__resolve(repo, ref, id)))
-        return rc;
-    wd_object *obj;
-    if ((rc = wd__object_load(repo, id, &obj)))
-        return rc;
-
-    /* The temporary folder sits beside out_dir so the final rename stays
-     * on one file system. */
-    char parent[PATH_MAX], tmpl[PATH_MAX], trash[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", out_dir);
-    size_t pl = strlen(parent);
-    while (pl > 1 && parent[pl - 1] == '/')
-        parent[--pl] = '\0';
-    char *slash = strrchr(parent, '/');
-    const char *base = slash ? slash + 1 : parent;
-    char dirpart[PATH_MAX];
-    if (slash == parent)
-        snprintf(dirpart, sizeof dirpart, "/");
-    else if (slash)
-        snprintf(dirpart, sizeof dirpart, "%.*s", (int)(slash - parent), parent);
-    else
-        snprintf(dirpart, sizeof dirpart, ".");
-    if (snprintf(tmpl, sizeof tmpl, "%s/.%s.wdrepo-tmp-XXXXXX", dirpart, base) >= (int)sizeof tmpl) {
-        wd__object_free(obj);
-        return wd__error(WD_EUSAGE, "output path too long");
-    }
-    if (!mkdtemp(tmpl)) {
-        rc = wd__error_errno(WD_EIO, "cannot create a folder beside '%s'", out_dir);
-        wd__object_free(obj);
-        return rc;
-    }
-    chmod(tmpl, 0755);
-    rc = write_folder(repo, obj, tmpl, out_dtype, opt);
+    wd_object *obj = NULL;
+    if (!(rc = wd__resolve(repo, ref, id)) && !(rc = wd__object_load(repo, id, &obj)))
+        rc = write_folder(repo, obj, tmpl, out_dtype, opt);
     /* Converted weights have no recorded hash: they are still re-read and
      * validated as safetensors. */
     if (!rc)
         rc = verify_folder(tmpl, out_dtype == WD_OUT_ORIGINAL ? obj->model_hash : NULL, opt);
-    if (!rc) {
-        if (exists && !empty) {
-            /* --force: move the old folder aside, put the new one in place,
-             * then delete the old one. */
-            if (snprintf(trash, sizeof trash, "%.*s.old", (int)sizeof trash - 8, tmpl) >= (int)sizeof trash)
-                trash[0] = '\0';
-            if (rename(parent, trash) != 0)
-                rc = wd__error_errno(WD_EIO, "cannot move '%s' aside", out_dir);
-            else if (rename(tmpl, parent) != 0) {
-                rc = wd__error_errno(WD_EIO, "cannot rename into '%s'", out_dir);
-                rename(trash, parent);
-            } else
-                remove_tree(trash);
-        } else if (rename(tmpl, parent) != 0) {
-            rc = wd__error_errno(WD_EIO, "cannot rename into '%s'", out_dir);
-        }
-    }
+    if (!rc)
+        rc = wd__outdir_commit(tmpl, out_dir, flags);
     if (rc)
-        remove_tree(tmpl);
+        wd__remove_tree(tmpl);
     wd__object_free(obj);
     return rc;
 }

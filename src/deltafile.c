@@ -42,10 +42,8 @@
  * or array (9-13 MB peak on the same model); in memory, the outputs plus two
  * pieces. No threads: tensors are processed one after the other.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -61,6 +59,7 @@
 #include "folder.h"
 #include "half.h"
 #include "hash.h"
+#include "outdir.h"
 #include "piece.h"
 #include "safetensors.h"
 #include "wdelta.h"
@@ -958,42 +957,6 @@ static const wd__wdelta_tensor *hash_order_at(const wd__wdelta *d, size_t i)
 
 /* ---- Output folders ------------------------------------------------------- */
 
-static int dir_state(const char *path, int *exists, int *empty)
-{
-    struct stat sb;
-    *exists = *empty = 0;
-    if (stat(path, &sb) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        return wd__error_errno(WD_EIO, "cannot stat '%s'", path);
-    }
-    if (!S_ISDIR(sb.st_mode))
-        return wd__error(WD_EEXISTS, "'%s' exists and is not a folder", path);
-    *exists = 1;
-    DIR *dir = opendir(path);
-    if (!dir)
-        return wd__error_errno(WD_EIO, "cannot open '%s'", path);
-    struct dirent *e;
-    *empty = 1;
-    while ((e = readdir(dir)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            *empty = 0;
-    closedir(dir);
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_tree(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int full_write(int fd, const void *data, size_t len, const char *path)
 {
     const uint8_t *p = data;
@@ -1658,61 +1621,6 @@ static int copy_other_files(const wd_folder *base, const char *dir, wd_out_dtype
     return rc;
 }
 
-/* Splits out_dir into the folder holding it and its last component. */
-static int split_path(const char *path, char dir[PATH_MAX], char name[PATH_MAX])
-{
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p || !p[0])
-        return wd__error(WD_EUSAGE, "bad output path '%s'", path);
-    size_t len = strlen(p);
-    while (len > 1 && p[len - 1] == '/')
-        p[--len] = '\0';
-    char *slash = strrchr(p, '/');
-    snprintf(name, PATH_MAX, "%s", slash ? slash + 1 : p);
-    if (slash == p)
-        snprintf(dir, PATH_MAX, "/");
-    else if (slash)
-        snprintf(dir, PATH_MAX, "%.*s", (int)(slash - p), p);
-    else
-        snprintf(dir, PATH_MAX, ".");
-    if (!name[0] || !strcmp(name, ".") || !strcmp(name, ".."))
-        return wd__error(WD_EUSAGE, "bad output path '%s'", path);
-    return 0;
-}
-
-/* Renames the finished folder tmp onto out_dir: over nothing or an empty
- * folder; over a non-empty one only with WD_CHECKOUT_FORCE (the old one is
- * moved aside first and deleted once the new one is in place). */
-static int put_in_place(const char *tmp, const char *out_dir, const char *parent, unsigned flags)
-{
-    int exists, empty;
-    int rc = dir_state(out_dir, &exists, &empty);
-    if (rc)
-        return rc;
-    if (exists && !empty) {
-        if (!(flags & WD_CHECKOUT_FORCE))
-            return wd__error(WD_EEXISTS, "'%s' is not empty; use --force to replace it", out_dir);
-        char trash[PATH_MAX + 8];
-        snprintf(trash, sizeof trash, "%s.old", tmp);
-        if (rename(out_dir, trash) != 0)
-            return wd__error_errno(WD_EIO, "cannot move '%s' aside", out_dir);
-        if (rename(tmp, out_dir) != 0) {
-            rc = wd__error_errno(WD_EIO, "cannot rename into '%s'", out_dir);
-            rename(trash, out_dir);
-            return rc;
-        }
-        remove_tree(trash);
-    } else if (rename(tmp, out_dir) != 0) {
-        return wd__error_errno(WD_EIO, "cannot rename into '%s'", out_dir);
-    }
-    int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { /* make the rename durable; a failure here loses nothing written */
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-}
-
 /* Matches the file's tensors (in hash order) to the base: items[0..nd) get
  * them, mark[] flags their base index. */
 static int match_base(out_item *items, unsigned char *mark, const wd__wdelta *d,
@@ -1785,21 +1693,18 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
 {
     if ((unsigned)out_dtype > WD_OUT_FLOAT16)
         return wd__error(WD_EUSAGE, "unknown output dtype %d", (int)out_dtype);
-    char parent[PATH_MAX], name[PATH_MAX], tmp[PATH_MAX];
-    int exists, empty;
-    int rc = split_path(out_dir, parent, name);
-    if (!rc)
-        rc = dir_state(out_dir, &exists, &empty);
+    char tmp[PATH_MAX];
+    /* The output folder is checked (and its temporary sibling made) before
+     * any work, so a refused target costs nothing. */
+    int rc = wd__outdir_begin(out_dir, flags, tmp);
     if (rc)
         return rc;
-    if (exists && !empty && !(flags & WD_CHECKOUT_FORCE))
-        return wd__error(WD_EEXISTS, "'%s' is not empty; use --force to replace it", out_dir);
 
     wd__wdelta *d = NULL;
     wd_folder *base = NULL;
     out_item *items = NULL;
     unsigned char *mark = NULL;
-    int made_tmp = 0;
+    int made_tmp = 1;
     if ((rc = wd__wdelta_open(&d, in_path)) || (rc = wd__folder_open(&base, base_dir)))
         goto done;
     size_t nd = wd__wdelta_count(d), nb = base->n_tensors;
@@ -1824,16 +1729,6 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
         total += items[i].base.n * wd__dtype_size(items[i].out);
     }
 
-    if (snprintf(tmp, sizeof tmp, "%s/.%s.wdrepo-tmp-XXXXXX", parent, name) >= (int)sizeof tmp - 8) {
-        rc = wd__error(WD_EUSAGE, "output path too long");
-        goto done;
-    }
-    if (!mkdtemp(tmp)) {
-        rc = wd__error_errno(WD_EIO, "cannot create a folder beside '%s'", out_dir);
-        goto done;
-    }
-    made_tmp = 1;
-    chmod(tmp, 0755);
     char *shard = NULL;
     if (asprintf(&shard, "%s/model.safetensors", tmp) < 0) {
         rc = WD_NOMEM();
@@ -1851,12 +1746,12 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
             fsync(dfd);
             close(dfd);
         }
-        if (!(rc = put_in_place(tmp, out_dir, parent, flags)))
+        if (!(rc = wd__outdir_commit(tmp, out_dir, flags)))
             made_tmp = 0;
     }
 done:
     if (made_tmp)
-        remove_tree(tmp);
+        wd__remove_tree(tmp);
     free(items);
     free(mark);
     wd__folder_close(base);
