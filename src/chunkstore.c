@@ -179,3 +179,37 @@ int wd__chunk_decompress(void *zctx, int codec, const void *data, size_t len, ui
                          ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short output");
     return 0;
 }
+
+int wd__chunk_batch_put(void *batch, const uint8_t id[WD_HASH_SIZE], uint64_t raw_size, int codec,
+                        const void *data, size_t len)
+{
+    wd_chunk_batch *b = batch;
+    int rc, added = 0;
+    if (!b->in_tx) {
+        if ((rc = b->cs->ops->begin(b->cs)))
+            return rc;
+        b->in_tx = 1;
+        b->tx_bytes = 0;
+    }
+    if ((rc = b->cs->ops->put(b->cs, id, raw_size, codec, data, len, &added)))
+        return rc;
+    if (added)
+        b->new_bytes += len;
+    b->tx_bytes += len;
+    return b->tx_bytes >= WD_CHUNK_BATCH_BYTES ? wd__chunk_batch_flush(b) : 0;
+}
+
+int wd__chunk_batch_flush(wd_chunk_batch *b)
+{
+    if (!b->in_tx)
+        return 0;
+    b->in_tx = 0;
+    return b->cs->ops->commit(b->cs);
+}
+
+void wd__chunk_batch_abort(wd_chunk_batch *b)
+{
+    if (b->in_tx)
+        b->cs->ops->rollback(b->cs);
+    b->in_tx = 0;
+}

@@ -49,12 +49,33 @@ typedef struct {
     /* Group puts; a crash between begin and commit loses only those puts. */
     int (*begin)(wd_chunkstore *cs);
     int (*commit)(wd_chunkstore *cs);
+    void (*rollback)(wd_chunkstore *cs);
     void (*close)(wd_chunkstore *cs);
 } wd_chunkstore_ops;
 
 struct wd_chunkstore {
     const wd_chunkstore_ops *ops;
 };
+
+/* Puts grouped into transactions of about WD_CHUNK_BATCH_BYTES, so a long
+ * write lets a concurrent writer take turns and a crash loses only the
+ * current group (whose chunks nothing referenced yet). */
+#define WD_CHUNK_BATCH_BYTES (64u << 20)
+
+typedef struct {
+    wd_chunkstore *cs;
+    int in_tx;
+    uint64_t tx_bytes;
+    uint64_t new_bytes; /* compressed bytes of chunks that were new */
+} wd_chunk_batch;
+
+/* Stores a chunk through batch (a wd_chunk_batch *); fits wd_chunk_put_fn. */
+int wd__chunk_batch_put(void *batch, const uint8_t id[WD_HASH_SIZE], uint64_t raw_size, int codec,
+                        const void *data, size_t len);
+/* Commits the open group, if any. */
+int wd__chunk_batch_flush(wd_chunk_batch *b);
+/* Rolls the open group back (failure paths). */
+void wd__chunk_batch_abort(wd_chunk_batch *b);
 
 /* The default backend: table chunk of the repository database db (shared
  * with the caller, which must not hold a transaction open across begin). */

@@ -89,6 +89,7 @@ static int st_stored_size(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uin
 
 static int st_begin(wd_chunkstore *cs) { return wd__db_exec(((sqlite_store *)cs)->db, "BEGIN IMMEDIATE"); }
 static int st_commit(wd_chunkstore *cs) { return wd__db_exec(((sqlite_store *)cs)->db, "COMMIT"); }
+static void st_rollback(wd_chunkstore *cs) { sqlite3_exec(((sqlite_store *)cs)->db, "ROLLBACK", NULL, NULL, NULL); }
 
 static void st_close(wd_chunkstore *cs)
 {
@@ -106,7 +107,7 @@ static void st_close(wd_chunkstore *cs)
 }
 
 static const wd_chunkstore_ops sqlite_ops = {
-    "sqlite", st_has, st_put, st_get, st_stored_size, st_begin, st_commit, st_close,
+    "sqlite", st_has, st_put, st_get, st_stored_size, st_begin, st_commit, st_rollback, st_close,
 };
 
 int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db)

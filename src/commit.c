@@ -35,9 +35,6 @@
 #include "pipeline.h"
 #include "repo_int.h"
 
-/* Chunk puts are grouped into transactions of about this many bytes, so a
- * concurrent writer gets its turn between them. */
-#define TX_BYTES (64u << 20)
 
 typedef struct {
     const wd_folder_tensor *src;
@@ -138,51 +135,11 @@ static int encode_job(void *ctxp, size_t i, int worker)
 typedef struct {
     wd_repo *repo;
     int level;
-    int in_tx;
-    uint64_t tx_bytes;
-    uint64_t new_bytes;
+    wd_chunk_batch batch;
     const wd_options *opt;
     const char *stage;
     uint64_t done, total;
 } writer;
-
-static int tx_put(writer *w, const uint8_t id[WD_HASH_SIZE], uint64_t raw, int codec, const void *z,
-                  size_t zlen)
-{
-    int rc, added = 0;
-    wd_chunkstore *cs = w->repo->store;
-    if (!w->in_tx) {
-        if ((rc = cs->ops->begin(cs)))
-            return rc;
-        w->in_tx = 1;
-        w->tx_bytes = 0;
-    }
-    if ((rc = cs->ops->put(cs, id, raw, codec, z, zlen, &added)))
-        return rc;
-    if (added)
-        w->new_bytes += zlen;
-    w->tx_bytes += zlen;
-    if (w->tx_bytes >= TX_BYTES) {
-        w->in_tx = 0;
-        return cs->ops->commit(cs);
-    }
-    return 0;
-}
-
-static int tx_flush(writer *w)
-{
-    if (!w->in_tx)
-        return 0;
-    w->in_tx = 0;
-    return w->repo->store->ops->commit(w->repo->store);
-}
-
-static void tx_abort(writer *w)
-{
-    if (w->in_tx)
-        sqlite3_exec(w->repo->db, "ROLLBACK", NULL, NULL, NULL);
-    w->in_tx = 0;
-}
 
 static void progress(writer *w)
 {
@@ -210,7 +167,7 @@ static int store_stream(writer *w, scratch *s, uint64_t size,
         if (!have) {
             if ((rc = wd__chunk_compress(s->cctx, w->level, s->raw, len, 0, &z, &codec)))
                 break;
-            rc = tx_put(w, id, len, codec, z.data, z.len);
+            rc = wd__chunk_batch_put(&w->batch, id, len, codec, z.data, z.len);
         }
         if (!rc)
             rc = wd__buf_append(ids, id, WD_HASH_SIZE);
@@ -450,12 +407,6 @@ static int fill_batch(wd_repo *repo, fill_state *fs, batch_ctx *b, size_t cap)
 }
 
 /* The shared body of add-base (parent == NULL) and commit. */
-/* tx_put as a wd_chunk_put_fn for the array streams of lossy tensors. */
-static int put_cb(void *arg, const uint8_t id[WD_HASH_SIZE], uint64_t raw, int codec, const void *z, size_t zlen)
-{
-    return tx_put(arg, id, raw, codec, z, zlen);
-}
-
 /* Lossy strategies encode float tensors the parent also has, same dtype and
  * shape; everything else is stored losslessly. */
 static int lossy_candidate(const wd_st_tensor *t, const wd_stored_tensor *pt)
@@ -482,6 +433,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
 
     writer w = {0};
     w.repo = repo;
+    w.batch.cs = repo->store;
     w.level = opt && opt->level ? opt->level : WD_DEFAULT_LEVEL;
     w.opt = opt;
     w.stage = parent ? "commit" : "add-base";
@@ -590,7 +542,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         for (size_t i = 0; !rc && i < bc[cur].n_jobs; i++) {
             job *j = &bc[cur].jobs[i];
             if (!j->existing) {
-                rc = tx_put(&w, j->id, j->enc.len, j->codec, j->z.data, j->z.len);
+                rc = wd__chunk_batch_put(&w.batch, j->id, j->enc.len, j->codec, j->z.data, j->z.len);
                 j->wt->stored_bytes += j->z.len;
             } else {
                 j->wt->stored_bytes += j->existing;
@@ -632,7 +584,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     }
     /* Lossy tensors, one after the other: the codecs make their passes over
      * the delta, and their arrays become chunk streams. */
-    wd_lossy_sink sink = {repo->store, put_cb, &w, scr ? scr[0].cctx : NULL, w.level};
+    wd_lossy_sink sink = {repo->store, wd__chunk_batch_put, &w.batch, scr ? scr[0].cctx : NULL, w.level};
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {
         work_tensor *wt = &wts[i];
         if (!wt->lossy_pending)
@@ -653,7 +605,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         progress(&w);
     }
     if (!rc)
-        rc = tx_flush(&w);
+        rc = wd__chunk_batch_flush(&w.batch);
 
     pthread_join(hthread, NULL);
     hash_started = 0;
@@ -702,7 +654,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     rc = object_exists(repo, id, &exists, &old_stored);
     if (!rc && !exists)
         rc = insert_object(repo, id, parent ? parent->id : NULL, strategy, options_json, message, ht.hash,
-                           parent ? parent->model_hash : NULL, f, files, wts, w.new_bytes);
+                           parent ? parent->model_hash : NULL, f, files, wts, w.batch.new_bytes);
     /* A lossy delta reconstructs to other weights than the fine-tune's:
      * hash what checkout will write. */
     if (!rc && !exists && lossy_strategy >= 0) {
@@ -720,14 +672,14 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     res->already_present = exists;
     if (exists)
         res->stored_bytes = old_stored;
-    res->new_bytes = w.new_bytes;
+    res->new_bytes = w.batch.new_bytes;
     w.done = w.total;
     progress(&w);
 
 done:
     if (hash_started)
         pthread_join(hthread, NULL);
-    tx_abort(&w);
+    wd__chunk_batch_abort(&w.batch);
     for (size_t i = 0; jobs && i < 2 * batch_cap; i++) {
         wd__buf_free(&jobs[i].enc);
         wd__buf_free(&jobs[i].z);

@@ -29,37 +29,6 @@
 #include "repo_int.h"
 #include "wdelta.h"
 
-#define TX_BYTES (64u << 20)
-
-typedef struct {
-    wd_repo *repo;
-    int in_tx;
-    uint64_t tx_bytes, new_bytes;
-} importer;
-
-static int put_cb(void *arg, const uint8_t id[WD_HASH_SIZE], uint64_t raw, int codec, const void *z, size_t zlen)
-{
-    importer *im = arg;
-    wd_chunkstore *cs = im->repo->store;
-    int rc, added = 0;
-    if (!im->in_tx) {
-        if ((rc = cs->ops->begin(cs)))
-            return rc;
-        im->in_tx = 1;
-        im->tx_bytes = 0;
-    }
-    if ((rc = cs->ops->put(cs, id, raw, codec, z, zlen, &added)))
-        return rc;
-    if (added)
-        im->new_bytes += zlen;
-    im->tx_bytes += zlen;
-    if (im->tx_bytes >= TX_BYTES) {
-        im->in_tx = 0;
-        return cs->ops->commit(cs);
-    }
-    return 0;
-}
-
 /* The names the parent_hash covers, in its order. */
 static const char **hash_order(const wd__wdelta *d)
 {
@@ -165,7 +134,7 @@ static void count_indices(piece_counter *pc, const uint8_t *p, size_t m, size_t 
 }
 
 /* Copies one array of t from the file into an array stream. */
-static int copy_array(importer *im, void *cctx, const wd__wdelta *d, const wd__wdelta_tensor *t, int field,
+static int copy_array(wd_chunk_batch *batch, void *cctx, const wd__wdelta *d, const wd__wdelta_tensor *t, int field,
                       wd_lossy *L, uint8_t *buf, piece_counter *pc)
 {
     const wd__wdelta_field *f = wd__wdelta_field_of(t, field);
@@ -174,7 +143,7 @@ static int copy_array(importer *im, void *cctx, const wd__wdelta *d, const wd__w
     int is_index = field == WD__WF_INDICES || field == WD__WF_OUTLIER_IDX;
     int transform = is_index ? WD_AT_GAPS : (f->dtype == WD_DT_F16 || f->dtype == WD_DT_F32) ? WD_AT_PLANES : WD_AT_RAW;
     wd_astream_writer w;
-    wd__astream_writer_init(&w, im->repo->store, put_cb, im, cctx, WD_DEFAULT_LEVEL, &L->arrays[field], field,
+    wd__astream_writer_init(&w, batch->cs, wd__chunk_batch_put, batch, cctx, WD_DEFAULT_LEVEL, &L->arrays[field], field,
                             f->dtype, transform);
     size_t esz = wd__dtype_size(f->dtype);
     /* A whole number of elements per read keeps index checks aligned. */
@@ -208,7 +177,7 @@ static int read_f16(const wd__wdelta *d, const wd__wdelta_tensor *t, int field, 
 }
 
 /* Builds the stored form of one lossy tensor of the file. */
-static int import_tensor(importer *im, void *cctx, const wd__wdelta *d, const wd__wdelta_tensor *t,
+static int import_tensor(wd_chunk_batch *batch, void *cctx, const wd__wdelta *d, const wd__wdelta_tensor *t,
                          const wd_stored_tensor *pt, uint8_t *buf, wd_lossy **out)
 {
     if (t->ndim != pt->ndim || memcmp(t->shape, pt->shape, sizeof(uint64_t) * (size_t)t->ndim))
@@ -230,7 +199,7 @@ static int import_tensor(importer *im, void *cctx, const wd__wdelta *d, const wd
         else if (fields[i] == WD__WF_ZERO_POINT)
             rc = read_f16(d, t, WD__WF_ZERO_POINT, &L->zero_point);
         else
-            rc = copy_array(im, cctx, d, t, fields[i], L, buf, &pc);
+            rc = copy_array(batch, cctx, d, t, fields[i], L, buf, &pc);
     }
     if (!rc && L->before) {
         while (pc.k <= L->n_pieces)
@@ -377,7 +346,7 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     char *wdelta = NULL;
     uint8_t *buf = NULL;
     ZSTD_CCtx *cctx = NULL;
-    importer im = {repo, 0, 0, 0};
+    wd_chunk_batch batch = {repo->store, 0, 0, 0};
     int rc = wd__wdelta_open(&d, path);
     if (rc)
         return rc;
@@ -394,12 +363,10 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     for (size_t i = 0; !rc && i < wd__wdelta_count(d); i++) {
         const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
         long j = wd__object_find(parent, t->name);
-        rc = import_tensor(&im, cctx, d, t, &parent->tensors[j], buf, &lossy[j]);
+        rc = import_tensor(&batch, cctx, d, t, &parent->tensors[j], buf, &lossy[j]);
     }
-    if (!rc && im.in_tx) {
-        im.in_tx = 0;
-        rc = repo->store->ops->commit(repo->store);
-    }
+    if (!rc)
+        rc = wd__chunk_batch_flush(&batch);
     if (rc)
         goto done;
 
@@ -435,7 +402,7 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     }
     uint8_t model_hash[WD_HASH_SIZE];
     if (!rc && !exists)
-        rc = insert_all(repo, id, parent, strategy, options, message, wdelta, lossy, im.new_bytes);
+        rc = insert_all(repo, id, parent, strategy, options, message, wdelta, lossy, batch.new_bytes);
     /* What checkout will write, and the chain hash: from the stored object. */
     if (!rc && !exists)
         rc = wd__object_seal(repo, id, model_hash);
@@ -462,13 +429,12 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
                 out->n_unchanged++;
             }
         }
-        out->new_bytes = im.new_bytes;
+        out->new_bytes = batch.new_bytes;
         if (!exists)
             wd__hex(out->model_hash, model_hash);
     }
 done:
-    if (im.in_tx)
-        sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
+    wd__chunk_batch_abort(&batch);
     for (size_t i = 0; lossy && parent && i < parent->n_tensors; i++)
         wd__lossy_free(lossy[i]);
     free(lossy);
