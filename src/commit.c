@@ -1,13 +1,15 @@
 /*
  * commit.c - storing model folders: add-base (every tensor whole, plane
- * split) and lossless commit (each tensor as a delta against the same
- * tensor of the parent's reconstruction).
+ * split) and commit (each tensor as a lossless delta against the same
+ * tensor of the parent's reconstruction, or, with a lossy strategy, encoded
+ * by deltatensors' codecs through lossy_encode.c).
  *
  * Tensors are cut into pieces of wd__chunk_elems() elements that line up
- * across a base and all its deltas. Pieces flow through batches: workers
- * read, transform and hash (phase A); the caller asks the store which
- * chunks it lacks; workers compress only those (phase B); the caller stores
- * them. The database is touched by the calling thread only. The model hash,
+ * across a base and all its deltas. Pieces flow through two alternating
+ * batches: workers read, transform, hash and (unless the store has the
+ * chunk) compress one batch while the calling thread stores the previous
+ * one and fetches the parent chunks of the next; the database is touched by
+ * the calling thread only (the store's lookup has its own connection). The model hash,
  * which needs the tensors in name order rather than file order, is computed
  * by its own thread meanwhile. Objects become visible in one transaction at
  * the end; chunks stored before a failure stay unreferenced (gc drops them).
