@@ -21,6 +21,10 @@ run "$W" commit finetune --on base -m "demo fine-tune" --name demo-ft
 run "$W" checkout demo-ft restored
 printf '\n# every file comes back byte for byte:\n'
 for f in finetune/*; do cmp "$f" "restored/$(basename "$f")" && echo "identical: $(basename "$f")"; done
+printf '\n# the same fine-tune, lossy like deltatensors, and as a .wdelta file:\n'
+run "$W" commit finetune --on base --strategy int4 --name demo-int4
+run "$W" export demo-int4 demo-int4.wdelta
+run "$W" inspect demo-int4.wdelta
 run "$W" log
 run "$W" inspect demo-ft
 printf '\ndemo done (its files were in %s, now removed)\n' "$work"
