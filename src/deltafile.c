@@ -114,66 +114,6 @@ static wd_dtype out_dt(wd_out_dtype o, wd_dtype base)
     }
 }
 
-/* ---- Python's float repr ----------------------------------------------- */
-
-/* repr(float) of Python 3: shortest round-trip digits, fixed notation when
- * the decimal point position is in (-4, 16], else d[.ddd]e+XX; "inf"/"nan"
- * are the caller's business. out holds 40 bytes. */
-static void py_repr(double v, char out[40])
-{
-    char e[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(e, sizeof e, "%.*e", prec - 1, v);
-        if (strtod(e, NULL) == v)
-            break;
-    }
-    char dig[20];
-    int nd = 0, neg = e[0] == '-';
-    const char *p = e + neg;
-    for (; *p && *p != 'e'; p++)
-        if (*p != '.')
-            dig[nd++] = *p;
-    int x = atoi(p + 1);
-    while (nd > 1 && dig[nd - 1] == '0')
-        nd--;
-    int point = dig[0] == '0' ? 1 : x + 1; /* v = 0.DIG x 10^point */
-    char *o = out;
-    if (neg)
-        *o++ = '-';
-    if (point <= -4 || point > 16) {
-        *o++ = dig[0];
-        if (nd > 1) {
-            *o++ = '.';
-            memcpy(o, dig + 1, (size_t)nd - 1);
-            o += nd - 1;
-        }
-        snprintf(o, 12, "e%c%02d", point - 1 < 0 ? '-' : '+', abs(point - 1) % 1000);
-        return;
-    }
-    if (point <= 0) {
-        *o++ = '0';
-        *o++ = '.';
-        for (int i = 0; i < -point; i++)
-            *o++ = '0';
-        memcpy(o, dig, (size_t)nd);
-        o += nd;
-    } else if (point >= nd) {
-        memcpy(o, dig, (size_t)nd);
-        o += nd;
-        for (int i = nd; i < point; i++)
-            *o++ = '0';
-        *o++ = '.';
-        *o++ = '0';
-    } else {
-        memcpy(o, dig, (size_t)point);
-        o += point;
-        *o++ = '.';
-        memcpy(o, dig + point, (size_t)(nd - point));
-        o += nd - point;
-    }
-    *o = '\0';
-}
-
 /* json.dumps of a float: repr, or Infinity/-Infinity/NaN. */
 static void py_json_float(double v, char out[40])
 {
@@ -182,7 +122,7 @@ static void py_json_float(double v, char out[40])
     else if (isinf(v))
         snprintf(out, 40, v < 0 ? "-Infinity" : "Infinity");
     else
-        py_repr(v, out);
+        wd__py_float_repr(v, out);
 }
 
 /* ---- Tensors wherever they live ------------------------------------------- */

@@ -1344,7 +1344,7 @@ static void sb_json_string(sbuf *b, const char *s, size_t len)
  * back as v, in fixed notation when the decimal exponent is in [-4, 16),
  * else d[.ddd]e+XX with at least two exponent digits ("1e-05"); fixed
  * notation always has a fraction (".0"). out must hold 32 bytes. */
-static void py_float_repr(double v, char out[32])
+void wd__py_float_repr(double v, char out[32])
 {
     char tmp[40];
     for (int prec = 1; prec <= 17; prec++) {
@@ -1407,7 +1407,7 @@ static void py_float_repr(double v, char out[32])
 static void sb_float(sbuf *b, double v)
 {
     char tmp[32];
-    py_float_repr(v, tmp);
+    wd__py_float_repr(v, tmp);
     sb_str(b, tmp);
 }
 

@@ -200,6 +200,11 @@ int wd__wdelta_check_indices(const wd__wdelta_tensor *t, int field, const void *
                              wd_dtype dt, size_t count, uint64_t first, uint64_t n,
                              int increasing, int64_t *prev);
 
+/* Python's repr(float) for a finite v (shortest round-trip digits, fixed
+ * notation when the decimal exponent is in [-4, 16), else "1e-05" style),
+ * as json.dumps writes floats. out must hold 32 bytes. */
+void wd__py_float_repr(double v, char out[32]);
+
 /* ---- Writer ------------------------------------------------------------- */
 
 /* Completes a tensor entry built from scratch for format version: from the
