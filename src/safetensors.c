@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "error.h"
+#include "jsonstrict.h"
 
 /* cJSON keeps numbers as doubles: above this, distinct integers collide. */
 #define EXACT_LIMIT 9007199254740992.0 /* 2^53 */
@@ -78,40 +79,6 @@ static int bad(const wd_st_file *f, const char *fmt, ...)
 static const char *fpath(const wd_st_file *f, char *buf, size_t cap)
 {
     return shown(buf, cap, f->path ? f->path : "<memory>");
-}
-
-/* Length of the well-formed UTF-8 sequence at s (overlongs, surrogates and
- * code points past U+10FFFF refused), or 0. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    if (n == 0)
-        return 0;
-    unsigned c = s[0];
-    size_t len;
-    uint32_t v, min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, v = c & 0x1f, min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, v = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3fu);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return len;
 }
 
 typedef struct {
@@ -177,7 +144,7 @@ static int sb_json_string(sbuf *b, const char *s)
             break;
         i = run;
         uint32_t cp;
-        size_t k = utf8_decode(u + i, n - i, &cp);
+        size_t k = wd__utf8_decode(u + i, n - i, &cp);
         if (!k)
             return -1;
         i += k;
@@ -280,47 +247,6 @@ static long find_duplicate(const char **names, size_t n)
 
 /* ---- header validation -------------------------------------------------- */
 
-/* A JSON number token exactly as RFC 8259 spells it; cJSON alone would also
- * take "01" or "1.". */
-static int json_number_ok(const unsigned char *t, size_t len)
-{
-    size_t k = 0;
-#define DIGIT(i) ((i) < len && t[i] >= '0' && t[i] <= '9')
-    if (k < len && t[k] == '-')
-        k++;
-    if (k < len && t[k] == '0') {
-        k++;
-    } else if (DIGIT(k)) {
-        while (DIGIT(k))
-            k++;
-    } else {
-        return 0;
-    }
-    if (k < len && t[k] == '.') {
-        k++;
-        if (!DIGIT(k))
-            return 0;
-        while (DIGIT(k))
-            k++;
-    }
-    if (k < len && (t[k] == 'e' || t[k] == 'E')) {
-        k++;
-        if (k < len && (t[k] == '+' || t[k] == '-'))
-            k++;
-        if (!DIGIT(k))
-            return 0;
-        while (DIGIT(k))
-            k++;
-    }
-#undef DIGIT
-    return k == len;
-}
-
-static int number_char(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == 'e' || c == 'E';
-}
-
 /* One pass over raw JSON text for what cJSON lets through: bytes that are not
  * UTF-8, raw control characters, malformed numbers, and \u0000 escapes (cJSON
  * would silently cut the string there, so "a\u0000b" would become "a").
@@ -335,7 +261,7 @@ static const char *scan_json(const unsigned char *h, size_t n, size_t *at)
         *at = i;
         if (c >= 0x80) {
             uint32_t cp;
-            size_t k = utf8_decode(h + i, n - i, &cp);
+            size_t k = wd__utf8_decode(h + i, n - i, &cp);
             if (!k)
                 return "is not valid UTF-8";
             i += k;
@@ -360,10 +286,8 @@ static const char *scan_json(const unsigned char *h, size_t n, size_t *at)
         } else if (c == '"') {
             in_string = 1;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t j = i;
-            while (j < n && number_char(h[j]))
-                j++;
-            if (!json_number_ok(h + i, j - i))
+            size_t j = wd__json_number_end(h, i, n);
+            if (!j)
                 return "holds a malformed number";
             i = j;
             continue;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "jsonstrict.h"
 #include "hash.h"
 
 #define IO_BUF_SIZE (64u << 10) /* checksum streaming and writer buffer */
@@ -157,37 +158,6 @@ uint64_t wd__wdelta_cols(const wd__wdelta_tensor *t)
     for (int i = 1; i < t->ndim; i++)
         c *= t->shape[i]; /* cannot overflow: the whole product was checked */
     return c;
-}
-
-/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF), as Python's
- * decoder wants it. Returns 1 if s[0..len) is valid. */
-static int utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp, min;
-        if (c >= 0xc2 && c <= 0xdf) { n = 1; cp = c & 0x1f; min = 0x80; }
-        else if (c >= 0xe0 && c <= 0xef) { n = 2; cp = c & 0x0f; min = 0x800; }
-        else if (c >= 0xf0 && c <= 0xf4) { n = 3; cp = c & 0x07; min = 0x10000; }
-        else return 0;
-        if (len - i <= n)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
 }
 
 static uint32_t get_u32(const unsigned char *p)
@@ -534,52 +504,13 @@ static int verify_checksum(const wd__wdelta *d, uint64_t records_start)
 
 /* ---- Reader: header ----------------------------------------------------- */
 
-/* Scans a JSON number at s[i..len) with RFC 8259 grammar (cJSON would also
- * take "01", "1." or "+1", which Python's json refuses: both readers must
- * see the same header). Returns the index after it, or 0 if malformed. */
-static size_t scan_number(const unsigned char *s, size_t i, size_t len)
-{
-#define DIGIT(k) ((k) < len && s[k] >= '0' && s[k] <= '9')
-    if (i < len && s[i] == '-')
-        i++;
-    if (!DIGIT(i))
-        return 0;
-    if (s[i] == '0')
-        i++;
-    else
-        while (DIGIT(i))
-            i++;
-    if (i < len && s[i] == '.') {
-        i++;
-        if (!DIGIT(i))
-            return 0;
-        while (DIGIT(i))
-            i++;
-    }
-    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < len && (s[i] == '+' || s[i] == '-'))
-            i++;
-        if (!DIGIT(i))
-            return 0;
-        while (DIGIT(i))
-            i++;
-    }
-    /* "04" or "1.5.2" must not pass as two numbers */
-    if (i < len && (DIGIT(i) || s[i] == '.' || s[i] == 'e' || s[i] == 'E' || s[i] == '+' ||
-                    s[i] == '-'))
-        return 0;
-    return i;
-#undef DIGIT
-}
-
 /* Checks what cJSON does not, before it runs: UTF-8, no "\u0000" (cJSON
  * would cut the string there), no raw control characters, no whitespace
  * Python does not accept, numbers in JSON grammar, and a bounded count of
  * JSON values (so a 100 MB "[0,0,0,...]" cannot make cJSON allocate GBs). */
 static int prescan_header(const unsigned char *s, size_t len)
 {
-    if (!utf8_valid(s, len))
+    if (!wd__utf8_valid(s, len))
         return wd__error(WD_EBADINPUT, ".wdelta header is not valid UTF-8");
     size_t nodes = 1;
     int in_string = 0;
@@ -606,7 +537,7 @@ static int prescan_header(const unsigned char *s, size_t len)
                 return wd__error(WD_EBADINPUT, ".wdelta header has more than %u JSON values",
                                  WD__WDELTA_MAX_JSON_NODES);
         } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t e = scan_number(s, i, len);
+            size_t e = wd__json_number_end(s, i, len);
             if (!e)
                 return wd__error(WD_EBADINPUT, ".wdelta header is not valid JSON (bad number)");
             i = e - 1;
@@ -842,7 +773,7 @@ static int parse_header(wd__wdelta *d, unsigned char *text, size_t len, uint64_t
             rc = wd__error(WD_EBADINPUT, ".wdelta header names a tensor with an empty name");
         else if (t->name_len > UINT32_MAX)
             rc = wd__error(WD_EBADINPUT, ".wdelta tensor name too long");
-        else if (!utf8_valid((const unsigned char *)name, t->name_len))
+        else if (!wd__utf8_valid((const unsigned char *)name, t->name_len))
             rc = wd__error(WD_EBADINPUT, ".wdelta tensor name is not valid UTF-8");
         else
             rc = parse_entry(t, e, d->version);
@@ -1673,7 +1604,7 @@ int wd__wdelta_writer_begin(wd__wdelta_writer **out, const char *path, int versi
     for (size_t i = 0; i < n_tensors && !rc; i++) {
         if (!tensors[i].name || tensors[i].name_len == 0 || tensors[i].name_len > UINT32_MAX ||
             memchr(tensors[i].name, '\0', tensors[i].name_len) ||
-            !utf8_valid((const unsigned char *)tensors[i].name, tensors[i].name_len))
+            !wd__utf8_valid((const unsigned char *)tensors[i].name, tensors[i].name_len))
             rc = wd__error(WD_EUSAGE, "tensor %zu: name must be non-empty UTF-8 without NUL", i);
         names_len += tensors[i].name_len + 1;
     }
