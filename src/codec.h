@@ -51,15 +51,30 @@
  * [begin, begin + count) of the flattened tensor to out[0 .. count). Returns 0
  * or a negative WD_E* code (with the message set through wd__error), which
  * the encoder returns as it is. Encoders call it several times over the whole
- * tensor (one pass per stage), always with begin increasing within a pass,
- * count <= the chunk, and the same values each time. */
+ * tensor (one pass per stage), count <= the chunk, and the same values each
+ * time. */
 typedef int (*wd_delta_read_fn)(void *ud, uint64_t begin, size_t count, float *out);
+/* The same, callable from the pool's workers at once: calls with distinct
+ * worker slots (0 .. wd__pool_size - 1) may run concurrently, so the source
+ * keeps its per-reader state per slot. */
+typedef int (*wd_delta_read_par_fn)(void *ud, int worker, uint64_t begin, size_t count, float *out);
+
+struct wd_pool;
 
 typedef struct {
     uint64_t n;            /* elements of the tensor (1 for 0-d) */
-    wd_delta_read_fn read;
+    wd_delta_read_fn read; /* serial reads (used when pool or read_par is NULL) */
     void *ud;
     size_t chunk;          /* elements per read: 0 = WD_CODEC_CHUNK, raised to WD_CODEC_BLOCK */
+    /* Optional: with both set, every pass reads and processes chunks on the
+     * pool's workers. The encoded arrays are the same for any pool size:
+     * whole-tensor statistics are merged in chunk order. */
+    struct wd_pool *pool;
+    wd_delta_read_par_fn read_par;
+    /* A tensor of at most this many elements is read once and kept for the
+     * later passes (0: one chunk). Bounds the reader's memory at 4 bytes an
+     * element of it. */
+    size_t cache_elems;
 } wd_delta_src;
 
 /* Fills *src to read from an array of n deltas the caller keeps alive. */
@@ -77,20 +92,40 @@ typedef struct {
 
 /* ---- Shared numerics (exported for the tests and other codecs) ------------ */
 
-/* Reads a source chunk by chunk; a tensor of at most one chunk is read once
- * and served from memory afterwards. */
+/* Reads a source in passes, unit by unit. A unit is a range of at most
+ * `chunk` elements; by default unit u is [u * chunk, (u + 1) * chunk), and an
+ * encoder whose statistics need other boundaries (whole rows) gives its own.
+ * A tensor of at most cache_elems elements is read once and served from
+ * memory afterwards; otherwise each pass reads it again, each worker into
+ * its own chunk buffer. */
 typedef struct {
     const wd_delta_src *src;
-    size_t chunk;  /* elements per read */
-    float *buf;    /* chunk (or n) floats */
-    int cached;    /* 1: buf holds the whole tensor */
+    size_t chunk;   /* elements per unit at most */
+    int nworkers;   /* worker slots (1 without a pool) */
+    int parallel;   /* passes run on src->pool */
+    float *buf;     /* cached: the whole tensor */
+    int cached;
+    float **wbuf;   /* not cached: one chunk per worker slot */
 } wd__reader;
 
 int wd__reader_init(wd__reader *r, const wd_delta_src *src);
-/* Points *out at elements [begin, begin + count), count <= r->chunk; valid
- * until the next call. */
-int wd__reader_get(wd__reader *r, uint64_t begin, size_t count, const float **out);
 void wd__reader_free(wd__reader *r);
+
+/* Elements [*begin, *begin + *count) of unit u; count <= the reader's chunk. */
+typedef void (*wd__unit_range_fn)(const void *rctx, size_t u, uint64_t *begin, size_t *count);
+/* Work on one unit's deltas p[0 .. count) (elements begin ..), on any
+ * worker slot; units of one run may be processed in any order and at once. */
+typedef int (*wd__unit_fn)(void *ctx, size_t u, int worker, const float *p, uint64_t begin, size_t count);
+
+/* Number of default units. */
+size_t wd__reader_units(const wd__reader *r);
+/* Runs fn over units [u0, u1) (range NULL: the default units), in parallel
+ * when the source has a pool; returns the first failure by unit. */
+int wd__reader_run(wd__reader *r, size_t u0, size_t u1, wd__unit_range_fn range, const void *rctx,
+                   wd__unit_fn fn, void *ctx);
+/* Units a caller should hand to one wd__reader_run when it must keep each
+ * unit's results until they are merged: enough to keep every worker busy. */
+size_t wd__reader_batch(const wd__reader *r);
 
 /* The order key of |x|: float32 bit patterns of non-negative values order
  * like the values, and NaN (any sign) orders above inf, as numpy's
@@ -112,7 +147,8 @@ typedef struct {
 /* Finds the cut for the k largest |delta| of r's tensor (0 <= k <= n) in at
  * most two passes: a histogram of the top 16 key bits, then of the low 15
  * bits inside the bucket holding the k-th largest. Memory: a 512 KiB
- * histogram while it runs. Which of several equal keys at the cut are taken
+ * histogram per worker slot while it runs (counts add up the same in any
+ * order, so the cut does not depend on the pool). Which of several equal keys at the cut are taken
  * is unspecified in deltatensors (introselect); here it is the first ones. */
 int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k);
 

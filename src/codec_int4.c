@@ -99,9 +99,15 @@ static uint8_t clip_code_f64(double v)
     return (uint8_t)v;
 }
 
-static void put_code(uint8_t *packed, uint64_t pos, uint8_t q)
+/* Codes of one unit fill whole bytes except perhaps the first and the last,
+ * which a neighbouring unit on another worker may fill at the same time. */
+static void put_code(uint8_t *packed, uint64_t pos, uint8_t q, int shared)
 {
-    packed[pos >> 1] |= (pos & 1) ? q : (uint8_t)(q << 4);
+    uint8_t v = (pos & 1) ? q : (uint8_t)(q << 4);
+    if (shared)
+        __atomic_fetch_or(&packed[pos >> 1], v, __ATOMIC_RELAXED);
+    else
+        packed[pos >> 1] |= v;
 }
 
 static void store_idx(void *idx, unsigned idx_bytes, uint64_t j, uint64_t v)
@@ -142,6 +148,130 @@ static uint8_t code_of(const quantizer *qz, float d)
     return clip_code(t * 15.0f);
 }
 
+/* Pass A of one unit: its outlier candidates (keys at or above the cut,
+ * ties marked: how many ties are taken depends on the units before) and
+ * the extremes of the rest. Among equal values the later one wins, as in
+ * one walk in index order (see the merge). */
+typedef struct {
+    int64_t *idx;
+    float *val;
+    uint8_t *tie;
+    size_t n, cap;
+    double norm2;
+    int have, nan_seen;
+    float mn, mx, nan_val;
+    uint64_t nan_pos;
+} outlier_unit;
+
+typedef struct {
+    wd_topk_cut cut;
+    size_t u0;
+    outlier_unit *units;
+    /* pass B */
+    const wd_int4_delta *e;
+    const quantizer *qz;
+    const float *lut;
+    double *err2, *max_abs; /* per unit */
+} int4_ctx;
+
+static int outlier_grow(outlier_unit *s)
+{
+    size_t cap = s->cap ? s->cap * 2 : 4096;
+    int64_t *i = realloc(s->idx, cap * sizeof *i);
+    if (i)
+        s->idx = i;
+    float *v = realloc(s->val, cap * sizeof *v);
+    if (v)
+        s->val = v;
+    uint8_t *t = realloc(s->tie, cap);
+    if (t)
+        s->tie = t;
+    if (!i || !v || !t)
+        return WD_NOMEM();
+    s->cap = cap;
+    return 0;
+}
+
+static void extremes_add(int *have, float *mn, float *mx, float d)
+{
+    if (!*have || d <= *mn)
+        *mn = d;
+    if (!*have || d >= *mx)
+        *mx = d;
+    *have = 1;
+}
+
+static int outlier_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
+{
+    (void)worker;
+    int4_ctx *c = p;
+    outlier_unit *s = &c->units[u - c->u0];
+    s->n = 0;
+    s->norm2 = 0;
+    s->have = s->nan_seen = 0;
+    s->mn = s->mx = s->nan_val = 0;
+    uint32_t thr = c->cut.thr;
+    for (size_t i = 0; i < count; i++) {
+        float x = d[i];
+        s->norm2 += (double)x * x;
+        uint32_t key = wd__abs_key(x);
+        if (key >= thr) {
+            if (s->n == s->cap && outlier_grow(s))
+                return WD_NOMEM();
+            s->idx[s->n] = (int64_t)(begin + i);
+            s->val[s->n] = x;
+            s->tie[s->n] = key == thr;
+            s->n++;
+        } else if (isnan(x)) {
+            if (!s->nan_seen) {
+                s->nan_val = x;
+                s->nan_pos = begin + i;
+            }
+            s->nan_seen = 1;
+        } else {
+            extremes_add(&s->have, &s->mn, &s->mx, x);
+        }
+    }
+    return 0;
+}
+
+/* Pass B of one unit: its codes, and how far the decoded values are off. */
+static int code_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
+{
+    (void)worker;
+    int4_ctx *c = p;
+    const wd_int4_delta *e = c->e;
+    uint64_t n_out = e->n_outliers;
+    uint64_t j = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, n_out, begin);
+    uint64_t code_pos = e->layout == 2 ? begin : begin - j;
+    uint64_t first = code_pos, last = 0;
+    if (count) {
+        uint64_t jend = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, n_out, begin + count);
+        last = e->layout == 2 ? begin + count - 1 : begin + count - jend - 1;
+    }
+    double err2 = 0, max_abs = 0;
+    for (size_t i = 0; i < count; i++) {
+        float x = d[i];
+        int is_out = j < n_out && (uint64_t)wd__idx_at(e->outlier_idx, e->idx_bytes, j) == begin + i;
+        float decoded = 0.0f;
+        if (e->layout == 2 || !is_out) {
+            uint8_t q = code_of(c->qz, x);
+            int shared = (code_pos >> 1) == (first >> 1) || (code_pos >> 1) == (last >> 1);
+            put_code(e->packed, code_pos++, q, shared);
+            decoded = c->lut[q];
+        }
+        if (is_out)
+            decoded = wd__f16_to_f32(e->outlier_vals[j++]);
+        double err = fabs((double)decoded - x);
+        err2 += err * err;
+        if (err > max_abs || isnan(err))
+            max_abs = err;
+    }
+    c->err2[u] = err2;
+    c->max_abs[u] = max_abs;
+    return 0;
+}
+
 int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction,
                     int layout, wd_codec_fidelity *fid)
 {
@@ -161,9 +291,12 @@ int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_
         return WD_NOMEM();
 
     wd__reader r;
+    int4_ctx c;
+    memset(&c, 0, sizeof c);
+    size_t batch = 0, units = 0;
     int rc = wd__reader_init(&r, src);
     if (rc)
-        goto fail;
+        goto done;
     out->layout = layout;
     out->n = n;
     out->n_outliers = n_out;
@@ -172,56 +305,79 @@ int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_
     out->outlier_idx = malloc((size_t)n_out * idx_bytes + 1);
     out->outlier_vals = malloc((size_t)n_out * sizeof *out->outlier_vals + 1);
     out->packed = calloc((size_t)packed_len + 1, 1);
-    if (!out->outlier_idx || !out->outlier_vals || !out->packed) {
+    batch = wd__reader_batch(&r);
+    units = wd__reader_units(&r);
+    c.units = calloc(batch, sizeof *c.units);
+    c.err2 = calloc(units + 1, sizeof *c.err2);
+    c.max_abs = calloc(units + 1, sizeof *c.max_abs);
+    if (!out->outlier_idx || !out->outlier_vals || !out->packed || !c.units || !c.err2 || !c.max_abs) {
         rc = WD_NOMEM();
-        goto fail;
+        goto done;
     }
+    if ((rc = wd__topk_find(&c.cut, &r, n_out)))
+        goto done;
 
-    wd_topk_cut cut;
-    if ((rc = wd__topk_find(&cut, &r, n_out)))
-        goto fail;
-
-    /* Pass: outliers out, min/max of the rest. numpy's min/max propagate NaN;
-     * among equal values (+0.0 / -0.0) the later one wins here, where
-     * numpy's SIMD lanes may pick the other: that can flip only the sign bit
-     * of a zero zero_point, never a decoded value. */
-    uint64_t j = 0, eq_seen = 0;
+    /* Pass A: outliers out, min/max of the rest, merged in unit order so
+     * the result is that of one walk in index order. numpy's min/max
+     * propagate NaN; among equal values (+0.0 / -0.0) the later one wins
+     * here, where numpy's SIMD lanes may pick the other: that can flip only
+     * the sign bit of a zero zero_point, never a decoded value. A unit's
+     * extremes never equal one of its ties (their |d| differ), so taking
+     * the unit's extremes before its ties keeps "the later one wins". */
+    uint64_t j = 0, eq_seen = 0, nan_pos = 0;
     int have = 0, nan_seen = 0;
     float mn = 0, mx = 0, nan_val = 0;
     double norm2 = 0;
-    for (uint64_t pos = 0; pos < n; pos += r.chunk) {
-        size_t cnt = (size_t)(n - pos < r.chunk ? n - pos : r.chunk);
-        const float *p;
-        if ((rc = wd__reader_get(&r, pos, cnt, &p)))
-            goto fail;
-        for (size_t i = 0; i < cnt; i++) {
-            float d = p[i];
-            norm2 += (double)d * d;
-            if (wd__topk_take(&cut, wd__abs_key(d), &eq_seen)) {
-                if (j < n_out) {
-                    store_idx(out->outlier_idx, idx_bytes, j, pos + i);
-                    out->outlier_vals[j] = wd__f32_to_f16(d);
-                }
-                j++;
-            } else if (isnan(d)) {
-                if (!nan_seen)
-                    nan_val = d;
-                nan_seen = 1;
-            } else {
-                if (!have || d <= mn)
-                    mn = d;
-                if (!have || d >= mx)
-                    mx = d;
+    for (size_t u0 = 0; !rc && u0 < units; u0 += batch) {
+        size_t u1 = units - u0 < batch ? units : u0 + batch;
+        c.u0 = u0;
+        if ((rc = wd__reader_run(&r, u0, u1, NULL, NULL, outlier_unit_fn, &c)))
+            break;
+        for (size_t u = u0; u < u1; u++) {
+            const outlier_unit *s = &c.units[u - u0];
+            norm2 += s->norm2;
+            if (s->have) {
+                if (!have || s->mn <= mn)
+                    mn = s->mn;
+                if (!have || s->mx >= mx)
+                    mx = s->mx;
                 have = 1;
+            }
+            int unit_nan = s->nan_seen;
+            float unit_nan_val = s->nan_val;
+            uint64_t unit_nan_pos = s->nan_pos;
+            for (size_t e = 0; e < s->n; e++) {
+                float x = s->val[e];
+                if (!s->tie[e] || wd__topk_take(&c.cut, c.cut.thr, &eq_seen)) {
+                    if (j < n_out) {
+                        store_idx(out->outlier_idx, idx_bytes, j, (uint64_t)s->idx[e]);
+                        out->outlier_vals[j] = wd__f32_to_f16(x);
+                    }
+                    j++;
+                } else if (isnan(x)) {
+                    if (!unit_nan || (uint64_t)s->idx[e] < unit_nan_pos) {
+                        unit_nan_val = x;
+                        unit_nan_pos = (uint64_t)s->idx[e];
+                    }
+                    unit_nan = 1;
+                } else {
+                    extremes_add(&have, &mn, &mx, x);
+                }
+            }
+            if (unit_nan && !nan_seen) {
+                nan_val = unit_nan_val;
+                nan_pos = unit_nan_pos;
+                nan_seen = 1;
             }
         }
     }
-    if (j != n_out) {
+    (void)nan_pos;
+    if (!rc && j != n_out)
         rc = wd__error(WD_ERROR, "int4: selected %llu of %llu outliers: the delta source "
                                  "returned different values on another pass",
                        (unsigned long long)j, (unsigned long long)n_out);
-        goto fail;
-    }
+    if (rc)
+        goto done;
 
     /* q_min, q_max are Python floats (float64 of the float32 extremes); 0.3.0
      * uses 0 for both when every element is an outlier. */
@@ -244,42 +400,33 @@ int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_
     qz.range_f = (float)range;
     qz.range_f64 = isfinite(range) && fabs(range) > FLT_MAX;
 
-    /* Pass: codes, and the fidelity of what a decoder will produce. */
+    /* Pass B: codes, and the fidelity of what a decoder will produce. */
     float lut[16];
     wd__int4_lut(lut, out->scale, out->zero_point);
+    c.e = out;
+    c.qz = &qz;
+    c.lut = lut;
+    if ((rc = wd__reader_run(&r, 0, units, NULL, NULL, code_unit_fn, &c)))
+        goto done;
     double err2 = 0, max_abs = 0;
-    uint64_t code_pos = 0;
-    j = 0;
-    for (uint64_t pos = 0; pos < n; pos += r.chunk) {
-        size_t cnt = (size_t)(n - pos < r.chunk ? n - pos : r.chunk);
-        const float *p;
-        if ((rc = wd__reader_get(&r, pos, cnt, &p)))
-            goto fail;
-        for (size_t i = 0; i < cnt; i++) {
-            float d = p[i];
-            int is_out = j < n_out &&
-                         (uint64_t)wd__idx_at(out->outlier_idx, idx_bytes, j) == pos + i;
-            float decoded = 0.0f;
-            if (layout == 2 || !is_out) {
-                uint8_t q = code_of(&qz, d);
-                put_code(out->packed, code_pos++, q);
-                decoded = lut[q];
-            }
-            if (is_out)
-                decoded = wd__f16_to_f32(out->outlier_vals[j++]);
-            double e = fabs((double)decoded - d);
-            err2 += e * e;
-            if (e > max_abs || isnan(e))
-                max_abs = e;
-        }
+    for (size_t u = 0; u < units; u++) {
+        err2 += c.err2[u];
+        if (c.max_abs[u] > max_abs || isnan(c.max_abs[u]))
+            max_abs = c.max_abs[u];
     }
     wd__fidelity_finish(fid, norm2, err2, max_abs);
+done:
+    for (size_t u = 0; c.units && u < batch; u++) {
+        free(c.units[u].idx);
+        free(c.units[u].val);
+        free(c.units[u].tie);
+    }
+    free(c.units);
+    free(c.err2);
+    free(c.max_abs);
     wd__reader_free(&r);
-    return 0;
-
-fail:
-    wd__reader_free(&r);
-    wd__int4_clear(out);
+    if (rc)
+        wd__int4_clear(out);
     return rc;
 }
 

@@ -93,21 +93,122 @@ int wd__quant_check(const wd_quant_delta *q)
 
 /* ---- Encoder -------------------------------------------------------------- */
 
-/* What one row accumulates while it streams past. */
+/* Units follow rows, because numpy sums each row in blocks of
+ * WD_CODEC_BLOCK counted from the row's start: a unit is a run of whole rows
+ * (rows of at most a chunk), or a segment of a long row, a whole number of
+ * blocks from its start. */
 typedef struct {
-    float acc;         /* numpy's running float32 sum of |d| */
-    uint64_t col;      /* elements of the row seen */
-    double s1, s2;     /* sum |d|, sum d^2 in double, for the fidelity */
-    float amin, amax;  /* min and max |d| */
-} row_state;
+    uint64_t n_cols, rows;
+    uint64_t rows_per_unit; /* 0: long rows, cut into segments */
+    uint64_t seg, segs_per_row;
+} qlayout;
 
-static void row_reset(row_state *st)
+static void quant_range(const void *p, size_t u, uint64_t *begin, size_t *count)
 {
-    st->acc = 0.0f;
-    st->col = 0;
-    st->s1 = st->s2 = 0;
-    st->amin = INFINITY;
-    st->amax = 0.0f;
+    const qlayout *L = p;
+    if (L->rows_per_unit) {
+        uint64_t r0 = (uint64_t)u * L->rows_per_unit;
+        uint64_t nr = L->rows - r0 < L->rows_per_unit ? L->rows - r0 : L->rows_per_unit;
+        *begin = r0 * L->n_cols;
+        *count = (size_t)(nr * L->n_cols);
+    } else {
+        uint64_t row = u / L->segs_per_row, sg = u % L->segs_per_row;
+        uint64_t off = sg * L->seg;
+        *begin = row * L->n_cols + off;
+        *count = (size_t)(L->n_cols - off < L->seg ? L->n_cols - off : L->seg);
+    }
+}
+
+/* What a unit leaves for the merge. */
+typedef struct {
+    double norm2, err2, max_abs; /* whole rows */
+    double s1, s2;               /* long rows: sum |d|, sum d^2 of the segment */
+    float amin, amax;            /* ... min and max |d| */
+    float *block_sums;           /* ... numpy's pairwise sum of each block */
+    size_t n_blocks;
+} quant_unit;
+
+typedef struct {
+    qlayout L;
+    wd_quant_delta *out;
+    quant_unit *units;
+    float *absbuf; /* WD_CODEC_BLOCK per worker slot */
+} quant_ctx;
+
+/* np.mean: the float32 sum true-divided by the count, which numpy casts to
+ * float32; then astype(float16). d' = +-s with the sign of d, so
+ * |d' - d| = |s - |d||: sum (s - a)^2 = n s^2 - 2 s sum a + sum a^2. */
+static void row_finish(uint16_t *scale, float acc, uint64_t n_cols, double s1, double s2, float amin, float amax,
+                       double *norm2, double *err2, double *max_abs)
+{
+    float mean = acc / (float)n_cols;
+    uint16_t h = wd__f32_to_f16(mean);
+    *scale = h;
+    double s = wd__f16_to_f32(h);
+    double e2 = (double)n_cols * s * s - 2 * s * s1 + s2;
+    *err2 += e2 > 0 ? e2 : 0;
+    *norm2 += s2;
+    double m = fmax(s - amin, amax - s);
+    if (m > *max_abs || isnan(m))
+        *max_abs = m;
+}
+
+static int quant_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
+{
+    quant_ctx *c = p;
+    quant_unit *q = &c->units[u];
+    float *absbuf = c->absbuf + (size_t)worker * WD_CODEC_BLOCK;
+    uint8_t *signs = c->out->packed_signs;
+    uint64_t first_byte = begin >> 3, last_byte = count ? (begin + count - 1) >> 3 : 0;
+    uint64_t n_cols = c->L.n_cols;
+    /* A row (or segment) at a time, a block at a time. */
+    size_t row_len = c->L.rows_per_unit ? (size_t)n_cols : count;
+    for (size_t r0 = 0; r0 < count; r0 += row_len) {
+        float acc = 0.0f;
+        double s1 = 0, s2 = 0;
+        float amin = INFINITY, amax = 0.0f;
+        size_t nb = 0;
+        for (size_t b = r0; b < r0 + row_len; b += WD_CODEC_BLOCK) {
+            size_t len = r0 + row_len - b < WD_CODEC_BLOCK ? r0 + row_len - b : WD_CODEC_BLOCK;
+            for (size_t j = 0; j < len; j++) {
+                float x = d[b + j];
+                float a = fabsf(x);
+                absbuf[j] = a;
+                /* np.sign(d) == 0 became +1 and NaN casts to a non-negative
+                 * int8 on x86: the bit is 1 unless d < 0 */
+                if (!(x < 0.0f)) {
+                    uint64_t i = begin + b + j;
+                    uint8_t bit = (uint8_t)(0x80u >> (i & 7));
+                    if ((i >> 3) == first_byte || (i >> 3) == last_byte)
+                        __atomic_fetch_or(&signs[i >> 3], bit, __ATOMIC_RELAXED);
+                    else
+                        signs[i >> 3] |= bit;
+                }
+                s1 += a;
+                s2 += (double)a * a;
+                if (a < amin)
+                    amin = a;
+                if (a > amax)
+                    amax = a;
+            }
+            float bs = wd__pairwise_sum_f32(absbuf, len);
+            if (c->L.rows_per_unit)
+                acc += bs;
+            else
+                q->block_sums[nb++] = bs;
+        }
+        if (c->L.rows_per_unit) {
+            uint64_t row = (begin + r0) / n_cols;
+            row_finish(&c->out->scales[row], acc, n_cols, s1, s2, amin, amax, &q->norm2, &q->err2, &q->max_abs);
+        } else {
+            q->n_blocks = nb;
+            q->s1 = s1;
+            q->s2 = s2;
+            q->amin = amin;
+            q->amax = amax;
+        }
+    }
+    return 0;
 }
 
 int wd__quant_encode(wd_quant_delta *out, const wd_delta_src *src, uint64_t n_cols,
@@ -128,89 +229,80 @@ int wd__quant_encode(wd_quant_delta *out, const wd_delta_src *src, uint64_t n_co
         return WD_NOMEM();
 
     wd__reader r;
-    float *absbuf = NULL;
+    quant_ctx c;
+    memset(&c, 0, sizeof c);
+    size_t units = 0;
     int rc = wd__reader_init(&r, src);
     if (rc)
-        goto fail;
+        goto done;
+    c.L.n_cols = n_cols;
+    c.L.rows = rows;
+    if (n_cols <= r.chunk) {
+        c.L.rows_per_unit = r.chunk / n_cols;
+        units = (size_t)((rows + c.L.rows_per_unit - 1) / c.L.rows_per_unit);
+    } else {
+        c.L.seg = r.chunk / WD_CODEC_BLOCK * WD_CODEC_BLOCK;
+        c.L.segs_per_row = (n_cols + c.L.seg - 1) / c.L.seg;
+        units = (size_t)(rows * c.L.segs_per_row);
+    }
     out->n = n;
     out->n_cols = n_cols;
     out->scales = malloc((size_t)rows * sizeof *out->scales);
     out->packed_signs = calloc((size_t)((n + 7) / 8), 1);
-    absbuf = malloc(WD_CODEC_BLOCK * sizeof *absbuf);
-    if (!out->scales || !out->packed_signs || !absbuf) {
+    c.out = out;
+    c.units = calloc(units, sizeof *c.units);
+    c.absbuf = malloc((size_t)r.nworkers * WD_CODEC_BLOCK * sizeof *c.absbuf);
+    if (!out->scales || !out->packed_signs || !c.units || !c.absbuf) {
         rc = WD_NOMEM();
-        goto fail;
+        goto done;
     }
+    for (size_t u = 0; !c.L.rows_per_unit && u < units; u++)
+        if (!(c.units[u].block_sums = malloc((c.L.seg / WD_CODEC_BLOCK) * sizeof(float)))) {
+            rc = WD_NOMEM();
+            goto done;
+        }
 
-    /* One pass. numpy sums each row in blocks of WD_CODEC_BLOCK counted from
-     * the row's start, so every read ends on such a block boundary (or at
-     * the end), and no block is ever split between two reads. */
-    row_state st;
-    row_reset(&st);
-    uint64_t row = 0;
+    /* One pass; then the units' results in order: whole rows add up their
+     * fidelity, segments of a long row add their block sums to the row's
+     * float32 running sum as numpy's reduction loop does. */
+    if ((rc = wd__reader_run(&r, 0, units, quant_range, &c.L, quant_unit_fn, &c)))
+        goto done;
     double norm2 = 0, err2 = 0, max_abs = 0;
-    for (uint64_t pos = 0; pos < n;) {
-        uint64_t end = n - pos < r.chunk ? n : pos + r.chunk;
-        if (end < n) {
-            /* the last block boundary <= end: pos is one and the next one is
-             * at most WD_CODEC_BLOCK <= chunk further, so end stays > pos */
-            uint64_t row_start = end / n_cols * n_cols;
-            end = row_start + (end - row_start) / WD_CODEC_BLOCK * WD_CODEC_BLOCK;
+    if (c.L.rows_per_unit) {
+        for (size_t u = 0; u < units; u++) {
+            norm2 += c.units[u].norm2;
+            err2 += c.units[u].err2;
+            if (c.units[u].max_abs > max_abs || isnan(c.units[u].max_abs))
+                max_abs = c.units[u].max_abs;
         }
-        const float *p;
-        if ((rc = wd__reader_get(&r, pos, (size_t)(end - pos), &p)))
-            goto fail;
-        for (uint64_t i = pos; i < end;) {
-            uint64_t left = n_cols - st.col;
-            size_t len = left < WD_CODEC_BLOCK ? (size_t)left : WD_CODEC_BLOCK;
-            const float *blk = p + (i - pos);
-            for (size_t j = 0; j < len; j++) {
-                float d = blk[j];
-                float a = fabsf(d);
-                absbuf[j] = a;
-                /* np.sign(d) == 0 became +1 and NaN casts to a non-negative
-                 * int8 on x86: the bit is 1 unless d < 0 */
-                if (!(d < 0.0f))
-                    out->packed_signs[(i + j) >> 3] |= (uint8_t)(0x80u >> ((i + j) & 7));
-                st.s1 += a;
-                st.s2 += (double)a * a;
-                if (a < st.amin)
-                    st.amin = a;
-                if (a > st.amax)
-                    st.amax = a;
+    } else {
+        for (uint64_t row = 0; row < rows; row++) {
+            float acc = 0.0f;
+            double s1 = 0, s2 = 0;
+            float amin = INFINITY, amax = 0.0f;
+            for (uint64_t sg = 0; sg < c.L.segs_per_row; sg++) {
+                const quant_unit *q = &c.units[row * c.L.segs_per_row + sg];
+                for (size_t b = 0; b < q->n_blocks; b++)
+                    acc += q->block_sums[b];
+                s1 += q->s1;
+                s2 += q->s2;
+                if (q->amin < amin)
+                    amin = q->amin;
+                if (q->amax > amax)
+                    amax = q->amax;
             }
-            st.acc += wd__pairwise_sum_f32(absbuf, len);
-            st.col += len;
-            i += len;
-            if (st.col == n_cols) {
-                /* np.mean: the float32 sum true-divided by the count, which
-                 * numpy casts to float32; then astype(float16) */
-                float mean = st.acc / (float)n_cols;
-                uint16_t h = wd__f32_to_f16(mean);
-                out->scales[row++] = h;
-                /* d' = +-s with the sign of d, so |d' - d| = |s - |d||:
-                 * sum (s - a)^2 = n s^2 - 2 s sum a + sum a^2 */
-                double s = wd__f16_to_f32(h);
-                double e2 = (double)n_cols * s * s - 2 * s * st.s1 + st.s2;
-                err2 += e2 > 0 ? e2 : 0;
-                norm2 += st.s2;
-                double m = fmax(s - st.amin, st.amax - s);
-                if (m > max_abs || isnan(m))
-                    max_abs = m;
-                row_reset(&st);
-            }
+            row_finish(&out->scales[row], acc, n_cols, s1, s2, amin, amax, &norm2, &err2, &max_abs);
         }
-        pos = end;
     }
     wd__fidelity_finish(fid, norm2, err2, max_abs);
-    free(absbuf);
+done:
+    for (size_t u = 0; c.units && u < units; u++)
+        free(c.units[u].block_sums);
+    free(c.units);
+    free(c.absbuf);
     wd__reader_free(&r);
-    return 0;
-
-fail:
-    free(absbuf);
-    wd__reader_free(&r);
-    wd__quant_clear(out);
+    if (rc)
+        wd__quant_clear(out);
     return rc;
 }
 

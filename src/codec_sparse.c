@@ -11,165 +11,6 @@
 
 #include "error.h"
 
-/* ---- Delta source over memory ------------------------------------------- */
-
-static int mem_read(void *ud, uint64_t begin, size_t count, float *out)
-{
-    memcpy(out, (const float *)ud + begin, count * sizeof *out);
-    return 0;
-}
-
-void wd__delta_src_mem(wd_delta_src *src, const float *deltas, uint64_t n)
-{
-    memset(src, 0, sizeof *src);
-    src->n = n;
-    src->read = mem_read;
-    /* The pointer is only read through; the callback signature is shared with
-     * sources that fill buffers, hence the cast. */
-    src->ud = (void *)(uintptr_t)deltas;
-}
-
-/* ---- Reader --------------------------------------------------------------- */
-
-int wd__reader_init(wd__reader *r, const wd_delta_src *src)
-{
-    memset(r, 0, sizeof *r);
-    r->src = src;
-    if (!src || !src->read)
-        return wd__error(WD_EUSAGE, "delta source without a read function");
-    size_t chunk = src->chunk ? src->chunk : WD_CODEC_CHUNK;
-    if (chunk < WD_CODEC_BLOCK)
-        chunk = WD_CODEC_BLOCK;
-    r->chunk = chunk;
-    if (src->n == 0)
-        return 0;
-    /* A tensor that fits in one chunk is read once and kept: the later passes
-     * then cost no I/O, and memory stays within one chunk anyway. */
-    size_t alloc = chunk;
-    if (src->n <= chunk) {
-        alloc = (size_t)src->n;
-        r->cached = 1;
-    }
-    r->buf = malloc(alloc * sizeof *r->buf);
-    if (!r->buf)
-        return WD_NOMEM();
-    if (r->cached) {
-        int rc = src->read(src->ud, 0, alloc, r->buf);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-int wd__reader_get(wd__reader *r, uint64_t begin, size_t count, const float **out)
-{
-    if (count > r->chunk || begin > r->src->n || count > r->src->n - begin)
-        return wd__error(WD_EUSAGE, "delta read [%llu, +%zu) outside the tensor",
-                         (unsigned long long)begin, count);
-    if (r->cached) {
-        *out = r->buf + begin;
-        return 0;
-    }
-    int rc = r->src->read(r->src->ud, begin, count, r->buf);
-    if (rc)
-        return rc;
-    *out = r->buf;
-    return 0;
-}
-
-void wd__reader_free(wd__reader *r)
-{
-    if (!r)
-        return;
-    free(r->buf);
-    r->buf = NULL;
-}
-
-/* ---- Top-k by histogram passes -------------------------------------------- */
-
-#define HI_BITS 16 /* keys are 31 bits: 16 high bits, then 15 low bits */
-#define LO_BITS 15
-
-/* Finds the bucket where the k-th largest falls, scanning from the top.
- * *above gets how many elements lie in higher buckets. Requires 1 <= k <=
- * total count. */
-static size_t bucket_of_kth(const uint64_t *hist, size_t nbins, uint64_t k, uint64_t *above)
-{
-    uint64_t acc = 0;
-    size_t b = nbins;
-    while (b-- > 0) {
-        if (acc + hist[b] >= k)
-            break;
-        acc += hist[b];
-    }
-    *above = acc;
-    return b;
-}
-
-int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k)
-{
-    uint64_t n = r->src->n;
-    if (k > n)
-        return wd__error(WD_EUSAGE, "top-%llu of %llu elements", (unsigned long long)k,
-                         (unsigned long long)n);
-    if (k == 0) { /* keys never exceed 0x7fffffff: nothing is above */
-        out->thr = UINT32_MAX;
-        out->take_eq = 0;
-        return 0;
-    }
-    if (k == n) {
-        out->thr = 0;
-        out->take_eq = UINT64_MAX;
-        return 0;
-    }
-
-    uint64_t *hist = calloc((size_t)1 << HI_BITS, sizeof *hist);
-    if (!hist)
-        return WD_NOMEM();
-    int rc = 0;
-    const float *p;
-
-    /* Pass 1: the high 16 bits of every key. */
-    for (uint64_t pos = 0; pos < n; pos += r->chunk) {
-        size_t cnt = (size_t)(n - pos < r->chunk ? n - pos : r->chunk);
-        if ((rc = wd__reader_get(r, pos, cnt, &p)))
-            goto done;
-        for (size_t i = 0; i < cnt; i++)
-            hist[wd__abs_key(p[i]) >> LO_BITS]++;
-    }
-    uint64_t above;
-    uint32_t b1 = (uint32_t)bucket_of_kth(hist, (size_t)1 << HI_BITS, k, &above);
-    uint64_t need = k - above; /* 1 .. hist[b1] */
-    if (need == hist[b1]) {
-        /* The whole bucket goes: no second pass. */
-        out->thr = b1 << LO_BITS;
-        out->take_eq = UINT64_MAX;
-        goto done;
-    }
-
-    /* Pass 2: the low 15 bits inside bucket b1. */
-    memset(hist, 0, ((size_t)1 << LO_BITS) * sizeof *hist);
-    for (uint64_t pos = 0; pos < n; pos += r->chunk) {
-        size_t cnt = (size_t)(n - pos < r->chunk ? n - pos : r->chunk);
-        if ((rc = wd__reader_get(r, pos, cnt, &p)))
-            goto done;
-        for (size_t i = 0; i < cnt; i++) {
-            uint32_t key = wd__abs_key(p[i]);
-            if ((key >> LO_BITS) == b1)
-                hist[key & ((1u << LO_BITS) - 1)]++;
-        }
-    }
-    uint64_t above2;
-    uint32_t b2 = (uint32_t)bucket_of_kth(hist, (size_t)1 << LO_BITS, need, &above2);
-    out->thr = (b1 << LO_BITS) | b2;
-    out->take_eq = need - above2;
-    if (out->take_eq == hist[b2])
-        out->take_eq = UINT64_MAX;
-done:
-    free(hist);
-    return rc;
-}
-
 int wd__check_sorted_idx(const void *idx, unsigned idx_bytes, uint64_t count, uint64_t n,
                          const char *what)
 {
@@ -230,6 +71,79 @@ void wd__sparse_clear(wd_sparse_delta *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Kept entries of one unit, in index order. Entries whose key equals the
+ * cut's threshold are marked: how many of those are taken depends on the
+ * units before, so the merge decides. */
+typedef struct {
+    int64_t *idx;
+    float *val;
+    uint8_t *tie;
+    size_t n, cap;
+    double norm2, err2, max_abs; /* over the unit; err2 and max_abs without ties */
+} sparse_unit;
+
+typedef struct {
+    wd_topk_cut cut;
+    size_t u0;
+    sparse_unit *units; /* one per unit of the batch */
+} sparse_ctx;
+
+static int sparse_grow(sparse_unit *s, size_t want)
+{
+    if (want <= s->cap)
+        return 0;
+    size_t cap = s->cap ? s->cap : 4096;
+    while (cap < want)
+        cap *= 2;
+    int64_t *i = realloc(s->idx, cap * sizeof *i);
+    if (i)
+        s->idx = i;
+    float *v = realloc(s->val, cap * sizeof *v);
+    if (v)
+        s->val = v;
+    uint8_t *t = realloc(s->tie, cap);
+    if (t)
+        s->tie = t;
+    if (!i || !v || !t)
+        return WD_NOMEM();
+    s->cap = cap;
+    return 0;
+}
+
+static void max_update(double *max_abs, double e)
+{
+    if (e > *max_abs || isnan(e))
+        *max_abs = e;
+}
+
+/* Kept positions decode exactly (d' = d); the others decode to 0. */
+static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
+{
+    (void)worker;
+    sparse_ctx *c = p;
+    sparse_unit *s = &c->units[u - c->u0];
+    s->n = 0;
+    s->norm2 = s->err2 = s->max_abs = 0;
+    uint32_t thr = c->cut.thr;
+    for (size_t i = 0; i < count; i++) {
+        double x = d[i];
+        s->norm2 += x * x;
+        uint32_t key = wd__abs_key(d[i]);
+        if (key >= thr) {
+            if (s->n == s->cap && sparse_grow(s, s->n + 1))
+                return WD_NOMEM();
+            s->idx[s->n] = (int64_t)(begin + i);
+            s->val[s->n] = d[i];
+            s->tie[s->n] = key == thr;
+            s->n++;
+        } else {
+            s->err2 += x * x;
+            max_update(&s->max_abs, fabs(x));
+        }
+    }
+    return 0;
+}
+
 int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double sparsity,
                       wd_codec_fidelity *fid)
 {
@@ -244,59 +158,73 @@ int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double spar
         return WD_NOMEM();
 
     wd__reader r;
+    sparse_ctx c;
+    memset(&c, 0, sizeof c);
+    size_t batch = 0;
     int rc = wd__reader_init(&r, src);
     if (rc)
-        goto fail;
+        goto done;
     out->n = n;
     out->k = k;
     /* +1: malloc(0) may return NULL, and an empty tensor is no failure */
     out->indices = malloc((size_t)k * sizeof *out->indices + 1);
     out->values = malloc((size_t)k * sizeof *out->values + 1);
-    if (!out->indices || !out->values) {
+    batch = wd__reader_batch(&r);
+    c.units = calloc(batch, sizeof *c.units);
+    if (!out->indices || !out->values || !c.units) {
         rc = WD_NOMEM();
-        goto fail;
+        goto done;
     }
+    if ((rc = wd__topk_find(&c.cut, &r, k)))
+        goto done;
 
-    wd_topk_cut cut;
-    if ((rc = wd__topk_find(&cut, &r, k)))
-        goto fail;
-
-    /* Final pass: emit in index order, so indices come out sorted. Kept
-     * positions decode exactly (d' = d); the others decode to 0. */
+    /* Final pass, a batch of units at a time: workers collect each unit's
+     * entries, then they are appended in unit order, so indices come out
+     * sorted and ties at the cut are taken first by index. */
     uint64_t j = 0, eq_seen = 0;
     double norm2 = 0, err2 = 0, max_abs = 0;
-    for (uint64_t pos = 0; pos < n; pos += r.chunk) {
-        size_t cnt = (size_t)(n - pos < r.chunk ? n - pos : r.chunk);
-        const float *p;
-        if ((rc = wd__reader_get(&r, pos, cnt, &p)))
-            goto fail;
-        for (size_t i = 0; i < cnt; i++) {
-            double d = p[i];
-            norm2 += d * d;
-            if (wd__topk_take(&cut, wd__abs_key(p[i]), &eq_seen)) {
-                out->indices[j] = (int64_t)(pos + i);
-                out->values[j] = p[i];
+    size_t units = wd__reader_units(&r);
+    for (size_t u0 = 0; !rc && u0 < units; u0 += batch) {
+        size_t u1 = units - u0 < batch ? units : u0 + batch;
+        c.u0 = u0;
+        if ((rc = wd__reader_run(&r, u0, u1, NULL, NULL, sparse_unit_fn, &c)))
+            break;
+        for (size_t u = u0; u < u1; u++) {
+            const sparse_unit *s = &c.units[u - u0];
+            norm2 += s->norm2;
+            err2 += s->err2;
+            max_update(&max_abs, s->max_abs);
+            for (size_t e = 0; e < s->n; e++) {
+                if (s->tie[e] && !wd__topk_take(&c.cut, c.cut.thr, &eq_seen)) {
+                    double x = s->val[e];
+                    err2 += x * x;
+                    max_update(&max_abs, fabs(x));
+                    continue;
+                }
+                if (j < k) {
+                    out->indices[j] = s->idx[e];
+                    out->values[j] = s->val[e];
+                }
                 j++;
-            } else {
-                err2 += d * d;
-                if (fabs(d) > max_abs || isnan(d))
-                    max_abs = fabs(d);
             }
         }
     }
-    if (j != k) { /* the source changed between passes */
+    if (!rc && j != k) /* the source changed between passes */
         rc = wd__error(WD_ERROR, "sparse: selected %llu of %llu entries: the delta source "
                                  "returned different values on another pass",
                        (unsigned long long)j, (unsigned long long)k);
-        goto fail;
+    if (!rc)
+        wd__fidelity_finish(fid, norm2, err2, max_abs);
+done:
+    for (size_t u = 0; c.units && u < batch; u++) {
+        free(c.units[u].idx);
+        free(c.units[u].val);
+        free(c.units[u].tie);
     }
-    wd__fidelity_finish(fid, norm2, err2, max_abs);
+    free(c.units);
     wd__reader_free(&r);
-    return 0;
-
-fail:
-    wd__reader_free(&r);
-    wd__sparse_clear(out);
+    if (rc)
+        wd__sparse_clear(out);
     return rc;
 }
 

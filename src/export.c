@@ -93,7 +93,7 @@ static int encode_exact(wd_repo *repo, out_tensor *ot, const wd_stored_tensor *p
     x.a = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
     x.b = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
     int rc = (!x.a || !x.b) ? WD_NOMEM() : wd__piece_scratch_new(&x.ps);
-    wd_delta_src src = {ot->t->nelem, exact_read, &x, 0};
+    wd_delta_src src = {.n = ot->t->nelem, .read = exact_read, .ud = &x};
     wd_codec_fidelity fid;
     memset(&fid, 0, sizeof fid);
     if (!rc) {

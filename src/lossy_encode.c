@@ -116,7 +116,7 @@ int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_fol
     d.ft = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
     d.raw = malloc(WD_CHUNK_TARGET);
     int rc = (!L || !d.par || !d.ft || !d.raw) ? WD_NOMEM() : wd__piece_scratch_new(&d.ps);
-    wd_delta_src ds = {t->nelem, read_delta, &d, 0};
+    wd_delta_src ds = {.n = t->nelem, .read = read_delta, .ud = &d};
     uint64_t ce = parent->chunk_elems;
     if (!rc) {
         L->strategy = strategy;

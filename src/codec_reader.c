@@ -1,0 +1,265 @@
+/*
+ * codec_reader.c - how the lossy encoders read a delta source: in passes of
+ * units (chunks, or whatever boundaries an encoder needs), on the thread pool
+ * when the source can be read from several threads, and the top-k cut that
+ * sparse and int4 share (histograms per worker, added up).
+ */
+#include "codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "pipeline.h"
+
+/* ---- Delta source over memory ------------------------------------------- */
+
+static int mem_read(void *ud, uint64_t begin, size_t count, float *out)
+{
+    memcpy(out, (const float *)ud + begin, count * sizeof *out);
+    return 0;
+}
+
+void wd__delta_src_mem(wd_delta_src *src, const float *deltas, uint64_t n)
+{
+    memset(src, 0, sizeof *src);
+    src->n = n;
+    src->read = mem_read;
+    /* The pointer is only read through; the callback signature is shared with
+     * sources that fill buffers, hence the cast. */
+    src->ud = (void *)(uintptr_t)deltas;
+}
+
+/* ---- Reader --------------------------------------------------------------- */
+
+static int src_read(const wd_delta_src *src, int parallel, int worker, uint64_t begin, size_t count, float *out)
+{
+    return parallel ? src->read_par(src->ud, worker, begin, count, out) : src->read(src->ud, begin, count, out);
+}
+
+static void default_range(const void *rctx, size_t u, uint64_t *begin, size_t *count)
+{
+    const wd__reader *r = rctx;
+    uint64_t b = (uint64_t)u * r->chunk, n = r->src->n;
+    *begin = b;
+    *count = (size_t)(n - b < r->chunk ? n - b : r->chunk);
+}
+
+typedef struct {
+    wd__reader *r;
+    size_t u0;
+    wd__unit_range_fn range;
+    const void *rctx;
+    wd__unit_fn fn;
+    void *ctx;
+    int fill; /* filling the cache: read only */
+} run_ctx;
+
+static int run_one(void *p, size_t i, int worker)
+{
+    run_ctx *c = p;
+    wd__reader *r = c->r;
+    size_t u = c->u0 + i;
+    uint64_t begin;
+    size_t count;
+    c->range(c->rctx, u, &begin, &count);
+    if (count > r->chunk || begin > r->src->n || count > r->src->n - begin)
+        return wd__error(WD_EUSAGE, "delta read [%llu, +%zu) outside the tensor", (unsigned long long)begin, count);
+    const float *data;
+    if (c->fill) {
+        return src_read(r->src, r->parallel, worker, begin, count, r->buf + begin);
+    } else if (r->cached) {
+        data = r->buf + begin;
+    } else {
+        int rc = src_read(r->src, r->parallel, worker, begin, count, r->wbuf[worker]);
+        if (rc)
+            return rc;
+        data = r->wbuf[worker];
+    }
+    return c->fn(c->ctx, u, worker, data, begin, count);
+}
+
+static int run_units(wd__reader *r, run_ctx *c, size_t n_units)
+{
+    if (r->parallel)
+        return wd__pool_run(r->src->pool, n_units, run_one, c);
+    for (size_t i = 0; i < n_units; i++) {
+        int rc = run_one(c, i, 0);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int wd__reader_init(wd__reader *r, const wd_delta_src *src)
+{
+    memset(r, 0, sizeof *r);
+    r->src = src;
+    if (!src || !src->read)
+        return wd__error(WD_EUSAGE, "delta source without a read function");
+    size_t chunk = src->chunk ? src->chunk : WD_CODEC_CHUNK;
+    if (chunk < WD_CODEC_BLOCK)
+        chunk = WD_CODEC_BLOCK;
+    r->chunk = chunk;
+    r->parallel = src->pool && src->read_par;
+    r->nworkers = r->parallel ? wd__pool_size(src->pool) : 1;
+    if (src->n == 0)
+        return 0;
+    size_t cache = src->cache_elems > chunk ? src->cache_elems : chunk;
+    if (src->n <= cache) {
+        /* Read once and kept: the later passes then cost no I/O. */
+        r->cached = 1;
+        r->buf = malloc((size_t)src->n * sizeof *r->buf);
+        if (!r->buf)
+            return WD_NOMEM();
+        run_ctx c = {r, 0, default_range, r, NULL, NULL, 1};
+        return run_units(r, &c, wd__reader_units(r));
+    }
+    r->wbuf = calloc((size_t)r->nworkers, sizeof *r->wbuf);
+    if (!r->wbuf)
+        return WD_NOMEM();
+    for (int w = 0; w < r->nworkers; w++)
+        if (!(r->wbuf[w] = malloc(chunk * sizeof(float))))
+            return WD_NOMEM();
+    return 0;
+}
+
+size_t wd__reader_units(const wd__reader *r)
+{
+    return (size_t)((r->src->n + r->chunk - 1) / r->chunk);
+}
+
+size_t wd__reader_batch(const wd__reader *r)
+{
+    return (size_t)r->nworkers * 2;
+}
+
+int wd__reader_run(wd__reader *r, size_t u0, size_t u1, wd__unit_range_fn range, const void *rctx,
+                   wd__unit_fn fn, void *ctx)
+{
+    if (u1 <= u0)
+        return 0;
+    run_ctx c = {r, u0, range ? range : default_range, range ? rctx : r, fn, ctx, 0};
+    return run_units(r, &c, u1 - u0);
+}
+
+void wd__reader_free(wd__reader *r)
+{
+    if (!r)
+        return;
+    free(r->buf);
+    r->buf = NULL;
+    for (int w = 0; r->wbuf && w < r->nworkers; w++)
+        free(r->wbuf[w]);
+    free(r->wbuf);
+    r->wbuf = NULL;
+}
+
+/* ---- Top-k by histogram passes -------------------------------------------- */
+
+#define HI_BITS 16 /* keys are 31 bits: 16 high bits, then 15 low bits */
+#define LO_BITS 15
+
+/* Finds the bucket where the k-th largest falls, scanning from the top.
+ * *above gets how many elements lie in higher buckets. Requires 1 <= k <=
+ * total count. */
+static size_t bucket_of_kth(const uint64_t *hist, size_t nbins, uint64_t k, uint64_t *above)
+{
+    uint64_t acc = 0;
+    size_t b = nbins;
+    while (b-- > 0) {
+        if (acc + hist[b] >= k)
+            break;
+        acc += hist[b];
+    }
+    *above = acc;
+    return b;
+}
+
+typedef struct {
+    uint64_t *hist; /* nworkers x nbins */
+    size_t nbins;
+    int second;     /* pass 2: low bits inside bucket b1 */
+    uint32_t b1;
+} hist_ctx;
+
+static int hist_unit(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
+{
+    (void)u;
+    (void)begin;
+    hist_ctx *h = p;
+    uint64_t *hist = h->hist + (size_t)worker * h->nbins;
+    if (!h->second) {
+        for (size_t i = 0; i < count; i++)
+            hist[wd__abs_key(d[i]) >> LO_BITS]++;
+    } else {
+        for (size_t i = 0; i < count; i++) {
+            uint32_t key = wd__abs_key(d[i]);
+            if ((key >> LO_BITS) == h->b1)
+                hist[key & ((1u << LO_BITS) - 1)]++;
+        }
+    }
+    return 0;
+}
+
+/* One histogram pass; the per-worker counts are added into h->hist[0..]. */
+static int hist_pass(wd__reader *r, hist_ctx *h)
+{
+    memset(h->hist, 0, (size_t)r->nworkers * h->nbins * sizeof *h->hist);
+    int rc = wd__reader_run(r, 0, wd__reader_units(r), NULL, NULL, hist_unit, h);
+    for (int w = 1; !rc && w < r->nworkers; w++)
+        for (size_t b = 0; b < h->nbins; b++)
+            h->hist[b] += h->hist[(size_t)w * h->nbins + b];
+    return rc;
+}
+
+int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k)
+{
+    uint64_t n = r->src->n;
+    if (k > n)
+        return wd__error(WD_EUSAGE, "top-%llu of %llu elements", (unsigned long long)k,
+                         (unsigned long long)n);
+    if (k == 0) { /* keys never exceed 0x7fffffff: nothing is above */
+        out->thr = UINT32_MAX;
+        out->take_eq = 0;
+        return 0;
+    }
+    if (k == n) {
+        out->thr = 0;
+        out->take_eq = UINT64_MAX;
+        return 0;
+    }
+
+    hist_ctx h = {calloc((size_t)r->nworkers << HI_BITS, sizeof(uint64_t)), (size_t)1 << HI_BITS, 0, 0};
+    if (!h.hist)
+        return WD_NOMEM();
+    /* Pass 1: the high 16 bits of every key. */
+    int rc = hist_pass(r, &h);
+    if (rc)
+        goto done;
+    uint64_t above;
+    uint32_t b1 = (uint32_t)bucket_of_kth(h.hist, h.nbins, k, &above);
+    uint64_t need = k - above; /* 1 .. hist[b1] */
+    if (need == h.hist[b1]) {
+        /* The whole bucket goes: no second pass. */
+        out->thr = b1 << LO_BITS;
+        out->take_eq = UINT64_MAX;
+        goto done;
+    }
+
+    /* Pass 2: the low 15 bits inside bucket b1. */
+    h.nbins = (size_t)1 << LO_BITS;
+    h.second = 1;
+    h.b1 = b1;
+    if ((rc = hist_pass(r, &h)))
+        goto done;
+    uint64_t above2;
+    uint32_t b2 = (uint32_t)bucket_of_kth(h.hist, h.nbins, need, &above2);
+    out->thr = (b1 << LO_BITS) | b2;
+    out->take_eq = need - above2;
+    if (out->take_eq == h.hist[b2])
+        out->take_eq = UINT64_MAX;
+done:
+    free(h.hist);
+    return rc;
+}
