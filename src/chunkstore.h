@@ -37,7 +37,9 @@ typedef struct {
     /* Stores the chunk unless present; *out_added = 1 if it was new. */
     int (*put)(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uint64_t raw_size, int codec,
                const void *data, size_t len, int *out_added);
-    /* Replaces out's contents with the stored (compressed) bytes. */
+    /* Replaces out's contents with the stored (compressed) bytes. May be
+     * called from any thread: off the thread that opened the store it sees
+     * only committed chunks (what every reader of stored objects needs). */
     int (*get)(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], wd_buf *out,
                uint64_t *out_raw_size, int *out_codec);
     /* Bytes the chunk occupies in the store (0 if absent). Unlike the
@@ -59,8 +61,12 @@ struct wd_chunkstore {
 
 /* Puts grouped into transactions of about WD_CHUNK_BATCH_BYTES, so a long
  * write lets a concurrent writer take turns and a crash loses only the
- * current group (whose chunks nothing referenced yet). */
-#define WD_CHUNK_BATCH_BYTES (64u << 20)
+ * current group (whose chunks nothing referenced yet). Small, because the
+ * group holds the database's write lock from its first put to its commit,
+ * and whatever the writer does between puts (compressing the next chunk)
+ * counts: a few MiB keep every other writer's wait in milliseconds, and a
+ * WAL commit without fsync (synchronous = NORMAL) costs microseconds. */
+#define WD_CHUNK_BATCH_BYTES (4u << 20)
 
 typedef struct {
     wd_chunkstore *cs;

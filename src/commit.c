@@ -40,7 +40,7 @@
 
 typedef struct {
     const wd_folder_tensor *src;
-    const wd_stored_tensor *parent; /* NULL: stored whole */
+    wd_stored_tensor *parent; /* NULL: stored whole */
     size_t file_index;
     int64_t ordinal;
     uint64_t chunk_elems;
@@ -408,6 +408,54 @@ static int fill_batch(wd_repo *repo, fill_state *fs, batch_ctx *b, size_t cap)
     return 0;
 }
 
+/* The hashes of what checkout will write for a lossy commit, computed from
+ * the stored chunks (all committed by now) before the final transaction, so
+ * the write lock is never held while decoding: the object is assembled in
+ * memory from the work, its tensors borrowing the work's chunks and arrays. */
+static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, work_tensor *wts,
+                              uint8_t model_hash[WD_HASH_SIZE], uint8_t f32_hash[WD_HASH_SIZE], int *n_f32)
+{
+    wd_object obj;
+    memset(&obj, 0, sizeof obj);
+    obj.n_tensors = f->n_tensors;
+    obj.tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *obj.tensors);
+    int rc = obj.tensors ? 0 : WD_NOMEM();
+    for (size_t i = 0; !rc && i < f->n_tensors; i++) {
+        wd_stored_tensor *t = &obj.tensors[i];
+        const work_tensor *wt = &wts[i];
+        const wd_st_tensor *st = wt->src->t;
+        if (!(t->name = strdup(wt->src->name))) {
+            rc = WD_NOMEM();
+            break;
+        }
+        t->dtype = st->dtype;
+        t->ndim = st->ndim;
+        memcpy(t->shape, st->shape, sizeof(uint64_t) * (size_t)st->ndim);
+        t->nelem = st->nelem;
+        t->nbytes = st->nbytes;
+        snprintf(t->encoding, sizeof t->encoding, "%s", wt->encoding);
+        t->chunk_elems = wt->chunk_elems;
+        t->chunks = wt->chunks.data;
+        t->n_chunks = wt->chunks.len / WD_HASH_SIZE;
+        t->lossy = wt->lossy;
+        t->parent = wt->parent;
+    }
+    if (!rc)
+        rc = wd__object_hashes(repo, &obj, NULL, 0, pool, 1, model_hash, f32_hash, n_f32);
+    for (size_t i = 0; obj.tensors && i < f->n_tensors; i++)
+        free(obj.tensors[i].name);
+    free(obj.tensors);
+    return rc;
+}
+
+static int cmp_storage_order(const void *a, const void *b)
+{
+    const work_tensor *x = *(work_tensor *const *)a, *y = *(work_tensor *const *)b;
+    if (x->file_index != y->file_index)
+        return x->file_index < y->file_index ? -1 : 1;
+    return x->ordinal < y->ordinal ? -1 : x->ordinal > y->ordinal;
+}
+
 /* The shared body of add-base (parent == NULL) and commit. */
 /* Lossy strategies encode float tensors the parent also has, same dtype and
  * shape; everything else is stored losslessly. */
@@ -470,11 +518,15 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         rc = WD_NOMEM();
         goto done;
     }
-    if (pthread_create(&hthread, NULL, hash_thread, &ht) != 0) {
-        rc = wd__error(WD_ERROR, "cannot start hashing thread");
-        goto done;
+    /* A lossy delta's model hash is that of its reconstruction (sealed
+     * below); the fine-tune's own hash is needed only when stored exactly. */
+    if (lossy_strategy < 0) {
+        if (pthread_create(&hthread, NULL, hash_thread, &ht) != 0) {
+            rc = wd__error(WD_ERROR, "cannot start hashing thread");
+            goto done;
+        }
+        hash_started = 1;
     }
-    hash_started = 1;
 
     /* Decide each tensor's encoding; order them as the files store them. */
     for (size_t i = 0; i < f->n_tensors; i++) {
@@ -489,7 +541,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         if (parent) {
             long j = wd__object_find(parent, wt->src->name);
             if (j >= 0) {
-                const wd_stored_tensor *pt = &parent->tensors[j];
+                wd_stored_tensor *pt = &parent->tensors[j];
                 const wd_st_tensor *t = wt->src->t;
                 int same_shape = pt->dtype == t->dtype && pt->ndim == t->ndim &&
                                  !memcmp(pt->shape, t->shape, sizeof(uint64_t) * (size_t)t->ndim);
@@ -511,16 +563,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     }
     /* Storage order: file by file, data order inside each; keeps reads
      * sequential. */
-    for (size_t i = 1; i < f->n_tensors; i++) {
-        work_tensor *x = order[i];
-        size_t j = i;
-        while (j > 0 && (order[j - 1]->file_index > x->file_index ||
-                         (order[j - 1]->file_index == x->file_index && order[j - 1]->ordinal > x->ordinal))) {
-            order[j] = order[j - 1];
-            j--;
-        }
-        order[j] = x;
-    }
+    qsort(order, f->n_tensors, sizeof *order, cmp_storage_order);
 
     /* Two batches alternate: while the workers encode one, this thread
      * fetches the parent chunks of the next and stores the previous. */
@@ -555,6 +598,10 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
                 j->wt->all_zero = 0;
             w.done += j->enc.len;
         }
+        /* Commit the chunks now: an open group would keep the write lock
+         * while the workers encode the next batch. */
+        if (!rc)
+            rc = wd__chunk_batch_flush(&w.batch);
         progress(&w);
         if (rc) {
             wd__pool_wait(pool);
@@ -593,7 +640,10 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
             continue;
         wd_codec_fidelity fid;
         memset(&fid, 0, sizeof fid);
-        rc = wd__lossy_encode_tensor(repo, f, wt->src, wt->parent, lossy_strategy, lossy_option, &sink, &wt->lossy, &fid);
+        rc = wd__lossy_encode_tensor(repo, f, wt->src, wt->parent, lossy_strategy, lossy_option, &sink, pool,
+                                     &wt->lossy, &fid);
+        if (!rc)
+            rc = wd__chunk_batch_flush(&w.batch);
         if (!rc)
             rc = wd__lossy_params(wt->lossy, NULL, 0, &wt->lossy->params_json);
         if (rc)
@@ -609,7 +659,8 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     if (!rc)
         rc = wd__chunk_batch_flush(&w.batch);
 
-    pthread_join(hthread, NULL);
+    if (hash_started)
+        pthread_join(hthread, NULL);
     hash_started = 0;
     if (!rc && ht.rc)
         rc = wd__error(ht.rc, "%s", ht.msg);
@@ -642,6 +693,11 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     if (rc)
         goto done;
 
+    uint8_t f32_hash[WD_HASH_SIZE];
+    int n_f32 = 0;
+    if (lossy_strategy >= 0 && (rc = seal_before_insert(repo, pool, f, wts, ht.hash, f32_hash, &n_f32)))
+        goto done;
+
     res->n_tensors = f->n_tensors;
     res->tensor_bytes = f->tensor_bytes;
     wd__hex(res->id, id);
@@ -658,11 +714,9 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         rc = insert_object(repo, id, parent ? parent->id : NULL, strategy, options_json, message, ht.hash,
                            parent ? parent->model_hash : NULL, f, files, wts, w.batch.new_bytes);
     /* A lossy delta reconstructs to other weights than the fine-tune's:
-     * hash what checkout will write. */
-    if (!rc && !exists && lossy_strategy >= 0) {
-        rc = wd__object_seal(repo, id, ht.hash);
-        wd__hex(res->model_hash, ht.hash);
-    }
+     * record the hashes of what checkout will write. */
+    if (!rc && !exists && lossy_strategy >= 0)
+        rc = wd__object_set_hashes(repo, id, ht.hash, n_f32 ? f32_hash : NULL);
     if (!rc && name)
         rc = wd__name_set(repo, name, id);
     if (rc) {

@@ -3,11 +3,14 @@
  * strategy against its parent's float32 reconstruction, and storing the
  * resulting arrays as chunk streams (commit --strategy sparse|quantized|int4).
  *
- * The delta f32(ft) - f32(parent) is produced piece by piece on demand: the
- * codecs make a few passes over it (top-k histograms, min/max), each pass
- * re-reading the fine-tune with pread and re-decoding the parent's pieces.
- * Memory: one parent piece and one fine-tune piece as float32 (4 MiB each at
- * most), plus the codec's own chunk and its outputs (the encoded arrays).
+ * The delta f32(ft) - f32(parent) is produced piece by piece on demand, on
+ * every worker of the pool at once: the codecs make a few passes over it
+ * (top-k histograms, min/max). A tensor of at most WD_LOSSY_CACHE_ELEMS
+ * elements is read once and kept; a larger one is read again each pass
+ * (pread of the fine-tune, the parent's pieces decoded anew).
+ * Memory: per worker slot one parent piece and one fine-tune piece as
+ * float32 (4 MiB each at most) and a codec chunk; the cache (at most 4 x
+ * WD_LOSSY_CACHE_ELEMS bytes); the codec's outputs (the encoded arrays).
  */
 #include "lossy_encode.h"
 
@@ -16,7 +19,9 @@
 
 #include "error.h"
 #include "piece.h"
+#include "pipeline.h"
 
+/* One worker slot's view of the delta: the pieces it decoded last. */
 typedef struct {
     wd_repo *repo;
     const wd_folder *folder;
@@ -34,6 +39,7 @@ static int load_piece(delta_reader *d, uint64_t k)
 {
     if ((int64_t)k == d->cached_k)
         return 0;
+    d->cached_k = -1;
     int rc = wd__piece_fetch(d->repo, d->parent, k, WD_PIECE_F32, &d->plan);
     if (!rc)
         rc = wd__piece_decode(&d->plan, d->ps, d->par);
@@ -48,11 +54,12 @@ static int load_piece(delta_reader *d, uint64_t k)
     return 0;
 }
 
-/* wd_delta_read_fn: deltas of [begin, begin + count), one float32
- * subtraction each, as deltatensors computes f32(ft) - f32(base). */
-static int read_delta(void *ud, uint64_t begin, size_t count, float *out)
+/* wd_delta_read_par_fn: deltas of [begin, begin + count), one float32
+ * subtraction each, as deltatensors computes f32(ft) - f32(base). Each
+ * worker slot reads through its own delta_reader. */
+static int read_delta_par(void *ud, int worker, uint64_t begin, size_t count, float *out)
 {
-    delta_reader *d = ud;
+    delta_reader *d = &((delta_reader *)ud)[worker];
     uint64_t ce = d->parent->chunk_elems;
     while (count) {
         uint64_t k = begin / ce, off = begin - k * ce;
@@ -60,12 +67,54 @@ static int read_delta(void *ud, uint64_t begin, size_t count, float *out)
         if (rc)
             return rc;
         size_t avail = (size_t)(d->plan.nelem - off), take = count < avail ? count : avail;
+        const float *ft = d->ft + off, *par = d->par + off;
         for (size_t i = 0; i < take; i++)
-            out[i] = d->ft[off + i] - d->par[off + i];
+            out[i] = ft[i] - par[i];
         out += take;
         begin += take;
         count -= take;
     }
+    return 0;
+}
+
+static int read_delta(void *ud, uint64_t begin, size_t count, float *out)
+{
+    return read_delta_par(ud, 0, begin, count, out);
+}
+
+static void readers_free(delta_reader *d, int n)
+{
+    for (int i = 0; d && i < n; i++) {
+        wd__piece_plan_free(&d[i].plan);
+        wd__piece_scratch_free(d[i].ps);
+        free(d[i].par);
+        free(d[i].ft);
+        free(d[i].raw);
+    }
+    free(d);
+}
+
+static int readers_new(delta_reader **out, int n, wd_repo *repo, const wd_folder *folder,
+                       const wd_folder_tensor *src, const wd_stored_tensor *parent)
+{
+    delta_reader *d = calloc((size_t)n, sizeof *d);
+    if (!d)
+        return WD_NOMEM();
+    for (int i = 0; i < n; i++) {
+        d[i].repo = repo;
+        d[i].folder = folder;
+        d[i].src = src;
+        d[i].parent = parent;
+        d[i].cached_k = -1;
+        d[i].par = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+        d[i].ft = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+        d[i].raw = malloc(WD_CHUNK_TARGET);
+        if (!d[i].par || !d[i].ft || !d[i].raw || wd__piece_scratch_new(&d[i].ps)) {
+            readers_free(d, n);
+            return WD_NOMEM();
+        }
+    }
+    *out = d;
     return 0;
 }
 
@@ -101,22 +150,15 @@ static int store_array(const wd_lossy_sink *sink, wd_lossy *L, int field, wd_dty
 
 int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_folder_tensor *src,
                             const wd_stored_tensor *parent, int strategy, double option, const wd_lossy_sink *sink,
-                            wd_lossy **out, wd_codec_fidelity *fid)
+                            wd_pool *pool, wd_lossy **out, wd_codec_fidelity *fid)
 {
     const wd_st_tensor *t = src->t;
-    delta_reader d;
-    memset(&d, 0, sizeof d);
-    d.repo = repo;
-    d.folder = folder;
-    d.src = src;
-    d.parent = parent;
-    d.cached_k = -1;
+    int nreaders = pool ? wd__pool_size(pool) : 1;
+    delta_reader *d = NULL;
     wd_lossy *L = calloc(1, sizeof *L);
-    d.par = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
-    d.ft = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
-    d.raw = malloc(WD_CHUNK_TARGET);
-    int rc = (!L || !d.par || !d.ft || !d.raw) ? WD_NOMEM() : wd__piece_scratch_new(&d.ps);
-    wd_delta_src ds = {.n = t->nelem, .read = read_delta, .ud = &d};
+    int rc = !L ? WD_NOMEM() : readers_new(&d, nreaders, repo, folder, src, parent);
+    wd_delta_src ds = {.n = t->nelem, .read = read_delta, .ud = d, .pool = pool, .read_par = read_delta_par,
+                       .cache_elems = WD_LOSSY_CACHE_ELEMS};
     uint64_t ce = parent->chunk_elems;
     if (!rc) {
         L->strategy = strategy;
@@ -160,11 +202,7 @@ int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_fol
             wd__int4_clear(&e);
         }
     }
-    wd__piece_plan_free(&d.plan);
-    wd__piece_scratch_free(d.ps);
-    free(d.par);
-    free(d.ft);
-    free(d.raw);
+    readers_free(d, nreaders);
     if (rc) {
         wd__lossy_free(L);
         return rc;

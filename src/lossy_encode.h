@@ -19,12 +19,21 @@ typedef struct {
     int level;
 } wd_lossy_sink;
 
+/* Tensors of at most this many elements are read once per encoding, then
+ * served from memory to the codec's later passes: 32 MiB of float32, which
+ * holds every attention and MLP matrix of models up to ~3B parameters. */
+#define WD_LOSSY_CACHE_ELEMS ((size_t)8 << 20)
+
+struct wd_pool;
+
 /* Encodes src (of folder) against parent's float32 reconstruction with
  * strategy (WD__WS_*) and option (sparsity or outlier fraction), stores the
  * arrays and returns the lossy description in *out (wd__lossy_free). parent
- * must have src's dtype and shape, and a float32-convertible dtype. */
+ * must have src's dtype and shape, and a float32-convertible dtype. With a
+ * pool (may be NULL), the passes run on its workers; the arrays are the same
+ * either way. */
 int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_folder_tensor *src,
                             const wd_stored_tensor *parent, int strategy, double option, const wd_lossy_sink *sink,
-                            wd_lossy **out, wd_codec_fidelity *fid);
+                            struct wd_pool *pool, wd_lossy **out, wd_codec_fidelity *fid);
 
 #endif

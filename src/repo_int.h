@@ -94,6 +94,20 @@ long wd__object_find(const wd_object *obj, const char *name);
 int wd__object_hash(wd_repo *repo, const wd_object *obj, const char *const *names, size_t n_names, int mode,
                     uint8_t out[WD_HASH_SIZE]);
 
+struct wd_pool;
+/* Both hashes in one pass over obj's reconstruction (tensors of names in
+ * that order, or all): model_hash (may be NULL) over native bytes, f32_hash
+ * (may be NULL) over float32 values, of every tensor or, with
+ * lossy_only_f32, of the lossy ones only (*out_n_f32 gets how many). With a
+ * pool, pieces are rebuilt on its workers; those read the chunk store
+ * through its any-thread path, which sees committed chunks only. */
+int wd__object_hashes(wd_repo *repo, const wd_object *obj, const char *const *names, size_t n_names,
+                      struct wd_pool *pool, int lossy_only_f32, uint8_t model_hash[WD_HASH_SIZE],
+                      uint8_t f32_hash[WD_HASH_SIZE], int *out_n_f32);
+/* Records an object's hashes (f32_hash may be NULL: none). */
+int wd__object_set_hashes(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t model_hash[WD_HASH_SIZE],
+                          const uint8_t *f32_hash);
+
 /* Computes and stores, for an object just inserted (inside the caller's
  * transaction), its model hash (what checkout writes) and, if it has lossy
  * tensors, the float32 hash of those tensors (what a deltatensors chain link
