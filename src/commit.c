@@ -441,7 +441,8 @@ static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, 
         t->parent = wt->parent;
     }
     if (!rc)
-        rc = wd__object_hashes(repo, &obj, NULL, 0, pool, 1, model_hash, f32_hash, n_f32);
+        rc = wd__object_walk(repo, &obj, &(wd_walk_opts){.pool = pool, .lossy_only_f32 = 1}, model_hash, f32_hash,
+                             n_f32);
     for (size_t i = 0; obj.tensors && i < f->n_tensors; i++)
         free(obj.tensors[i].name);
     free(obj.tensors);

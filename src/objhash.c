@@ -33,6 +33,7 @@ typedef struct {
     hjob *jobs;
     wd_piece_scratch **ps; /* per worker slot */
     int native;           /* the model hash is wanted */
+    const wd_walk_opts *o;
 } hbatch;
 
 /* Where the walk over (tensor, piece) stands. */
@@ -47,7 +48,7 @@ typedef struct {
 /* Fills jobs[0 .. cap) with the next pieces in walk order and returns how
  * many, in *n. A tensor's first job carries its name into the hash; an
  * empty tensor is one job with no piece (k == UINT64_MAX). */
-static int fill(walk *w, hjob *jobs, size_t cap, int with_f32, int lossy_only_f32, size_t *n)
+static int fill(walk *w, hjob *jobs, size_t cap, int with_f32, const wd_walk_opts *o, size_t *n)
 {
     *n = 0;
     while (*n < cap) {
@@ -64,7 +65,7 @@ static int fill(walk *w, hjob *jobs, size_t cap, int with_f32, int lossy_only_f3
         uint64_t npieces = (t->nelem + t->chunk_elems - 1) / t->chunk_elems;
         hjob *j = &jobs[*n];
         j->t = t;
-        j->want_f32 = with_f32 && (!lossy_only_f32 || t->lossy);
+        j->want_f32 = o->f32_for ? o->f32_for(o->ud, t) : with_f32 && (!o->lossy_only_f32 || t->lossy);
         j->nelem = 0;
         if (npieces == 0) {
             j->k = UINT64_MAX;
@@ -98,13 +99,20 @@ static int decode_job(void *p, size_t i, int worker)
      * a native rebuild ends with. */
     if (j->want_f32 && b->native)
         wd__from_f32(j->nat, j->f32, j->nelem, j->t->dtype);
+    if (b->o->on_piece)
+        return b->o->on_piece(b->o->ud, worker, j->t, j->k, j->want_f32 && !b->native ? NULL : j->nat,
+                              j->want_f32 ? j->f32 : NULL, j->nelem);
     return 0;
 }
 
-int wd__object_hashes(wd_repo *repo, const wd_object *obj, const char *const *names, size_t n_names,
-                      struct wd_pool *pool, int lossy_only_f32, uint8_t model_hash[WD_HASH_SIZE],
-                      uint8_t f32_hash[WD_HASH_SIZE], int *out_n_f32)
+int wd__object_walk(wd_repo *repo, const wd_object *obj, const wd_walk_opts *o, uint8_t model_hash[WD_HASH_SIZE],
+                    uint8_t f32_hash[WD_HASH_SIZE], int *out_n_f32)
 {
+    wd_pool *pool = o->pool;
+    const char *const *names = o->names;
+    size_t n_names = o->n_names;
+    /* float32 pieces are needed for the chain hash or a caller's conversion */
+    int need_f32 = f32_hash != NULL || o->f32_for != NULL;
     int nslots = pool ? wd__pool_size(pool) : 1;
     /* Pieces in flight: two batches of one per worker slot, each piece at
      * most 4 MiB as float32 and 1 MiB native. */
@@ -117,9 +125,9 @@ int wd__object_hashes(wd_repo *repo, const wd_object *obj, const char *const *na
         rc = wd__piece_scratch_new(&ps[i]);
     for (size_t i = 0; !rc && i < 2 * cap; i++) {
         jobs[i].nat = malloc(WD_CHUNK_TARGET);
-        if (f32_hash)
+        if (need_f32)
             jobs[i].f32 = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
-        if (!jobs[i].nat || (f32_hash && !jobs[i].f32))
+        if (!jobs[i].nat || (need_f32 && !jobs[i].f32))
             rc = WD_NOMEM();
     }
     if (!rc && model_hash)
@@ -129,11 +137,11 @@ int wd__object_hashes(wd_repo *repo, const wd_object *obj, const char *const *na
 
     int n_f32 = 0;
     walk w = {obj, names, names ? n_names : obj->n_tensors, 0, 0, NULL};
-    hbatch bt[2] = {{repo, jobs, ps, model_hash != NULL}, {repo, jobs + cap, ps, model_hash != NULL}};
+    hbatch bt[2] = {{repo, jobs, ps, model_hash != NULL, o}, {repo, jobs + cap, ps, model_hash != NULL, o}};
     size_t nb[2] = {0, 0};
     int cur = 0, running = 0;
     if (!rc)
-        rc = fill(&w, bt[cur].jobs, cap, f32_hash != NULL, lossy_only_f32, &nb[cur]);
+        rc = fill(&w, bt[cur].jobs, cap, f32_hash != NULL, o, &nb[cur]);
     if (!rc && nb[cur]) {
         if (pool) {
             wd__pool_start(pool, nb[cur], decode_job, &bt[cur]);
@@ -151,7 +159,7 @@ int wd__object_hashes(wd_repo *repo, const wd_object *obj, const char *const *na
         }
         /* bt[cur] is decoded: start the next batch, then hash this one. */
         int nxt = !cur;
-        if ((rc = fill(&w, bt[nxt].jobs, cap, f32_hash != NULL, lossy_only_f32, &nb[nxt])))
+        if ((rc = fill(&w, bt[nxt].jobs, cap, f32_hash != NULL, o, &nb[nxt])))
             break;
         if (nb[nxt] && pool) {
             wd__pool_start(pool, nb[nxt], decode_job, &bt[nxt]);
@@ -166,13 +174,19 @@ int wd__object_hashes(wd_repo *repo, const wd_object *obj, const char *const *na
                     wd__sha256_update(hn, t->name, strlen(t->name));
                 wd__sha256_update(hn, j->nat, j->nelem * wd__dtype_size(t->dtype));
             }
-            if (hf && (!lossy_only_f32 || t->lossy)) {
+            if (hf && j->want_f32) {
                 if (first) {
                     wd__sha256_update(hf, t->name, strlen(t->name));
                     n_f32++;
                 }
                 wd__sha256_update(hf, j->f32, j->nelem * sizeof(float));
             }
+        }
+        if (o->progress) {
+            uint64_t bytes = 0;
+            for (size_t i = 0; i < nb[cur]; i++)
+                bytes += bt[cur].jobs[i].nelem * wd__dtype_size(bt[cur].jobs[i].t->dtype);
+            o->progress(o->ud, bytes);
         }
         if (!pool)
             for (size_t i = 0; !rc && i < nb[nxt]; i++)
@@ -204,9 +218,10 @@ int wd__object_hashes(wd_repo *repo, const wd_object *obj, const char *const *na
 int wd__object_hash(wd_repo *repo, const wd_object *obj, const char *const *names, size_t n_names, int mode,
                     uint8_t out[WD_HASH_SIZE])
 {
+    wd_walk_opts o = {.names = names, .n_names = n_names};
     if (mode == WD_PIECE_F32)
-        return wd__object_hashes(repo, obj, names, n_names, NULL, 0, NULL, out, NULL);
-    return wd__object_hashes(repo, obj, names, n_names, NULL, 0, out, NULL, NULL);
+        return wd__object_walk(repo, obj, &o, NULL, out, NULL);
+    return wd__object_walk(repo, obj, &o, out, NULL, NULL);
 }
 
 int wd__object_seal(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], uint8_t model_hash[WD_HASH_SIZE])
@@ -217,7 +232,7 @@ int wd__object_seal(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], uint8_t model
     int rc = wd__object_load(repo, id, &obj);
     /* The chain hash covers the tensors the delta encodes, sorted. */
     if (!rc)
-        rc = wd__object_hashes(repo, obj, NULL, 0, NULL, 1, model_hash, f32_hash, &n_f32);
+        rc = wd__object_walk(repo, obj, &(wd_walk_opts){.lossy_only_f32 = 1}, model_hash, f32_hash, &n_f32);
     if (!rc)
         rc = wd__object_set_hashes(repo, id, model_hash, n_f32 ? f32_hash : NULL);
     wd__object_free(obj);

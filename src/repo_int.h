@@ -95,15 +95,33 @@ int wd__object_hash(wd_repo *repo, const wd_object *obj, const char *const *name
                     uint8_t out[WD_HASH_SIZE]);
 
 struct wd_pool;
-/* Both hashes in one pass over obj's reconstruction (tensors of names in
- * that order, or all): model_hash (may be NULL) over native bytes, f32_hash
- * (may be NULL) over float32 values, of every tensor or, with
- * lossy_only_f32, of the lossy ones only (*out_n_f32 gets how many). With a
- * pool, pieces are rebuilt on its workers; those read the chunk store
- * through its any-thread path, which sees committed chunks only. */
-int wd__object_hashes(wd_repo *repo, const wd_object *obj, const char *const *names, size_t n_names,
-                      struct wd_pool *pool, int lossy_only_f32, uint8_t model_hash[WD_HASH_SIZE],
-                      uint8_t f32_hash[WD_HASH_SIZE], int *out_n_f32);
+/* How wd__object_walk goes over a reconstruction. */
+typedef struct {
+    const char *const *names; /* tensors in this order (NULL: all, by name) */
+    size_t n_names;
+    struct wd_pool *pool;     /* rebuild pieces on its workers (NULL: here) */
+    int lossy_only_f32;       /* the float32 hash covers lossy tensors only */
+    /* Optional, called on a worker for every rebuilt piece k of t: nat has
+     * its native bytes (NULL when only float32 was rebuilt), f32 its
+     * float32 values (NULL unless f32_for or the float32 hash asked). */
+    int (*on_piece)(void *ud, int worker, const wd_stored_tensor *t, uint64_t k, const uint8_t *nat,
+                    const float *f32, size_t nelem);
+    /* Optional: rebuild t in float32 (for a caller's conversion). */
+    int (*f32_for)(void *ud, const wd_stored_tensor *t);
+    /* Optional, on the calling thread: native bytes hashed so far grew by. */
+    void (*progress)(void *ud, uint64_t bytes);
+    void *ud;
+} wd_walk_opts;
+
+/* One pass over obj's reconstruction in name order (or o->names order):
+ * model_hash (may be NULL) over native bytes, f32_hash (may be NULL) over
+ * float32 values (*out_n_f32 gets how many tensors it covers). Pieces are
+ * rebuilt on the pool's workers and hashed in order on the calling thread,
+ * which overlaps the inherently sequential SHA-256 with the decoding.
+ * Workers read the chunk store through its any-thread path, which sees
+ * committed chunks only. */
+int wd__object_walk(wd_repo *repo, const wd_object *obj, const wd_walk_opts *o, uint8_t model_hash[WD_HASH_SIZE],
+                    uint8_t f32_hash[WD_HASH_SIZE], int *out_n_f32);
 /* Records an object's hashes (f32_hash may be NULL: none). */
 int wd__object_set_hashes(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t model_hash[WD_HASH_SIZE],
                           const uint8_t *f32_hash);
