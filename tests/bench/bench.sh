@@ -21,6 +21,7 @@
 #   BENCH_TARGETS=1          0 skips the target table and everything only it needs
 #                            (save-delta, load-delta, import, the rows below)
 #   BENCH_TAG=1              0 skips "wdrepo tag during a lossy (sparse) commit"
+#   BENCH_TAG_AT=0.3         first tag after this share of the sparse commit's measured time
 #   BENCH_CONCURRENCY=4      concurrent writers on one repository (0 skips); writers
 #                            1-3 commit three fine-tunes of the base, later ones lossy
 #   BENCH_FLAT_LAYERS=auto   layer count of the second model whose peak RSS is compared
@@ -29,6 +30,8 @@
 #   BENCH_FLAT_MAX=1.25      "flat": the bigger model's peak RSS / the smaller one's
 #   BENCH_DOC=docs/BENCHMARKS.md   where the target table goes ("" skips)
 # Wall times use a warm page cache; peak RSS is GNU time's "Maximum resident set size".
+# The target rows cache two more fine-tunes (ft2, ft3) and the other-layer-count model
+# next to the generated model: about 3 GB more on disk for the qwen0.5b preset.
 set -eu
 
 BUILD=${BUILD:-build}
