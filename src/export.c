@@ -172,12 +172,16 @@ static int object_row(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], char **stra
     if (rc)
         return rc;
     wd__bind_hash(st, 1, id);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *strategy = strdup((const char *)sqlite3_column_text(st, 0));
-        *options = strdup((const char *)sqlite3_column_text(st, 1));
-        *wdelta = sqlite3_column_type(st, 2) == SQLITE_NULL ? NULL : strdup((const char *)sqlite3_column_text(st, 2));
+    int row = wd__db_step(repo->db, st, "reading object");
+    if (row > 0) {
+        const char *s0 = (const char *)sqlite3_column_text(st, 0), *s1 = (const char *)sqlite3_column_text(st, 1);
+        const char *s2 = (const char *)sqlite3_column_text(st, 2);
+        if (!s0 || !s1)
+            rc = wd__error(WD_ECORRUPT, "object without a strategy or options");
+        else if (!(*strategy = strdup(s0)) || !(*options = strdup(s1)) || (s2 && !(*wdelta = strdup(s2))))
+            rc = WD_NOMEM();
     } else {
-        rc = wd__error(WD_ENOTFOUND, "object vanished");
+        rc = row < 0 ? row : wd__error(WD_ENOTFOUND, "object vanished");
     }
     sqlite3_finalize(st);
     return rc;
