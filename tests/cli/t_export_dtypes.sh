@@ -3,7 +3,9 @@
 # dtype (bf16 over f32 and f32 over bf16), with a tensor spanning several
 # pieces on both sides: the re-encoded .wdelta holds exactly the float32
 # delta f32(ft) - f32(parent), names the parent's dtype as base_dtype,
-# equals what save-delta writes from the folders, and reconstructs.
+# equals what save-delta writes from the folders, and reconstructs. A
+# reshaped tensor with the same element count is left out, not encoded
+# against the parent's differently shaped values.
 . tests/cli/lib.sh
 
 GEN=${WD_BUILD:?}/tools/gen_model
@@ -186,4 +188,27 @@ for pair in up:bf16:f32 down:f32:bf16; do
         cmp "$T/$ref-$s.wdelta" "$T/sd-$ref-$s.wdelta" || fail "$ref: $s export and save-delta disagree"
     done
 done
+
+# a: [2,3] -> [3,2] (same element count, committed whole); b changes in place.
+mkdir -p "$T/rs-base" "$T/rs-ft"
+python3 - "$T" <<'EOF' || fail "cannot write the reshape models"
+import json, struct, sys
+def write(path, tensors):
+    hdr, data = {}, b""
+    for name, (shape, vals) in tensors.items():
+        raw = struct.pack("<%df" % len(vals), *vals)
+        hdr[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(hdr, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
+write(sys.argv[1] + "/rs-base/model.safetensors", {"a": ([2, 3], [1, 2, 3, 4, 5, 6]), "b": ([4], [1, 1, 1, 1])})
+write(sys.argv[1] + "/rs-ft/model.safetensors", {"a": ([3, 2], [1, 2, 3, 4, 5, 7]), "b": ([4], [1, 1.5, 1, 1])})
+EOF
+expect 0 wd -q add-base "$T/rs-base" --name rs-base
+expect 0 wd -q commit "$T/rs-ft" --on rs-base --name rs-ft
+expect 0 wd export rs-ft "$T/rs.wdelta" --strategy sparse
+expect 0 "$WDREPO" inspect "$T/rs.wdelta" --json
+pycheck "$T/out" 'assert sorted(d["tensors"]) == ["b"], sorted(d["tensors"]); assert d["tensors"]["b"]["base_dtype"] == "float32"'
+expect 0 "$WDREPO" load-delta "$T/rs.wdelta" "$T/rs-base" "$T/rs-out"
 exit 0
