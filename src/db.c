@@ -40,6 +40,16 @@ int wd__db_error(sqlite3 *db, int sqlite_rc, const char *what)
     return wd__error(code, "%s: %s", what, msg);
 }
 
+int wd__db_step(sqlite3 *db, sqlite3_stmt *st, const char *what)
+{
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        return 1;
+    if (s == SQLITE_DONE)
+        return 0;
+    return wd__db_error(db, s, what);
+}
+
 int wd__db_exec(sqlite3 *db, const char *sql)
 {
     int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
@@ -58,11 +68,13 @@ static int pragma_int(sqlite3 *db, const char *sql, long long *out)
     int rc = wd__db_prepare(db, &st, sql);
     if (rc)
         return rc;
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
+    int row = wd__db_step(db, st, "database");
+    if (row > 0)
         *out = sqlite3_column_int64(st, 0);
+    else if (!row)
+        row = wd__error(WD_ECORRUPT, "database: '%s' returned no row", sql);
     sqlite3_finalize(st);
-    return s == SQLITE_ROW ? 0 : wd__db_error(db, s, "database");
+    return row < 0 ? row : 0;
 }
 
 static int migrate(sqlite3 *db)

@@ -20,5 +20,11 @@ int wd__db_exec(sqlite3 *db, const char *sql);
 int wd__db_prepare(sqlite3 *db, sqlite3_stmt **out, const char *sql);
 /* Converts a failed sqlite3 result code into a WD_* code and message. */
 int wd__db_error(sqlite3 *db, int sqlite_rc, const char *what);
+/* Steps st once: 1 for a row, 0 when the statement is done, else a
+ * negative WD_* code (WD_EBUSY for a busy or locked database) with a message
+ * naming what. A scan must stop on the error rather than take it for the
+ * end: a lock or I/O error mid-scan would otherwise read as a short result
+ * or "not found". */
+int wd__db_step(sqlite3 *db, sqlite3_stmt *st, const char *what);
 
 #endif

@@ -36,44 +36,77 @@ typedef struct {
     wd_int4_delta e;
 } out_tensor;
 
-/* f32(object) - f32(parent) of one tensor, piece by piece. */
+/* One tensor read as float32 a piece at a time, the last piece kept. */
+typedef struct {
+    const wd_stored_tensor *t;
+    wd_piece_plan plan;
+    float *vals;     /* the cached piece: plan.nelem floats from plan.begin */
+    int64_t cached;  /* its index, -1 before the first */
+} piece_cursor;
+
+/* f32(object) - f32(parent) of one tensor. The two sides may differ in
+ * dtype (a bf16 fine-tune of an f32 base), so their pieces cover different
+ * element ranges: the delta is walked by element position, each side
+ * loading whichever of its pieces holds that position. */
 typedef struct {
     wd_repo *repo;
-    const wd_stored_tensor *t, *parent;
-    wd_piece_plan plan;
     wd_piece_scratch *ps;
-    float *a, *b;
-    int64_t cached;
+    piece_cursor obj, par;
 } exact_delta;
 
-static int exact_load(exact_delta *x, uint64_t k)
+static int cursor_init(piece_cursor *c, const wd_stored_tensor *t)
 {
-    if ((int64_t)k == x->cached)
-        return 0;
-    int rc = wd__piece_fetch(x->repo, x->t, k, WD_PIECE_F32, &x->plan);
-    if (!rc)
-        rc = wd__piece_decode(&x->plan, x->ps, x->a);
-    if (!rc)
-        rc = wd__piece_fetch(x->repo, x->parent, k, WD_PIECE_F32, &x->plan);
-    if (!rc)
-        rc = wd__piece_decode(&x->plan, x->ps, x->b);
-    if (!rc)
-        x->cached = (int64_t)k;
-    return rc;
+    c->t = t;
+    c->cached = -1;
+    uint64_t cap = t->chunk_elems < t->nelem ? t->chunk_elems : t->nelem;
+    c->vals = malloc((size_t)(cap ? cap : 1) * sizeof(float));
+    return c->vals ? 0 : WD_NOMEM();
+}
+
+static void cursor_clear(piece_cursor *c)
+{
+    wd__piece_plan_free(&c->plan);
+    free(c->vals);
+}
+
+/* Makes c's cached piece the one holding element pos. */
+static int cursor_seek(exact_delta *x, piece_cursor *c, uint64_t pos)
+{
+    uint64_t k = pos / c->t->chunk_elems;
+    if ((int64_t)k != c->cached) {
+        c->cached = -1;
+        int rc = wd__piece_fetch(x->repo, c->t, k, WD_PIECE_F32, &c->plan);
+        if (!rc)
+            rc = wd__piece_decode(&c->plan, x->ps, c->vals);
+        if (rc)
+            return rc;
+        c->cached = (int64_t)k;
+    }
+    /* A piece that does not cover pos would make the caller take no
+     * elements and spin. */
+    if (pos < c->plan.begin || pos - c->plan.begin >= c->plan.nelem)
+        return wd__error(WD_ECORRUPT, "tensor '%s': element %llu is outside its piece %lld", c->t->name,
+                         (unsigned long long)pos, (long long)c->cached);
+    return 0;
 }
 
 static int exact_read(void *ud, uint64_t begin, size_t count, float *out)
 {
     exact_delta *x = ud;
-    uint64_t ce = x->t->chunk_elems;
     while (count) {
-        uint64_t k = begin / ce, off = begin - k * ce;
-        int rc = exact_load(x, k);
+        int rc = cursor_seek(x, &x->obj, begin);
+        if (!rc)
+            rc = cursor_seek(x, &x->par, begin);
         if (rc)
             return rc;
-        size_t avail = (size_t)(x->plan.nelem - off), take = count < avail ? count : avail;
+        uint64_t oo = begin - x->obj.plan.begin, po = begin - x->par.plan.begin;
+        uint64_t avail = x->obj.plan.nelem - oo;
+        if (x->par.plan.nelem - po < avail)
+            avail = x->par.plan.nelem - po;
+        size_t take = count < avail ? count : (size_t)avail;
+        const float *a = x->obj.vals + oo, *b = x->par.vals + po;
         for (size_t i = 0; i < take; i++)
-            out[i] = x->a[off + i] - x->b[off + i];
+            out[i] = a[i] - b[i];
         out += take;
         begin += take;
         count -= take;
@@ -87,12 +120,11 @@ static int encode_exact(wd_repo *repo, out_tensor *ot, const wd_stored_tensor *p
     exact_delta x;
     memset(&x, 0, sizeof x);
     x.repo = repo;
-    x.t = ot->t;
-    x.parent = parent;
-    x.cached = -1;
-    x.a = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
-    x.b = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
-    int rc = (!x.a || !x.b) ? WD_NOMEM() : wd__piece_scratch_new(&x.ps);
+    int rc = cursor_init(&x.obj, ot->t);
+    if (!rc)
+        rc = cursor_init(&x.par, parent);
+    if (!rc)
+        rc = wd__piece_scratch_new(&x.ps);
     wd_delta_src src = {.n = ot->t->nelem, .read = exact_read, .ud = &x};
     wd_codec_fidelity fid;
     memset(&fid, 0, sizeof fid);
@@ -110,10 +142,9 @@ static int encode_exact(wd_repo *repo, out_tensor *ot, const wd_stored_tensor *p
     /* A zero delta re-encodes exactly; rel_error is then 0 or NaN. */
     if (!rc && fid.rel_error == fid.rel_error && !isinf(fid.rel_error) && fid.rel_error > *worst)
         *worst = fid.rel_error;
-    wd__piece_plan_free(&x.plan);
+    cursor_clear(&x.obj);
+    cursor_clear(&x.par);
     wd__piece_scratch_free(x.ps);
-    free(x.a);
-    free(x.b);
     return rc;
 }
 
@@ -141,12 +172,16 @@ static int object_row(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], char **stra
     if (rc)
         return rc;
     wd__bind_hash(st, 1, id);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *strategy = strdup((const char *)sqlite3_column_text(st, 0));
-        *options = strdup((const char *)sqlite3_column_text(st, 1));
-        *wdelta = sqlite3_column_type(st, 2) == SQLITE_NULL ? NULL : strdup((const char *)sqlite3_column_text(st, 2));
+    int row = wd__db_step(repo->db, st, "reading object");
+    if (row > 0) {
+        const char *s0 = (const char *)sqlite3_column_text(st, 0), *s1 = (const char *)sqlite3_column_text(st, 1);
+        const char *s2 = (const char *)sqlite3_column_text(st, 2);
+        if (!s0 || !s1)
+            rc = wd__error(WD_ECORRUPT, "object without a strategy or options");
+        else if (!(*strategy = strdup(s0)) || !(*options = strdup(s1)) || (s2 && !(*wdelta = strdup(s2))))
+            rc = WD_NOMEM();
     } else {
-        rc = wd__error(WD_ENOTFOUND, "object vanished");
+        rc = row < 0 ? row : wd__error(WD_ENOTFOUND, "object vanished");
     }
     sqlite3_finalize(st);
     return rc;
@@ -301,7 +336,10 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         } else {
             long j = wd__object_find(obj->parent, t->name);
             const wd_stored_tensor *pt = j >= 0 ? &obj->parent->tensors[j] : NULL;
-            if (!pt || pt->nelem != t->nelem || pt->ndim != t->ndim || !wd__f32_convertible(t->dtype) ||
+            /* The shape, not just the element count: quantized rows
+             * follow it. The dtypes may differ; the delta is in float32. */
+            if (!pt || pt->ndim != t->ndim || memcmp(pt->shape, t->shape, sizeof(uint64_t) * (size_t)t->ndim) ||
+                !wd__f32_convertible(t->dtype) || !wd__f32_convertible(pt->dtype) ||
                 (target == WD__WS_QUANTIZED && t->nelem == 0))
                 continue;
         }
@@ -342,7 +380,12 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         }
         /* Encoding on the fly: the parent tensor is the exact delta's base. */
         long j = wd__object_find(obj->parent, ot->t->name);
-        rc = encode_exact(repo, ot, &obj->parent->tensors[j], target, option, version, &worst);
+        if (j < 0) {
+            rc = wd__error(WD_ECORRUPT, "tensor '%s' of '%s' has no counterpart in its parent", ot->t->name, ref);
+            break;
+        }
+        const wd_stored_tensor *pt = &obj->parent->tensors[j];
+        rc = encode_exact(repo, ot, pt, target, option, version, &worst);
         reencoded |= ot->t->lossy != NULL;
         if (rc)
             break;
@@ -354,7 +397,7 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         memcpy(e->shape, ot->t->shape, sizeof e->shape);
         snprintf(e->dtype, sizeof e->dtype, "float32");
         if (version == 2)
-            snprintf(e->base_dtype, sizeof e->base_dtype, "%s", numpy_name(ot->t->dtype));
+            snprintf(e->base_dtype, sizeof e->base_dtype, "%s", numpy_name(pt->dtype));
         e->sparsity = option;
         e->outlier_fraction = option;
         e->n_outliers = ot->e.n_outliers;

@@ -77,8 +77,8 @@ static int find_parent(wd_repo *repo, const wd__wdelta *d, wd_object **out)
                             "SELECT id FROM object ORDER BY f32_hash IS NOT ?1, kind = 'delta', created DESC");
     if (!rc)
         wd__bind_hash(st, 1, want);
-    int found = 0;
-    while (!rc && !found && sqlite3_step(st) == SQLITE_ROW) {
+    int found = 0, row = 0;
+    while (!rc && !found && (row = wd__db_step(repo->db, st, "looking for the parent")) > 0) {
         if (sqlite3_column_bytes(st, 0) != WD_HASH_SIZE)
             continue;
         uint8_t id[WD_HASH_SIZE];
@@ -100,6 +100,8 @@ static int find_parent(wd_repo *repo, const wd__wdelta *d, wd_object **out)
         }
         wd__object_free(obj);
     }
+    if (!rc && row < 0)
+        rc = row;
     sqlite3_finalize(st);
     free(names);
     if (!rc && !found)
@@ -397,7 +399,10 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     int exists = 0;
     if (!(rc = wd__db_prepare(repo->db, &st, "SELECT 1 FROM object WHERE id = ?1"))) {
         wd__bind_hash(st, 1, id);
-        exists = sqlite3_step(st) == SQLITE_ROW;
+        int row = wd__db_step(repo->db, st, "looking up object");
+        if (row < 0)
+            rc = row;
+        exists = row > 0;
         sqlite3_finalize(st);
     }
     uint8_t model_hash[WD_HASH_SIZE];

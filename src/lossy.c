@@ -132,14 +132,15 @@ int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_
         wd__bind_hash(st, 1, object);
         sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
     }
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+    int row = 0;
+    while (!rc && (row = wd__db_step(repo->db, st, "reading tensor arrays")) > 0) {
         const char *fname = (const char *)sqlite3_column_text(st, 0);
         const char *dname = (const char *)sqlite3_column_text(st, 1);
-        int f = field_by_name(fname);
+        const char *tname = (const char *)sqlite3_column_text(st, 3);
+        int f = fname ? field_by_name(fname) : -1;
         wd_dtype dt = WD_DT_U8;
         int tr = 0;
-        if (f < 0 || dtype_by_numpy(dname, &dt) ||
-            wd__astream_transform_parse((const char *)sqlite3_column_text(st, 3), &tr)) {
+        if (f < 0 || !dname || !tname || dtype_by_numpy(dname, &dt) || wd__astream_transform_parse(tname, &tr)) {
             rc = wd__error(WD_ECORRUPT, "tensor '%s': bad array row (%s, %s)", t->name, fname, dname);
             break;
         }
@@ -162,6 +163,8 @@ int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_
         if (len)
             memcpy(a->chunks, sqlite3_column_blob(st, 4), (size_t)len);
     }
+    if (!rc && row < 0)
+        rc = row;
     sqlite3_finalize(st);
     /* The arrays must be able to serve every piece. */
     if (!rc && strategy != WD__WS_QUANTIZED && L->n_pieces &&

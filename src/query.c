@@ -53,7 +53,8 @@ static int load_names(wd_repo *repo, wd_object_info *o, const uint8_t *id)
         return rc;
     wd__bind_hash(st, 1, id);
     size_t cap = 0;
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+    int row = 0;
+    while (!rc && (row = wd__db_step(repo->db, st, "reading names")) > 0) {
         if (o->n_names == cap) {
             size_t ncap = cap ? cap * 2 : 4;
             char **nn = realloc(o->names, ncap * sizeof *nn);
@@ -69,6 +70,8 @@ static int load_names(wd_repo *repo, wd_object_info *o, const uint8_t *id)
         else
             o->n_names++;
     }
+    if (!rc && row < 0)
+        rc = row;
     sqlite3_finalize(st);
     return rc;
 }
@@ -105,8 +108,8 @@ int wd_log(wd_repo *repo, wd_object_info **out, size_t *out_count)
         return rc;
     wd_object_info *objs = NULL;
     size_t n = 0, cap = 0;
-    int s;
-    while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+    int row = 0;
+    while (!rc && (row = wd__db_step(repo->db, st, "reading log")) > 0) {
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             wd_object_info *no = realloc(objs, ncap * sizeof *no);
@@ -120,8 +123,8 @@ int wd_log(wd_repo *repo, wd_object_info **out, size_t *out_count)
         rc = fill_object(repo, st, &objs[n]);
         n++;
     }
-    if (!rc && s != SQLITE_DONE)
-        rc = wd__db_error(repo->db, s, "reading log");
+    if (!rc && row < 0)
+        rc = row;
     sqlite3_finalize(st);
     if (rc) {
         wd_log_free(objs, n);
@@ -169,8 +172,9 @@ int wd_inspect(wd_repo *repo, const char *ref, wd_inspect_info **out)
     if ((rc = wd__db_prepare(repo->db, &st, "SELECT " OBJECT_COLUMNS " FROM object o WHERE o.id = ?1")))
         goto fail;
     wd__bind_hash(st, 1, id);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        rc = wd__error(WD_ENOTFOUND, "object vanished while reading");
+    int row = wd__db_step(repo->db, st, "reading object");
+    if (row <= 0) {
+        rc = row < 0 ? row : wd__error(WD_ENOTFOUND, "object vanished while reading");
         goto fail;
     }
     if ((rc = fill_object(repo, st, &info->obj)))

@@ -141,11 +141,14 @@ int wd__resolve(wd_repo *repo, const char *ref, uint8_t out[WD_HASH_SIZE])
     if ((rc = wd__db_prepare(repo->db, &st, "SELECT object FROM name WHERE name = ?1")))
         return rc;
     sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == WD_HASH_SIZE) {
+    int row = wd__db_step(repo->db, st, "looking up names");
+    if (row > 0 && sqlite3_column_bytes(st, 0) == WD_HASH_SIZE) {
         memcpy(out, sqlite3_column_blob(st, 0), WD_HASH_SIZE);
         found = 1;
     }
     sqlite3_finalize(st);
+    if (row < 0)
+        return row;
     if (found)
         return 0;
     size_t len;
@@ -163,7 +166,7 @@ int wd__resolve(wd_repo *repo, const char *ref, uint8_t out[WD_HASH_SIZE])
     sqlite3_bind_text(st, 1, lower, (int)len, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, (int)len);
     wd_buf cands = {0};
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while ((row = wd__db_step(repo->db, st, "looking up objects")) > 0) {
         if (sqlite3_column_bytes(st, 0) != WD_HASH_SIZE)
             continue;
         const uint8_t *id = sqlite3_column_blob(st, 0);
@@ -176,7 +179,9 @@ int wd__resolve(wd_repo *repo, const char *ref, uint8_t out[WD_HASH_SIZE])
         found++;
     }
     sqlite3_finalize(st);
-    if (found == 1) {
+    if (row < 0) {
+        rc = row;
+    } else if (found == 1) {
         rc = 0;
     } else if (found == 0) {
         rc = wd__error(WD_ENOTFOUND, "unknown reference '%s' (no object or name matches); see 'wdrepo log'", ref);
