@@ -42,23 +42,20 @@
  * or array (9-13 MB peak on the same model); in memory, the outputs plus two
  * pieces. No threads: tensors are processed one after the other.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "buf.h"
 #include "codec.h"
 #include "dtype.h"
 #include "error.h"
 #include "folder.h"
 #include "half.h"
 #include "hash.h"
+#include "hfconfig.h"
 #include "outdir.h"
 #include "piece.h"
 #include "safetensors.h"
@@ -70,8 +67,6 @@ enum {
     BLOCK = 1 << 16,  /* sorted index entries read from a .wdelta at a time */
     IO_BUF = 1 << 20, /* bytes per read when hashing and copying */
 };
-/* config.json files above this are copied as they are rather than parsed. */
-#define CONFIG_MAX ((size_t)16 << 20)
 
 /* ---- dtypes as deltatensors names them ------------------------------------ */
 
@@ -112,17 +107,6 @@ static wd_dtype out_dt(wd_out_dtype o, wd_dtype base)
     case WD_OUT_FLOAT16: return WD_DT_F16;
     default: return base;
     }
-}
-
-/* json.dumps of a float: repr, or Infinity/-Infinity/NaN. */
-static void py_json_float(double v, char out[40])
-{
-    if (isnan(v))
-        snprintf(out, 40, "NaN");
-    else if (isinf(v))
-        snprintf(out, 40, v < 0 ? "-Infinity" : "Infinity");
-    else
-        wd__py_float_repr(v, out);
 }
 
 /* ---- Tensors wherever they live ------------------------------------------- */
@@ -895,546 +879,6 @@ static const wd__wdelta_tensor *hash_order_at(const wd__wdelta *d, size_t i)
                                       : wd__wdelta_tensor_by_record(d, i);
 }
 
-/* ---- Output folders ------------------------------------------------------- */
-
-static int full_write(int fd, const void *data, size_t len, const char *path)
-{
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return wd__error_errno(WD_EIO, "cannot write '%s'", path);
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
-static int create_file(const char *path, int *fd)
-{
-    *fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    return *fd < 0 ? wd__error_errno(WD_EIO, "cannot create '%s'", path) : 0;
-}
-
-static int close_synced(int fd, const char *path, int rc)
-{
-    if (!rc && fsync(fd) != 0)
-        rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
-    if (close(fd) != 0 && !rc)
-        rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
-    return rc;
-}
-
-/* Copies src to dst byte for byte, with its mode and times (shutil.copy2). */
-static int copy_file(const char *src, const char *dst)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC), out = -1;
-    if (in < 0)
-        return wd__error_errno(WD_EIO, "cannot open '%s'", src);
-    uint8_t *buf = malloc(IO_BUF);
-    int rc = buf ? create_file(dst, &out) : WD_NOMEM();
-    while (!rc) {
-        ssize_t k = read(in, buf, IO_BUF);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            rc = wd__error_errno(WD_EIO, "cannot read '%s'", src);
-        if (k <= 0)
-            break;
-        rc = full_write(out, buf, (size_t)k, dst);
-    }
-    struct stat sb;
-    if (!rc && fstat(in, &sb) == 0) {
-        struct timespec ts[2] = {sb.st_atim, sb.st_mtim};
-        fchmod(out, sb.st_mode & 07777);
-        futimens(out, ts);
-    }
-    if (out >= 0)
-        rc = close_synced(out, dst, rc);
-    close(in);
-    free(buf);
-    return rc;
-}
-
-static int read_small_file(const char *path, size_t max, uint8_t **out, size_t *len)
-{
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return wd__error_errno(WD_EIO, "cannot open '%s'", path);
-    struct stat sb;
-    int rc = 0;
-    if (fstat(fd, &sb) != 0)
-        rc = wd__error_errno(WD_EIO, "cannot stat '%s'", path);
-    else if ((uint64_t)sb.st_size > max)
-        rc = 1; /* too big to parse: the caller copies it */
-    uint8_t *buf = rc ? NULL : malloc((size_t)sb.st_size + 1);
-    if (!rc && !buf)
-        rc = WD_NOMEM();
-    size_t got = 0;
-    while (!rc && got < (size_t)sb.st_size) {
-        ssize_t k = read(fd, buf + got, (size_t)sb.st_size - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            rc = wd__error_errno(WD_EIO, "cannot read '%s'", path);
-            break;
-        }
-        got += (size_t)k;
-    }
-    close(fd);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    *len = got;
-    return 0;
-}
-
-/* ---- config.json as Python's json.loads + json.dumps(indent=2) write it ---- */
-
-/* A parsed JSON value, its scalars already in the text json.dumps gives
- * them (ensure_ascii strings, int digits, float repr, NaN/Infinity). */
-typedef struct jv jv;
-struct jv {
-    char kind;   /* 's' scalar, '[' array, '{' object */
-    char *text;  /* scalar */
-    size_t n, cap;
-    jv **items;  /* array items, object values */
-    char **keys; /* object keys, as output text */
-};
-
-typedef struct {
-    const unsigned char *s;
-    size_t len, pos;
-    int depth;
-} jparse;
-
-/* Python raises RecursionError far below this; an object this large is
- * not a config (and deduplicating its keys costs n^2). Past either limit
- * the file is copied as it is. */
-enum { J_MAX_DEPTH = 900, J_MAX_MEMBERS = 1 << 16, PY_INT_MAX_DIGITS = 4300 };
-
-static void jv_free(jv *v)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < v->n; i++) {
-        jv_free(v->items[i]);
-        if (v->keys)
-            free(v->keys[i]);
-    }
-    free(v->items);
-    free(v->keys);
-    free(v->text);
-    free(v);
-}
-
-static void jp_ws(jparse *p)
-{
-    while (p->pos < p->len && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' ||
-                               p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
-        p->pos++;
-}
-
-static int hexval(unsigned char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                        : c >= 'A' && c <= 'F'   ? c - 'A' + 10
-                                                                 : -1;
-}
-
-/* One UTF-16 code unit as ensure_ascii writes it. */
-static int emit_unit(wd_buf *b, unsigned u)
-{
-    switch (u) {
-    case '"': return wd__buf_append(b, "\\\"", 2);
-    case '\\': return wd__buf_append(b, "\\\\", 2);
-    case '\n': return wd__buf_append(b, "\\n", 2);
-    case '\r': return wd__buf_append(b, "\\r", 2);
-    case '\t': return wd__buf_append(b, "\\t", 2);
-    case '\b': return wd__buf_append(b, "\\b", 2);
-    case '\f': return wd__buf_append(b, "\\f", 2);
-    default:
-        if (u >= 0x20 && u <= 0x7e) {
-            char c = (char)u;
-            return wd__buf_append(b, &c, 1);
-        }
-        return wd__buf_printf(b, "\\u%04x", u);
-    }
-}
-
-/* A string at p->pos (after the quote) into *out as output text. The file
- * was checked to be valid UTF-8. */
-static int jp_string(jparse *p, char **out)
-{
-    wd_buf b = {0};
-    int rc = wd__buf_append(&b, "\"", 1);
-    while (!rc) {
-        if (p->pos >= p->len) {
-            rc = 1;
-            break;
-        }
-        unsigned c = p->s[p->pos++];
-        if (c == '"') {
-            rc = wd__buf_append(&b, "\"", 1);
-            break;
-        }
-        if (c < 0x20) { /* strict mode: raw control characters are invalid */
-            rc = 1;
-        } else if (c == '\\') {
-            if (p->pos >= p->len) {
-                rc = 1;
-                break;
-            }
-            unsigned e = p->s[p->pos++], u = 0;
-            switch (e) {
-            case '"': case '\\': case '/': u = e; break;
-            case 'b': u = '\b'; break;
-            case 'f': u = '\f'; break;
-            case 'n': u = '\n'; break;
-            case 'r': u = '\r'; break;
-            case 't': u = '\t'; break;
-            case 'u':
-                for (int i = 0; i < 4; i++) {
-                    int h = p->pos < p->len ? hexval(p->s[p->pos]) : -1;
-                    if (h < 0) {
-                        rc = 1;
-                        break;
-                    }
-                    u = u * 16 + (unsigned)h;
-                    p->pos++;
-                }
-                break;
-            default: rc = 1; break;
-            }
-            if (!rc)
-                rc = emit_unit(&b, u);
-        } else if (c < 0x80) {
-            rc = emit_unit(&b, c);
-        } else {
-            /* a UTF-8 sequence: code point, then UTF-16 units as Python writes them */
-            int more = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
-            unsigned cp = c & (0x3fu >> more);
-            for (int i = 0; i < more; i++)
-                cp = (cp << 6) | (p->s[p->pos++] & 0x3fu);
-            if (cp >= 0x10000) {
-                cp -= 0x10000;
-                rc = emit_unit(&b, 0xd800 + (cp >> 10));
-                if (!rc)
-                    rc = emit_unit(&b, 0xdc00 + (cp & 0x3ff));
-            } else {
-                rc = emit_unit(&b, cp);
-            }
-        }
-    }
-    if (!rc)
-        rc = wd__buf_append(&b, "", 1);
-    if (rc) {
-        wd__buf_free(&b);
-        return rc;
-    }
-    *out = (char *)b.data;
-    return 0;
-}
-
-/* A number by json's NUMBER_RE: -?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?; an
- * integer stays an int (its digits; "-0" is 0), anything else a float. */
-static int jp_number(jparse *p, char **out)
-{
-    size_t start = p->pos, i = p->pos;
-    const unsigned char *s = p->s;
-    if (i < p->len && s[i] == '-')
-        i++;
-    size_t d0 = i;
-    if (i < p->len && s[i] == '0')
-        i++;
-    else
-        while (i < p->len && s[i] >= '0' && s[i] <= '9')
-            i++;
-    if (i == d0)
-        return 1;
-    size_t int_end = i;
-    int is_float = 0;
-    if (i + 1 < p->len && s[i] == '.' && s[i + 1] >= '0' && s[i + 1] <= '9') {
-        is_float = 1;
-        for (i++; i < p->len && s[i] >= '0' && s[i] <= '9'; i++)
-            ;
-    }
-    if (i < p->len && (s[i] == 'e' || s[i] == 'E')) {
-        size_t j = i + 1;
-        if (j < p->len && (s[j] == '+' || s[j] == '-'))
-            j++;
-        if (j < p->len && s[j] >= '0' && s[j] <= '9') {
-            is_float = 1;
-            for (i = j; i < p->len && s[i] >= '0' && s[i] <= '9'; i++)
-                ;
-        }
-    }
-    if (!is_float)
-        i = int_end;
-    p->pos = i;
-    char *text;
-    if (!is_float) {
-        size_t nd = int_end - d0;
-        if (nd > PY_INT_MAX_DIGITS) /* Python 3.11's int() refuses it: ValueError */
-            return 1;
-        int neg = s[start] == '-' && !(nd == 1 && s[d0] == '0');
-        if (!(text = malloc(nd + 2)))
-            return WD_NOMEM();
-        if (neg)
-            text[0] = '-';
-        memcpy(text + neg, s + d0, nd);
-        text[neg + nd] = '\0';
-    } else {
-        char *tmp = malloc(i - start + 1), num[40];
-        if (!tmp)
-            return WD_NOMEM();
-        memcpy(tmp, s + start, i - start);
-        tmp[i - start] = '\0';
-        py_json_float(strtod(tmp, NULL), num);
-        free(tmp);
-        if (!(text = strdup(num)))
-            return WD_NOMEM();
-    }
-    *out = text;
-    return 0;
-}
-
-static int jv_add(jv *v, char *key, jv *item)
-{
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        jv **items = realloc(v->items, cap * sizeof *items);
-        if (!items)
-            return WD_NOMEM();
-        v->items = items;
-        if (v->kind == '{') {
-            char **keys = realloc(v->keys, cap * sizeof *keys);
-            if (!keys)
-                return WD_NOMEM();
-            v->keys = keys;
-        }
-        v->cap = cap;
-    }
-    v->items[v->n] = item;
-    if (v->kind == '{')
-        v->keys[v->n] = key;
-    v->n++;
-    return 0;
-}
-
-/* Returns 0, 1 (not JSON Python would take: the caller copies the file) or
- * a negative status. */
-static int jp_value(jparse *p, jv **out)
-{
-    *out = NULL;
-    jp_ws(p);
-    if (p->pos >= p->len || ++p->depth > J_MAX_DEPTH)
-        return 1;
-    jv *v = calloc(1, sizeof *v);
-    if (!v)
-        return WD_NOMEM();
-    v->kind = 's';
-    unsigned char c = p->s[p->pos];
-    static const char *const lits[] = {"null", "true", "false", "NaN", "Infinity", "-Infinity"};
-    int rc = 1;
-    for (size_t i = 0; i < sizeof lits / sizeof *lits; i++) {
-        size_t l = strlen(lits[i]);
-        if (p->len - p->pos >= l && !memcmp(p->s + p->pos, lits[i], l)) {
-            p->pos += l;
-            rc = (v->text = strdup(lits[i])) ? 0 : WD_NOMEM();
-            goto done;
-        }
-    }
-    if (c == '"') {
-        p->pos++;
-        rc = jp_string(p, &v->text);
-    } else if (c == '-' || (c >= '0' && c <= '9')) {
-        rc = jp_number(p, &v->text);
-    } else if (c == '[' || c == '{') {
-        v->kind = (char)c;
-        p->pos++;
-        jp_ws(p);
-        rc = 0;
-        char close = c == '[' ? ']' : '}';
-        if (p->pos < p->len && p->s[p->pos] == (unsigned char)close) {
-            p->pos++;
-            goto done;
-        }
-        for (;;) {
-            char *key = NULL;
-            if (c == '{') {
-                jp_ws(p);
-                if (p->pos >= p->len || p->s[p->pos] != '"') {
-                    rc = 1;
-                    break;
-                }
-                p->pos++;
-                if ((rc = jp_string(p, &key)))
-                    break;
-                jp_ws(p);
-                if (p->pos >= p->len || p->s[p->pos] != ':') {
-                    free(key);
-                    rc = 1;
-                    break;
-                }
-                p->pos++;
-            }
-            jv *item;
-            if ((rc = jp_value(p, &item))) {
-                free(key);
-                break;
-            }
-            /* a repeated key keeps its first place and takes the last value,
-             * as a Python dict built from the pairs does */
-            size_t k = v->n;
-            if (key)
-                for (k = 0; k < v->n && strcmp(v->keys[k], key); k++)
-                    ;
-            if (k < v->n) {
-                jv_free(v->items[k]);
-                v->items[k] = item;
-                free(key);
-            } else if (v->n >= J_MAX_MEMBERS) {
-                jv_free(item);
-                free(key);
-                rc = 1;
-                break;
-            } else if ((rc = jv_add(v, key, item))) {
-                jv_free(item);
-                free(key);
-                break;
-            }
-            jp_ws(p);
-            if (p->pos < p->len && p->s[p->pos] == ',') {
-                p->pos++;
-                continue;
-            }
-            if (p->pos < p->len && p->s[p->pos] == (unsigned char)close) {
-                p->pos++;
-                break;
-            }
-            rc = 1;
-            break;
-        }
-    }
-done:
-    p->depth--;
-    if (rc) {
-        jv_free(v);
-        return rc;
-    }
-    *out = v;
-    return 0;
-}
-
-static int jv_emit(wd_buf *b, const jv *v, int level)
-{
-    if (v->kind == 's')
-        return wd__buf_append(b, v->text, strlen(v->text));
-    if (v->n == 0)
-        return wd__buf_append(b, v->kind == '[' ? "[]" : "{}", 2);
-    int rc = wd__buf_append(b, v->kind == '[' ? "[" : "{", 1);
-    for (size_t i = 0; !rc && i < v->n; i++) {
-        rc = wd__buf_printf(b, "%s\n%*s", i ? "," : "", 2 * (level + 1), "");
-        if (!rc && v->kind == '{')
-            rc = wd__buf_printf(b, "%s: ", v->keys[i]);
-        if (!rc)
-            rc = jv_emit(b, v->items[i], level + 1);
-    }
-    if (!rc)
-        rc = wd__buf_printf(b, "\n%*s%c", 2 * level, "", v->kind == '[' ? ']' : '}');
-    return rc;
-}
-
-/* Strict UTF-8 as Python decodes it (no overlongs, surrogates or > U+10FFFF). */
-static int utf8_ok(const uint8_t *s, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        int more = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
-        if (more < 0 || len - i <= (size_t)more)
-            return 0;
-        unsigned c1 = s[i + 1];
-        if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 > 0x9f) || (c == 0xf0 && c1 < 0x90) ||
-            (c == 0xf4 && c1 > 0x8f))
-            return 0;
-        for (int k = 1; k <= more; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-        i += (size_t)more + 1;
-    }
-    return 1;
-}
-
-/* deltatensors' _copy_model_files for config.json: a JSON object gets its
- * "torch_dtype" and "dtype" keys (where present) set to dtype and is written
- * back as json.dumps(cfg, indent=2) + "\n"; anything Python's json.loads
- * would refuse (or not an object) is copied as it is. */
-static int write_config(const char *src, const char *dst, const char *dtype)
-{
-    uint8_t *text;
-    size_t len = 0;
-    int rc = read_small_file(src, CONFIG_MAX, &text, &len);
-    if (rc == 1)
-        return copy_file(src, dst);
-    if (rc)
-        return rc;
-    jv *root = NULL;
-    jparse p = {text, len, 0, 0};
-    if (utf8_ok(text, len)) {
-        rc = jp_value(&p, &root);
-        jp_ws(&p);
-        if (!rc && (p.pos != len || root->kind != '{'))
-            rc = 1;
-    } else {
-        rc = 1;
-    }
-    free(text);
-    if (rc) {
-        jv_free(root);
-        return rc == 1 ? copy_file(src, dst) : rc;
-    }
-    for (size_t i = 0; !rc && i < root->n; i++) {
-        if (strcmp(root->keys[i], "\"torch_dtype\"") && strcmp(root->keys[i], "\"dtype\""))
-            continue;
-        jv *s = calloc(1, sizeof *s);
-        size_t tl = strlen(dtype) + 3;
-        if (!s || !(s->text = malloc(tl))) {
-            free(s);
-            rc = WD_NOMEM();
-            break;
-        }
-        s->kind = 's';
-        snprintf(s->text, tl, "\"%s\"", dtype);
-        jv_free(root->items[i]);
-        root->items[i] = s;
-    }
-    wd_buf out = {0};
-    if (!rc)
-        rc = jv_emit(&out, root, 0);
-    if (!rc)
-        rc = wd__buf_append(&out, "\n", 1);
-    jv_free(root);
-    int fd = -1;
-    if (!rc)
-        rc = create_file(dst, &fd);
-    if (!rc) {
-        rc = full_write(fd, out.data, out.len, dst);
-        rc = close_synced(fd, dst, rc);
-    }
-    wd__buf_free(&out);
-    return rc;
-}
-
 /* ---- Loading onto a base folder --------------------------------------------- */
 
 /* One tensor of the output shard: a base tensor, with the delta the file
@@ -1467,14 +911,14 @@ static int write_tensor(int fd, const char *path, const wd__wdelta *d, const out
         if (raw_copy) {
             rc = tref_read(&it->base, b * es, pb->raw, cnt * es);
             if (!rc)
-                rc = full_write(fd, pb->raw, cnt * es, path);
+                rc = wd__file_write(fd, pb->raw, cnt * es, path);
         } else {
             rc = tref_f32(&it->base, b, cnt, pb->f, pb->raw);
             if (!rc && it->t)
                 rc = tdec_apply(&td, b, cnt, pb->f, NULL);
             if (!rc) {
                 wd__from_f32(pb->out, pb->f, cnt, it->out);
-                rc = full_write(fd, pb->out, cnt * oes, path);
+                rc = wd__file_write(fd, pb->out, cnt * oes, path);
             }
         }
         prog_add(pg, cnt * oes);
@@ -1501,17 +945,17 @@ static int write_shard(const char *path, const wd__wdelta *d, const out_item *it
     if (!rc)
         rc = wd__st_header_build(&hdr, &hlen, specs, n, NULL);
     if (!rc)
-        rc = create_file(path, &fd);
+        rc = wd__file_create(path, &fd);
     if (!rc) {
         uint8_t prefix[8];
         for (int i = 0; i < 8; i++)
             prefix[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-        rc = full_write(fd, prefix, 8, path);
+        rc = wd__file_write(fd, prefix, 8, path);
         if (!rc)
-            rc = full_write(fd, hdr, hlen, path);
+            rc = wd__file_write(fd, hdr, hlen, path);
         for (size_t i = 0; !rc && i < n; i++)
             rc = write_tensor(fd, path, d, &items[i], &pb, pg);
-        rc = close_synced(fd, path, rc);
+        rc = wd__file_close(fd, path, rc);
     }
     free(specs);
     free(hdr);
@@ -1552,9 +996,9 @@ static int copy_other_files(const wd_folder *base, const char *dir, wd_out_dtype
         if (asprintf(&src, "%s/%s", base->dir, name) < 0 || asprintf(&dst, "%s/%s", dir, name) < 0)
             rc = WD_NOMEM();
         else if (!strcmp(name, "config.json") && out_dtype != WD_OUT_ORIGINAL)
-            rc = write_config(src, dst, out_names[out_dtype]);
+            rc = wd__hfconfig_write(src, dst, out_names[out_dtype]);
         else
-            rc = copy_file(src, dst);
+            rc = wd__file_copy(src, dst);
         free(src);
         free(dst);
     }
@@ -1846,126 +1290,4 @@ fail:
     free(br);
     wd__wdelta_close(d);
     return rc;
-}
-
-/* ---- inspect() ------------------------------------------------------------------ */
-
-void wd_inspect_file_free(wd_wdelta_info *info)
-{
-    if (!info)
-        return;
-    for (size_t i = 0; i < info->n_tensors; i++) {
-        free(info->tensors[i].name);
-        free(info->tensors[i].options_json);
-    }
-    free(info->tensors);
-    free(info->path);
-    free(info);
-}
-
-/* The tensor's scalar options as a compact JSON object, in header order. */
-static int options_json(const wd__wdelta_tensor *t, char **out)
-{
-    wd_buf b = {0};
-    int rc = wd__buf_append(&b, "{", 1), first = 1;
-    for (int i = 0; !rc && i < t->n_keys; i++) {
-        int k = t->key_order[i];
-        char num[40];
-        const char *key;
-        switch (k) {
-        case WD__WK_SPARSITY: key = "sparsity"; py_json_float(t->sparsity, num); break;
-        case WD__WK_OUTLIER_FRACTION:
-            key = "outlier_fraction";
-            py_json_float(t->outlier_fraction, num);
-            break;
-        case WD__WK_N_ELEMENTS:
-            key = "n_elements";
-            snprintf(num, sizeof num, "%llu", (unsigned long long)t->n_elements);
-            break;
-        case WD__WK_N_COLS:
-            key = "n_cols";
-            snprintf(num, sizeof num, "%llu", (unsigned long long)t->n_cols);
-            break;
-        case WD__WK_N_OUTLIERS:
-            key = "n_outliers";
-            snprintf(num, sizeof num, "%llu", (unsigned long long)t->n_outliers);
-            break;
-        case WD__WK_INT4_LAYOUT:
-            key = "int4_layout";
-            snprintf(num, sizeof num, "%d", t->int4_layout);
-            break;
-        default: continue;
-        }
-        rc = wd__buf_printf(&b, "%s\"%s\":%s", first ? "" : ",", key, num);
-        first = 0;
-    }
-    if (!rc)
-        rc = wd__buf_append(&b, "}", 2); /* with the NUL */
-    if (rc) {
-        wd__buf_free(&b);
-        return rc;
-    }
-    *out = (char *)b.data;
-    return 0;
-}
-
-int wd_inspect_file(wd_wdelta_info **out, const char *path)
-{
-    *out = NULL;
-    wd__wdelta *d;
-    int rc = wd__wdelta_open(&d, path);
-    if (rc)
-        return rc;
-    wd_wdelta_info *info = calloc(1, sizeof *info);
-    size_t n = wd__wdelta_count(d);
-    if (!info || !(info->path = strdup(path)) ||
-        !(info->tensors = calloc(n + 1, sizeof *info->tensors))) {
-        rc = WD_NOMEM();
-        goto done;
-    }
-    info->size = wd__wdelta_file_size(d);
-    char mb[64]; /* round(size / 1e6, 2), as deltatensors reports it */
-    snprintf(mb, sizeof mb, "%.2f", (double)info->size / 1e6);
-    info->size_mb = strtod(mb, NULL);
-    info->version = wd__wdelta_version(d);
-    snprintf(info->parent_hash, sizeof info->parent_hash, "%s", wd__wdelta_parent_hash(d));
-    snprintf(info->strategy, sizeof info->strategy, "%s",
-             wd__wdelta_strategy_name(wd__wdelta_strategy(d)));
-    for (size_t i = 0; !rc && i < n; i++, info->n_tensors++) {
-        const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
-        wd_wdelta_tensor_info *ti = &info->tensors[i];
-        if (!(ti->name = malloc(t->name_len + 1))) {
-            rc = WD_NOMEM();
-            break;
-        }
-        memcpy(ti->name, t->name, t->name_len);
-        ti->name[t->name_len] = '\0';
-        ti->ndim = t->ndim;
-        memcpy(ti->shape, t->shape, sizeof ti->shape);
-        int has_base = (t->has & WD__WK_BIT(WD__WK_BASE_DTYPE)) != 0;
-        snprintf(ti->dtype, sizeof ti->dtype, "%s", has_base ? t->base_dtype : t->dtype);
-        snprintf(ti->delta_dtype, sizeof ti->delta_dtype, "%s", t->dtype);
-        snprintf(ti->base_dtype, sizeof ti->base_dtype, "%s", has_base ? t->base_dtype : "");
-        snprintf(ti->strategy, sizeof ti->strategy, "%s", wd__wdelta_strategy_name(t->strategy));
-        rc = options_json(t, &ti->options_json);
-        const int *fields;
-        size_t nf = wd__wdelta_fields_of(t->strategy, &fields);
-        for (size_t k = 0; k < nf && k < WD_WDELTA_MAX_ARRAYS; k++) {
-            const wd__wdelta_field *f = wd__wdelta_field_of(t, fields[k]);
-            wd_wdelta_array *a = &ti->arrays[ti->n_arrays++];
-            snprintf(a->field, sizeof a->field, "%s", wd__wdelta_field_name(fields[k]));
-            snprintf(a->dtype, sizeof a->dtype, "%s", wd__wdelta_dtype_name(f->dtype));
-            a->count = f->count;
-            a->nbytes = f->nbytes;
-            ti->nbytes += f->nbytes;
-        }
-    }
-done:
-    wd__wdelta_close(d);
-    if (rc) {
-        wd_inspect_file_free(info);
-        return rc;
-    }
-    *out = info;
-    return 0;
 }
