@@ -59,6 +59,7 @@
 #include "outdir.h"
 #include "piece.h"
 #include "safetensors.h"
+#include "strategy.h"
 #include "wdelta.h"
 #include "wdrepo.h"
 
@@ -474,32 +475,6 @@ static int encode_tensor(wd__wdelta_writer *w, size_t ti, const wd__wdelta_tenso
     return rc;
 }
 
-static int parse_strategy(const wd_strategy_opts *so, int *strategy, double *sparsity,
-                          double *outlier_fraction)
-{
-    const char *s = so && so->strategy ? so->strategy : "sparse"; /* deltatensors' default */
-    if (!strcmp(s, "sparse"))
-        *strategy = WD__WS_SPARSE;
-    else if (!strcmp(s, "quantized"))
-        *strategy = WD__WS_QUANTIZED;
-    else if (!strcmp(s, "int4"))
-        *strategy = WD__WS_INT4;
-    else if (!strcmp(s, "lossless"))
-        return wd__error(WD_EUSAGE, "strategy 'lossless' is wdrepo's own; a .wdelta file holds "
-                                    "sparse, quantized or int4");
-    else
-        return wd__error(WD_EUSAGE, "unknown strategy '%s' (valid: sparse, quantized, int4)", s);
-    *sparsity = so && so->sparsity != 0 ? so->sparsity : WD_DEFAULT_SPARSITY;
-    *outlier_fraction =
-        so && so->outlier_fraction != 0 ? so->outlier_fraction : WD_DEFAULT_OUTLIER_FRACTION;
-    if (!(*sparsity >= 0 && *sparsity < 1))
-        return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), got %g", *sparsity);
-    if (!(*outlier_fraction > 0 && *outlier_fraction <= 1))
-        return wd__error(WD_EUSAGE, "outlier_fraction must be in (0, 1], got %g",
-                         *outlier_fraction);
-    return 0;
-}
-
 /* Writes the .wdelta of pairs[0..np) (sorted by name). from_paths selects the
  * folder writer's conventions (0.2.0 record order for v1, base_dtype right
  * after dtype for v2); otherwise save_delta's (sorted; base_dtype after the
@@ -508,15 +483,15 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
                       const wd_strategy_opts *so, int version, int from_paths,
                       const wd_options *opt)
 {
-    int strategy = 0;
-    double sparsity = 0, ofrac = 0;
+    wd__strategy st;
     if (version == 0)
         version = 2;
     if (version != 1 && version != 2)
         return wd__error(WD_EUSAGE, "unknown .wdelta format version %d (valid: 1, 2)", version);
-    int rc = parse_strategy(so, &strategy, &sparsity, &ofrac);
+    int rc = wd__strategy_resolve(&st, so, "sparse", WD_STRATEGY_WDELTA);
     if (rc)
         return rc;
+    int strategy = st.strategy;
     size_t *sel = calloc(np + 1, sizeof *sel), *order = calloc(np + 1, sizeof *order);
     const tref **hashed = calloc(np + 1, sizeof *hashed);
     wd__wdelta_tensor *ts = calloc(np + 1, sizeof *ts);
@@ -552,9 +527,9 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
         memcpy(t->shape, p->ft.shape, (size_t)p->ft.ndim * sizeof *t->shape);
         if (version == 2)
             snprintf(t->base_dtype, sizeof t->base_dtype, "%s", np_names[p->base.dtype]);
-        t->sparsity = sparsity;
-        t->outlier_fraction = ofrac;
-        t->n_outliers = wd__int4_n_outliers(p->ft.n, ofrac);
+        t->sparsity = st.option;
+        t->outlier_fraction = st.option;
+        t->n_outliers = wd__int4_n_outliers(p->ft.n, st.option);
         rc = wd__wdelta_tensor_fill_ex(t, version,
                                        !from_paths && version == 2 ? WD__WDELTA_FILL_MEM_ORDER : 0);
         if (rc)
