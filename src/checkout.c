@@ -43,15 +43,6 @@ typedef struct {
     wd_out_dtype out_dtype;
 } out_ctx;
 
-/* The dtype a tensor is written as: --dtype changes floating-point tensors
- * only, as deltatensors' dtype argument does. */
-static wd_dtype written_dtype(wd_dtype dt, wd_out_dtype out)
-{
-    if (out == WD_OUT_ORIGINAL || !wd__dtype_is_float(dt) || !wd__f32_convertible(dt))
-        return dt;
-    return out == WD_OUT_FLOAT32 ? WD_DT_F32 : out == WD_OUT_BFLOAT16 ? WD_DT_BF16 : WD_DT_F16;
-}
-
 static int write_all(int fd, const void *buf, size_t len, uint64_t off, const char *path)
 {
     const uint8_t *p = buf;
@@ -100,7 +91,7 @@ static int fill_out(wd_repo *repo, shard_cursor *sc, out_ctx *c, size_t cap, int
         const wd_stored_tensor *t = sc->ts[sc->ti];
         uint64_t npieces = (t->nelem + t->chunk_elems - 1) / t->chunk_elems;
         if (sc->k >= npieces) {
-            sc->off += t->nelem * wd__dtype_size(written_dtype(t->dtype, c->out_dtype));
+            sc->off += t->nelem * wd__dtype_size(wd__dtype_written(t->dtype, c->out_dtype));
             sc->ti++;
             sc->k = 0;
             continue;
@@ -109,7 +100,7 @@ static int fill_out(wd_repo *repo, shard_cursor *sc, out_ctx *c, size_t cap, int
         j->t = t;
         j->k = sc->k++;
         j->fd = fd;
-        j->out_dt = written_dtype(t->dtype, c->out_dtype);
+        j->out_dt = wd__dtype_written(t->dtype, c->out_dtype);
         j->offset = sc->off + j->k * t->chunk_elems * wd__dtype_size(j->out_dt);
         int rc = wd__piece_fetch(repo, t, j->k, j->out_dt == t->dtype ? WD_PIECE_NATIVE : WD_PIECE_F32, &j->plan);
         if (rc)
@@ -141,7 +132,7 @@ static int retype_header(wd_buf *header, const wd_stored_tensor **ts, size_t n, 
     } else {
         for (size_t i = 0; i < n; i++) {
             specs[i].name = ts[i]->name;
-            specs[i].dtype = written_dtype(ts[i]->dtype, out);
+            specs[i].dtype = wd__dtype_written(ts[i]->dtype, out);
             specs[i].ndim = ts[i]->ndim;
             specs[i].shape = ts[i]->shape;
         }

@@ -61,54 +61,13 @@
 #include "safetensors.h"
 #include "strategy.h"
 #include "wdelta.h"
+#include "wdelta_decode.h"
 #include "wdrepo.h"
 
 enum {
-    PIECE = 1 << 18,  /* elements decoded at a time when loading (a multiple of 8) */
-    BLOCK = 1 << 16,  /* sorted index entries read from a .wdelta at a time */
+    PIECE = WD__DEC_PIECE, /* elements decoded at a time when loading */
     IO_BUF = 1 << 20, /* bytes per read when hashing and copying */
 };
-
-/* ---- dtypes as deltatensors names them ------------------------------------ */
-
-/* deltatensors' canonical names (safetensors_io._ST_DTYPES), used for v2's
- * base_dtype and the in-memory delta dtype. */
-static const char *const np_names[WD_DT__COUNT] = {
-    [WD_DT_F64] = "float64",       [WD_DT_F32] = "float32",     [WD_DT_F16] = "float16",
-    [WD_DT_BF16] = "bfloat16",     [WD_DT_I64] = "int64",       [WD_DT_I32] = "int32",
-    [WD_DT_I16] = "int16",         [WD_DT_I8] = "int8",         [WD_DT_U8] = "uint8",
-    [WD_DT_BOOL] = "bool",         [WD_DT_F8_E4M3] = "float8_e4m3fn",
-    [WD_DT_F8_E5M2] = "float8_e5m2",
-};
-
-/* deltatensors' FLOAT_DTYPES: the types an output dtype applies to (float8
- * is not among them: it is copied through raw). */
-static int dt_float(wd_dtype dt)
-{
-    return dt == WD_DT_F64 || dt == WD_DT_F32 || dt == WD_DT_F16 || dt == WD_DT_BF16;
-}
-
-static const char *const out_names[] = {"original", "float32", "bfloat16", "float16"};
-
-int wd_out_dtype_parse(const char *name)
-{
-    for (int i = 0; name && i < 4; i++)
-        if (!strcmp(name, out_names[i]))
-            return i;
-    return -1;
-}
-
-static wd_dtype out_dt(wd_out_dtype o, wd_dtype base)
-{
-    if (!dt_float(base))
-        return base;
-    switch (o) {
-    case WD_OUT_FLOAT32: return WD_DT_F32;
-    case WD_OUT_BFLOAT16: return WD_DT_BF16;
-    case WD_OUT_FLOAT16: return WD_DT_F16;
-    default: return base;
-    }
-}
 
 /* ---- Tensors wherever they live ------------------------------------------- */
 
@@ -526,7 +485,7 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
         t->ndim = p->ft.ndim;
         memcpy(t->shape, p->ft.shape, (size_t)p->ft.ndim * sizeof *t->shape);
         if (version == 2)
-            snprintf(t->base_dtype, sizeof t->base_dtype, "%s", np_names[p->base.dtype]);
+            snprintf(t->base_dtype, sizeof t->base_dtype, "%s", wd__dtype_numpy_name(p->base.dtype));
         t->sparsity = st.option;
         t->outlier_fraction = st.option;
         t->n_outliers = wd__int4_n_outliers(p->ft.n, st.option);
@@ -643,210 +602,6 @@ int wd_save_delta(const char *out_path, const wd_named_tensor *ft, size_t n_ft,
     return rc;
 }
 
-/* ---- Decoding one .wdelta tensor piece by piece ----------------------------- */
-
-/* Reads a tensor's arrays forward, one piece of the tensor at a time. Sorted
- * entries (sparse indices/values, int4 outlier_idx/outlier_vals) come through
- * a BLOCK-entry window that only moves forward; packed bits, codes and row
- * scales are read for the piece only. */
-typedef struct {
-    const wd__wdelta *d;
-    const wd__wdelta_tensor *t;
-    const wd__wdelta_field *fi, *fv; /* sorted entries: index and value arrays */
-    int ifield;
-    unsigned isz, vsz;
-    uint64_t total, fetched, used; /* entries: in the file, read, consumed */
-    int64_t prev;                  /* last index read, for the order check */
-    uint8_t *bi, *bv;              /* the window */
-    size_t blen, bpos;
-    int64_t *pi;                   /* the piece's entries, relative to its origin */
-    void *pv;
-    size_t m;
-    uint8_t *bytes;     /* the piece's packed signs or codes */
-    uint16_t *scales;   /* quantized: the piece's rows */
-    uint16_t scale, zero_point;
-} tdec;
-
-static void tdec_free(tdec *td)
-{
-    free(td->bi);
-    free(td->bv);
-    free(td->pi);
-    free(td->pv);
-    free(td->bytes);
-    free(td->scales);
-    memset(td, 0, sizeof *td);
-}
-
-static int tdec_init(tdec *td, const wd__wdelta *d, const wd__wdelta_tensor *t)
-{
-    memset(td, 0, sizeof *td);
-    td->d = d;
-    td->t = t;
-    td->prev = -1;
-    int rc = 0;
-    if (t->strategy == WD__WS_QUANTIZED) {
-        /* an empty tensor (which deltatensors cannot read back) has nothing
-         * to decode; otherwise the reader saw n_cols match the shape */
-        if (t->n_cols == 0 && t->n)
-            return wd__error(WD_EBADINPUT, ".wdelta tensor '%s': quantized with no columns",
-                             t->name);
-        td->bytes = malloc(PIECE / 8 + 8);
-        td->scales = malloc((PIECE + 2) * sizeof *td->scales);
-        return td->bytes && td->scales ? 0 : WD_NOMEM();
-    }
-    if (t->strategy == WD__WS_SPARSE) {
-        td->ifield = WD__WF_INDICES;
-        td->fi = wd__wdelta_field_of(t, WD__WF_INDICES);
-        td->fv = wd__wdelta_field_of(t, WD__WF_VALUES);
-    } else {
-        td->ifield = WD__WF_OUTLIER_IDX;
-        td->fi = wd__wdelta_field_of(t, WD__WF_OUTLIER_IDX);
-        td->fv = wd__wdelta_field_of(t, WD__WF_OUTLIER_VALS);
-        const wd__wdelta_field *fs = wd__wdelta_field_of(t, WD__WF_SCALE);
-        const wd__wdelta_field *fz = wd__wdelta_field_of(t, WD__WF_ZERO_POINT);
-        if ((rc = wd__wdelta_pread(d, fs, 0, &td->scale, 2)) ||
-            (rc = wd__wdelta_pread(d, fz, 0, &td->zero_point, 2)))
-            return rc;
-        if (!(td->bytes = malloc(PIECE / 2 + 8)))
-            return WD_NOMEM();
-    }
-    td->isz = (unsigned)wd__dtype_size(td->fi->dtype);
-    td->vsz = (unsigned)wd__dtype_size(td->fv->dtype);
-    td->total = td->fi->count;
-    size_t win = td->total < BLOCK ? (size_t)td->total : BLOCK;
-    size_t per = td->total < PIECE ? (size_t)td->total : PIECE;
-    td->bi = malloc(win * td->isz + 8);
-    td->bv = malloc(win * td->vsz + 8);
-    td->pi = malloc(per * sizeof *td->pi + 8);
-    td->pv = malloc(per * td->vsz + 8);
-    return td->bi && td->bv && td->pi && td->pv ? 0 : WD_NOMEM();
-}
-
-static int tdec_refill(tdec *td)
-{
-    uint64_t left = td->total - td->fetched;
-    size_t cnt = left < BLOCK ? (size_t)left : BLOCK;
-    int rc = wd__wdelta_pread(td->d, td->fi, td->fetched * td->isz, td->bi, cnt * td->isz);
-    if (!rc)
-        rc = wd__wdelta_pread(td->d, td->fv, td->fetched * td->vsz, td->bv, cnt * td->vsz);
-    /* indices come from the file: in range and increasing before they address memory */
-    if (!rc)
-        rc = wd__wdelta_check_indices(td->t, td->ifield, td->bi, td->fi->dtype, cnt, td->fetched,
-                                      td->t->n, 1, &td->prev);
-    td->fetched += cnt;
-    td->blen = cnt;
-    td->bpos = 0;
-    return rc;
-}
-
-/* Gathers the entries in [b, e) into pi/pv, indices made relative to origin
- * (<= b). Pieces must come in increasing order and cover the tensor. */
-static int tdec_collect(tdec *td, uint64_t b, uint64_t e, uint64_t origin)
-{
-    td->m = 0;
-    while (td->used < td->total) {
-        int rc;
-        if (td->bpos == td->blen && (rc = tdec_refill(td)))
-            return rc;
-        int64_t v = wd__idx_at(td->bi, td->isz, td->bpos);
-        if ((uint64_t)v >= e)
-            break;
-        if ((uint64_t)v < b) /* only if a caller skipped a piece */
-            return wd__error(WD_ERROR, "internal error: .wdelta pieces out of order");
-        td->pi[td->m] = v - (int64_t)origin;
-        memcpy((uint8_t *)td->pv + td->m * td->vsz, td->bv + td->bpos * td->vsz, td->vsz);
-        td->m++;
-        td->bpos++;
-        td->used++;
-    }
-    return 0;
-}
-
-/* Adds the delta of elements [b, b + cnt) to buf, which holds their float32
- * base values; b is a multiple of 8. With d == NULL the delta goes in place
- * (deltatensors' streaming reconstruction: base + value where something is
- * stored). With d (cnt floats of scratch) the result is base + decompress()
- * instead, as deltatensors' load_delta computes it: the decoded delta is
- * built in d from +0.0 (sparse values assigned, int4 added onto zeros) and
- * then added; quantized gives the same bits either way. */
-static int tdec_apply(tdec *td, uint64_t b, size_t cnt, float *buf, float *d)
-{
-    const wd__wdelta_tensor *t = td->t;
-    uint64_t e = b + cnt;
-    int rc;
-    if (cnt == 0)
-        return 0;
-    if (t->strategy == WD__WS_QUANTIZED) {
-        /* Each row segment [s, r_end) goes through a view of the piece whose
-         * one row ends at r_end: its bit i is the piece's bit i (the piece
-         * starts on a byte), and its single scale is that row's. */
-        uint64_t nc = t->n_cols, r0 = b / nc, r1 = (e - 1) / nc;
-        const wd__wdelta_field *fsc = wd__wdelta_field_of(t, WD__WF_SCALES);
-        const wd__wdelta_field *fsg = wd__wdelta_field_of(t, WD__WF_PACKED_SIGNS);
-        if ((rc = wd__wdelta_pread(td->d, fsc, r0 * 2, td->scales, (size_t)(r1 - r0 + 1) * 2)) ||
-            (rc = wd__wdelta_pread(td->d, fsg, b / 8, td->bytes, (size_t)((e + 7) / 8 - b / 8))))
-            return rc;
-        for (uint64_t s = b; s < e;) {
-            uint64_t r = s / nc, r_end = (r + 1) * nc < e ? (r + 1) * nc : e;
-            wd_quant_delta v = {.n = r_end - b, .n_cols = r_end - b,
-                                .scales = &td->scales[r - r0], .packed_signs = td->bytes};
-            if ((rc = wd__quant_apply(&v, s - b, buf + (s - b), (size_t)(r_end - s))))
-                return rc;
-            s = r_end;
-        }
-        return 0;
-    }
-    if (d)
-        for (size_t i = 0; i < cnt; i++)
-            d[i] = 0.0f;
-    float *target = d ? d : buf;
-    if (t->strategy == WD__WS_SPARSE) {
-        if ((rc = tdec_collect(td, b, e, b)))
-            return rc;
-        if (d) {
-            for (size_t j = 0; j < td->m; j++)
-                memcpy(&d[td->pi[j]], (uint8_t *)td->pv + 4 * j, 4);
-        } else {
-            wd_sparse_delta v = {.n = cnt, .k = td->m, .indices = td->pi, .values = td->pv};
-            if ((rc = wd__sparse_apply(&v, 0, buf, cnt)))
-                return rc;
-        }
-    } else if (t->int4_layout == 2) {
-        /* every position has a code: the piece's codes start at byte b / 2 */
-        if ((rc = tdec_collect(td, b, e, b)) ||
-            (rc = wd__wdelta_pread(td->d, wd__wdelta_field_of(t, WD__WF_PACKED), b / 2,
-                                   td->bytes, (cnt + 1) / 2)))
-            return rc;
-        wd_int4_delta v = {.layout = 2, .n = cnt, .n_outliers = td->m, .idx_bytes = 8,
-                           .outlier_idx = td->pi, .outlier_vals = td->pv, .scale = td->scale,
-                           .zero_point = td->zero_point, .packed = td->bytes};
-        if ((rc = wd__int4_apply(&v, 0, target, cnt)))
-            return rc;
-    } else {
-        /* layout 1: position p reads code p - (outliers before p). The piece's
-         * first code c0 may sit in a low nibble; then the view starts one
-         * element early, on the code before it, and decoding starts at 1. */
-        uint64_t c0 = b - td->used, origin = (c0 & 1) ? b - 1 : b;
-        if ((rc = tdec_collect(td, b, e, origin)))
-            return rc;
-        uint64_t cstart = c0 - (b - origin), cend = c0 + (cnt - td->m);
-        size_t nb = (size_t)((cend + 1) / 2 - cstart / 2);
-        if (nb && (rc = wd__wdelta_pread(td->d, wd__wdelta_field_of(t, WD__WF_PACKED),
-                                         cstart / 2, td->bytes, nb)))
-            return rc;
-        wd_int4_delta v = {.layout = 1, .n = e - origin, .n_outliers = td->m, .idx_bytes = 8,
-                           .outlier_idx = td->pi, .outlier_vals = td->pv, .scale = td->scale,
-                           .zero_point = td->zero_point, .packed = td->bytes};
-        if ((rc = wd__int4_apply(&v, b - origin, target, cnt)))
-            return rc;
-    }
-    if (d)
-        for (size_t i = 0; i < cnt; i++)
-            buf[i] = buf[i] + d[i];
-    return 0;
-}
-
 /* The file's tensors in the order its parent_hash covers them. */
 static const wd__wdelta_tensor *hash_order_at(const wd__wdelta *d, size_t i)
 {
@@ -877,8 +632,8 @@ typedef struct {
 static int write_tensor(int fd, const char *path, const wd__wdelta *d, const out_item *it,
                         const piece_bufs *pb, progress *pg)
 {
-    tdec td;
-    int rc = it->t ? tdec_init(&td, d, it->t) : 0;
+    wd__wdelta_dec td;
+    int rc = it->t ? wd__wdelta_dec_init(&td, d, it->t) : 0;
     size_t es = wd__dtype_size(it->base.dtype), oes = wd__dtype_size(it->out);
     int raw_copy = !it->t && it->out == it->base.dtype;
     for (uint64_t b = 0; !rc && b < it->base.n; b += PIECE) {
@@ -890,7 +645,7 @@ static int write_tensor(int fd, const char *path, const wd__wdelta *d, const out
         } else {
             rc = tref_f32(&it->base, b, cnt, pb->f, pb->raw);
             if (!rc && it->t)
-                rc = tdec_apply(&td, b, cnt, pb->f, NULL);
+                rc = wd__wdelta_dec_apply(&td, b, cnt, pb->f, NULL);
             if (!rc) {
                 wd__from_f32(pb->out, pb->f, cnt, it->out);
                 rc = wd__file_write(fd, pb->out, cnt * oes, path);
@@ -899,7 +654,7 @@ static int write_tensor(int fd, const char *path, const wd__wdelta *d, const out
         prog_add(pg, cnt * oes);
     }
     if (it->t)
-        tdec_free(&td);
+        wd__wdelta_dec_free(&td);
     return rc;
 }
 
@@ -971,7 +726,7 @@ static int copy_other_files(const wd_folder *base, const char *dir, wd_out_dtype
         if (asprintf(&src, "%s/%s", base->dir, name) < 0 || asprintf(&dst, "%s/%s", dir, name) < 0)
             rc = WD_NOMEM();
         else if (!strcmp(name, "config.json") && out_dtype != WD_OUT_ORIGINAL)
-            rc = wd__hfconfig_write(src, dst, out_names[out_dtype]);
+            rc = wd__hfconfig_write(src, dst, wd__out_dtype_name(out_dtype));
         else
             rc = wd__file_copy(src, dst);
         free(src);
@@ -1084,7 +839,7 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
             tref_folder(&items[n++].base, base, k);
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        items[i].out = out_dt(out_dtype, items[i].base.dtype);
+        items[i].out = wd__dtype_written(items[i].base.dtype, out_dtype);
         total += items[i].base.n * wd__dtype_size(items[i].out);
     }
 
@@ -1156,13 +911,8 @@ static int load_one(wd_named_tensor *r, const wd__wdelta *d, const wd__wdelta_te
                     const tref *b)
 {
     wd_dtype odt;
-    if (!strcmp(t->dtype, "float32"))
-        odt = WD_DT_F32;
-    else if (!strcmp(t->dtype, "float16"))
-        odt = WD_DT_F16;
-    else if (!strcmp(t->dtype, "float64"))
-        odt = WD_DT_F64;
-    else
+    if (wd__dtype_from_numpy(t->dtype, &odt) ||
+        (odt != WD_DT_F32 && odt != WD_DT_F16 && odt != WD_DT_F64))
         return wd__error(WD_EBADINPUT, ".wdelta tensor '%s': unsupported delta dtype '%s'",
                          t->name, t->dtype);
     size_t es = wd__dtype_size(odt);
@@ -1171,15 +921,15 @@ static int load_one(wd_named_tensor *r, const wd__wdelta *d, const wd__wdelta_te
     char *name = strdup(t->name);
     uint8_t *data = malloc((size_t)b->n * es + 1);
     float *f = malloc(PIECE * sizeof *f), *scratch = malloc(PIECE * sizeof *scratch);
-    tdec td;
-    int rc = name && data && f && scratch ? tdec_init(&td, d, t) : WD_NOMEM();
+    wd__wdelta_dec td;
+    int rc = name && data && f && scratch ? wd__wdelta_dec_init(&td, d, t) : WD_NOMEM();
     if (!rc) {
         for (uint64_t p = 0; !rc && p < b->n; p += PIECE) {
             size_t cnt = b->n - p < PIECE ? (size_t)(b->n - p) : PIECE;
-            if (!(rc = tref_f32(b, p, cnt, f, NULL)) && !(rc = tdec_apply(&td, p, cnt, f, scratch)))
+            if (!(rc = tref_f32(b, p, cnt, f, NULL)) && !(rc = wd__wdelta_dec_apply(&td, p, cnt, f, scratch)))
                 wd__from_f32(data + p * es, f, cnt, odt);
         }
-        tdec_free(&td);
+        wd__wdelta_dec_free(&td);
     }
     free(f);
     free(scratch);
