@@ -60,100 +60,14 @@
 #include "piece.h"
 #include "safetensors.h"
 #include "strategy.h"
+#include "tensorref.h"
 #include "wdelta.h"
 #include "wdelta_decode.h"
 #include "wdrepo.h"
 
 enum {
     PIECE = WD__DEC_PIECE, /* elements decoded at a time when loading */
-    IO_BUF = 1 << 20, /* bytes per read when hashing and copying */
 };
-
-/* ---- Tensors wherever they live ------------------------------------------- */
-
-/* One tensor of a folder (st, t) or of the caller's memory (mem). */
-typedef struct {
-    const char *name;
-    wd_dtype dtype;
-    int ndim;
-    const uint64_t *shape;
-    uint64_t n, nbytes;
-    const wd_st_file *st;
-    const wd_st_tensor *t;
-    const uint8_t *mem;
-    size_t shard; /* folder tensors: index of its file in the folder */
-} tref;
-
-static void tref_folder(tref *r, const wd_folder *f, size_t i)
-{
-    const wd_folder_tensor *ft = &f->tensors[i];
-    memset(r, 0, sizeof *r);
-    r->name = ft->name;
-    r->dtype = ft->t->dtype;
-    r->ndim = ft->t->ndim;
-    r->shape = ft->t->shape;
-    r->n = ft->t->nelem;
-    r->nbytes = ft->t->nbytes;
-    r->st = f->files[ft->file].st;
-    r->t = ft->t;
-    r->shard = ft->file;
-}
-
-/* Checks a caller's tensor and describes it; what names the set in errors. */
-static int tref_mem(tref *r, const wd_named_tensor *x, const char *what)
-{
-    memset(r, 0, sizeof *r);
-    if (!x->name || !x->name[0])
-        return wd__error(WD_EUSAGE, "%s tensor without a name", what);
-    r->name = x->name;
-    if (wd__dtype_parse(x->dtype, strnlen(x->dtype, sizeof x->dtype), &r->dtype))
-        return wd__error(WD_EUSAGE, "%s tensor '%s': unknown dtype '%.12s'", what, x->name,
-                         x->dtype);
-    if (x->ndim < 0 || x->ndim > WD_MAX_DIMS)
-        return wd__error(WD_EUSAGE, "%s tensor '%s': %d dimensions", what, x->name, x->ndim);
-    uint64_t n = 1;
-    for (int i = 0; i < x->ndim; i++) {
-        if (x->shape[i] && n > UINT64_MAX / x->shape[i])
-            return wd__error(WD_EUSAGE, "%s tensor '%s': shape overflows", what, x->name);
-        n *= x->shape[i];
-    }
-    size_t es = wd__dtype_size(r->dtype);
-    if (n > UINT64_MAX / es || n * es != x->nbytes)
-        return wd__error(WD_EUSAGE, "%s tensor '%s': %llu bytes do not hold its shape", what,
-                         x->name, (unsigned long long)x->nbytes);
-    if (x->nbytes && !x->data)
-        return wd__error(WD_EUSAGE, "%s tensor '%s' has no data", what, x->name);
-    r->ndim = x->ndim;
-    r->shape = x->shape;
-    r->n = n;
-    r->nbytes = x->nbytes;
-    r->mem = x->data;
-    return 0;
-}
-
-static int tref_read(const tref *r, uint64_t off, void *buf, size_t len)
-{
-    if (r->mem) {
-        memcpy(buf, r->mem + off, len);
-        return 0;
-    }
-    return wd__st_read(r->st, r->t, off, buf, len);
-}
-
-/* Elements [begin, begin + count) as float32; raw is scratch for count
- * elements of the tensor's dtype. */
-static int tref_f32(const tref *r, uint64_t begin, size_t count, float *out, uint8_t *raw)
-{
-    size_t es = wd__dtype_size(r->dtype);
-    if (r->mem) {
-        wd__to_f32(out, r->mem + begin * es, count, r->dtype);
-        return 0;
-    }
-    int rc = wd__st_read(r->st, r->t, begin * es, raw, count * es);
-    if (!rc)
-        wd__to_f32(out, raw, count, r->dtype);
-    return rc;
-}
 
 static void fmt_shape(char *buf, size_t size, int ndim, const uint64_t *shape)
 {
@@ -200,54 +114,26 @@ static void prog_add(progress *p, uint64_t n)
     }
 }
 
-/* ---- Hashing ------------------------------------------------------------------ */
+static void prog_done(void *ud, uint64_t bytes)
+{
+    prog_add(ud, bytes);
+}
 
-/* SHA-256 over refs[0..n) in that order, each as its name's UTF-8 bytes then
- * its data: raw (as_f32 = 0, deltatensors' parent_hash of a base) or as
- * float32 (4 bytes an element, integers converted: a chain link's parent
- * hash). One 1 MiB buffer. */
-static int hash_refs(const tref *const *refs, size_t n, int as_f32, char out[WD_HEX_SIZE],
+/* wd__tref_hash in hex, reporting progress to pg. */
+static int hash_refs(const wd_tref *const *refs, size_t n, int as_f32, char out[WD_HEX_SIZE],
                      progress *pg)
 {
-    enum { F32_ELEMS = IO_BUF / 8 };
-    uint8_t *raw = malloc(IO_BUF);
-    float *f = as_f32 ? malloc(F32_ELEMS * sizeof *f) : NULL;
-    wd_sha256 *h = NULL;
-    int rc = raw && (f || !as_f32) ? wd__sha256_new(&h) : WD_NOMEM();
-    for (size_t i = 0; !rc && i < n; i++) {
-        const tref *r = refs[i];
-        wd__sha256_update(h, r->name, strlen(r->name));
-        if (as_f32 && r->dtype != WD_DT_F32) {
-            for (uint64_t b = 0; !rc && b < r->n; b += F32_ELEMS) {
-                size_t cnt = r->n - b < F32_ELEMS ? (size_t)(r->n - b) : F32_ELEMS;
-                if (!(rc = tref_f32(r, b, cnt, f, raw)))
-                    wd__sha256_update(h, f, cnt * sizeof *f);
-                prog_add(pg, cnt * wd__dtype_size(r->dtype));
-            }
-            continue;
-        }
-        for (uint64_t off = 0; !rc && off < r->nbytes; off += IO_BUF) {
-            size_t len = r->nbytes - off < IO_BUF ? (size_t)(r->nbytes - off) : IO_BUF;
-            if (!(rc = tref_read(r, off, raw, len)))
-                wd__sha256_update(h, raw, len);
-            prog_add(pg, len);
-        }
-    }
-    if (!rc) {
-        uint8_t dg[WD_HASH_SIZE];
-        wd__sha256_final(h, dg);
+    uint8_t dg[WD_HASH_SIZE];
+    int rc = wd__tref_hash(refs, n, as_f32, dg, prog_done, pg);
+    if (!rc)
         wd__hex(out, dg);
-    }
-    wd__sha256_free(h);
-    free(raw);
-    free(f);
     return rc;
 }
 
 /* ---- Saving ----------------------------------------------------------------- */
 
 typedef struct {
-    tref ft, base;
+    wd_tref ft, base;
 } pair;
 
 /* Up to 3 names of a list, for a one-line message. */
@@ -263,7 +149,7 @@ static void list_names(char *buf, size_t size, const char *const *names, size_t 
 
 /* Pairs two name-sorted lists; fails like deltatensors' _check_same_keys when
  * the names differ, and on a shape mismatch. *out has min(nf, nb) slots. */
-static int pair_up(pair *out, const tref *ft, size_t nf, const tref *base, size_t nb)
+static int pair_up(pair *out, const wd_tref *ft, size_t nf, const wd_tref *base, size_t nb)
 {
     const char **only_f = calloc(nf + 1, sizeof *only_f), **only_b = calloc(nb + 1, sizeof *only_b);
     size_t of = 0, ob = 0, np = 0, i = 0, j = 0;
@@ -297,7 +183,7 @@ static int pair_up(pair *out, const tref *ft, size_t nf, const tref *base, size_
             rc = wd__error(WD_EBADINPUT, "shape mismatch for '%s': fine-tune %s vs base %s",
                            p->ft.name, a, b);
         }
-        const tref *bad = !wd__f32_convertible(p->ft.dtype)     ? &p->ft
+        const wd_tref *bad = !wd__f32_convertible(p->ft.dtype)     ? &p->ft
                           : !wd__f32_convertible(p->base.dtype) ? &p->base
                                                                 : NULL;
         if (!rc && bad)
@@ -343,7 +229,7 @@ static int v020_order(const pair *pairs, const size_t *sel, size_t n, size_t *or
 
 /* The delta source: f32(ft) - f32(base), read piece by piece. */
 typedef struct {
-    const tref *ft, *base;
+    const wd_tref *ft, *base;
     uint8_t *raw;
     float *tmp;
     size_t cap; /* elements the scratch holds */
@@ -361,9 +247,9 @@ static int pair_read(void *ud, uint64_t begin, size_t count, float *out)
         if (!s->cap)
             return WD_NOMEM();
     }
-    int rc = tref_f32(s->ft, begin, count, out, s->raw);
+    int rc = wd__tref_f32(s->ft, begin, count, out, s->raw);
     if (!rc)
-        rc = tref_f32(s->base, begin, count, s->tmp, s->raw);
+        rc = wd__tref_f32(s->base, begin, count, s->tmp, s->raw);
     for (size_t i = 0; !rc && i < count; i++)
         out[i] = out[i] - s->tmp[i];
     return rc;
@@ -452,7 +338,7 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
         return rc;
     int strategy = st.strategy;
     size_t *sel = calloc(np + 1, sizeof *sel), *order = calloc(np + 1, sizeof *order);
-    const tref **hashed = calloc(np + 1, sizeof *hashed);
+    const wd_tref **hashed = calloc(np + 1, sizeof *hashed);
     wd__wdelta_tensor *ts = calloc(np + 1, sizeof *ts);
     wd__wdelta_writer *w = NULL;
     if (!sel || !order || !hashed || !ts) {
@@ -528,7 +414,7 @@ int wd_save_delta_from_paths(const char *out_path, const char *ft_dir, const cha
                              const wd_options *opt)
 {
     wd_folder *ft = NULL, *base = NULL;
-    tref *fr = NULL, *br = NULL;
+    wd_tref *fr = NULL, *br = NULL;
     pair *pairs = NULL;
     int rc = wd__folder_open(&ft, ft_dir);
     if (!rc)
@@ -543,9 +429,9 @@ int wd_save_delta_from_paths(const char *out_path, const char *ft_dir, const cha
         goto done;
     }
     for (size_t i = 0; i < ft->n_tensors; i++)
-        tref_folder(&fr[i], ft, i);
+        wd__tref_folder(&fr[i], ft, i);
     for (size_t i = 0; i < base->n_tensors; i++)
-        tref_folder(&br[i], base, i);
+        wd__tref_folder(&br[i], base, i);
     if (!(rc = pair_up(pairs, fr, ft->n_tensors, br, base->n_tensors)))
         rc = save_pairs(out_path, pairs, ft->n_tensors, so, format_version, 1, opt);
 done:
@@ -559,17 +445,17 @@ done:
 
 static int cmp_tref(const void *a, const void *b)
 {
-    return strcmp(((const tref *)a)->name, ((const tref *)b)->name);
+    return strcmp(((const wd_tref *)a)->name, ((const wd_tref *)b)->name);
 }
 
 /* Describes a caller's tensor set, sorted by name; duplicate names are
  * refused (a state dict cannot hold them). *out is malloc'd. */
-static int mem_refs(tref **out, const wd_named_tensor *x, size_t n, const char *what)
+static int mem_refs(wd_tref **out, const wd_named_tensor *x, size_t n, const char *what)
 {
-    tref *r = calloc(n + 1, sizeof *r);
+    wd_tref *r = calloc(n + 1, sizeof *r);
     int rc = r ? 0 : WD_NOMEM();
     for (size_t i = 0; !rc && i < n; i++)
-        rc = tref_mem(&r[i], &x[i], what);
+        rc = wd__tref_mem(&r[i], &x[i], what);
     if (!rc)
         qsort(r, n, sizeof *r, cmp_tref);
     for (size_t i = 1; !rc && i < n; i++)
@@ -587,7 +473,7 @@ int wd_save_delta(const char *out_path, const wd_named_tensor *ft, size_t n_ft,
                   const wd_named_tensor *base, size_t n_base, const wd_strategy_opts *so,
                   int format_version)
 {
-    tref *fr = NULL, *br = NULL;
+    wd_tref *fr = NULL, *br = NULL;
     pair *pairs = calloc(n_ft + 1, sizeof *pairs);
     int rc = pairs ? mem_refs(&fr, ft, n_ft, "fine-tune") : WD_NOMEM();
     if (!rc)
@@ -614,7 +500,7 @@ static const wd__wdelta_tensor *hash_order_at(const wd__wdelta *d, size_t i)
 /* One tensor of the output shard: a base tensor, with the delta the file
  * holds for it (or NULL: copied through), and its output dtype. */
 typedef struct {
-    tref base;
+    wd_tref base;
     const wd__wdelta_tensor *t;
     wd_dtype out;
 } out_item;
@@ -639,11 +525,11 @@ static int write_tensor(int fd, const char *path, const wd__wdelta *d, const out
     for (uint64_t b = 0; !rc && b < it->base.n; b += PIECE) {
         size_t cnt = it->base.n - b < PIECE ? (size_t)(it->base.n - b) : PIECE;
         if (raw_copy) {
-            rc = tref_read(&it->base, b * es, pb->raw, cnt * es);
+            rc = wd__tref_read(&it->base, b * es, pb->raw, cnt * es);
             if (!rc)
                 rc = wd__file_write(fd, pb->raw, cnt * es, path);
         } else {
-            rc = tref_f32(&it->base, b, cnt, pb->f, pb->raw);
+            rc = wd__tref_f32(&it->base, b, cnt, pb->f, pb->raw);
             if (!rc && it->t)
                 rc = wd__wdelta_dec_apply(&td, b, cnt, pb->f, NULL);
             if (!rc) {
@@ -746,7 +632,7 @@ static int match_base(out_item *items, unsigned char *mark, const wd__wdelta *d,
         if (k < 0)
             return wd__error(WD_EMISMATCH, "wrong base: tensor '%s' of '%s' is not in '%s'",
                              t->name, in_path, base_dir);
-        tref_folder(&items[i].base, base, (size_t)k);
+        wd__tref_folder(&items[i].base, base, (size_t)k);
         items[i].t = t;
         mark[k] = 1;
         if (!same_shape(t->ndim, t->shape, items[i].base.ndim, items[i].base.shape)) {
@@ -771,7 +657,7 @@ static int match_base(out_item *items, unsigned char *mark, const wd__wdelta *d,
 static int verify_base(const wd__wdelta *d, const out_item *items, size_t nd,
                        const char *in_path, const char *base_dir, const wd_options *opt)
 {
-    const tref **refs = calloc(nd + 1, sizeof *refs);
+    const wd_tref **refs = calloc(nd + 1, sizeof *refs);
     if (!refs)
         return WD_NOMEM();
     uint64_t total = 0;
@@ -836,7 +722,7 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
     size_t n = nd;
     for (size_t k = 0; k < nb; k++)
         if (!mark[k])
-            tref_folder(&items[n++].base, base, k);
+            wd__tref_folder(&items[n++].base, base, k);
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         items[i].out = wd__dtype_written(items[i].base.dtype, out_dtype);
@@ -889,7 +775,7 @@ void wd_named_tensors_free(wd_named_tensor *t, size_t count)
     free(t);
 }
 
-static const tref *find_ref(const tref *refs, size_t n, const char *name)
+static const wd_tref *find_ref(const wd_tref *refs, size_t n, const char *name)
 {
     size_t lo = 0, hi = n;
     while (lo < hi) {
@@ -908,7 +794,7 @@ static const tref *find_ref(const tref *refs, size_t n, const char *name)
 /* One tensor of load_delta: base + decompress(delta) in float32, stored as
  * the delta's dtype (float32 in every file deltatensors writes). */
 static int load_one(wd_named_tensor *r, const wd__wdelta *d, const wd__wdelta_tensor *t,
-                    const tref *b)
+                    const wd_tref *b)
 {
     wd_dtype odt;
     if (wd__dtype_from_numpy(t->dtype, &odt) ||
@@ -926,7 +812,7 @@ static int load_one(wd_named_tensor *r, const wd__wdelta *d, const wd__wdelta_te
     if (!rc) {
         for (uint64_t p = 0; !rc && p < b->n; p += PIECE) {
             size_t cnt = b->n - p < PIECE ? (size_t)(b->n - p) : PIECE;
-            if (!(rc = tref_f32(b, p, cnt, f, NULL)) && !(rc = wd__wdelta_dec_apply(&td, p, cnt, f, scratch)))
+            if (!(rc = wd__tref_f32(b, p, cnt, f, NULL)) && !(rc = wd__wdelta_dec_apply(&td, p, cnt, f, scratch)))
                 wd__from_f32(data + p * es, f, cnt, odt);
         }
         wd__wdelta_dec_free(&td);
@@ -953,7 +839,7 @@ int wd_load_delta(wd_named_tensor **out, size_t *out_count, const char *in_path,
 {
     *out = NULL;
     *out_count = 0;
-    tref *br = NULL;
+    wd_tref *br = NULL;
     wd__wdelta *d = NULL;
     wd_named_tensor *res = NULL;
     size_t done = 0;
@@ -964,7 +850,7 @@ int wd_load_delta(wd_named_tensor **out, size_t *out_count, const char *in_path,
         goto fail;
     if (verify) {
         /* deltatensors' load_delta hashes every tensor it is given */
-        const tref **refs = calloc(n_base + 1, sizeof *refs);
+        const wd_tref **refs = calloc(n_base + 1, sizeof *refs);
         char got[WD_HEX_SIZE];
         progress pg = {0};
         if (!refs) {
@@ -989,7 +875,7 @@ int wd_load_delta(wd_named_tensor **out, size_t *out_count, const char *in_path,
     }
     for (; done < n; done++) {
         const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, done);
-        const tref *b = find_ref(br, n_base, t->name);
+        const wd_tref *b = find_ref(br, n_base, t->name);
         if (!b) {
             rc = wd__error(WD_EMISMATCH, "wrong base: tensor '%s' of '%s' is not among the base "
                                          "tensors", t->name, in_path);
