@@ -84,6 +84,27 @@ int cli_usage_error(cli_ctx *ctx, const cli_spec *spec, const char *fmt, ...)
 #endif
     ;
 
+/* ---- strategy options (strategy_opts.c) --------------------------------- */
+
+/* What --strategy, --sparsity and --outlier-fraction were given as (NULL:
+ * not given); CLI_STRATEGY_OPTS puts the three into a command's table. */
+typedef struct {
+    const char *strategy, *sparsity, *outlier_fraction;
+} cli_strategy_args;
+
+#define CLI_STRATEGY_OPTS(args, strategy_help)                                                  \
+    {"strategy", 0, CLI_OPT_STR, &(args).strategy, "S", strategy_help, 0, 0},                  \
+    {"sparsity", 0, CLI_OPT_STR, &(args).sparsity, "X",                                        \
+     "sparse: share of elements dropped, 0 <= X < 1 (default 0.9)", 0, 0},                      \
+    {"outlier-fraction", 0, CLI_OPT_STR, &(args).outlier_fraction, "X",                        \
+     "int4: share kept as float16 outliers, 0 < X <= 1 (default 0.01)", 0, 0}
+
+/* Fills *out from a, checked as the library will take it (default_strategy
+ * and flags as for wd_strategy_check). Returns CLI_CONTINUE, or 2 after
+ * printing the usage error. */
+int cli_strategy_opts(cli_ctx *ctx, const cli_spec *spec, const cli_strategy_args *a,
+                      const char *default_strategy, unsigned flags, wd_strategy_opts *out);
+
 /* ---- commands (cmd_*.c) ------------------------------------------------- */
 
 typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv);

@@ -8,15 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *on_opt, *strategy_opt, *message_opt, *name_opt, *sparsity_opt, *outlier_opt;
+static const char *on_opt, *message_opt, *name_opt;
+static cli_strategy_args strategy_args;
 static int json_flag;
 
 static const cli_opt opts[] = {
     {"on", 0, CLI_OPT_STR, &on_opt, "REF", "parent: a base or an earlier delta (required)", 0, 0},
-    {"strategy", 0, CLI_OPT_STR, &strategy_opt, "S", "how to encode the delta (default lossless)",
-     0, 0},
-    {"sparsity", 0, CLI_OPT_STR, &sparsity_opt, "X", "sparse: share of elements dropped, 0 <= X < 1 (default 0.9)", 0, 0},
-    {"outlier-fraction", 0, CLI_OPT_STR, &outlier_opt, "X", "int4: share kept as float16 outliers, 0 < X <= 1 (default 0.01)", 0, 0},
+    CLI_STRATEGY_OPTS(strategy_args, "how to encode the delta (default lossless)"),
     {"message", 'm', CLI_OPT_STR, &message_opt, "MSG", "a message kept with the delta", 0, 0},
     {"name", 0, CLI_OPT_STR, &name_opt, "N", "attach name N to the delta", 0, 0},
     {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print the result as a JSON object", 0, 0},
@@ -36,37 +34,6 @@ static const cli_spec spec = {
     opts, args, 1, 1,
 };
 
-/* The strategies this build accepts; sparse, quantized and int4 join here
- * (with their options) when the library grows them. */
-static const char *const strategies[] = {"lossless", "sparse", "quantized", "int4", NULL};
-
-/* Parses a fraction option; 0 leaves the library default. */
-static int parse_fraction(cli_ctx *ctx, const char *name, const char *v, double lo, double hi, int lo_open,
-                          double *out)
-{
-    if (!v)
-        return CLI_CONTINUE;
-    char *end;
-    double d = strtod(v, &end);
-    if (!*v || *end || d != d || d > hi || d < lo || (lo_open && d == lo))
-        return cli_usage_error(ctx, &spec, "bad value '%s' for option '--%s' (expected %s%g to %g%s)", v, name,
-                               lo_open ? "above " : "", lo, hi, "");
-    *out = d;
-    return CLI_CONTINUE;
-}
-
-static int check_strategy(cli_ctx *ctx, const char *s)
-{
-    char valid[128] = "";
-    for (int i = 0; strategies[i]; i++) {
-        if (strcmp(strategies[i], s) == 0)
-            return CLI_CONTINUE;
-        snprintf(valid + strlen(valid), sizeof valid - strlen(valid), "%s%s", i ? ", " : "",
-                 strategies[i]);
-    }
-    return cli_usage_error(ctx, &spec, "unknown strategy '%s' (valid: %s)", s, valid);
-}
-
 int cmd_commit(cli_ctx *ctx, int argc, char **argv)
 {
     char *pos[1];
@@ -77,20 +44,18 @@ int cmd_commit(cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(ctx, &spec, "missing option --on REF");
     if (!*on_opt)
         return cli_usage_error(ctx, &spec, "empty value for option '--on'");
-    const char *strategy = strategy_opt ? strategy_opt : "lossless";
-    if ((rc = check_strategy(ctx, strategy)) != CLI_CONTINUE)
+    wd_strategy_opts so;
+    if ((rc = cli_strategy_opts(ctx, &spec, &strategy_args, "lossless", 0, &so)) != CLI_CONTINUE)
         return rc;
+    const char *strategy = so.strategy ? so.strategy : "lossless";
 
     wd_repo *repo;
     if ((rc = cli_open_repo(ctx, 0, &repo)) != CLI_EXIT_OK)
         return rc;
     wd_options opt = cli_wd_options(ctx);
-    wd_commit_opts copt = {.strategy = strategy, .message = message_opt, .name = name_opt};
-    if ((rc = parse_fraction(ctx, "sparsity", sparsity_opt, 0, 0.999999, 0, &copt.sparsity)) != CLI_CONTINUE ||
-        (rc = parse_fraction(ctx, "outlier-fraction", outlier_opt, 0, 1, 1, &copt.outlier_fraction)) != CLI_CONTINUE) {
-        wd_repo_close(repo);
-        return rc;
-    }
+    wd_commit_opts copt = {.strategy = strategy, .message = message_opt, .name = name_opt,
+                           .sparsity = so.sparsity, .outlier_fraction = so.outlier_fraction,
+                           .set = so.set};
     wd_write_result res = {0};
     rc = wd_commit(repo, pos[0], on_opt, &copt, &opt, &res);
     cli_progress_clear(ctx);

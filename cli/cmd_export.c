@@ -8,14 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *version_opt, *strategy_opt, *sparsity_opt, *outlier_opt;
+static const char *version_opt;
+static cli_strategy_args strategy_args;
 
 static const cli_opt opts[] = {
     {"format-version", 0, CLI_OPT_STR, &version_opt, "V", "1 or 2 (default 2)", 0, 0},
-    {"strategy", 0, CLI_OPT_STR, &strategy_opt, "S",
-     "re-encode as sparse|quantized|int4 from the exact reconstruction (needed for lossless deltas)", 0, 0},
-    {"sparsity", 0, CLI_OPT_STR, &sparsity_opt, "X", "with --strategy sparse (default 0.9)", 0, 0},
-    {"outlier-fraction", 0, CLI_OPT_STR, &outlier_opt, "X", "with --strategy int4 (default 0.01)", 0, 0},
+    CLI_STRATEGY_OPTS(strategy_args, "re-encode as sparse|quantized|int4 from the exact "
+                                     "reconstruction (needed for lossless deltas)"),
     {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
 };
 static const char *const args[] = {"REF", "OUT.wdelta", NULL};
@@ -29,18 +28,6 @@ static const cli_spec spec = {
     "other layout), and lossless deltas, which need --strategy.\n",
     opts, args, 2, 2,
 };
-
-static int fraction(cli_ctx *ctx, const char *name, const char *v, double *out)
-{
-    if (!v)
-        return CLI_CONTINUE;
-    char *end;
-    double d = strtod(v, &end);
-    if (!*v || *end || !(d >= 0 && d <= 1))
-        return cli_usage_error(ctx, &spec, "bad value '%s' for option '--%s' (expected 0 to 1)", v, name);
-    *out = d;
-    return CLI_CONTINUE;
-}
 
 int cmd_export(cli_ctx *ctx, int argc, char **argv)
 {
@@ -56,13 +43,15 @@ int cmd_export(cli_ctx *ctx, int argc, char **argv)
                                    version_opt);
         eo.format_version = atoi(version_opt);
     }
-    if (strategy_opt && strcmp(strategy_opt, "sparse") && strcmp(strategy_opt, "quantized") &&
-        strcmp(strategy_opt, "int4"))
-        return cli_usage_error(ctx, &spec, "unknown strategy '%s' (valid: sparse, quantized, int4)", strategy_opt);
-    eo.reencode = strategy_opt;
-    if ((rc = fraction(ctx, "sparsity", sparsity_opt, &eo.sparsity)) != CLI_CONTINUE ||
-        (rc = fraction(ctx, "outlier-fraction", outlier_opt, &eo.outlier_fraction)) != CLI_CONTINUE)
+    /* without --strategy the stored arrays go out as they are: no options */
+    wd_strategy_opts so;
+    if ((rc = cli_strategy_opts(ctx, &spec, &strategy_args, NULL, WD_STRATEGY_WDELTA, &so)) !=
+        CLI_CONTINUE)
         return rc;
+    eo.reencode = so.strategy;
+    eo.sparsity = so.sparsity;
+    eo.outlier_fraction = so.outlier_fraction;
+    eo.set = so.set;
     wd_repo *repo;
     if ((rc = cli_open_repo(ctx, WD_OPEN_READONLY, &repo)) != CLI_EXIT_OK)
         return rc;

@@ -5,19 +5,13 @@
  */
 #include "cli.h"
 
-#include <stdlib.h>
-#include <string.h>
+#include <stdio.h>
 
-
-static const char *strategy_opt, *sparsity_opt, *outlier_opt;
+static cli_strategy_args strategy_args;
 static int version_opt;
 
 static const cli_opt opts[] = {
-    {"strategy", 0, CLI_OPT_STR, &strategy_opt, "S", "sparse (default), quantized or int4", 0, 0},
-    {"sparsity", 0, CLI_OPT_STR, &sparsity_opt, "X",
-     "sparse: share of elements dropped, 0 < X < 1 (default 0.9)", 0, 0},
-    {"outlier-fraction", 0, CLI_OPT_STR, &outlier_opt, "X",
-     "int4: share kept as float16 outliers, 0 < X <= 1 (default 0.01)", 0, 0},
+    CLI_STRATEGY_OPTS(strategy_args, "sparse (default), quantized or int4"),
     {"format-version", 0, CLI_OPT_INT, &version_opt, "N", "file format 1 or 2 (default 2)", 1, 2},
     {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
 };
@@ -37,39 +31,15 @@ static const cli_spec spec = {
     opts, args, 3, 3,
 };
 
-/* A fraction option in (lo, hi) or (lo, hi]. */
-static int parse_fraction(cli_ctx *ctx, const char *name, const char *v, double hi,
-                          int hi_closed, double *out)
-{
-    char *end;
-    double d = strtod(v, &end);
-    if (!*v || *end || !(d > 0 && (d < hi || (hi_closed && d == hi))))
-        return cli_usage_error(ctx, &spec, "bad value '%s' for option '--%s' (expected above 0 "
-                               "and %s %g)", v, name, hi_closed ? "at most" : "below", hi);
-    *out = d;
-    return CLI_CONTINUE;
-}
-
 int cmd_save_delta(cli_ctx *ctx, int argc, char **argv)
 {
     char *pos[3];
     int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
     if (rc != CLI_CONTINUE)
         return rc;
-    wd_strategy_opts so = {.strategy = strategy_opt ? strategy_opt : "sparse"};
-    if (strcmp(so.strategy, "sparse") && strcmp(so.strategy, "quantized") &&
-        strcmp(so.strategy, "int4"))
-        return cli_usage_error(ctx, &spec, "unknown strategy '%s' (valid: sparse, quantized, int4)",
-                               so.strategy);
-    if (sparsity_opt && strcmp(so.strategy, "sparse"))
-        return cli_usage_error(ctx, &spec, "--sparsity applies to --strategy sparse");
-    if (outlier_opt && strcmp(so.strategy, "int4"))
-        return cli_usage_error(ctx, &spec, "--outlier-fraction applies to --strategy int4");
-    if (sparsity_opt &&
-        (rc = parse_fraction(ctx, "sparsity", sparsity_opt, 1, 0, &so.sparsity)) != CLI_CONTINUE)
-        return rc;
-    if (outlier_opt && (rc = parse_fraction(ctx, "outlier-fraction", outlier_opt, 1, 1,
-                                            &so.outlier_fraction)) != CLI_CONTINUE)
+    wd_strategy_opts so;
+    if ((rc = cli_strategy_opts(ctx, &spec, &strategy_args, "sparse", WD_STRATEGY_WDELTA, &so)) !=
+        CLI_CONTINUE)
         return rc;
 
     wd_options opt = cli_wd_options(ctx);

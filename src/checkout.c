@@ -25,14 +25,6 @@
 #include "pipeline.h"
 #include "repo_int.h"
 
-/* The dtype a tensor is written as: --dtype changes floating-point tensors
- * only, as deltatensors' dtype argument does. */
-static wd_dtype written_dtype(wd_dtype dt, wd_out_dtype out)
-{
-    if (out == WD_OUT_ORIGINAL || !wd__dtype_is_float(dt) || !wd__f32_convertible(dt))
-        return dt;
-    return out == WD_OUT_FLOAT32 ? WD_DT_F32 : out == WD_OUT_BFLOAT16 ? WD_DT_BF16 : WD_DT_F16;
-}
 
 static int write_all(int fd, const void *buf, size_t len, uint64_t off, const char *path)
 {
@@ -73,7 +65,7 @@ static int retype_header(wd_buf *header, const wd_stored_tensor **ts, size_t n, 
     } else {
         for (size_t i = 0; i < n; i++) {
             specs[i].name = ts[i]->name;
-            specs[i].dtype = written_dtype(ts[i]->dtype, out);
+            specs[i].dtype = wd__dtype_written(ts[i]->dtype, out);
             specs[i].ndim = ts[i]->ndim;
             specs[i].shape = ts[i]->shape;
         }
@@ -141,7 +133,7 @@ static int lay_out_shard(wd_repo *repo, out_ctx *oc, const wd_stored_file *sf, i
         oc->fd[ti] = fd;
         oc->off[ti] = off;
         oc->path[ti] = path;
-        off += ts[i]->nelem * wd__dtype_size(written_dtype(ts[i]->dtype, oc->out_dtype));
+        off += ts[i]->nelem * wd__dtype_size(wd__dtype_written(ts[i]->dtype, oc->out_dtype));
     }
     if (oc->out_dtype == WD_OUT_ORIGINAL && off != sf->size)
         rc = wd__error(WD_ECORRUPT, "stored layout of '%s' adds up to %llu bytes, recorded %llu", sf->path,
@@ -161,7 +153,7 @@ static int write_piece(void *ud, int worker, const wd_stored_tensor *t, uint64_t
     size_t ti = (size_t)(t - oc->obj->tensors);
     if (oc->fd[ti] < 0)
         return wd__error(WD_ECORRUPT, "tensor '%s' belongs to no stored shard", t->name);
-    wd_dtype out_dt = written_dtype(t->dtype, oc->out_dtype);
+    wd_dtype out_dt = wd__dtype_written(t->dtype, oc->out_dtype);
     size_t esz = wd__dtype_size(out_dt);
     if (out_dt != t->dtype) {
         wd__from_f32(oc->conv[worker], f32, nelem, out_dt);
@@ -173,7 +165,7 @@ static int write_piece(void *ud, int worker, const wd_stored_tensor *t, uint64_t
 static int converted(void *ud, const wd_stored_tensor *t)
 {
     const out_ctx *oc = ud;
-    return written_dtype(t->dtype, oc->out_dtype) != t->dtype;
+    return wd__dtype_written(t->dtype, oc->out_dtype) != t->dtype;
 }
 
 static void write_progress(void *ud, uint64_t bytes)

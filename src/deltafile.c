@@ -42,174 +42,32 @@
  * or array (9-13 MB peak on the same model); in memory, the outputs plus two
  * pieces. No threads: tensors are processed one after the other.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "buf.h"
 #include "codec.h"
 #include "dtype.h"
 #include "error.h"
 #include "folder.h"
 #include "half.h"
 #include "hash.h"
+#include "hfconfig.h"
 #include "outdir.h"
 #include "piece.h"
 #include "safetensors.h"
+#include "strategy.h"
+#include "tensorref.h"
 #include "wdelta.h"
+#include "wdelta_decode.h"
 #include "wdrepo.h"
 
 enum {
-    PIECE = 1 << 18,  /* elements decoded at a time when loading (a multiple of 8) */
-    BLOCK = 1 << 16,  /* sorted index entries read from a .wdelta at a time */
-    IO_BUF = 1 << 20, /* bytes per read when hashing and copying */
+    PIECE = WD__DEC_PIECE, /* elements decoded at a time when loading */
 };
-/* config.json files above this are copied as they are rather than parsed. */
-#define CONFIG_MAX ((size_t)16 << 20)
-
-/* ---- dtypes as deltatensors names them ------------------------------------ */
-
-/* deltatensors' canonical names (safetensors_io._ST_DTYPES), used for v2's
- * base_dtype and the in-memory delta dtype. */
-static const char *const np_names[WD_DT__COUNT] = {
-    [WD_DT_F64] = "float64",       [WD_DT_F32] = "float32",     [WD_DT_F16] = "float16",
-    [WD_DT_BF16] = "bfloat16",     [WD_DT_I64] = "int64",       [WD_DT_I32] = "int32",
-    [WD_DT_I16] = "int16",         [WD_DT_I8] = "int8",         [WD_DT_U8] = "uint8",
-    [WD_DT_BOOL] = "bool",         [WD_DT_F8_E4M3] = "float8_e4m3fn",
-    [WD_DT_F8_E5M2] = "float8_e5m2",
-};
-
-/* deltatensors' FLOAT_DTYPES: the types an output dtype applies to (float8
- * is not among them: it is copied through raw). */
-static int dt_float(wd_dtype dt)
-{
-    return dt == WD_DT_F64 || dt == WD_DT_F32 || dt == WD_DT_F16 || dt == WD_DT_BF16;
-}
-
-static const char *const out_names[] = {"original", "float32", "bfloat16", "float16"};
-
-int wd_out_dtype_parse(const char *name)
-{
-    for (int i = 0; name && i < 4; i++)
-        if (!strcmp(name, out_names[i]))
-            return i;
-    return -1;
-}
-
-static wd_dtype out_dt(wd_out_dtype o, wd_dtype base)
-{
-    if (!dt_float(base))
-        return base;
-    switch (o) {
-    case WD_OUT_FLOAT32: return WD_DT_F32;
-    case WD_OUT_BFLOAT16: return WD_DT_BF16;
-    case WD_OUT_FLOAT16: return WD_DT_F16;
-    default: return base;
-    }
-}
-
-/* json.dumps of a float: repr, or Infinity/-Infinity/NaN. */
-static void py_json_float(double v, char out[40])
-{
-    if (isnan(v))
-        snprintf(out, 40, "NaN");
-    else if (isinf(v))
-        snprintf(out, 40, v < 0 ? "-Infinity" : "Infinity");
-    else
-        wd__py_float_repr(v, out);
-}
-
-/* ---- Tensors wherever they live ------------------------------------------- */
-
-/* One tensor of a folder (st, t) or of the caller's memory (mem). */
-typedef struct {
-    const char *name;
-    wd_dtype dtype;
-    int ndim;
-    const uint64_t *shape;
-    uint64_t n, nbytes;
-    const wd_st_file *st;
-    const wd_st_tensor *t;
-    const uint8_t *mem;
-    size_t shard; /* folder tensors: index of its file in the folder */
-} tref;
-
-static void tref_folder(tref *r, const wd_folder *f, size_t i)
-{
-    const wd_folder_tensor *ft = &f->tensors[i];
-    memset(r, 0, sizeof *r);
-    r->name = ft->name;
-    r->dtype = ft->t->dtype;
-    r->ndim = ft->t->ndim;
-    r->shape = ft->t->shape;
-    r->n = ft->t->nelem;
-    r->nbytes = ft->t->nbytes;
-    r->st = f->files[ft->file].st;
-    r->t = ft->t;
-    r->shard = ft->file;
-}
-
-/* Checks a caller's tensor and describes it; what names the set in errors. */
-static int tref_mem(tref *r, const wd_named_tensor *x, const char *what)
-{
-    memset(r, 0, sizeof *r);
-    if (!x->name || !x->name[0])
-        return wd__error(WD_EUSAGE, "%s tensor without a name", what);
-    r->name = x->name;
-    if (wd__dtype_parse(x->dtype, strnlen(x->dtype, sizeof x->dtype), &r->dtype))
-        return wd__error(WD_EUSAGE, "%s tensor '%s': unknown dtype '%.12s'", what, x->name,
-                         x->dtype);
-    if (x->ndim < 0 || x->ndim > WD_MAX_DIMS)
-        return wd__error(WD_EUSAGE, "%s tensor '%s': %d dimensions", what, x->name, x->ndim);
-    uint64_t n = 1;
-    for (int i = 0; i < x->ndim; i++) {
-        if (x->shape[i] && n > UINT64_MAX / x->shape[i])
-            return wd__error(WD_EUSAGE, "%s tensor '%s': shape overflows", what, x->name);
-        n *= x->shape[i];
-    }
-    size_t es = wd__dtype_size(r->dtype);
-    if (n > UINT64_MAX / es || n * es != x->nbytes)
-        return wd__error(WD_EUSAGE, "%s tensor '%s': %llu bytes do not hold its shape", what,
-                         x->name, (unsigned long long)x->nbytes);
-    if (x->nbytes && !x->data)
-        return wd__error(WD_EUSAGE, "%s tensor '%s' has no data", what, x->name);
-    r->ndim = x->ndim;
-    r->shape = x->shape;
-    r->n = n;
-    r->nbytes = x->nbytes;
-    r->mem = x->data;
-    return 0;
-}
-
-static int tref_read(const tref *r, uint64_t off, void *buf, size_t len)
-{
-    if (r->mem) {
-        memcpy(buf, r->mem + off, len);
-        return 0;
-    }
-    return wd__st_read(r->st, r->t, off, buf, len);
-}
-
-/* Elements [begin, begin + count) as float32; raw is scratch for count
- * elements of the tensor's dtype. */
-static int tref_f32(const tref *r, uint64_t begin, size_t count, float *out, uint8_t *raw)
-{
-    size_t es = wd__dtype_size(r->dtype);
-    if (r->mem) {
-        wd__to_f32(out, r->mem + begin * es, count, r->dtype);
-        return 0;
-    }
-    int rc = wd__st_read(r->st, r->t, begin * es, raw, count * es);
-    if (!rc)
-        wd__to_f32(out, raw, count, r->dtype);
-    return rc;
-}
 
 static void fmt_shape(char *buf, size_t size, int ndim, const uint64_t *shape)
 {
@@ -256,54 +114,26 @@ static void prog_add(progress *p, uint64_t n)
     }
 }
 
-/* ---- Hashing ------------------------------------------------------------------ */
+static void prog_done(void *ud, uint64_t bytes)
+{
+    prog_add(ud, bytes);
+}
 
-/* SHA-256 over refs[0..n) in that order, each as its name's UTF-8 bytes then
- * its data: raw (as_f32 = 0, deltatensors' parent_hash of a base) or as
- * float32 (4 bytes an element, integers converted: a chain link's parent
- * hash). One 1 MiB buffer. */
-static int hash_refs(const tref *const *refs, size_t n, int as_f32, char out[WD_HEX_SIZE],
+/* wd__tref_hash in hex, reporting progress to pg. */
+static int hash_refs(const wd_tref *const *refs, size_t n, int as_f32, char out[WD_HEX_SIZE],
                      progress *pg)
 {
-    enum { F32_ELEMS = IO_BUF / 8 };
-    uint8_t *raw = malloc(IO_BUF);
-    float *f = as_f32 ? malloc(F32_ELEMS * sizeof *f) : NULL;
-    wd_sha256 *h = NULL;
-    int rc = raw && (f || !as_f32) ? wd__sha256_new(&h) : WD_NOMEM();
-    for (size_t i = 0; !rc && i < n; i++) {
-        const tref *r = refs[i];
-        wd__sha256_update(h, r->name, strlen(r->name));
-        if (as_f32 && r->dtype != WD_DT_F32) {
-            for (uint64_t b = 0; !rc && b < r->n; b += F32_ELEMS) {
-                size_t cnt = r->n - b < F32_ELEMS ? (size_t)(r->n - b) : F32_ELEMS;
-                if (!(rc = tref_f32(r, b, cnt, f, raw)))
-                    wd__sha256_update(h, f, cnt * sizeof *f);
-                prog_add(pg, cnt * wd__dtype_size(r->dtype));
-            }
-            continue;
-        }
-        for (uint64_t off = 0; !rc && off < r->nbytes; off += IO_BUF) {
-            size_t len = r->nbytes - off < IO_BUF ? (size_t)(r->nbytes - off) : IO_BUF;
-            if (!(rc = tref_read(r, off, raw, len)))
-                wd__sha256_update(h, raw, len);
-            prog_add(pg, len);
-        }
-    }
-    if (!rc) {
-        uint8_t dg[WD_HASH_SIZE];
-        wd__sha256_final(h, dg);
+    uint8_t dg[WD_HASH_SIZE];
+    int rc = wd__tref_hash(refs, n, as_f32, dg, prog_done, pg);
+    if (!rc)
         wd__hex(out, dg);
-    }
-    wd__sha256_free(h);
-    free(raw);
-    free(f);
     return rc;
 }
 
 /* ---- Saving ----------------------------------------------------------------- */
 
 typedef struct {
-    tref ft, base;
+    wd_tref ft, base;
 } pair;
 
 /* Up to 3 names of a list, for a one-line message. */
@@ -319,7 +149,7 @@ static void list_names(char *buf, size_t size, const char *const *names, size_t 
 
 /* Pairs two name-sorted lists; fails like deltatensors' _check_same_keys when
  * the names differ, and on a shape mismatch. *out has min(nf, nb) slots. */
-static int pair_up(pair *out, const tref *ft, size_t nf, const tref *base, size_t nb)
+static int pair_up(pair *out, const wd_tref *ft, size_t nf, const wd_tref *base, size_t nb)
 {
     const char **only_f = calloc(nf + 1, sizeof *only_f), **only_b = calloc(nb + 1, sizeof *only_b);
     size_t of = 0, ob = 0, np = 0, i = 0, j = 0;
@@ -353,7 +183,7 @@ static int pair_up(pair *out, const tref *ft, size_t nf, const tref *base, size_
             rc = wd__error(WD_EBADINPUT, "shape mismatch for '%s': fine-tune %s vs base %s",
                            p->ft.name, a, b);
         }
-        const tref *bad = !wd__f32_convertible(p->ft.dtype)     ? &p->ft
+        const wd_tref *bad = !wd__f32_convertible(p->ft.dtype)     ? &p->ft
                           : !wd__f32_convertible(p->base.dtype) ? &p->base
                                                                 : NULL;
         if (!rc && bad)
@@ -399,7 +229,7 @@ static int v020_order(const pair *pairs, const size_t *sel, size_t n, size_t *or
 
 /* The delta source: f32(ft) - f32(base), read piece by piece. */
 typedef struct {
-    const tref *ft, *base;
+    const wd_tref *ft, *base;
     uint8_t *raw;
     float *tmp;
     size_t cap; /* elements the scratch holds */
@@ -417,9 +247,9 @@ static int pair_read(void *ud, uint64_t begin, size_t count, float *out)
         if (!s->cap)
             return WD_NOMEM();
     }
-    int rc = tref_f32(s->ft, begin, count, out, s->raw);
+    int rc = wd__tref_f32(s->ft, begin, count, out, s->raw);
     if (!rc)
-        rc = tref_f32(s->base, begin, count, s->tmp, s->raw);
+        rc = wd__tref_f32(s->base, begin, count, s->tmp, s->raw);
     for (size_t i = 0; !rc && i < count; i++)
         out[i] = out[i] - s->tmp[i];
     return rc;
@@ -490,32 +320,6 @@ static int encode_tensor(wd__wdelta_writer *w, size_t ti, const wd__wdelta_tenso
     return rc;
 }
 
-static int parse_strategy(const wd_strategy_opts *so, int *strategy, double *sparsity,
-                          double *outlier_fraction)
-{
-    const char *s = so && so->strategy ? so->strategy : "sparse"; /* deltatensors' default */
-    if (!strcmp(s, "sparse"))
-        *strategy = WD__WS_SPARSE;
-    else if (!strcmp(s, "quantized"))
-        *strategy = WD__WS_QUANTIZED;
-    else if (!strcmp(s, "int4"))
-        *strategy = WD__WS_INT4;
-    else if (!strcmp(s, "lossless"))
-        return wd__error(WD_EUSAGE, "strategy 'lossless' is wdrepo's own; a .wdelta file holds "
-                                    "sparse, quantized or int4");
-    else
-        return wd__error(WD_EUSAGE, "unknown strategy '%s' (valid: sparse, quantized, int4)", s);
-    *sparsity = so && so->sparsity != 0 ? so->sparsity : WD_DEFAULT_SPARSITY;
-    *outlier_fraction =
-        so && so->outlier_fraction != 0 ? so->outlier_fraction : WD_DEFAULT_OUTLIER_FRACTION;
-    if (!(*sparsity >= 0 && *sparsity < 1))
-        return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), got %g", *sparsity);
-    if (!(*outlier_fraction > 0 && *outlier_fraction <= 1))
-        return wd__error(WD_EUSAGE, "outlier_fraction must be in (0, 1], got %g",
-                         *outlier_fraction);
-    return 0;
-}
-
 /* Writes the .wdelta of pairs[0..np) (sorted by name). from_paths selects the
  * folder writer's conventions (0.2.0 record order for v1, base_dtype right
  * after dtype for v2); otherwise save_delta's (sorted; base_dtype after the
@@ -524,17 +328,17 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
                       const wd_strategy_opts *so, int version, int from_paths,
                       const wd_options *opt)
 {
-    int strategy = 0;
-    double sparsity = 0, ofrac = 0;
+    wd__strategy st;
     if (version == 0)
         version = 2;
     if (version != 1 && version != 2)
         return wd__error(WD_EUSAGE, "unknown .wdelta format version %d (valid: 1, 2)", version);
-    int rc = parse_strategy(so, &strategy, &sparsity, &ofrac);
+    int rc = wd__strategy_resolve(&st, so, "sparse", WD_STRATEGY_WDELTA);
     if (rc)
         return rc;
+    int strategy = st.strategy;
     size_t *sel = calloc(np + 1, sizeof *sel), *order = calloc(np + 1, sizeof *order);
-    const tref **hashed = calloc(np + 1, sizeof *hashed);
+    const wd_tref **hashed = calloc(np + 1, sizeof *hashed);
     wd__wdelta_tensor *ts = calloc(np + 1, sizeof *ts);
     wd__wdelta_writer *w = NULL;
     if (!sel || !order || !hashed || !ts) {
@@ -567,10 +371,10 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
         t->ndim = p->ft.ndim;
         memcpy(t->shape, p->ft.shape, (size_t)p->ft.ndim * sizeof *t->shape);
         if (version == 2)
-            snprintf(t->base_dtype, sizeof t->base_dtype, "%s", np_names[p->base.dtype]);
-        t->sparsity = sparsity;
-        t->outlier_fraction = ofrac;
-        t->n_outliers = wd__int4_n_outliers(p->ft.n, ofrac);
+            snprintf(t->base_dtype, sizeof t->base_dtype, "%s", wd__dtype_numpy_name(p->base.dtype));
+        t->sparsity = st.option;
+        t->outlier_fraction = st.option;
+        t->n_outliers = wd__int4_n_outliers(p->ft.n, st.option);
         rc = wd__wdelta_tensor_fill_ex(t, version,
                                        !from_paths && version == 2 ? WD__WDELTA_FILL_MEM_ORDER : 0);
         if (rc)
@@ -610,7 +414,7 @@ int wd_save_delta_from_paths(const char *out_path, const char *ft_dir, const cha
                              const wd_options *opt)
 {
     wd_folder *ft = NULL, *base = NULL;
-    tref *fr = NULL, *br = NULL;
+    wd_tref *fr = NULL, *br = NULL;
     pair *pairs = NULL;
     int rc = wd__folder_open(&ft, ft_dir);
     if (!rc)
@@ -625,9 +429,9 @@ int wd_save_delta_from_paths(const char *out_path, const char *ft_dir, const cha
         goto done;
     }
     for (size_t i = 0; i < ft->n_tensors; i++)
-        tref_folder(&fr[i], ft, i);
+        wd__tref_folder(&fr[i], ft, i);
     for (size_t i = 0; i < base->n_tensors; i++)
-        tref_folder(&br[i], base, i);
+        wd__tref_folder(&br[i], base, i);
     if (!(rc = pair_up(pairs, fr, ft->n_tensors, br, base->n_tensors)))
         rc = save_pairs(out_path, pairs, ft->n_tensors, so, format_version, 1, opt);
 done:
@@ -641,17 +445,17 @@ done:
 
 static int cmp_tref(const void *a, const void *b)
 {
-    return strcmp(((const tref *)a)->name, ((const tref *)b)->name);
+    return strcmp(((const wd_tref *)a)->name, ((const wd_tref *)b)->name);
 }
 
 /* Describes a caller's tensor set, sorted by name; duplicate names are
  * refused (a state dict cannot hold them). *out is malloc'd. */
-static int mem_refs(tref **out, const wd_named_tensor *x, size_t n, const char *what)
+static int mem_refs(wd_tref **out, const wd_named_tensor *x, size_t n, const char *what)
 {
-    tref *r = calloc(n + 1, sizeof *r);
+    wd_tref *r = calloc(n + 1, sizeof *r);
     int rc = r ? 0 : WD_NOMEM();
     for (size_t i = 0; !rc && i < n; i++)
-        rc = tref_mem(&r[i], &x[i], what);
+        rc = wd__tref_mem(&r[i], &x[i], what);
     if (!rc)
         qsort(r, n, sizeof *r, cmp_tref);
     for (size_t i = 1; !rc && i < n; i++)
@@ -669,7 +473,7 @@ int wd_save_delta(const char *out_path, const wd_named_tensor *ft, size_t n_ft,
                   const wd_named_tensor *base, size_t n_base, const wd_strategy_opts *so,
                   int format_version)
 {
-    tref *fr = NULL, *br = NULL;
+    wd_tref *fr = NULL, *br = NULL;
     pair *pairs = calloc(n_ft + 1, sizeof *pairs);
     int rc = pairs ? mem_refs(&fr, ft, n_ft, "fine-tune") : WD_NOMEM();
     if (!rc)
@@ -684,210 +488,6 @@ int wd_save_delta(const char *out_path, const wd_named_tensor *ft, size_t n_ft,
     return rc;
 }
 
-/* ---- Decoding one .wdelta tensor piece by piece ----------------------------- */
-
-/* Reads a tensor's arrays forward, one piece of the tensor at a time. Sorted
- * entries (sparse indices/values, int4 outlier_idx/outlier_vals) come through
- * a BLOCK-entry window that only moves forward; packed bits, codes and row
- * scales are read for the piece only. */
-typedef struct {
-    const wd__wdelta *d;
-    const wd__wdelta_tensor *t;
-    const wd__wdelta_field *fi, *fv; /* sorted entries: index and value arrays */
-    int ifield;
-    unsigned isz, vsz;
-    uint64_t total, fetched, used; /* entries: in the file, read, consumed */
-    int64_t prev;                  /* last index read, for the order check */
-    uint8_t *bi, *bv;              /* the window */
-    size_t blen, bpos;
-    int64_t *pi;                   /* the piece's entries, relative to its origin */
-    void *pv;
-    size_t m;
-    uint8_t *bytes;     /* the piece's packed signs or codes */
-    uint16_t *scales;   /* quantized: the piece's rows */
-    uint16_t scale, zero_point;
-} tdec;
-
-static void tdec_free(tdec *td)
-{
-    free(td->bi);
-    free(td->bv);
-    free(td->pi);
-    free(td->pv);
-    free(td->bytes);
-    free(td->scales);
-    memset(td, 0, sizeof *td);
-}
-
-static int tdec_init(tdec *td, const wd__wdelta *d, const wd__wdelta_tensor *t)
-{
-    memset(td, 0, sizeof *td);
-    td->d = d;
-    td->t = t;
-    td->prev = -1;
-    int rc = 0;
-    if (t->strategy == WD__WS_QUANTIZED) {
-        /* an empty tensor (which deltatensors cannot read back) has nothing
-         * to decode; otherwise the reader saw n_cols match the shape */
-        if (t->n_cols == 0 && t->n)
-            return wd__error(WD_EBADINPUT, ".wdelta tensor '%s': quantized with no columns",
-                             t->name);
-        td->bytes = malloc(PIECE / 8 + 8);
-        td->scales = malloc((PIECE + 2) * sizeof *td->scales);
-        return td->bytes && td->scales ? 0 : WD_NOMEM();
-    }
-    if (t->strategy == WD__WS_SPARSE) {
-        td->ifield = WD__WF_INDICES;
-        td->fi = wd__wdelta_field_of(t, WD__WF_INDICES);
-        td->fv = wd__wdelta_field_of(t, WD__WF_VALUES);
-    } else {
-        td->ifield = WD__WF_OUTLIER_IDX;
-        td->fi = wd__wdelta_field_of(t, WD__WF_OUTLIER_IDX);
-        td->fv = wd__wdelta_field_of(t, WD__WF_OUTLIER_VALS);
-        const wd__wdelta_field *fs = wd__wdelta_field_of(t, WD__WF_SCALE);
-        const wd__wdelta_field *fz = wd__wdelta_field_of(t, WD__WF_ZERO_POINT);
-        if ((rc = wd__wdelta_pread(d, fs, 0, &td->scale, 2)) ||
-            (rc = wd__wdelta_pread(d, fz, 0, &td->zero_point, 2)))
-            return rc;
-        if (!(td->bytes = malloc(PIECE / 2 + 8)))
-            return WD_NOMEM();
-    }
-    td->isz = (unsigned)wd__dtype_size(td->fi->dtype);
-    td->vsz = (unsigned)wd__dtype_size(td->fv->dtype);
-    td->total = td->fi->count;
-    size_t win = td->total < BLOCK ? (size_t)td->total : BLOCK;
-    size_t per = td->total < PIECE ? (size_t)td->total : PIECE;
-    td->bi = malloc(win * td->isz + 8);
-    td->bv = malloc(win * td->vsz + 8);
-    td->pi = malloc(per * sizeof *td->pi + 8);
-    td->pv = malloc(per * td->vsz + 8);
-    return td->bi && td->bv && td->pi && td->pv ? 0 : WD_NOMEM();
-}
-
-static int tdec_refill(tdec *td)
-{
-    uint64_t left = td->total - td->fetched;
-    size_t cnt = left < BLOCK ? (size_t)left : BLOCK;
-    int rc = wd__wdelta_pread(td->d, td->fi, td->fetched * td->isz, td->bi, cnt * td->isz);
-    if (!rc)
-        rc = wd__wdelta_pread(td->d, td->fv, td->fetched * td->vsz, td->bv, cnt * td->vsz);
-    /* indices come from the file: in range and increasing before they address memory */
-    if (!rc)
-        rc = wd__wdelta_check_indices(td->t, td->ifield, td->bi, td->fi->dtype, cnt, td->fetched,
-                                      td->t->n, 1, &td->prev);
-    td->fetched += cnt;
-    td->blen = cnt;
-    td->bpos = 0;
-    return rc;
-}
-
-/* Gathers the entries in [b, e) into pi/pv, indices made relative to origin
- * (<= b). Pieces must come in increasing order and cover the tensor. */
-static int tdec_collect(tdec *td, uint64_t b, uint64_t e, uint64_t origin)
-{
-    td->m = 0;
-    while (td->used < td->total) {
-        int rc;
-        if (td->bpos == td->blen && (rc = tdec_refill(td)))
-            return rc;
-        int64_t v = wd__idx_at(td->bi, td->isz, td->bpos);
-        if ((uint64_t)v >= e)
-            break;
-        if ((uint64_t)v < b) /* only if a caller skipped a piece */
-            return wd__error(WD_ERROR, "internal error: .wdelta pieces out of order");
-        td->pi[td->m] = v - (int64_t)origin;
-        memcpy((uint8_t *)td->pv + td->m * td->vsz, td->bv + td->bpos * td->vsz, td->vsz);
-        td->m++;
-        td->bpos++;
-        td->used++;
-    }
-    return 0;
-}
-
-/* Adds the delta of elements [b, b + cnt) to buf, which holds their float32
- * base values; b is a multiple of 8. With d == NULL the delta goes in place
- * (deltatensors' streaming reconstruction: base + value where something is
- * stored). With d (cnt floats of scratch) the result is base + decompress()
- * instead, as deltatensors' load_delta computes it: the decoded delta is
- * built in d from +0.0 (sparse values assigned, int4 added onto zeros) and
- * then added; quantized gives the same bits either way. */
-static int tdec_apply(tdec *td, uint64_t b, size_t cnt, float *buf, float *d)
-{
-    const wd__wdelta_tensor *t = td->t;
-    uint64_t e = b + cnt;
-    int rc;
-    if (cnt == 0)
-        return 0;
-    if (t->strategy == WD__WS_QUANTIZED) {
-        /* Each row segment [s, r_end) goes through a view of the piece whose
-         * one row ends at r_end: its bit i is the piece's bit i (the piece
-         * starts on a byte), and its single scale is that row's. */
-        uint64_t nc = t->n_cols, r0 = b / nc, r1 = (e - 1) / nc;
-        const wd__wdelta_field *fsc = wd__wdelta_field_of(t, WD__WF_SCALES);
-        const wd__wdelta_field *fsg = wd__wdelta_field_of(t, WD__WF_PACKED_SIGNS);
-        if ((rc = wd__wdelta_pread(td->d, fsc, r0 * 2, td->scales, (size_t)(r1 - r0 + 1) * 2)) ||
-            (rc = wd__wdelta_pread(td->d, fsg, b / 8, td->bytes, (size_t)((e + 7) / 8 - b / 8))))
-            return rc;
-        for (uint64_t s = b; s < e;) {
-            uint64_t r = s / nc, r_end = (r + 1) * nc < e ? (r + 1) * nc : e;
-            wd_quant_delta v = {.n = r_end - b, .n_cols = r_end - b,
-                                .scales = &td->scales[r - r0], .packed_signs = td->bytes};
-            if ((rc = wd__quant_apply(&v, s - b, buf + (s - b), (size_t)(r_end - s))))
-                return rc;
-            s = r_end;
-        }
-        return 0;
-    }
-    if (d)
-        for (size_t i = 0; i < cnt; i++)
-            d[i] = 0.0f;
-    float *target = d ? d : buf;
-    if (t->strategy == WD__WS_SPARSE) {
-        if ((rc = tdec_collect(td, b, e, b)))
-            return rc;
-        if (d) {
-            for (size_t j = 0; j < td->m; j++)
-                memcpy(&d[td->pi[j]], (uint8_t *)td->pv + 4 * j, 4);
-        } else {
-            wd_sparse_delta v = {.n = cnt, .k = td->m, .indices = td->pi, .values = td->pv};
-            if ((rc = wd__sparse_apply(&v, 0, buf, cnt)))
-                return rc;
-        }
-    } else if (t->int4_layout == 2) {
-        /* every position has a code: the piece's codes start at byte b / 2 */
-        if ((rc = tdec_collect(td, b, e, b)) ||
-            (rc = wd__wdelta_pread(td->d, wd__wdelta_field_of(t, WD__WF_PACKED), b / 2,
-                                   td->bytes, (cnt + 1) / 2)))
-            return rc;
-        wd_int4_delta v = {.layout = 2, .n = cnt, .n_outliers = td->m, .idx_bytes = 8,
-                           .outlier_idx = td->pi, .outlier_vals = td->pv, .scale = td->scale,
-                           .zero_point = td->zero_point, .packed = td->bytes};
-        if ((rc = wd__int4_apply(&v, 0, target, cnt)))
-            return rc;
-    } else {
-        /* layout 1: position p reads code p - (outliers before p). The piece's
-         * first code c0 may sit in a low nibble; then the view starts one
-         * element early, on the code before it, and decoding starts at 1. */
-        uint64_t c0 = b - td->used, origin = (c0 & 1) ? b - 1 : b;
-        if ((rc = tdec_collect(td, b, e, origin)))
-            return rc;
-        uint64_t cstart = c0 - (b - origin), cend = c0 + (cnt - td->m);
-        size_t nb = (size_t)((cend + 1) / 2 - cstart / 2);
-        if (nb && (rc = wd__wdelta_pread(td->d, wd__wdelta_field_of(t, WD__WF_PACKED),
-                                         cstart / 2, td->bytes, nb)))
-            return rc;
-        wd_int4_delta v = {.layout = 1, .n = e - origin, .n_outliers = td->m, .idx_bytes = 8,
-                           .outlier_idx = td->pi, .outlier_vals = td->pv, .scale = td->scale,
-                           .zero_point = td->zero_point, .packed = td->bytes};
-        if ((rc = wd__int4_apply(&v, b - origin, target, cnt)))
-            return rc;
-    }
-    if (d)
-        for (size_t i = 0; i < cnt; i++)
-            buf[i] = buf[i] + d[i];
-    return 0;
-}
-
 /* The file's tensors in the order its parent_hash covers them. */
 static const wd__wdelta_tensor *hash_order_at(const wd__wdelta *d, size_t i)
 {
@@ -895,552 +495,12 @@ static const wd__wdelta_tensor *hash_order_at(const wd__wdelta *d, size_t i)
                                       : wd__wdelta_tensor_by_record(d, i);
 }
 
-/* ---- Output folders ------------------------------------------------------- */
-
-static int full_write(int fd, const void *data, size_t len, const char *path)
-{
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return wd__error_errno(WD_EIO, "cannot write '%s'", path);
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
-static int create_file(const char *path, int *fd)
-{
-    *fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    return *fd < 0 ? wd__error_errno(WD_EIO, "cannot create '%s'", path) : 0;
-}
-
-static int close_synced(int fd, const char *path, int rc)
-{
-    if (!rc && fsync(fd) != 0)
-        rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
-    if (close(fd) != 0 && !rc)
-        rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
-    return rc;
-}
-
-/* Copies src to dst byte for byte, with its mode and times (shutil.copy2). */
-static int copy_file(const char *src, const char *dst)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC), out = -1;
-    if (in < 0)
-        return wd__error_errno(WD_EIO, "cannot open '%s'", src);
-    uint8_t *buf = malloc(IO_BUF);
-    int rc = buf ? create_file(dst, &out) : WD_NOMEM();
-    while (!rc) {
-        ssize_t k = read(in, buf, IO_BUF);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            rc = wd__error_errno(WD_EIO, "cannot read '%s'", src);
-        if (k <= 0)
-            break;
-        rc = full_write(out, buf, (size_t)k, dst);
-    }
-    struct stat sb;
-    if (!rc && fstat(in, &sb) == 0) {
-        struct timespec ts[2] = {sb.st_atim, sb.st_mtim};
-        fchmod(out, sb.st_mode & 07777);
-        futimens(out, ts);
-    }
-    if (out >= 0)
-        rc = close_synced(out, dst, rc);
-    close(in);
-    free(buf);
-    return rc;
-}
-
-static int read_small_file(const char *path, size_t max, uint8_t **out, size_t *len)
-{
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return wd__error_errno(WD_EIO, "cannot open '%s'", path);
-    struct stat sb;
-    int rc = 0;
-    if (fstat(fd, &sb) != 0)
-        rc = wd__error_errno(WD_EIO, "cannot stat '%s'", path);
-    else if ((uint64_t)sb.st_size > max)
-        rc = 1; /* too big to parse: the caller copies it */
-    uint8_t *buf = rc ? NULL : malloc((size_t)sb.st_size + 1);
-    if (!rc && !buf)
-        rc = WD_NOMEM();
-    size_t got = 0;
-    while (!rc && got < (size_t)sb.st_size) {
-        ssize_t k = read(fd, buf + got, (size_t)sb.st_size - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            rc = wd__error_errno(WD_EIO, "cannot read '%s'", path);
-            break;
-        }
-        got += (size_t)k;
-    }
-    close(fd);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    *len = got;
-    return 0;
-}
-
-/* ---- config.json as Python's json.loads + json.dumps(indent=2) write it ---- */
-
-/* A parsed JSON value, its scalars already in the text json.dumps gives
- * them (ensure_ascii strings, int digits, float repr, NaN/Infinity). */
-typedef struct jv jv;
-struct jv {
-    char kind;   /* 's' scalar, '[' array, '{' object */
-    char *text;  /* scalar */
-    size_t n, cap;
-    jv **items;  /* array items, object values */
-    char **keys; /* object keys, as output text */
-};
-
-typedef struct {
-    const unsigned char *s;
-    size_t len, pos;
-    int depth;
-} jparse;
-
-/* Python raises RecursionError far below this; an object this large is
- * not a config (and deduplicating its keys costs n^2). Past either limit
- * the file is copied as it is. */
-enum { J_MAX_DEPTH = 900, J_MAX_MEMBERS = 1 << 16, PY_INT_MAX_DIGITS = 4300 };
-
-static void jv_free(jv *v)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < v->n; i++) {
-        jv_free(v->items[i]);
-        if (v->keys)
-            free(v->keys[i]);
-    }
-    free(v->items);
-    free(v->keys);
-    free(v->text);
-    free(v);
-}
-
-static void jp_ws(jparse *p)
-{
-    while (p->pos < p->len && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' ||
-                               p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
-        p->pos++;
-}
-
-static int hexval(unsigned char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                        : c >= 'A' && c <= 'F'   ? c - 'A' + 10
-                                                                 : -1;
-}
-
-/* One UTF-16 code unit as ensure_ascii writes it. */
-static int emit_unit(wd_buf *b, unsigned u)
-{
-    switch (u) {
-    case '"': return wd__buf_append(b, "\\\"", 2);
-    case '\\': return wd__buf_append(b, "\\\\", 2);
-    case '\n': return wd__buf_append(b, "\\n", 2);
-    case '\r': return wd__buf_append(b, "\\r", 2);
-    case '\t': return wd__buf_append(b, "\\t", 2);
-    case '\b': return wd__buf_append(b, "\\b", 2);
-    case '\f': return wd__buf_append(b, "\\f", 2);
-    default:
-        if (u >= 0x20 && u <= 0x7e) {
-            char c = (char)u;
-            return wd__buf_append(b, &c, 1);
-        }
-        return wd__buf_printf(b, "\\u%04x", u);
-    }
-}
-
-/* A string at p->pos (after the quote) into *out as output text. The file
- * was checked to be valid UTF-8. */
-static int jp_string(jparse *p, char **out)
-{
-    wd_buf b = {0};
-    int rc = wd__buf_append(&b, "\"", 1);
-    while (!rc) {
-        if (p->pos >= p->len) {
-            rc = 1;
-            break;
-        }
-        unsigned c = p->s[p->pos++];
-        if (c == '"') {
-            rc = wd__buf_append(&b, "\"", 1);
-            break;
-        }
-        if (c < 0x20) { /* strict mode: raw control characters are invalid */
-            rc = 1;
-        } else if (c == '\\') {
-            if (p->pos >= p->len) {
-                rc = 1;
-                break;
-            }
-            unsigned e = p->s[p->pos++], u = 0;
-            switch (e) {
-            case '"': case '\\': case '/': u = e; break;
-            case 'b': u = '\b'; break;
-            case 'f': u = '\f'; break;
-            case 'n': u = '\n'; break;
-            case 'r': u = '\r'; break;
-            case 't': u = '\t'; break;
-            case 'u':
-                for (int i = 0; i < 4; i++) {
-                    int h = p->pos < p->len ? hexval(p->s[p->pos]) : -1;
-                    if (h < 0) {
-                        rc = 1;
-                        break;
-                    }
-                    u = u * 16 + (unsigned)h;
-                    p->pos++;
-                }
-                break;
-            default: rc = 1; break;
-            }
-            if (!rc)
-                rc = emit_unit(&b, u);
-        } else if (c < 0x80) {
-            rc = emit_unit(&b, c);
-        } else {
-            /* a UTF-8 sequence: code point, then UTF-16 units as Python writes them */
-            int more = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
-            unsigned cp = c & (0x3fu >> more);
-            for (int i = 0; i < more; i++)
-                cp = (cp << 6) | (p->s[p->pos++] & 0x3fu);
-            if (cp >= 0x10000) {
-                cp -= 0x10000;
-                rc = emit_unit(&b, 0xd800 + (cp >> 10));
-                if (!rc)
-                    rc = emit_unit(&b, 0xdc00 + (cp & 0x3ff));
-            } else {
-                rc = emit_unit(&b, cp);
-            }
-        }
-    }
-    if (!rc)
-        rc = wd__buf_append(&b, "", 1);
-    if (rc) {
-        wd__buf_free(&b);
-        return rc;
-    }
-    *out = (char *)b.data;
-    return 0;
-}
-
-/* A number by json's NUMBER_RE: -?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?; an
- * integer stays an int (its digits; "-0" is 0), anything else a float. */
-static int jp_number(jparse *p, char **out)
-{
-    size_t start = p->pos, i = p->pos;
-    const unsigned char *s = p->s;
-    if (i < p->len && s[i] == '-')
-        i++;
-    size_t d0 = i;
-    if (i < p->len && s[i] == '0')
-        i++;
-    else
-        while (i < p->len && s[i] >= '0' && s[i] <= '9')
-            i++;
-    if (i == d0)
-        return 1;
-    size_t int_end = i;
-    int is_float = 0;
-    if (i + 1 < p->len && s[i] == '.' && s[i + 1] >= '0' && s[i + 1] <= '9') {
-        is_float = 1;
-        for (i++; i < p->len && s[i] >= '0' && s[i] <= '9'; i++)
-            ;
-    }
-    if (i < p->len && (s[i] == 'e' || s[i] == 'E')) {
-        size_t j = i + 1;
-        if (j < p->len && (s[j] == '+' || s[j] == '-'))
-            j++;
-        if (j < p->len && s[j] >= '0' && s[j] <= '9') {
-            is_float = 1;
-            for (i = j; i < p->len && s[i] >= '0' && s[i] <= '9'; i++)
-                ;
-        }
-    }
-    if (!is_float)
-        i = int_end;
-    p->pos = i;
-    char *text;
-    if (!is_float) {
-        size_t nd = int_end - d0;
-        if (nd > PY_INT_MAX_DIGITS) /* Python 3.11's int() refuses it: ValueError */
-            return 1;
-        int neg = s[start] == '-' && !(nd == 1 && s[d0] == '0');
-        if (!(text = malloc(nd + 2)))
-            return WD_NOMEM();
-        if (neg)
-            text[0] = '-';
-        memcpy(text + neg, s + d0, nd);
-        text[neg + nd] = '\0';
-    } else {
-        char *tmp = malloc(i - start + 1), num[40];
-        if (!tmp)
-            return WD_NOMEM();
-        memcpy(tmp, s + start, i - start);
-        tmp[i - start] = '\0';
-        py_json_float(strtod(tmp, NULL), num);
-        free(tmp);
-        if (!(text = strdup(num)))
-            return WD_NOMEM();
-    }
-    *out = text;
-    return 0;
-}
-
-static int jv_add(jv *v, char *key, jv *item)
-{
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        jv **items = realloc(v->items, cap * sizeof *items);
-        if (!items)
-            return WD_NOMEM();
-        v->items = items;
-        if (v->kind == '{') {
-            char **keys = realloc(v->keys, cap * sizeof *keys);
-            if (!keys)
-                return WD_NOMEM();
-            v->keys = keys;
-        }
-        v->cap = cap;
-    }
-    v->items[v->n] = item;
-    if (v->kind == '{')
-        v->keys[v->n] = key;
-    v->n++;
-    return 0;
-}
-
-/* Returns 0, 1 (not JSON Python would take: the caller copies the file) or
- * a negative status. */
-static int jp_value(jparse *p, jv **out)
-{
-    *out = NULL;
-    jp_ws(p);
-    if (p->pos >= p->len || ++p->depth > J_MAX_DEPTH)
-        return 1;
-    jv *v = calloc(1, sizeof *v);
-    if (!v)
-        return WD_NOMEM();
-    v->kind = 's';
-    unsigned char c = p->s[p->pos];
-    static const char *const lits[] = {"null", "true", "false", "NaN", "Infinity", "-Infinity"};
-    int rc = 1;
-    for (size_t i = 0; i < sizeof lits / sizeof *lits; i++) {
-        size_t l = strlen(lits[i]);
-        if (p->len - p->pos >= l && !memcmp(p->s + p->pos, lits[i], l)) {
-            p->pos += l;
-            rc = (v->text = strdup(lits[i])) ? 0 : WD_NOMEM();
-            goto done;
-        }
-    }
-    if (c == '"') {
-        p->pos++;
-        rc = jp_string(p, &v->text);
-    } else if (c == '-' || (c >= '0' && c <= '9')) {
-        rc = jp_number(p, &v->text);
-    } else if (c == '[' || c == '{') {
-        v->kind = (char)c;
-        p->pos++;
-        jp_ws(p);
-        rc = 0;
-        char close = c == '[' ? ']' : '}';
-        if (p->pos < p->len && p->s[p->pos] == (unsigned char)close) {
-            p->pos++;
-            goto done;
-        }
-        for (;;) {
-            char *key = NULL;
-            if (c == '{') {
-                jp_ws(p);
-                if (p->pos >= p->len || p->s[p->pos] != '"') {
-                    rc = 1;
-                    break;
-                }
-                p->pos++;
-                if ((rc = jp_string(p, &key)))
-                    break;
-                jp_ws(p);
-                if (p->pos >= p->len || p->s[p->pos] != ':') {
-                    free(key);
-                    rc = 1;
-                    break;
-                }
-                p->pos++;
-            }
-            jv *item;
-            if ((rc = jp_value(p, &item))) {
-                free(key);
-                break;
-            }
-            /* a repeated key keeps its first place and takes the last value,
-             * as a Python dict built from the pairs does */
-            size_t k = v->n;
-            if (key)
-                for (k = 0; k < v->n && strcmp(v->keys[k], key); k++)
-                    ;
-            if (k < v->n) {
-                jv_free(v->items[k]);
-                v->items[k] = item;
-                free(key);
-            } else if (v->n >= J_MAX_MEMBERS) {
-                jv_free(item);
-                free(key);
-                rc = 1;
-                break;
-            } else if ((rc = jv_add(v, key, item))) {
-                jv_free(item);
-                free(key);
-                break;
-            }
-            jp_ws(p);
-            if (p->pos < p->len && p->s[p->pos] == ',') {
-                p->pos++;
-                continue;
-            }
-            if (p->pos < p->len && p->s[p->pos] == (unsigned char)close) {
-                p->pos++;
-                break;
-            }
-            rc = 1;
-            break;
-        }
-    }
-done:
-    p->depth--;
-    if (rc) {
-        jv_free(v);
-        return rc;
-    }
-    *out = v;
-    return 0;
-}
-
-static int jv_emit(wd_buf *b, const jv *v, int level)
-{
-    if (v->kind == 's')
-        return wd__buf_append(b, v->text, strlen(v->text));
-    if (v->n == 0)
-        return wd__buf_append(b, v->kind == '[' ? "[]" : "{}", 2);
-    int rc = wd__buf_append(b, v->kind == '[' ? "[" : "{", 1);
-    for (size_t i = 0; !rc && i < v->n; i++) {
-        rc = wd__buf_printf(b, "%s\n%*s", i ? "," : "", 2 * (level + 1), "");
-        if (!rc && v->kind == '{')
-            rc = wd__buf_printf(b, "%s: ", v->keys[i]);
-        if (!rc)
-            rc = jv_emit(b, v->items[i], level + 1);
-    }
-    if (!rc)
-        rc = wd__buf_printf(b, "\n%*s%c", 2 * level, "", v->kind == '[' ? ']' : '}');
-    return rc;
-}
-
-/* Strict UTF-8 as Python decodes it (no overlongs, surrogates or > U+10FFFF). */
-static int utf8_ok(const uint8_t *s, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        int more = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
-        if (more < 0 || len - i <= (size_t)more)
-            return 0;
-        unsigned c1 = s[i + 1];
-        if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 > 0x9f) || (c == 0xf0 && c1 < 0x90) ||
-            (c == 0xf4 && c1 > 0x8f))
-            return 0;
-        for (int k = 1; k <= more; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-        i += (size_t)more + 1;
-    }
-    return 1;
-}
-
-/* deltatensors' _copy_model_files for config.json: a JSON object gets its
- * "torch_dtype" and "dtype" keys (where present) set to dtype and is written
- * back as json.dumps(cfg, indent=2) + "\n"; anything Python's json.loads
- * would refuse (or not an object) is copied as it is. */
-static int write_config(const char *src, const char *dst, const char *dtype)
-{
-    uint8_t *text;
-    size_t len = 0;
-    int rc = read_small_file(src, CONFIG_MAX, &text, &len);
-    if (rc == 1)
-        return copy_file(src, dst);
-    if (rc)
-        return rc;
-    jv *root = NULL;
-    jparse p = {text, len, 0, 0};
-    if (utf8_ok(text, len)) {
-        rc = jp_value(&p, &root);
-        jp_ws(&p);
-        if (!rc && (p.pos != len || root->kind != '{'))
-            rc = 1;
-    } else {
-        rc = 1;
-    }
-    free(text);
-    if (rc) {
-        jv_free(root);
-        return rc == 1 ? copy_file(src, dst) : rc;
-    }
-    for (size_t i = 0; !rc && i < root->n; i++) {
-        if (strcmp(root->keys[i], "\"torch_dtype\"") && strcmp(root->keys[i], "\"dtype\""))
-            continue;
-        jv *s = calloc(1, sizeof *s);
-        size_t tl = strlen(dtype) + 3;
-        if (!s || !(s->text = malloc(tl))) {
-            free(s);
-            rc = WD_NOMEM();
-            break;
-        }
-        s->kind = 's';
-        snprintf(s->text, tl, "\"%s\"", dtype);
-        jv_free(root->items[i]);
-        root->items[i] = s;
-    }
-    wd_buf out = {0};
-    if (!rc)
-        rc = jv_emit(&out, root, 0);
-    if (!rc)
-        rc = wd__buf_append(&out, "\n", 1);
-    jv_free(root);
-    int fd = -1;
-    if (!rc)
-        rc = create_file(dst, &fd);
-    if (!rc) {
-        rc = full_write(fd, out.data, out.len, dst);
-        rc = close_synced(fd, dst, rc);
-    }
-    wd__buf_free(&out);
-    return rc;
-}
-
 /* ---- Loading onto a base folder --------------------------------------------- */
 
 /* One tensor of the output shard: a base tensor, with the delta the file
  * holds for it (or NULL: copied through), and its output dtype. */
 typedef struct {
-    tref base;
+    wd_tref base;
     const wd__wdelta_tensor *t;
     wd_dtype out;
 } out_item;
@@ -1458,29 +518,29 @@ typedef struct {
 static int write_tensor(int fd, const char *path, const wd__wdelta *d, const out_item *it,
                         const piece_bufs *pb, progress *pg)
 {
-    tdec td;
-    int rc = it->t ? tdec_init(&td, d, it->t) : 0;
+    wd__wdelta_dec td;
+    int rc = it->t ? wd__wdelta_dec_init(&td, d, it->t) : 0;
     size_t es = wd__dtype_size(it->base.dtype), oes = wd__dtype_size(it->out);
     int raw_copy = !it->t && it->out == it->base.dtype;
     for (uint64_t b = 0; !rc && b < it->base.n; b += PIECE) {
         size_t cnt = it->base.n - b < PIECE ? (size_t)(it->base.n - b) : PIECE;
         if (raw_copy) {
-            rc = tref_read(&it->base, b * es, pb->raw, cnt * es);
+            rc = wd__tref_read(&it->base, b * es, pb->raw, cnt * es);
             if (!rc)
-                rc = full_write(fd, pb->raw, cnt * es, path);
+                rc = wd__file_write(fd, pb->raw, cnt * es, path);
         } else {
-            rc = tref_f32(&it->base, b, cnt, pb->f, pb->raw);
+            rc = wd__tref_f32(&it->base, b, cnt, pb->f, pb->raw);
             if (!rc && it->t)
-                rc = tdec_apply(&td, b, cnt, pb->f, NULL);
+                rc = wd__wdelta_dec_apply(&td, b, cnt, pb->f, NULL);
             if (!rc) {
                 wd__from_f32(pb->out, pb->f, cnt, it->out);
-                rc = full_write(fd, pb->out, cnt * oes, path);
+                rc = wd__file_write(fd, pb->out, cnt * oes, path);
             }
         }
         prog_add(pg, cnt * oes);
     }
     if (it->t)
-        tdec_free(&td);
+        wd__wdelta_dec_free(&td);
     return rc;
 }
 
@@ -1501,17 +561,17 @@ static int write_shard(const char *path, const wd__wdelta *d, const out_item *it
     if (!rc)
         rc = wd__st_header_build(&hdr, &hlen, specs, n, NULL);
     if (!rc)
-        rc = create_file(path, &fd);
+        rc = wd__file_create(path, &fd);
     if (!rc) {
         uint8_t prefix[8];
         for (int i = 0; i < 8; i++)
             prefix[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-        rc = full_write(fd, prefix, 8, path);
+        rc = wd__file_write(fd, prefix, 8, path);
         if (!rc)
-            rc = full_write(fd, hdr, hlen, path);
+            rc = wd__file_write(fd, hdr, hlen, path);
         for (size_t i = 0; !rc && i < n; i++)
             rc = write_tensor(fd, path, d, &items[i], &pb, pg);
-        rc = close_synced(fd, path, rc);
+        rc = wd__file_close(fd, path, rc);
     }
     free(specs);
     free(hdr);
@@ -1552,9 +612,9 @@ static int copy_other_files(const wd_folder *base, const char *dir, wd_out_dtype
         if (asprintf(&src, "%s/%s", base->dir, name) < 0 || asprintf(&dst, "%s/%s", dir, name) < 0)
             rc = WD_NOMEM();
         else if (!strcmp(name, "config.json") && out_dtype != WD_OUT_ORIGINAL)
-            rc = write_config(src, dst, out_names[out_dtype]);
+            rc = wd__hfconfig_write(src, dst, wd__out_dtype_name(out_dtype));
         else
-            rc = copy_file(src, dst);
+            rc = wd__file_copy(src, dst);
         free(src);
         free(dst);
     }
@@ -1572,7 +632,7 @@ static int match_base(out_item *items, unsigned char *mark, const wd__wdelta *d,
         if (k < 0)
             return wd__error(WD_EMISMATCH, "wrong base: tensor '%s' of '%s' is not in '%s'",
                              t->name, in_path, base_dir);
-        tref_folder(&items[i].base, base, (size_t)k);
+        wd__tref_folder(&items[i].base, base, (size_t)k);
         items[i].t = t;
         mark[k] = 1;
         if (!same_shape(t->ndim, t->shape, items[i].base.ndim, items[i].base.shape)) {
@@ -1597,7 +657,7 @@ static int match_base(out_item *items, unsigned char *mark, const wd__wdelta *d,
 static int verify_base(const wd__wdelta *d, const out_item *items, size_t nd,
                        const char *in_path, const char *base_dir, const wd_options *opt)
 {
-    const tref **refs = calloc(nd + 1, sizeof *refs);
+    const wd_tref **refs = calloc(nd + 1, sizeof *refs);
     if (!refs)
         return WD_NOMEM();
     uint64_t total = 0;
@@ -1662,10 +722,10 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
     size_t n = nd;
     for (size_t k = 0; k < nb; k++)
         if (!mark[k])
-            tref_folder(&items[n++].base, base, k);
+            wd__tref_folder(&items[n++].base, base, k);
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        items[i].out = out_dt(out_dtype, items[i].base.dtype);
+        items[i].out = wd__dtype_written(items[i].base.dtype, out_dtype);
         total += items[i].base.n * wd__dtype_size(items[i].out);
     }
 
@@ -1715,7 +775,7 @@ void wd_named_tensors_free(wd_named_tensor *t, size_t count)
     free(t);
 }
 
-static const tref *find_ref(const tref *refs, size_t n, const char *name)
+static const wd_tref *find_ref(const wd_tref *refs, size_t n, const char *name)
 {
     size_t lo = 0, hi = n;
     while (lo < hi) {
@@ -1734,16 +794,11 @@ static const tref *find_ref(const tref *refs, size_t n, const char *name)
 /* One tensor of load_delta: base + decompress(delta) in float32, stored as
  * the delta's dtype (float32 in every file deltatensors writes). */
 static int load_one(wd_named_tensor *r, const wd__wdelta *d, const wd__wdelta_tensor *t,
-                    const tref *b)
+                    const wd_tref *b)
 {
     wd_dtype odt;
-    if (!strcmp(t->dtype, "float32"))
-        odt = WD_DT_F32;
-    else if (!strcmp(t->dtype, "float16"))
-        odt = WD_DT_F16;
-    else if (!strcmp(t->dtype, "float64"))
-        odt = WD_DT_F64;
-    else
+    if (wd__dtype_from_numpy(t->dtype, &odt) ||
+        (odt != WD_DT_F32 && odt != WD_DT_F16 && odt != WD_DT_F64))
         return wd__error(WD_EBADINPUT, ".wdelta tensor '%s': unsupported delta dtype '%s'",
                          t->name, t->dtype);
     size_t es = wd__dtype_size(odt);
@@ -1752,15 +807,15 @@ static int load_one(wd_named_tensor *r, const wd__wdelta *d, const wd__wdelta_te
     char *name = strdup(t->name);
     uint8_t *data = malloc((size_t)b->n * es + 1);
     float *f = malloc(PIECE * sizeof *f), *scratch = malloc(PIECE * sizeof *scratch);
-    tdec td;
-    int rc = name && data && f && scratch ? tdec_init(&td, d, t) : WD_NOMEM();
+    wd__wdelta_dec td;
+    int rc = name && data && f && scratch ? wd__wdelta_dec_init(&td, d, t) : WD_NOMEM();
     if (!rc) {
         for (uint64_t p = 0; !rc && p < b->n; p += PIECE) {
             size_t cnt = b->n - p < PIECE ? (size_t)(b->n - p) : PIECE;
-            if (!(rc = tref_f32(b, p, cnt, f, NULL)) && !(rc = tdec_apply(&td, p, cnt, f, scratch)))
+            if (!(rc = wd__tref_f32(b, p, cnt, f, NULL)) && !(rc = wd__wdelta_dec_apply(&td, p, cnt, f, scratch)))
                 wd__from_f32(data + p * es, f, cnt, odt);
         }
-        tdec_free(&td);
+        wd__wdelta_dec_free(&td);
     }
     free(f);
     free(scratch);
@@ -1784,7 +839,7 @@ int wd_load_delta(wd_named_tensor **out, size_t *out_count, const char *in_path,
 {
     *out = NULL;
     *out_count = 0;
-    tref *br = NULL;
+    wd_tref *br = NULL;
     wd__wdelta *d = NULL;
     wd_named_tensor *res = NULL;
     size_t done = 0;
@@ -1795,7 +850,7 @@ int wd_load_delta(wd_named_tensor **out, size_t *out_count, const char *in_path,
         goto fail;
     if (verify) {
         /* deltatensors' load_delta hashes every tensor it is given */
-        const tref **refs = calloc(n_base + 1, sizeof *refs);
+        const wd_tref **refs = calloc(n_base + 1, sizeof *refs);
         char got[WD_HEX_SIZE];
         progress pg = {0};
         if (!refs) {
@@ -1820,7 +875,7 @@ int wd_load_delta(wd_named_tensor **out, size_t *out_count, const char *in_path,
     }
     for (; done < n; done++) {
         const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, done);
-        const tref *b = find_ref(br, n_base, t->name);
+        const wd_tref *b = find_ref(br, n_base, t->name);
         if (!b) {
             rc = wd__error(WD_EMISMATCH, "wrong base: tensor '%s' of '%s' is not among the base "
                                          "tensors", t->name, in_path);
@@ -1846,126 +901,4 @@ fail:
     free(br);
     wd__wdelta_close(d);
     return rc;
-}
-
-/* ---- inspect() ------------------------------------------------------------------ */
-
-void wd_inspect_file_free(wd_wdelta_info *info)
-{
-    if (!info)
-        return;
-    for (size_t i = 0; i < info->n_tensors; i++) {
-        free(info->tensors[i].name);
-        free(info->tensors[i].options_json);
-    }
-    free(info->tensors);
-    free(info->path);
-    free(info);
-}
-
-/* The tensor's scalar options as a compact JSON object, in header order. */
-static int options_json(const wd__wdelta_tensor *t, char **out)
-{
-    wd_buf b = {0};
-    int rc = wd__buf_append(&b, "{", 1), first = 1;
-    for (int i = 0; !rc && i < t->n_keys; i++) {
-        int k = t->key_order[i];
-        char num[40];
-        const char *key;
-        switch (k) {
-        case WD__WK_SPARSITY: key = "sparsity"; py_json_float(t->sparsity, num); break;
-        case WD__WK_OUTLIER_FRACTION:
-            key = "outlier_fraction";
-            py_json_float(t->outlier_fraction, num);
-            break;
-        case WD__WK_N_ELEMENTS:
-            key = "n_elements";
-            snprintf(num, sizeof num, "%llu", (unsigned long long)t->n_elements);
-            break;
-        case WD__WK_N_COLS:
-            key = "n_cols";
-            snprintf(num, sizeof num, "%llu", (unsigned long long)t->n_cols);
-            break;
-        case WD__WK_N_OUTLIERS:
-            key = "n_outliers";
-            snprintf(num, sizeof num, "%llu", (unsigned long long)t->n_outliers);
-            break;
-        case WD__WK_INT4_LAYOUT:
-            key = "int4_layout";
-            snprintf(num, sizeof num, "%d", t->int4_layout);
-            break;
-        default: continue;
-        }
-        rc = wd__buf_printf(&b, "%s\"%s\":%s", first ? "" : ",", key, num);
-        first = 0;
-    }
-    if (!rc)
-        rc = wd__buf_append(&b, "}", 2); /* with the NUL */
-    if (rc) {
-        wd__buf_free(&b);
-        return rc;
-    }
-    *out = (char *)b.data;
-    return 0;
-}
-
-int wd_inspect_file(wd_wdelta_info **out, const char *path)
-{
-    *out = NULL;
-    wd__wdelta *d;
-    int rc = wd__wdelta_open(&d, path);
-    if (rc)
-        return rc;
-    wd_wdelta_info *info = calloc(1, sizeof *info);
-    size_t n = wd__wdelta_count(d);
-    if (!info || !(info->path = strdup(path)) ||
-        !(info->tensors = calloc(n + 1, sizeof *info->tensors))) {
-        rc = WD_NOMEM();
-        goto done;
-    }
-    info->size = wd__wdelta_file_size(d);
-    char mb[64]; /* round(size / 1e6, 2), as deltatensors reports it */
-    snprintf(mb, sizeof mb, "%.2f", (double)info->size / 1e6);
-    info->size_mb = strtod(mb, NULL);
-    info->version = wd__wdelta_version(d);
-    snprintf(info->parent_hash, sizeof info->parent_hash, "%s", wd__wdelta_parent_hash(d));
-    snprintf(info->strategy, sizeof info->strategy, "%s",
-             wd__wdelta_strategy_name(wd__wdelta_strategy(d)));
-    for (size_t i = 0; !rc && i < n; i++, info->n_tensors++) {
-        const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
-        wd_wdelta_tensor_info *ti = &info->tensors[i];
-        if (!(ti->name = malloc(t->name_len + 1))) {
-            rc = WD_NOMEM();
-            break;
-        }
-        memcpy(ti->name, t->name, t->name_len);
-        ti->name[t->name_len] = '\0';
-        ti->ndim = t->ndim;
-        memcpy(ti->shape, t->shape, sizeof ti->shape);
-        int has_base = (t->has & WD__WK_BIT(WD__WK_BASE_DTYPE)) != 0;
-        snprintf(ti->dtype, sizeof ti->dtype, "%s", has_base ? t->base_dtype : t->dtype);
-        snprintf(ti->delta_dtype, sizeof ti->delta_dtype, "%s", t->dtype);
-        snprintf(ti->base_dtype, sizeof ti->base_dtype, "%s", has_base ? t->base_dtype : "");
-        snprintf(ti->strategy, sizeof ti->strategy, "%s", wd__wdelta_strategy_name(t->strategy));
-        rc = options_json(t, &ti->options_json);
-        const int *fields;
-        size_t nf = wd__wdelta_fields_of(t->strategy, &fields);
-        for (size_t k = 0; k < nf && k < WD_WDELTA_MAX_ARRAYS; k++) {
-            const wd__wdelta_field *f = wd__wdelta_field_of(t, fields[k]);
-            wd_wdelta_array *a = &ti->arrays[ti->n_arrays++];
-            snprintf(a->field, sizeof a->field, "%s", wd__wdelta_field_name(fields[k]));
-            snprintf(a->dtype, sizeof a->dtype, "%s", wd__wdelta_dtype_name(f->dtype));
-            a->count = f->count;
-            a->nbytes = f->nbytes;
-            ti->nbytes += f->nbytes;
-        }
-    }
-done:
-    wd__wdelta_close(d);
-    if (rc) {
-        wd_inspect_file_free(info);
-        return rc;
-    }
-    *out = info;
-    return 0;
 }

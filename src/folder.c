@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "hash.h"
+#include "tensorref.h"
 
 int wd__plain_name_ok(const char *name)
 {
@@ -190,24 +191,16 @@ long wd__folder_find(const wd_folder *f, const char *name)
 
 int wd__folder_hash(const wd_folder *f, uint8_t out[WD_HASH_SIZE])
 {
-    enum { PIECE = 1 << 20 }; /* the only buffer: one 1 MiB read at a time */
-    wd_sha256 *h = NULL;
-    uint8_t *buf = malloc(PIECE);
-    int rc = buf ? wd__sha256_new(&h) : WD_NOMEM();
+    wd_tref *r = calloc(f->n_tensors + 1, sizeof *r);
+    const wd_tref **refs = calloc(f->n_tensors + 1, sizeof *refs);
+    int rc = r && refs ? 0 : WD_NOMEM();
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {
-        const wd_folder_tensor *t = &f->tensors[i];
-        const wd_st_file *st = f->files[t->file].st;
-        wd__sha256_update(h, t->name, strlen(t->name));
-        for (uint64_t off = 0; !rc && off < t->t->nbytes; off += PIECE) {
-            size_t len = t->t->nbytes - off < PIECE ? (size_t)(t->t->nbytes - off) : PIECE;
-            rc = wd__st_read(st, t->t, off, buf, len);
-            if (!rc)
-                wd__sha256_update(h, buf, len);
-        }
+        wd__tref_folder(&r[i], f, i);
+        refs[i] = &r[i];
     }
     if (!rc)
-        wd__sha256_final(h, out);
-    wd__sha256_free(h);
-    free(buf);
+        rc = wd__tref_hash(refs, f->n_tensors, 0, out, NULL, NULL);
+    free(r);
+    free(refs);
     return rc;
 }

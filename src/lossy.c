@@ -276,14 +276,8 @@ int wd__lossy_entry(const wd_stored_tensor *t, int version, double option, wd__w
         }
     }
     cJSON_Delete(j);
-    if (!out->base_dtype[0] && version == 2) {
-        static const char *const np[] = {[WD_DT_F64] = "float64", [WD_DT_F32] = "float32", [WD_DT_F16] = "float16",
-                                         [WD_DT_BF16] = "bfloat16", [WD_DT_I64] = "int64", [WD_DT_I32] = "int32",
-                                         [WD_DT_I16] = "int16", [WD_DT_I8] = "int8", [WD_DT_U8] = "uint8",
-                                         [WD_DT_BOOL] = "bool"};
-        if (t->dtype < (int)(sizeof np / sizeof *np) && np[t->dtype])
-            snprintf(out->base_dtype, sizeof out->base_dtype, "%s", np[t->dtype]);
-    }
+    if (!out->base_dtype[0] && version == 2)
+        snprintf(out->base_dtype, sizeof out->base_dtype, "%s", wd__dtype_numpy_name(t->dtype));
     if (L->strategy == WD__WS_INT4 && !out->n_outliers)
         out->n_outliers = L->arrays[WD__WF_OUTLIER_IDX].count;
     if (!out->n_keys)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,4 +127,65 @@ int wd__outdir_commit(const char *tmp, const char *out_dir, unsigned flags)
         close(dfd);
     }
     return 0;
+}
+
+int wd__file_create(const char *path, int *fd)
+{
+    *fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    return *fd < 0 ? wd__error_errno(WD_EIO, "cannot create '%s'", path) : 0;
+}
+
+int wd__file_write(int fd, const void *data, size_t len, const char *path)
+{
+    const uint8_t *p = data;
+    while (len) {
+        ssize_t k = write(fd, p, len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return wd__error_errno(WD_EIO, "cannot write '%s'", path);
+        p += k;
+        len -= (size_t)k;
+    }
+    return 0;
+}
+
+int wd__file_close(int fd, const char *path, int rc)
+{
+    if (!rc && fsync(fd) != 0)
+        rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
+    if (close(fd) != 0 && !rc)
+        rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
+    return rc;
+}
+
+int wd__file_copy(const char *src, const char *dst)
+{
+    enum { COPY_BUF = 1 << 20 };
+    int in = open(src, O_RDONLY | O_CLOEXEC), out = -1;
+    if (in < 0)
+        return wd__error_errno(WD_EIO, "cannot open '%s'", src);
+    uint8_t *buf = malloc(COPY_BUF);
+    int rc = buf ? wd__file_create(dst, &out) : WD_NOMEM();
+    while (!rc) {
+        ssize_t k = read(in, buf, COPY_BUF);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            rc = wd__error_errno(WD_EIO, "cannot read '%s'", src);
+        if (k <= 0)
+            break;
+        rc = wd__file_write(out, buf, (size_t)k, dst);
+    }
+    struct stat sb;
+    if (!rc && fstat(in, &sb) == 0) {
+        struct timespec ts[2] = {sb.st_atim, sb.st_mtim};
+        fchmod(out, sb.st_mode & 07777);
+        futimens(out, ts);
+    }
+    if (out >= 0)
+        rc = wd__file_close(out, dst, rc);
+    close(in);
+    free(buf);
+    return rc;
 }

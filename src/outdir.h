@@ -1,12 +1,13 @@
 /*
  * outdir.h - writing a whole folder so that it appears complete or not at
  * all: it is built in a temporary folder beside the target and renamed into
- * place (checkout, load-delta).
+ * place (checkout, load-delta); and the plain file writes that fill it.
  */
 #ifndef WD_OUTDIR_H
 #define WD_OUTDIR_H
 
 #include <limits.h>
+#include <stddef.h>
 
 /* Checks out_dir (absent, or an empty folder, or anything with
  * WD_CHECKOUT_FORCE in flags) and creates the temporary folder
@@ -20,5 +21,16 @@ int wd__outdir_commit(const char *tmp, const char *out_dir, unsigned flags);
 
 /* Removes a folder and everything in it (best effort, for failure paths). */
 void wd__remove_tree(const char *path);
+
+/* Files inside the temporary folder. path only names the file in messages.
+ * wd__file_create refuses an existing path (O_EXCL); wd__file_close syncs
+ * and closes fd whatever rc is and returns rc, or the sync's error when rc
+ * is 0, so a write error is never lost to a later success. */
+int wd__file_create(const char *path, int *fd);
+int wd__file_write(int fd, const void *data, size_t len, const char *path);
+int wd__file_close(int fd, const char *path, int rc);
+/* Copies src to a new file dst byte for byte, with src's mode and times
+ * (Python's shutil.copy2). */
+int wd__file_copy(const char *src, const char *dst);
 
 #endif

@@ -1335,6 +1335,16 @@ void wd__py_float_repr(double v, char out[32])
     *o = '\0';
 }
 
+void wd__py_json_float(double v, char out[40])
+{
+    if (isnan(v))
+        snprintf(out, 40, "NaN");
+    else if (isinf(v))
+        snprintf(out, 40, v < 0 ? "-Infinity" : "Infinity");
+    else
+        wd__py_float_repr(v, out);
+}
+
 static void sb_float(sbuf *b, double v)
 {
     char tmp[32];

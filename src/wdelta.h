@@ -204,6 +204,8 @@ int wd__wdelta_check_indices(const wd__wdelta_tensor *t, int field, const void *
  * notation when the decimal exponent is in [-4, 16), else "1e-05" style),
  * as json.dumps writes floats. out must hold 32 bytes. */
 void wd__py_float_repr(double v, char out[32]);
+/* Python's json.dumps of a float: its repr, or NaN, Infinity, -Infinity. */
+void wd__py_json_float(double v, char out[40]);
 
 /* ---- Writer ------------------------------------------------------------- */
 

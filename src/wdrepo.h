@@ -103,23 +103,44 @@ typedef struct {
 int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_options *opt,
                 wd_write_result *out);
 
-/* Strategy options, for commit and for .wdelta files. A zeroed struct means
- * lossless (commit) and deltatensors' defaults. */
+/* Strategy options: commit, export's re-encoding and the .wdelta writers
+ * read them alike. An option is given when its WD_SET_* bit is in set, or
+ * when it is nonzero (initialisers older than set keep their meaning); an
+ * option not given takes its default. A given value is checked and used as
+ * it is, never replaced by the default: sparsity in [0, 1) (0 keeps every
+ * element), outlier_fraction in (0, 1]; an option for another strategy is
+ * refused. */
+#define WD_SET_SPARSITY 1u
+#define WD_SET_OUTLIER_FRACTION 2u
+
 typedef struct {
-    const char *strategy;    /* NULL or "lossless", "sparse", "quantized", "int4" */
-    double sparsity;         /* sparse: share of elements dropped; 0 = default 0.9 */
-    double outlier_fraction; /* int4: share kept as float16 outliers; 0 = default 0.01 */
+    const char *strategy;    /* NULL (the command's default), "lossless", "sparse", "quantized", "int4" */
+    double sparsity;         /* sparse: share of elements dropped; default 0.9 */
+    double outlier_fraction; /* int4: share kept as float16 outliers; default 0.01 */
+    unsigned set;            /* WD_SET_* bits of the options given, 0 among them */
 } wd_strategy_opts;
 
 #define WD_DEFAULT_SPARSITY 0.9
 #define WD_DEFAULT_OUTLIER_FRACTION 0.01
 
+/* wd_strategy_check flag: only what a .wdelta file holds (not lossless). */
+#define WD_STRATEGY_WDELTA 1u
+
+/* Checks so (may be NULL) the way the command that takes it will, without
+ * doing anything: default_strategy stands for a NULL so->strategy (commit:
+ * "lossless"; save-delta: "sparse"; export: NULL, and then no option may
+ * be given). Returns WD_OK or WD_EUSAGE with the reason. */
+int wd_strategy_check(const wd_strategy_opts *so, const char *default_strategy, unsigned flags);
+
+/* strategy, sparsity, outlier_fraction and set as in wd_strategy_opts
+ * (strategy NULL: lossless). */
 typedef struct {
-    const char *strategy; /* NULL or "lossless", "sparse", "quantized", "int4" */
-    const char *message;  /* may be NULL */
-    const char *name;     /* may be NULL */
-    double sparsity;         /* sparse; 0 = WD_DEFAULT_SPARSITY */
-    double outlier_fraction; /* int4; 0 = WD_DEFAULT_OUTLIER_FRACTION */
+    const char *strategy;
+    const char *message;     /* may be NULL */
+    const char *name;        /* may be NULL */
+    double sparsity;
+    double outlier_fraction;
+    unsigned set;            /* WD_SET_* */
 } wd_commit_opts;
 
 /* Stores the fine-tune folder ft_dir as a delta against parent_ref (a base or
@@ -229,11 +250,12 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
 typedef struct {
     int format_version;       /* 1 or 2; 0 = 2 */
     const char *reencode;     /* NULL, or a strategy to re-encode into from the exact reconstruction */
-    double sparsity, outlier_fraction;
+    double sparsity, outlier_fraction; /* with reencode, as in wd_strategy_opts */
     /* Out: added error of a re-encoding (int4 layout 2 -> v1, or reencode),
      * max over tensors of ||d' - d|| / ||d||; 0 when exact. */
     double added_rel_error;
     int reencoded;            /* out: 1 if arrays were re-encoded */
+    unsigned set;             /* WD_SET_* of sparsity and outlier_fraction */
 } wd_export_opts;
 
 /* Writes delta ref as a .wdelta file (temp + rename). lossless deltas are

@@ -1,0 +1,83 @@
+/*
+ * strategy.c - strategy options checked and resolved in one place, so that
+ * every command applies the same bounds and defaults (see strategy.h).
+ */
+#include "strategy.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "wdelta.h"
+
+static const struct {
+    const char *name;
+    int strategy;
+} strategies[] = {{"lossless", WD__STRATEGY_LOSSLESS}, {"sparse", WD__WS_SPARSE},
+                  {"quantized", WD__WS_QUANTIZED},     {"int4", WD__WS_INT4}};
+
+/* A value is given by its bit, or by being nonzero: wd_strategy_opts
+ * initialisers written before the bits existed keep their meaning. */
+static int given(const wd_strategy_opts *so, unsigned bit, double v)
+{
+    return so && ((so->set & bit) || v != 0);
+}
+
+int wd__strategy_resolve(wd__strategy *out, const wd_strategy_opts *so,
+                         const char *default_strategy, unsigned flags)
+{
+    int wdelta_only = (flags & WD_STRATEGY_WDELTA) != 0;
+    const char *name = so && so->strategy ? so->strategy : default_strategy;
+    int has_sp = given(so, WD_SET_SPARSITY, so ? so->sparsity : 0);
+    int has_of = given(so, WD_SET_OUTLIER_FRACTION, so ? so->outlier_fraction : 0);
+    memset(out, 0, sizeof *out);
+    snprintf(out->options_json, sizeof out->options_json, "{}");
+    out->strategy = WD__STRATEGY_NONE;
+    if (name) {
+        size_t i = 0, n = sizeof strategies / sizeof *strategies;
+        while (i < n && strcmp(strategies[i].name, name))
+            i++;
+        if (i == n)
+            return wd__error(WD_EUSAGE, "unknown strategy '%s' (valid: %s)", name,
+                             wdelta_only ? "sparse, quantized, int4"
+                                         : "lossless, sparse, quantized, int4");
+        if (wdelta_only && strategies[i].strategy == WD__STRATEGY_LOSSLESS)
+            return wd__error(WD_EUSAGE, "strategy 'lossless' is wdrepo's own; a .wdelta file "
+                                        "holds sparse, quantized or int4");
+        out->strategy = strategies[i].strategy;
+        out->name = strategies[i].name;
+    }
+    /* An option for another strategy is refused rather than ignored: the
+     * caller meant something the result would not have. */
+    if (has_sp && out->strategy != WD__WS_SPARSE)
+        return wd__error(WD_EUSAGE, "sparsity applies to strategy sparse, not %s",
+                         name ? name : "none");
+    if (has_of && out->strategy != WD__WS_INT4)
+        return wd__error(WD_EUSAGE, "outlier_fraction applies to strategy int4, not %s",
+                         name ? name : "none");
+    if (out->strategy == WD__WS_SPARSE) {
+        /* k = floor(n * (1 - sparsity)) must keep something: 1 is refused,
+         * 0 keeps every element (deltatensors' bounds) */
+        out->option = has_sp ? so->sparsity : WD_DEFAULT_SPARSITY;
+        if (!(out->option >= 0 && out->option < 1))
+            return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), not %g", out->option);
+        snprintf(out->options_json, sizeof out->options_json, "{\"sparsity\":%.17g}",
+                 out->option);
+    } else if (out->strategy == WD__WS_INT4) {
+        /* 0 would still keep one outlier a tensor (n_outliers is at least
+         * 1): refused rather than quietly turned into something else */
+        out->option = has_of ? so->outlier_fraction : WD_DEFAULT_OUTLIER_FRACTION;
+        if (!(out->option > 0 && out->option <= 1))
+            return wd__error(WD_EUSAGE, "outlier_fraction must be in (0, 1], not %g",
+                             out->option);
+        snprintf(out->options_json, sizeof out->options_json, "{\"outlier_fraction\":%.17g}",
+                 out->option);
+    }
+    return 0;
+}
+
+int wd_strategy_check(const wd_strategy_opts *so, const char *default_strategy, unsigned flags)
+{
+    wd__strategy s;
+    return wd__strategy_resolve(&s, so, default_strategy, flags);
+}

@@ -1,0 +1,120 @@
+/*
+ * tensorref.c - a tensor wherever it lives (a validated safetensors shard of
+ * a folder, or a caller's memory), read raw or as float32, and the
+ * named-tensor SHA-256 over a list of them (see tensorref.h).
+ */
+#include "tensorref.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "hash.h"
+#include "piece.h"
+
+enum { HASH_BUF = 1 << 20 }; /* bytes hashed per read */
+
+void wd__tref_folder(wd_tref *r, const wd_folder *f, size_t i)
+{
+    const wd_folder_tensor *ft = &f->tensors[i];
+    memset(r, 0, sizeof *r);
+    r->name = ft->name;
+    r->dtype = ft->t->dtype;
+    r->ndim = ft->t->ndim;
+    r->shape = ft->t->shape;
+    r->n = ft->t->nelem;
+    r->nbytes = ft->t->nbytes;
+    r->st = f->files[ft->file].st;
+    r->t = ft->t;
+    r->shard = ft->file;
+}
+
+int wd__tref_mem(wd_tref *r, const wd_named_tensor *x, const char *what)
+{
+    memset(r, 0, sizeof *r);
+    if (!x->name || !x->name[0])
+        return wd__error(WD_EUSAGE, "%s tensor without a name", what);
+    r->name = x->name;
+    if (wd__dtype_parse(x->dtype, strnlen(x->dtype, sizeof x->dtype), &r->dtype))
+        return wd__error(WD_EUSAGE, "%s tensor '%s': unknown dtype '%.12s'", what, x->name,
+                         x->dtype);
+    if (x->ndim < 0 || x->ndim > WD_MAX_DIMS)
+        return wd__error(WD_EUSAGE, "%s tensor '%s': %d dimensions", what, x->name, x->ndim);
+    uint64_t n = 1;
+    for (int i = 0; i < x->ndim; i++) {
+        if (x->shape[i] && n > UINT64_MAX / x->shape[i])
+            return wd__error(WD_EUSAGE, "%s tensor '%s': shape overflows", what, x->name);
+        n *= x->shape[i];
+    }
+    size_t es = wd__dtype_size(r->dtype);
+    if (n > UINT64_MAX / es || n * es != x->nbytes)
+        return wd__error(WD_EUSAGE, "%s tensor '%s': %llu bytes do not hold its shape", what,
+                         x->name, (unsigned long long)x->nbytes);
+    if (x->nbytes && !x->data)
+        return wd__error(WD_EUSAGE, "%s tensor '%s' has no data", what, x->name);
+    r->ndim = x->ndim;
+    r->shape = x->shape;
+    r->n = n;
+    r->nbytes = x->nbytes;
+    r->mem = x->data;
+    return 0;
+}
+
+int wd__tref_read(const wd_tref *r, uint64_t off, void *buf, size_t len)
+{
+    if (r->mem) {
+        memcpy(buf, r->mem + off, len);
+        return 0;
+    }
+    return wd__st_read(r->st, r->t, off, buf, len);
+}
+
+int wd__tref_f32(const wd_tref *r, uint64_t begin, size_t count, float *out, uint8_t *raw)
+{
+    size_t es = wd__dtype_size(r->dtype);
+    if (r->mem) {
+        wd__to_f32(out, r->mem + begin * es, count, r->dtype);
+        return 0;
+    }
+    int rc = wd__st_read(r->st, r->t, begin * es, raw, count * es);
+    if (!rc)
+        wd__to_f32(out, raw, count, r->dtype);
+    return rc;
+}
+
+int wd__tref_hash(const wd_tref *const *refs, size_t n, int as_f32, uint8_t out[WD_HASH_SIZE],
+                  void (*done)(void *ud, uint64_t bytes), void *ud)
+{
+    enum { F32_ELEMS = HASH_BUF / 8 };
+    uint8_t *raw = malloc(HASH_BUF);
+    float *f = as_f32 ? malloc(F32_ELEMS * sizeof *f) : NULL;
+    wd_sha256 *h = NULL;
+    int rc = raw && (f || !as_f32) ? wd__sha256_new(&h) : WD_NOMEM();
+    for (size_t i = 0; !rc && i < n; i++) {
+        const wd_tref *r = refs[i];
+        wd__sha256_update(h, r->name, strlen(r->name));
+        if (as_f32 && r->dtype != WD_DT_F32) {
+            for (uint64_t b = 0; !rc && b < r->n; b += F32_ELEMS) {
+                size_t cnt = r->n - b < F32_ELEMS ? (size_t)(r->n - b) : F32_ELEMS;
+                if (!(rc = wd__tref_f32(r, b, cnt, f, raw)))
+                    wd__sha256_update(h, f, cnt * sizeof *f);
+                if (done)
+                    done(ud, cnt * wd__dtype_size(r->dtype));
+            }
+            continue;
+        }
+        for (uint64_t off = 0; !rc && off < r->nbytes; off += HASH_BUF) {
+            size_t len = r->nbytes - off < HASH_BUF ? (size_t)(r->nbytes - off) : HASH_BUF;
+            if (!(rc = wd__tref_read(r, off, raw, len)))
+                wd__sha256_update(h, raw, len);
+            if (done)
+                    done(ud, len);
+        }
+    }
+    if (!rc)
+        wd__sha256_final(h, out);
+    wd__sha256_free(h);
+    free(raw);
+    free(f);
+    return rc;
+}

@@ -1,0 +1,47 @@
+/*
+ * tensorref.h - one way to read a tensor whether it sits in a model folder's
+ * shard or in a caller's memory, and to hash a list of them as deltatensors
+ * and the model hash do.
+ */
+#ifndef WD_TENSORREF_H
+#define WD_TENSORREF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "folder.h"
+#include "wdrepo.h"
+
+/* One tensor of a folder (st, t) or of the caller's memory (mem). */
+typedef struct {
+    const char *name;
+    wd_dtype dtype;
+    int ndim;
+    const uint64_t *shape;
+    uint64_t n, nbytes;
+    const wd_st_file *st;
+    const wd_st_tensor *t;
+    const uint8_t *mem;
+    size_t shard; /* folder tensors: index of its file in the folder */
+} wd_tref;
+
+void wd__tref_folder(wd_tref *r, const wd_folder *f, size_t i);
+/* Checks a caller's tensor and describes it (pointing into x); what names
+ * the set in errors (WD_EUSAGE). */
+int wd__tref_mem(wd_tref *r, const wd_named_tensor *x, const char *what);
+/* len raw bytes from byte off. */
+int wd__tref_read(const wd_tref *r, uint64_t off, void *buf, size_t len);
+/* Elements [begin, begin + count) as float32; raw is scratch for count
+ * elements of the tensor's dtype (unused, may be NULL, for memory). */
+int wd__tref_f32(const wd_tref *r, uint64_t begin, size_t count, float *out, uint8_t *raw);
+
+/* SHA-256 over refs[0..n) in that order, each as its name's UTF-8 bytes then
+ * its data: raw (as_f32 = 0: the model hash, deltatensors' parent_hash of a
+ * base) or as float32 (4 bytes an element, integers converted: a chain
+ * link's parent hash). done (may be NULL) hears of the bytes read. One
+ * 1 MiB buffer. */
+int wd__tref_hash(const wd_tref *const *refs, size_t n, int as_f32, uint8_t out[WD_HASH_SIZE],
+                  void (*done)(void *ud, uint64_t bytes), void *ud);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * wdelta_decode.c - one .wdelta tensor's delta decoded piece by piece onto
+ * float32 base values, reading its arrays forward from the file (see
+ * wdelta_decode.h).
+ */
+#include "wdelta_decode.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "dtype.h"
+#include "error.h"
+
+void wd__wdelta_dec_free(wd__wdelta_dec *td)
+{
+    free(td->bi);
+    free(td->bv);
+    free(td->pi);
+    free(td->pv);
+    free(td->bytes);
+    free(td->scales);
+    memset(td, 0, sizeof *td);
+}
+
+int wd__wdelta_dec_init(wd__wdelta_dec *td, const wd__wdelta *d, const wd__wdelta_tensor *t)
+{
+    memset(td, 0, sizeof *td);
+    td->d = d;
+    td->t = t;
+    td->prev = -1;
+    int rc = 0;
+    if (t->strategy == WD__WS_QUANTIZED) {
+        /* an empty tensor (which deltatensors cannot read back) has nothing
+         * to decode; otherwise the reader saw n_cols match the shape */
+        if (t->n_cols == 0 && t->n)
+            return wd__error(WD_EBADINPUT, ".wdelta tensor '%s': quantized with no columns",
+                             t->name);
+        td->bytes = malloc(WD__DEC_PIECE / 8 + 8);
+        td->scales = malloc((WD__DEC_PIECE + 2) * sizeof *td->scales);
+        return td->bytes && td->scales ? 0 : WD_NOMEM();
+    }
+    if (t->strategy == WD__WS_SPARSE) {
+        td->ifield = WD__WF_INDICES;
+        td->fi = wd__wdelta_field_of(t, WD__WF_INDICES);
+        td->fv = wd__wdelta_field_of(t, WD__WF_VALUES);
+    } else {
+        td->ifield = WD__WF_OUTLIER_IDX;
+        td->fi = wd__wdelta_field_of(t, WD__WF_OUTLIER_IDX);
+        td->fv = wd__wdelta_field_of(t, WD__WF_OUTLIER_VALS);
+        const wd__wdelta_field *fs = wd__wdelta_field_of(t, WD__WF_SCALE);
+        const wd__wdelta_field *fz = wd__wdelta_field_of(t, WD__WF_ZERO_POINT);
+        if ((rc = wd__wdelta_pread(d, fs, 0, &td->scale, 2)) ||
+            (rc = wd__wdelta_pread(d, fz, 0, &td->zero_point, 2)))
+            return rc;
+        if (!(td->bytes = malloc(WD__DEC_PIECE / 2 + 8)))
+            return WD_NOMEM();
+    }
+    td->isz = (unsigned)wd__dtype_size(td->fi->dtype);
+    td->vsz = (unsigned)wd__dtype_size(td->fv->dtype);
+    td->total = td->fi->count;
+    size_t win = td->total < WD__DEC_BLOCK ? (size_t)td->total : WD__DEC_BLOCK;
+    size_t per = td->total < WD__DEC_PIECE ? (size_t)td->total : WD__DEC_PIECE;
+    td->bi = malloc(win * td->isz + 8);
+    td->bv = malloc(win * td->vsz + 8);
+    td->pi = malloc(per * sizeof *td->pi + 8);
+    td->pv = malloc(per * td->vsz + 8);
+    return td->bi && td->bv && td->pi && td->pv ? 0 : WD_NOMEM();
+}
+
+static int refill(wd__wdelta_dec *td)
+{
+    uint64_t left = td->total - td->fetched;
+    size_t cnt = left < WD__DEC_BLOCK ? (size_t)left : WD__DEC_BLOCK;
+    int rc = wd__wdelta_pread(td->d, td->fi, td->fetched * td->isz, td->bi, cnt * td->isz);
+    if (!rc)
+        rc = wd__wdelta_pread(td->d, td->fv, td->fetched * td->vsz, td->bv, cnt * td->vsz);
+    /* indices come from the file: in range and increasing before they address memory */
+    if (!rc)
+        rc = wd__wdelta_check_indices(td->t, td->ifield, td->bi, td->fi->dtype, cnt, td->fetched,
+                                      td->t->n, 1, &td->prev);
+    td->fetched += cnt;
+    td->blen = cnt;
+    td->bpos = 0;
+    return rc;
+}
+
+/* Gathers the entries in [b, e) into pi/pv, indices made relative to origin
+ * (<= b). Pieces must come in increasing order and cover the tensor. */
+static int collect(wd__wdelta_dec *td, uint64_t b, uint64_t e, uint64_t origin)
+{
+    td->m = 0;
+    while (td->used < td->total) {
+        int rc;
+        if (td->bpos == td->blen && (rc = refill(td)))
+            return rc;
+        int64_t v = wd__idx_at(td->bi, td->isz, td->bpos);
+        if ((uint64_t)v >= e)
+            break;
+        if ((uint64_t)v < b) /* only if a caller skipped a piece */
+            return wd__error(WD_ERROR, "internal error: .wdelta pieces out of order");
+        td->pi[td->m] = v - (int64_t)origin;
+        memcpy((uint8_t *)td->pv + td->m * td->vsz, td->bv + td->bpos * td->vsz, td->vsz);
+        td->m++;
+        td->bpos++;
+        td->used++;
+    }
+    return 0;
+}
+
+int wd__wdelta_dec_apply(wd__wdelta_dec *td, uint64_t b, size_t cnt, float *buf, float *d)
+{
+    const wd__wdelta_tensor *t = td->t;
+    uint64_t e = b + cnt;
+    int rc;
+    if (cnt == 0)
+        return 0;
+    if (t->strategy == WD__WS_QUANTIZED) {
+        /* Each row segment [s, r_end) goes through a view of the piece whose
+         * one row ends at r_end: its bit i is the piece's bit i (the piece
+         * starts on a byte), and its single scale is that row's. */
+        uint64_t nc = t->n_cols, r0 = b / nc, r1 = (e - 1) / nc;
+        const wd__wdelta_field *fsc = wd__wdelta_field_of(t, WD__WF_SCALES);
+        const wd__wdelta_field *fsg = wd__wdelta_field_of(t, WD__WF_PACKED_SIGNS);
+        if ((rc = wd__wdelta_pread(td->d, fsc, r0 * 2, td->scales, (size_t)(r1 - r0 + 1) * 2)) ||
+            (rc = wd__wdelta_pread(td->d, fsg, b / 8, td->bytes, (size_t)((e + 7) / 8 - b / 8))))
+            return rc;
+        for (uint64_t s = b; s < e;) {
+            uint64_t r = s / nc, r_end = (r + 1) * nc < e ? (r + 1) * nc : e;
+            wd_quant_delta v = {.n = r_end - b, .n_cols = r_end - b,
+                                .scales = &td->scales[r - r0], .packed_signs = td->bytes};
+            if ((rc = wd__quant_apply(&v, s - b, buf + (s - b), (size_t)(r_end - s))))
+                return rc;
+            s = r_end;
+        }
+        return 0;
+    }
+    if (d)
+        for (size_t i = 0; i < cnt; i++)
+            d[i] = 0.0f;
+    float *target = d ? d : buf;
+    if (t->strategy == WD__WS_SPARSE) {
+        if ((rc = collect(td, b, e, b)))
+            return rc;
+        if (d) {
+            for (size_t j = 0; j < td->m; j++)
+                memcpy(&d[td->pi[j]], (uint8_t *)td->pv + 4 * j, 4);
+        } else {
+            wd_sparse_delta v = {.n = cnt, .k = td->m, .indices = td->pi, .values = td->pv};
+            if ((rc = wd__sparse_apply(&v, 0, buf, cnt)))
+                return rc;
+        }
+    } else if (t->int4_layout == 2) {
+        /* every position has a code: the piece's codes start at byte b / 2 */
+        if ((rc = collect(td, b, e, b)) ||
+            (rc = wd__wdelta_pread(td->d, wd__wdelta_field_of(t, WD__WF_PACKED), b / 2,
+                                   td->bytes, (cnt + 1) / 2)))
+            return rc;
+        wd_int4_delta v = {.layout = 2, .n = cnt, .n_outliers = td->m, .idx_bytes = 8,
+                           .outlier_idx = td->pi, .outlier_vals = td->pv, .scale = td->scale,
+                           .zero_point = td->zero_point, .packed = td->bytes};
+        if ((rc = wd__int4_apply(&v, 0, target, cnt)))
+            return rc;
+    } else {
+        /* layout 1: position p reads code p - (outliers before p). The piece's
+         * first code c0 may sit in a low nibble; then the view starts one
+         * element early, on the code before it, and decoding starts at 1. */
+        uint64_t c0 = b - td->used, origin = (c0 & 1) ? b - 1 : b;
+        if ((rc = collect(td, b, e, origin)))
+            return rc;
+        uint64_t cstart = c0 - (b - origin), cend = c0 + (cnt - td->m);
+        size_t nb = (size_t)((cend + 1) / 2 - cstart / 2);
+        if (nb && (rc = wd__wdelta_pread(td->d, wd__wdelta_field_of(t, WD__WF_PACKED),
+                                         cstart / 2, td->bytes, nb)))
+            return rc;
+        wd_int4_delta v = {.layout = 1, .n = e - origin, .n_outliers = td->m, .idx_bytes = 8,
+                           .outlier_idx = td->pi, .outlier_vals = td->pv, .scale = td->scale,
+                           .zero_point = td->zero_point, .packed = td->bytes};
+        if ((rc = wd__int4_apply(&v, b - origin, target, cnt)))
+            return rc;
+    }
+    if (d)
+        for (size_t i = 0; i < cnt; i++)
+            buf[i] = buf[i] + d[i];
+    return 0;
+}
