@@ -36,6 +36,7 @@
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
+#include "strategy.h"
 
 
 typedef struct {
@@ -771,28 +772,20 @@ int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_optio
 int wd_commit(wd_repo *repo, const char *ft_dir, const char *parent_ref, const wd_commit_opts *copt,
               const wd_options *opt, wd_write_result *out)
 {
-    const char *strategy = copt && copt->strategy ? copt->strategy : "lossless";
-    int lossy = -1;
-    double option = 0;
-    char options[64] = "{}";
-    if (strcmp(strategy, "lossless")) {
-        lossy = wd__lossy_strategy_of(strategy);
-        if (lossy < 0)
-            return wd__error(WD_EUSAGE, "unknown strategy '%s' (supported: lossless, sparse, quantized, int4)", strategy);
-        if (lossy == WD__WS_SPARSE) {
-            option = copt->sparsity ? copt->sparsity : WD_DEFAULT_SPARSITY;
-            if (!(option >= 0 && option < 1))
-                return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), not %g", option);
-            snprintf(options, sizeof options, "{\"sparsity\":%.17g}", option);
-        } else if (lossy == WD__WS_INT4) {
-            option = copt->outlier_fraction ? copt->outlier_fraction : WD_DEFAULT_OUTLIER_FRACTION;
-            if (!(option > 0 && option <= 1))
-                return wd__error(WD_EUSAGE, "outlier fraction must be in (0, 1], not %g", option);
-            snprintf(options, sizeof options, "{\"outlier_fraction\":%.17g}", option);
-        }
-    }
+    /* One reading of the options for every command (strategy.c): an
+     * explicit value is never replaced by a default. */
+    wd_strategy_opts so = {0};
+    if (copt)
+        so = (wd_strategy_opts){copt->strategy, copt->sparsity, copt->outlier_fraction, copt->set};
+    wd__strategy st;
+    int rc = wd__strategy_resolve(&st, &so, "lossless", 0);
+    if (rc)
+        return rc;
+    int lossy = st.strategy == WD__STRATEGY_LOSSLESS ? -1 : st.strategy;
+    double option = st.option;
+    const char *options = st.options_json;
     uint8_t pid[WD_HASH_SIZE];
-    int rc = wd__resolve(repo, parent_ref, pid);
+    rc = wd__resolve(repo, parent_ref, pid);
     if (rc)
         return rc;
     wd_object *parent;

@@ -24,6 +24,7 @@
 #include "lossy.h"
 #include "piece.h"
 #include "repo_int.h"
+#include "strategy.h"
 #include "wdelta.h"
 
 /* One tensor of the file: a stored lossy tensor, or arrays encoded here. */
@@ -311,10 +312,11 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
     }
     double option = target == WD__WS_SPARSE ? WD_DEFAULT_SPARSITY : WD_DEFAULT_OUTLIER_FRACTION;
     if (eo && eo->reencode) {
-        if (target == WD__WS_SPARSE && eo->sparsity)
-            option = eo->sparsity;
-        if (target == WD__WS_INT4 && eo->outlier_fraction)
-            option = eo->outlier_fraction;
+        wd_strategy_opts so = {eo->reencode, eo->sparsity, eo->outlier_fraction, eo->set};
+        wd__strategy st;
+        if ((rc = wd__strategy_resolve(&st, &so, NULL, WD_STRATEGY_WDELTA)))
+            goto done;
+        option = st.option;
     } else {
         option = option_of(options, target == WD__WS_SPARSE ? "sparsity" : "outlier_fraction", option);
     }

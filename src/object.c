@@ -129,7 +129,12 @@ static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
     if (rc)
         return rc;
     wd__bind_hash(st, 1, id);
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    int row = wd__db_step(repo->db, st, "reading object");
+    if (row < 0) {
+        sqlite3_finalize(st);
+        return row;
+    }
+    if (row == 0) {
         sqlite3_finalize(st);
         char hex[WD_HEX_SIZE];
         wd__hex(hex, id);
@@ -158,7 +163,7 @@ static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
                             "stored_bytes, rel_error, max_abs_error, params FROM tensor WHERE object = ?1 ORDER BY name");
     if (!rc)
         wd__bind_hash(st, 1, id);
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+    while (!rc && (row = wd__db_step(repo->db, st, "reading tensors")) > 0) {
         if (obj->n_tensors == cap) {
             size_t ncap = cap ? cap * 2 : 64;
             wd_stored_tensor *nt = realloc(obj->tensors, ncap * sizeof *nt);
@@ -203,6 +208,8 @@ static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
             rc = wd__error(WD_ECORRUPT, "stored tensor '%s' has %zu chunks, expected %llu", t->name,
                            t->n_chunks, (unsigned long long)((t->nelem + t->chunk_elems - 1) / t->chunk_elems));
     }
+    if (!rc && row < 0)
+        rc = row;
     sqlite3_finalize(st);
     st = NULL;
 
@@ -211,7 +218,7 @@ static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
         rc = wd__db_prepare(repo->db, &st, "SELECT path, is_shard, size, chunks FROM file WHERE object = ?1 ORDER BY path");
     if (!rc)
         wd__bind_hash(st, 1, id);
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+    while (!rc && (row = wd__db_step(repo->db, st, "reading files")) > 0) {
         if (obj->n_files == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             wd_stored_file *nf = realloc(obj->files, ncap * sizeof *nf);
@@ -232,6 +239,8 @@ static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
         f->size = (uint64_t)sqlite3_column_int64(st, 2);
         rc = copy_chunks(st, 3, &f->chunks, &f->n_chunks);
     }
+    if (!rc && row < 0)
+        rc = row;
     sqlite3_finalize(st);
     if (rc) {
         wd__object_free(obj);

@@ -69,20 +69,13 @@ expect 0 "$WDREPO" load-delta "$T/s0.wdelta" "$BF" "$T/s0" --dtype float32
 # ...and in commit, which records it as given and reconstructs the same.
 expect 0 wd commit "$FT" --on base --strategy sparse --sparsity 0 --name s0
 expect 0 wd inspect s0 --json
-if python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["options"] != {"sparsity": 0.9})' "$T/out"; then
-    # src/commit.c still maps 0 to the default; see the issue "one tensor
-    # pipeline for every command": wd_commit must resolve its options with
-    # wd__strategy_resolve. Until then this is a known failure, reported.
-    note "XFAIL: commit --sparsity 0 still stores the default 0.9 (src/commit.c)"
-else
-    python3 - "$T/out" <<'PY' || fail "commit --sparsity 0 did not record sparsity 0"
+python3 - "$T/out" <<'PY' || fail "commit --sparsity 0 did not record sparsity 0"
 import json, sys
 assert json.load(open(sys.argv[1]))["options"] == {"sparsity": 0}
 PY
-    expect 0 wd checkout s0 "$T/c0" --dtype float32
-    $CMP "$T/c0" "$T/s0/model.safetensors" >"$T/cmp" ||
-        { cat "$T/cmp"; fail "commit and save-delta --sparsity 0 reconstruct differently"; }
-fi
+expect 0 wd checkout s0 "$T/c0" --dtype float32
+$CMP "$T/c0" "$T/s0/model.safetensors" >"$T/cmp" ||
+    { cat "$T/cmp"; fail "commit and save-delta --sparsity 0 reconstruct differently"; }
 
 # Omitted options take the defaults, in commit as in save-delta.
 expect 0 wd commit "$FT" --on base --strategy int4 --name i4
