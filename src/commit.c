@@ -5,18 +5,21 @@
  * by deltatensors' codecs through lossy_encode.c).
  *
  * Tensors are cut into pieces of wd__chunk_elems() elements that line up
- * across a base and all its deltas. Pieces flow through two alternating
- * batches: workers read, transform, hash and (unless the store has the
+ * across a base and all its deltas. Pieces flow, tensors in name order,
+ * through two alternating batches: workers read the fine-tune's piece,
+ * rebuild the parent's, transform, hash and (unless the store has the
  * chunk) compress one batch while the calling thread stores the previous
- * one and fetches the parent chunks of the next; the database is touched by
- * the calling thread only (the store's lookup has its own connection). The model hash,
- * which needs the tensors in name order rather than file order, is computed
- * by its own thread meanwhile. Objects become visible in one transaction at
- * the end; chunks stored before a failure stay unreferenced (gc drops them).
+ * one and feeds its raw pieces to the model hash, which wants exactly that
+ * order. Workers reach the database only through the chunk store's
+ * any-thread reads; every write stays on the calling thread, in short
+ * transactions. A lossy commit then encodes its tensors with the codecs
+ * (their passes on the same pool) and hashes its reconstruction on the pool
+ * before the final transaction, so the write lock is held for inserts
+ * only. Objects become visible in that one transaction; chunks stored
+ * before a failure stay unreferenced (gc drops them).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,8 +59,9 @@ typedef struct {
 
 typedef struct {
     work_tensor *wt;
-    uint64_t k;
+    uint64_t k;        /* UINT64_MAX: an empty tensor, there for its name in the model hash */
     size_t nelem;
+    uint8_t *raw;      /* the fine-tune's piece, kept for the model hash (WD_CHUNK_TARGET bytes) */
     wd_piece_plan plan;
     uint8_t id[WD_HASH_SIZE];
     int zero;
@@ -82,35 +86,23 @@ typedef struct {
     int nworkers;
 } batch_ctx;
 
-typedef struct {
-    const wd_folder *folder;
-    uint8_t hash[WD_HASH_SIZE];
-    int rc;
-    char msg[1024];
-} hash_task;
-
-static void *hash_thread(void *arg)
-{
-    hash_task *h = arg;
-    h->rc = wd__folder_hash(h->folder, h->hash);
-    if (h->rc)
-        snprintf(h->msg, sizeof h->msg, "%s", wd_errmsg());
-    return NULL;
-}
-
-/* One piece, on a worker: read it, transform it against the parent's piece
- * (or split it into planes), hash it, and compress it unless the store
- * already has that chunk. */
+/* One piece, on a worker: read it, rebuild the parent's piece, transform
+ * it against that (or split it into planes), hash it, and compress it unless
+ * the store already has that chunk. */
 static int encode_job(void *ctxp, size_t i, int worker)
 {
     batch_ctx *ctx = ctxp;
     job *j = &ctx->jobs[i];
+    if (j->k == UINT64_MAX)
+        return 0;
     scratch *s = &ctx->scr[worker];
     const wd_folder_tensor *src = j->wt->src;
     wd_dtype dt = src->t->dtype;
     size_t esz = wd__dtype_size(dt), len = j->nelem * esz;
-    int rc = wd__st_read(ctx->folder->files[src->file].st, src->t, j->k * j->wt->chunk_elems * esz, s->raw, len);
+    int rc = wd__st_read(ctx->folder->files[src->file].st, src->t, j->k * j->wt->chunk_elems * esz, j->raw, len);
     if (rc)
+        return rc;
+    if (j->wt->parent && (rc = wd__piece_fetch(ctx->repo, j->wt->parent, j->k, WD_PIECE_NATIVE, &j->plan)))
         return rc;
     j->enc.len = 0;
     if ((rc = wd__buf_reserve(&j->enc, len + 1)))
@@ -118,9 +110,9 @@ static int encode_job(void *ctxp, size_t i, int worker)
     if (j->wt->parent) {
         if ((rc = wd__piece_decode(&j->plan, s->ps, s->par)))
             return rc;
-        j->zero = wd__delta_encode(j->enc.data, s->raw, s->par, j->nelem, dt);
+        j->zero = wd__delta_encode(j->enc.data, j->raw, s->par, j->nelem, dt);
     } else {
-        wd__planes_encode(j->enc.data, s->raw, j->nelem, dt);
+        wd__planes_encode(j->enc.data, j->raw, j->nelem, dt);
         j->zero = 0;
     }
     j->enc.len = len;
@@ -372,23 +364,34 @@ static int object_exists(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], int *out
     return (s == SQLITE_ROW || s == SQLITE_DONE) ? 0 : wd__db_error(repo->db, s, "looking up object");
 }
 
-/* Where the next batch starts: tensor order[ti], piece next_k. */
+/* Where the next batch starts: tensor wts[ti], piece next_k. */
 typedef struct {
-    work_tensor **order;
+    work_tensor *wts;
     size_t n_tensors, ti;
     uint64_t next_k;
+    int hashing;   /* empty tensors get a job too, for their names */
 } fill_state;
 
-/* Fills b with the next pieces in storage order, fetching the compressed
- * parent chunks each needs (database reads: calling thread only). */
-static int fill_batch(wd_repo *repo, fill_state *fs, batch_ctx *b, size_t cap)
+/* Fills b with the next pieces, tensors in name order: the model hash
+ * takes them in that order, so the calling thread hashes each finished
+ * batch as it stores it, with no second read of the model. (File order
+ * would read more sequentially, but page-cache preads barely care, and the
+ * hash would then need a read of its own.) */
+static void fill_batch(fill_state *fs, batch_ctx *b, size_t cap)
 {
     b->n_jobs = 0;
     while (b->n_jobs < cap && fs->ti < fs->n_tensors) {
-        work_tensor *wt = fs->order[fs->ti];
+        work_tensor *wt = &fs->wts[fs->ti];
         /* Lossy tensors are encoded afterwards, by the codecs. */
         uint64_t nelem = wt->lossy_pending ? 0 : wt->src->t->nelem;
         uint64_t npieces = (nelem + wt->chunk_elems - 1) / wt->chunk_elems;
+        if (fs->next_k == 0 && npieces == 0 && fs->hashing) {
+            job *j = &b->jobs[b->n_jobs++];
+            j->wt = wt;
+            j->k = UINT64_MAX;
+            j->nelem = 0;
+            j->existing = 0;
+        }
         if (fs->next_k >= npieces) {
             fs->ti++;
             fs->next_k = 0;
@@ -400,13 +403,16 @@ static int fill_batch(wd_repo *repo, fill_state *fs, batch_ctx *b, size_t cap)
         uint64_t left = nelem - j->k * wt->chunk_elems;
         j->nelem = (size_t)(left < wt->chunk_elems ? left : wt->chunk_elems);
         j->existing = 0;
-        if (wt->parent) {
-            int rc = wd__piece_fetch(repo, wt->parent, j->k, WD_PIECE_NATIVE, &j->plan);
-            if (rc)
-                return rc;
-        }
     }
-    return 0;
+}
+
+/* Lossy strategies encode float tensors the parent also has, same dtype and
+ * shape; everything else is stored losslessly. */
+static int lossy_candidate(const wd_st_tensor *t, const wd_stored_tensor *pt)
+{
+    return pt && t->nelem > 0 && wd__dtype_is_float(t->dtype) && wd__f32_convertible(t->dtype) &&
+           pt->dtype == t->dtype && pt->ndim == t->ndim &&
+           !memcmp(pt->shape, t->shape, sizeof(uint64_t) * (size_t)t->ndim);
 }
 
 /* The hashes of what checkout will write for a lossy commit, computed from
@@ -450,23 +456,7 @@ static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, 
     return rc;
 }
 
-static int cmp_storage_order(const void *a, const void *b)
-{
-    const work_tensor *x = *(work_tensor *const *)a, *y = *(work_tensor *const *)b;
-    if (x->file_index != y->file_index)
-        return x->file_index < y->file_index ? -1 : 1;
-    return x->ordinal < y->ordinal ? -1 : x->ordinal > y->ordinal;
-}
-
 /* The shared body of add-base (parent == NULL) and commit. */
-/* Lossy strategies encode float tensors the parent also has, same dtype and
- * shape; everything else is stored losslessly. */
-static int lossy_candidate(const wd_st_tensor *t, const wd_stored_tensor *pt)
-{
-    return pt && t->nelem > 0 && wd__dtype_is_float(t->dtype) && wd__f32_convertible(t->dtype) &&
-           pt->dtype == t->dtype && pt->ndim == t->ndim &&
-           !memcmp(pt->shape, t->shape, sizeof(uint64_t) * (size_t)t->ndim);
-}
 
 static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const char *name,
                         const char *message, int lossy_strategy, double lossy_option, const char *options_json,
@@ -494,14 +484,12 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     wd_pool *pool = NULL;
     scratch *scr = NULL;
     work_tensor *wts = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *wts);
-    work_tensor **order = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *order);
     file_rec *files = calloc(f->n_files, sizeof *files);
     job *jobs = NULL;
-    hash_task ht = {.folder = f};
-    pthread_t hthread;
-    int hash_started = 0;
+    wd_sha256 *model_hasher = NULL;
+    uint8_t model_hash[WD_HASH_SIZE];
     size_t batch_cap = 0;
-    if (!wts || !order || !files) {
+    if (!wts || !files) {
         rc = WD_NOMEM();
         goto done;
     }
@@ -520,15 +508,16 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         rc = WD_NOMEM();
         goto done;
     }
-    /* A lossy delta's model hash is that of its reconstruction (sealed
-     * below); the fine-tune's own hash is needed only when stored exactly. */
-    if (lossy_strategy < 0) {
-        if (pthread_create(&hthread, NULL, hash_thread, &ht) != 0) {
-            rc = wd__error(WD_ERROR, "cannot start hashing thread");
+    for (size_t i = 0; i < 2 * batch_cap; i++)
+        if (!(jobs[i].raw = malloc(WD_CHUNK_TARGET))) {
+            rc = WD_NOMEM();
             goto done;
         }
-        hash_started = 1;
-    }
+    /* A lossy delta's model hash is that of its reconstruction (sealed
+     * below); the fine-tune's own is needed only when it is stored exactly,
+     * and then comes from the pieces as they are stored. */
+    if (lossy_strategy < 0 && (rc = wd__sha256_new(&model_hasher)))
+        goto done;
 
     /* Decide each tensor's encoding; order them as the files store them. */
     for (size_t i = 0; i < f->n_tensors; i++) {
@@ -561,33 +550,36 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
             else
                 res->n_whole++;
         }
-        order[i] = wt;
     }
-    /* Storage order: file by file, data order inside each; keeps reads
-     * sequential. */
-    qsort(order, f->n_tensors, sizeof *order, cmp_storage_order);
 
     /* Two batches alternate: while the workers encode one, this thread
      * fetches the parent chunks of the next and stores the previous. */
     batch_ctx bc[2] = {{repo, f, w.level, jobs, 0, scr, nworkers},
                        {repo, f, w.level, jobs + batch_cap, 0, scr, nworkers}};
-    fill_state fs = {order, f->n_tensors, 0, 0};
+    fill_state fs = {wts, f->n_tensors, 0, 0, model_hasher != NULL};
     int cur = 0;
-    rc = fill_batch(repo, &fs, &bc[cur], batch_cap);
-    if (!rc && bc[cur].n_jobs)
+    fill_batch(&fs, &bc[cur], batch_cap);
+    if (bc[cur].n_jobs)
         wd__pool_start(pool, bc[cur].n_jobs, encode_job, &bc[cur]);
     while (!rc && bc[cur].n_jobs) {
         int nxt = !cur;
-        int frc = fill_batch(repo, &fs, &bc[nxt], batch_cap);
-        rc = wd__pool_wait(pool);
-        if (!rc)
-            rc = frc;
-        if (rc)
+        fill_batch(&fs, &bc[nxt], batch_cap);
+        if ((rc = wd__pool_wait(pool)))
             break;
         if (bc[nxt].n_jobs)
             wd__pool_start(pool, bc[nxt].n_jobs, encode_job, &bc[nxt]);
+        /* Meanwhile: store this batch and feed it to the model hash. */
+        for (size_t i = 0; model_hasher && i < bc[cur].n_jobs; i++) {
+            const job *j = &bc[cur].jobs[i];
+            if (j->k == 0 || j->k == UINT64_MAX)
+                wd__sha256_update(model_hasher, j->wt->src->name, strlen(j->wt->src->name));
+            if (j->k != UINT64_MAX)
+                wd__sha256_update(model_hasher, j->raw, j->nelem * wd__dtype_size(j->wt->src->t->dtype));
+        }
         for (size_t i = 0; !rc && i < bc[cur].n_jobs; i++) {
             job *j = &bc[cur].jobs[i];
+            if (j->k == UINT64_MAX)
+                continue;
             if (!j->existing) {
                 rc = wd__chunk_batch_put(&w.batch, j->id, j->enc.len, j->codec, j->z.data, j->z.len);
                 j->wt->stored_bytes += j->z.len;
@@ -661,13 +653,10 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     if (!rc)
         rc = wd__chunk_batch_flush(&w.batch);
 
-    if (hash_started)
-        pthread_join(hthread, NULL);
-    hash_started = 0;
-    if (!rc && ht.rc)
-        rc = wd__error(ht.rc, "%s", ht.msg);
     if (rc)
         goto done;
+    if (model_hasher)
+        wd__sha256_final(model_hasher, model_hash);
 
     /* Unchanged tensors keep no chunks: they read through to the parent. */
     for (size_t i = 0; parent && i < f->n_tensors; i++) {
@@ -691,19 +680,19 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     if (parent)
         rc = delta_id(id, parent->id, strategy, options_json, f, files, wts);
     else
-        memcpy(id, ht.hash, WD_HASH_SIZE);
+        memcpy(id, model_hash, WD_HASH_SIZE);
     if (rc)
         goto done;
 
     uint8_t f32_hash[WD_HASH_SIZE];
     int n_f32 = 0;
-    if (lossy_strategy >= 0 && (rc = seal_before_insert(repo, pool, f, wts, ht.hash, f32_hash, &n_f32)))
+    if (lossy_strategy >= 0 && (rc = seal_before_insert(repo, pool, f, wts, model_hash, f32_hash, &n_f32)))
         goto done;
 
     res->n_tensors = f->n_tensors;
     res->tensor_bytes = f->tensor_bytes;
     wd__hex(res->id, id);
-    wd__hex(res->model_hash, ht.hash);
+    wd__hex(res->model_hash, model_hash);
     for (size_t i = 0; i < f->n_tensors; i++)
         res->stored_bytes += wts[i].stored_bytes;
 
@@ -713,12 +702,12 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     uint64_t old_stored = 0;
     rc = object_exists(repo, id, &exists, &old_stored);
     if (!rc && !exists)
-        rc = insert_object(repo, id, parent ? parent->id : NULL, strategy, options_json, message, ht.hash,
+        rc = insert_object(repo, id, parent ? parent->id : NULL, strategy, options_json, message, model_hash,
                            parent ? parent->model_hash : NULL, f, files, wts, w.batch.new_bytes);
     /* A lossy delta reconstructs to other weights than the fine-tune's:
      * record the hashes of what checkout will write. */
     if (!rc && !exists && lossy_strategy >= 0)
-        rc = wd__object_set_hashes(repo, id, ht.hash, n_f32 ? f32_hash : NULL);
+        rc = wd__object_set_hashes(repo, id, model_hash, n_f32 ? f32_hash : NULL);
     if (!rc && name)
         rc = wd__name_set(repo, name, id);
     if (rc) {
@@ -735,12 +724,12 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     progress(&w);
 
 done:
-    if (hash_started)
-        pthread_join(hthread, NULL);
+    wd__sha256_free(model_hasher);
     wd__chunk_batch_abort(&w.batch);
     for (size_t i = 0; jobs && i < 2 * batch_cap; i++) {
         wd__buf_free(&jobs[i].enc);
         wd__buf_free(&jobs[i].z);
+        free(jobs[i].raw);
         wd__piece_plan_free(&jobs[i].plan);
     }
     free(jobs);
@@ -751,7 +740,6 @@ done:
     for (size_t i = 0; files && i < f->n_files; i++)
         wd__buf_free(&files[i].ids);
     free(files);
-    free(order);
     free(wts);
     scratch_free(scr, pool ? wd__pool_size(pool) : 0);
     wd__pool_free(pool);
