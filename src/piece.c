@@ -79,52 +79,34 @@ int wd__f32_convertible(wd_dtype dt)
     return dt != WD_DT_F8_E4M3 && dt != WD_DT_F8_E5M2;
 }
 
+/* One loop per dtype, the switch outside it: these loops run over every
+ * element of every lossy piece, and a per-element switch kept the compiler
+ * from vectorising the common bf16/f16 cases. Unaligned sources are read
+ * with memcpy, which compiles to plain loads. */
+#define WIDEN_LOOP(T, expr)                                                                                       \
+    for (size_t i = 0; i < n; i++) {                                                                          \
+        T v;                                                                                                  \
+        memcpy(&v, src + sizeof(T) * i, sizeof(T));                                                           \
+        dst[i] = (expr);                                                                                      \
+    }
+
 void wd__to_f32(float *dst, const uint8_t *src, size_t n, wd_dtype dt)
 {
-    for (size_t i = 0; i < n; i++) {
-        switch (dt) {
-        case WD_DT_F32: memcpy(&dst[i], src + 4 * i, 4); break;
-        case WD_DT_BF16: {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = wd__bf16_to_f32(h);
-            break;
-        }
-        case WD_DT_F16: {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = wd__f16_to_f32(h);
-            break;
-        }
-        case WD_DT_F64: {
-            double d;
-            memcpy(&d, src + 8 * i, 8);
-            dst[i] = (float)d;
-            break;
-        }
-        case WD_DT_I64: {
-            int64_t v;
-            memcpy(&v, src + 8 * i, 8);
-            dst[i] = (float)v;
-            break;
-        }
-        case WD_DT_I32: {
-            int32_t v;
-            memcpy(&v, src + 4 * i, 4);
-            dst[i] = (float)v;
-            break;
-        }
-        case WD_DT_I16: {
-            int16_t v;
-            memcpy(&v, src + 2 * i, 2);
-            dst[i] = (float)v;
-            break;
-        }
-        case WD_DT_I8: dst[i] = (float)(int8_t)src[i]; break;
-        case WD_DT_U8:
-        case WD_DT_BOOL: dst[i] = (float)src[i]; break;
-        default: dst[i] = NAN; break;
-        }
+    switch (dt) {
+    case WD_DT_F32: memcpy(dst, src, n * 4); break;
+    case WD_DT_BF16: WIDEN_LOOP(uint16_t, wd__bf16_to_f32(v)) break;
+    case WD_DT_F16: WIDEN_LOOP(uint16_t, wd__f16_to_f32(v)) break;
+    case WD_DT_F64: WIDEN_LOOP(double, (float)v) break;
+    case WD_DT_I64: WIDEN_LOOP(int64_t, (float)v) break;
+    case WD_DT_I32: WIDEN_LOOP(int32_t, (float)v) break;
+    case WD_DT_I16: WIDEN_LOOP(int16_t, (float)v) break;
+    case WD_DT_I8: WIDEN_LOOP(int8_t, (float)v) break;
+    case WD_DT_U8:
+    case WD_DT_BOOL: WIDEN_LOOP(uint8_t, (float)v) break;
+    default:
+        for (size_t i = 0; i < n; i++)
+            dst[i] = NAN;
+        break;
     }
 }
 
@@ -141,47 +123,38 @@ static int64_t to_int(double v, double lo, double hi)
     return (int64_t)v;
 }
 
+/* Round to nearest even, NaN kept quiet; the same as wd__f32_to_bf16,
+ * here inline so the loop below vectorises. */
+static inline uint16_t bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t r = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    uint16_t q = (uint16_t)((u >> 16) | 0x40u);
+    return (u & 0x7fffffffu) > 0x7f800000u ? q : r;
+}
+
+#define NARROW_LOOP(T, expr)                                                                                      \
+    for (size_t i = 0; i < n; i++) {                                                                          \
+        float x = src[i];                                                                                     \
+        T v = (expr);                                                                                         \
+        memcpy(dst + sizeof(T) * i, &v, sizeof(T));                                                           \
+    }
+
 void wd__from_f32(uint8_t *dst, const float *src, size_t n, wd_dtype dt)
 {
-    for (size_t i = 0; i < n; i++) {
-        float x = src[i];
-        switch (dt) {
-        case WD_DT_F32: memcpy(dst + 4 * i, &x, 4); break;
-        case WD_DT_BF16: {
-            uint16_t h = wd__f32_to_bf16(x);
-            memcpy(dst + 2 * i, &h, 2);
-            break;
-        }
-        case WD_DT_F16: {
-            uint16_t h = wd__f32_to_f16(x);
-            memcpy(dst + 2 * i, &h, 2);
-            break;
-        }
-        case WD_DT_F64: {
-            double d = x;
-            memcpy(dst + 8 * i, &d, 8);
-            break;
-        }
-        case WD_DT_I64: {
-            int64_t v = to_int(truncf(x), -9223372036854775808.0, 9223372036854774784.0);
-            memcpy(dst + 8 * i, &v, 8);
-            break;
-        }
-        case WD_DT_I32: {
-            int32_t v = (int32_t)to_int(rintf(x), -2147483648.0, 2147483647.0);
-            memcpy(dst + 4 * i, &v, 4);
-            break;
-        }
-        case WD_DT_I16: {
-            int16_t v = (int16_t)to_int(truncf(x), -32768.0, 32767.0);
-            memcpy(dst + 2 * i, &v, 2);
-            break;
-        }
-        case WD_DT_I8: dst[i] = (uint8_t)(int8_t)to_int(truncf(x), -128.0, 127.0); break;
-        case WD_DT_U8: dst[i] = (uint8_t)to_int(truncf(x), 0.0, 255.0); break;
-        case WD_DT_BOOL: dst[i] = x != 0.0f; break;
-        default: dst[i] = 0; break;
-        }
+    switch (dt) {
+    case WD_DT_F32: memcpy(dst, src, n * 4); break;
+    case WD_DT_BF16: NARROW_LOOP(uint16_t, bf16_round(x)) break;
+    case WD_DT_F16: NARROW_LOOP(uint16_t, wd__f32_to_f16(x)) break;
+    case WD_DT_F64: NARROW_LOOP(double, (double)x) break;
+    case WD_DT_I64: NARROW_LOOP(int64_t, to_int(truncf(x), -9223372036854775808.0, 9223372036854774784.0)) break;
+    case WD_DT_I32: NARROW_LOOP(int32_t, (int32_t)to_int(rintf(x), -2147483648.0, 2147483647.0)) break;
+    case WD_DT_I16: NARROW_LOOP(int16_t, (int16_t)to_int(truncf(x), -32768.0, 32767.0)) break;
+    case WD_DT_I8: NARROW_LOOP(int8_t, (int8_t)to_int(truncf(x), -128.0, 127.0)) break;
+    case WD_DT_U8: NARROW_LOOP(uint8_t, (uint8_t)to_int(truncf(x), 0.0, 255.0)) break;
+    case WD_DT_BOOL: NARROW_LOOP(uint8_t, (uint8_t)(x != 0.0f)) break;
+    default: memset(dst, 0, n); break;
     }
 }
 
@@ -336,21 +309,22 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
     if (rc)
         return rc;
     if (L->strategy == WD__WS_QUANTIZED) {
+        /* A row's run at a time, so the inner loop has no row test. */
         uint64_t row = begin / L->n_cols, col = begin % L->n_cols;
-        uint16_t h;
-        memcpy(&h, a1 + 2 * (row - s->base0), 2);
-        float sc_v = wd__f16_to_f32(h);
         uint64_t byte0 = begin / 8;
-        for (size_t i = 0; i < n; i++) {
-            uint64_t pos = begin + i;
-            int bit = (a0[(pos >> 3) - byte0] >> (7 - (pos & 7))) & 1;
-            f[i] = f[i] + (bit ? sc_v : -sc_v);
-            if (++col == L->n_cols && i + 1 < n) {
-                col = 0;
-                row++;
-                memcpy(&h, a1 + 2 * (row - s->base0), 2);
-                sc_v = wd__f16_to_f32(h);
+        for (size_t i = 0; i < n;) {
+            uint16_t h;
+            memcpy(&h, a1 + 2 * (row - s->base0), 2);
+            float sv = wd__f16_to_f32(h);
+            size_t run = (size_t)(L->n_cols - col < n - i ? L->n_cols - col : n - i);
+            for (size_t k = 0; k < run; k++) {
+                uint64_t pos = begin + i + k;
+                int bit = (a0[(pos >> 3) - byte0] >> (7 - (pos & 7))) & 1;
+                f[i + k] = f[i + k] + (bit ? sv : -sv);
             }
+            i += run;
+            row++;
+            col = 0;
         }
         return 0;
     }
@@ -378,6 +352,35 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
         return rc;
     float lut[16];
     wd__int4_lut(lut, L->scale, L->zero_point);
+    if (L->layout == 2) {
+        /* Every position has a code: apply them all in one branch-free
+         * loop, then give each outlier its own value against the base it
+         * had (kept aside first, in tmp2, free once the slices are
+         * decoded: 4 MiB holds a piece's n <= 2^20 floats). */
+        float *saved = (float *)(void *)sc->tmp2;
+        for (uint64_t j = 0; j < m; j++)
+            saved[j] = f[index_at(a0, isz, j) - (int64_t)begin];
+        const uint8_t *codes = a2 + (begin / 2 - s->base0 / 2);
+        size_t i = 0;
+        if (begin & 1) { /* a piece starting on a low nibble */
+            f[0] = f[0] + lut[codes[0] & 15];
+            codes++;
+            i = 1;
+        }
+        for (; i + 1 < n; i += 2, codes++) {
+            f[i] = f[i] + lut[*codes >> 4];
+            f[i + 1] = f[i + 1] + lut[*codes & 15];
+        }
+        if (i < n)
+            f[i] = f[i] + lut[*codes >> 4];
+        for (uint64_t j = 0; j < m; j++) {
+            uint16_t h;
+            memcpy(&h, a1 + 2 * j, 2);
+            size_t at = (size_t)(index_at(a0, isz, j) - (int64_t)begin);
+            f[at] = saved[j] + wd__f16_to_f32(h);
+        }
+        return 0;
+    }
     uint64_t j = 0, next = m ? (uint64_t)index_at(a0, isz, 0) : UINT64_MAX;
     uint64_t cbyte0 = s->base0 / 2;
     for (size_t i = 0; i < n; i++) {
@@ -386,13 +389,13 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
             uint16_t h;
             memcpy(&h, a1 + 2 * j, 2);
             float v = wd__f16_to_f32(h);
-            if (L->layout == 1) /* deltatensors adds the zero it inserted first */
-                f[i] = f[i] + 0.0f;
+            /* layout 1: deltatensors adds the zero it inserted first */
+            f[i] = f[i] + 0.0f;
             f[i] = f[i] + v;
             j++;
             next = j < m ? (uint64_t)index_at(a0, isz, j) : UINT64_MAX;
         } else {
-            uint64_t c = L->layout == 2 ? pos : pos - (s->e0 + j);
+            uint64_t c = pos - (s->e0 + j);
             uint8_t b = a2[(c >> 1) - cbyte0];
             f[i] = f[i] + lut[(c & 1) ? (b & 15) : (b >> 4)];
         }
