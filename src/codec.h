@@ -220,6 +220,13 @@ uint64_t wd__sparse_k(uint64_t n, double sparsity);
  * chunk); memory: see the top of this file, the k entries being the output. */
 int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double sparsity,
                       wd_codec_fidelity *fid);
+/* The same selection handed out in index order instead of kept: emit gets
+ * consecutive runs of entries (count may be 0 never; idx ascending across
+ * calls), so the caller can store them as they come and memory does not
+ * grow with k. *out_k gets k. */
+typedef int (*wd_sparse_emit_fn)(void *ud, const int64_t *idx, const float *val, size_t count);
+int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse_emit_fn emit, void *ud,
+                             uint64_t *out_k, wd_codec_fidelity *fid);
 /* Frees what an encoder allocated and zeroes *s. Accepts NULL. */
 void wd__sparse_clear(wd_sparse_delta *s);
 /* Validates arrays from outside (a file, the store): k <= n, indices in

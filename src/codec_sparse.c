@@ -144,18 +144,15 @@ static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_
     return 0;
 }
 
-int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double sparsity,
-                      wd_codec_fidelity *fid)
+int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse_emit_fn emit, void *ud,
+                             uint64_t *out_k, wd_codec_fidelity *fid)
 {
-    memset(out, 0, sizeof *out);
     if (!(sparsity >= 0.0 && sparsity < 1.0))
         return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), got %g", sparsity);
     if (!src)
         return wd__error(WD_EUSAGE, "no delta source");
     uint64_t n = src->n;
     uint64_t k = wd__sparse_k(n, sparsity);
-    if (k > SIZE_MAX / sizeof(int64_t))
-        return WD_NOMEM();
 
     wd__reader r;
     sparse_ctx c;
@@ -164,14 +161,8 @@ int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double spar
     int rc = wd__reader_init(&r, src);
     if (rc)
         goto done;
-    out->n = n;
-    out->k = k;
-    /* +1: malloc(0) may return NULL, and an empty tensor is no failure */
-    out->indices = malloc((size_t)k * sizeof *out->indices + 1);
-    out->values = malloc((size_t)k * sizeof *out->values + 1);
     batch = wd__reader_batch(&r);
-    c.units = calloc(batch, sizeof *c.units);
-    if (!out->indices || !out->values || !c.units) {
+    if (!(c.units = calloc(batch, sizeof *c.units))) {
         rc = WD_NOMEM();
         goto done;
     }
@@ -179,8 +170,9 @@ int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double spar
         goto done;
 
     /* Final pass, a batch of units at a time: workers collect each unit's
-     * entries, then they are appended in unit order, so indices come out
-     * sorted and ties at the cut are taken first by index. */
+     * entries, then they go out in unit order, so indices come out sorted
+     * and ties at the cut are taken first by index. Untaken ties are
+     * squeezed out of a unit's arrays in place before it is emitted. */
     uint64_t j = 0, eq_seen = 0;
     double norm2 = 0, err2 = 0, max_abs = 0;
     size_t units = wd__reader_units(&r);
@@ -189,11 +181,12 @@ int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double spar
         c.u0 = u0;
         if ((rc = wd__reader_run(&r, u0, u1, NULL, NULL, sparse_unit_fn, &c)))
             break;
-        for (size_t u = u0; u < u1; u++) {
-            const sparse_unit *s = &c.units[u - u0];
+        for (size_t u = u0; !rc && u < u1; u++) {
+            sparse_unit *s = &c.units[u - u0];
             norm2 += s->norm2;
             err2 += s->err2;
             max_update(&max_abs, s->max_abs);
+            size_t kept = 0;
             for (size_t e = 0; e < s->n; e++) {
                 if (s->tie[e] && !wd__topk_take(&c.cut, c.cut.thr, &eq_seen)) {
                     double x = s->val[e];
@@ -201,20 +194,26 @@ int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double spar
                     max_update(&max_abs, fabs(x));
                     continue;
                 }
-                if (j < k) {
-                    out->indices[j] = s->idx[e];
-                    out->values[j] = s->val[e];
-                }
-                j++;
+                s->idx[kept] = s->idx[e];
+                s->val[kept] = s->val[e];
+                kept++;
             }
+            j += kept;
+            if (j > k)
+                break;
+            if (kept)
+                rc = emit(ud, s->idx, s->val, kept);
         }
     }
     if (!rc && j != k) /* the source changed between passes */
         rc = wd__error(WD_ERROR, "sparse: selected %llu of %llu entries: the delta source "
                                  "returned different values on another pass",
                        (unsigned long long)j, (unsigned long long)k);
-    if (!rc)
+    if (!rc) {
         wd__fidelity_finish(fid, norm2, err2, max_abs);
+        if (out_k)
+            *out_k = k;
+    }
 done:
     for (size_t u = 0; c.units && u < batch; u++) {
         free(c.units[u].idx);
@@ -223,6 +222,37 @@ done:
     }
     free(c.units);
     wd__reader_free(&r);
+    return rc;
+}
+
+/* wd_sparse_emit_fn into the arrays of a wd_sparse_delta sized for k. */
+static int emit_to_arrays(void *ud, const int64_t *idx, const float *val, size_t count)
+{
+    wd_sparse_delta *out = ud;
+    memcpy(out->indices + out->k, idx, count * sizeof *idx);
+    memcpy(out->values + out->k, val, count * sizeof *val);
+    out->k += count;
+    return 0;
+}
+
+int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double sparsity,
+                      wd_codec_fidelity *fid)
+{
+    memset(out, 0, sizeof *out);
+    if (!(sparsity >= 0.0 && sparsity < 1.0))
+        return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), got %g", sparsity);
+    if (!src)
+        return wd__error(WD_EUSAGE, "no delta source");
+    uint64_t k = wd__sparse_k(src->n, sparsity);
+    if (k > SIZE_MAX / sizeof(int64_t))
+        return WD_NOMEM();
+    out->n = src->n;
+    /* +1: malloc(0) may return NULL, and an empty tensor is no failure */
+    out->indices = malloc((size_t)k * sizeof *out->indices + 1);
+    out->values = malloc((size_t)k * sizeof *out->values + 1);
+    /* emit_to_arrays counts k up as it fills; the stream never exceeds k */
+    int rc = !out->indices || !out->values ? WD_NOMEM()
+                                           : wd__sparse_encode_stream(src, sparsity, emit_to_arrays, out, NULL, fid);
     if (rc)
         wd__sparse_clear(out);
     return rc;
