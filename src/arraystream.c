@@ -158,6 +158,50 @@ int wd__astream_append(wd_astream_writer *w, const void *data, size_t len)
     return 0;
 }
 
+int wd__astream_chunk_prepare(wd_astream_chunk *c, wd_dtype dtype, int transform, void *cctx, int level,
+                              uint8_t *data, size_t len)
+{
+    size_t esz = wd__dtype_size(dtype);
+    if (len % esz || len > WD_ASTREAM_CHUNK)
+        return wd__error(WD_EUSAGE, "array chunk of %zu bytes does not fit", len);
+    int rc = wd__buf_reserve(&c->enc, len + 1);
+    if (rc)
+        return rc;
+    /* Only dtype and transform steer the chunk transform. */
+    wd_astream a = {0};
+    a.dtype = dtype;
+    a.transform = transform;
+    chunk_encode(&a, c->enc.data, data, len);
+    c->enc.len = len;
+    c->len = len;
+    wd__sha256(c->enc.data, len, c->id);
+    return wd__chunk_compress(cctx, level, c->enc.data, len, esz > 1 ? len / esz : 0, &c->z, &c->codec);
+}
+
+int wd__astream_add_chunk(wd_astream_writer *w, const wd_astream_chunk *c)
+{
+    if (w->pending.len)
+        return wd__error(WD_EUSAGE, "array chunk added behind pending bytes");
+    uint64_t have = 0;
+    int rc = w->cs->ops->stored_size(w->cs, c->id, &have);
+    if (rc)
+        return rc;
+    if (!have) {
+        if ((rc = w->put(w->put_arg, c->id, c->len, c->codec, c->z.data, c->z.len)))
+            return rc;
+        have = c->z.len;
+    }
+    w->out->stored_bytes += have;
+    w->bytes += c->len;
+    return wd__buf_append(&w->ids, c->id, WD_HASH_SIZE);
+}
+
+void wd__astream_chunk_free(wd_astream_chunk *c)
+{
+    wd__buf_free(&c->enc);
+    wd__buf_free(&c->z);
+}
+
 int wd__astream_finish(wd_astream_writer *w)
 {
     int rc = flush_chunk(w);

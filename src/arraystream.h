@@ -65,6 +65,28 @@ int wd__astream_append(wd_astream_writer *w, const void *data, size_t len);
 /* Stores the last partial chunk; out->chunks then belongs to out. */
 int wd__astream_finish(wd_astream_writer *w);
 void wd__astream_writer_free(wd_astream_writer *w);
+
+/* A chunk prepared away from the writer, so that several chunks of one
+ * array (or of several) can be transformed, hashed and compressed on a
+ * thread pool while the calling thread keeps the store work, in order. */
+typedef struct {
+    uint8_t id[WD_HASH_SIZE];
+    size_t len;  /* raw (untransformed) bytes */
+    int codec;
+    wd_buf enc, z; /* transformed bytes, compressed bytes */
+} wd_astream_chunk;
+
+/* Transforms, hashes and compresses len bytes of an array of dtype and
+ * transform (any thread; data is scratch: the gap transform runs in place
+ * on it). cctx is a ZSTD_CCtx* of the calling thread. len must be a whole
+ * number of elements, at most WD_ASTREAM_CHUNK. */
+int wd__astream_chunk_prepare(wd_astream_chunk *c, wd_dtype dtype, int transform, void *cctx, int level,
+                              uint8_t *data, size_t len);
+/* Appends a prepared chunk to w as its next chunk (the writer's thread;
+ * nothing may be pending in w from wd__astream_append): the chunk is put
+ * unless the store has it already, exactly as the writer itself would. */
+int wd__astream_add_chunk(wd_astream_writer *w, const wd_astream_chunk *c);
+void wd__astream_chunk_free(wd_astream_chunk *c);
 void wd__astream_clear(wd_astream *a);
 
 /* The compressed chunks covering bytes [begin, end) of an array, fetched on

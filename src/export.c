@@ -22,7 +22,9 @@
 #include "error.h"
 #include "hash.h"
 #include "lossy.h"
+#include "lossy_encode.h"
 #include "piece.h"
+#include "pipeline.h"
 #include "repo_int.h"
 #include "strategy.h"
 #include "wdelta.h"
@@ -115,18 +117,30 @@ static int exact_read(void *ud, uint64_t begin, size_t count, float *out)
     return 0;
 }
 
-static int encode_exact(wd_repo *repo, out_tensor *ot, const wd_stored_tensor *parent, int strategy, double option,
-                        int version, double *worst)
+/* The pool's form of exact_read: each worker slot keeps its own cursors. */
+static int exact_read_par(void *ud, int worker, uint64_t begin, size_t count, float *out)
 {
-    exact_delta x;
-    memset(&x, 0, sizeof x);
-    x.repo = repo;
-    int rc = cursor_init(&x.obj, ot->t);
-    if (!rc)
-        rc = cursor_init(&x.par, parent);
-    if (!rc)
-        rc = wd__piece_scratch_new(&x.ps);
-    wd_delta_src src = {.n = ot->t->nelem, .read = exact_read, .ud = &x};
+    return exact_read(&((exact_delta *)ud)[worker], begin, count, out);
+}
+
+/* Encodes ot from its exact delta against parent, the codec's passes on
+ * pool (each worker slot with its own cursors: two pieces of float32). */
+static int encode_exact(wd_repo *repo, wd_pool *pool, out_tensor *ot, const wd_stored_tensor *parent, int strategy,
+                        double option, int version, double *worst)
+{
+    int nx = wd__pool_size(pool);
+    exact_delta *x = calloc((size_t)nx, sizeof *x);
+    int rc = x ? 0 : WD_NOMEM();
+    for (int i = 0; !rc && i < nx; i++) {
+        x[i].repo = repo;
+        rc = cursor_init(&x[i].obj, ot->t);
+        if (!rc)
+            rc = cursor_init(&x[i].par, parent);
+        if (!rc)
+            rc = wd__piece_scratch_new(&x[i].ps);
+    }
+    wd_delta_src src = {.n = ot->t->nelem, .read = exact_read, .ud = x, .pool = pool, .read_par = exact_read_par,
+                        .cache_elems = WD_LOSSY_CACHE_ELEMS};
     wd_codec_fidelity fid;
     memset(&fid, 0, sizeof fid);
     if (!rc) {
@@ -143,10 +157,35 @@ static int encode_exact(wd_repo *repo, out_tensor *ot, const wd_stored_tensor *p
     /* A zero delta re-encodes exactly; rel_error is then 0 or NaN. */
     if (!rc && fid.rel_error == fid.rel_error && !isinf(fid.rel_error) && fid.rel_error > *worst)
         *worst = fid.rel_error;
-    cursor_clear(&x.obj);
-    cursor_clear(&x.par);
-    wd__piece_scratch_free(x.ps);
+    for (int i = 0; x && i < nx; i++) {
+        cursor_clear(&x[i].obj);
+        cursor_clear(&x[i].par);
+        wd__piece_scratch_free(x[i].ps);
+    }
+    free(x);
     return rc;
+}
+
+/* deltatensors' parent_hash of obj's parent over names (record order):
+ * natively, or as float32 for a lossy parent. When names are exactly the
+ * tensors a recorded hash covers, in name order, that hash is it. */
+static int parent_hash(wd_repo *repo, wd_pool *pool, const wd_object *par, const char *const *names, size_t n,
+                       uint8_t out[WD_HASH_SIZE])
+{
+    int lossy = 0;
+    for (size_t i = 0; i < par->n_tensors; i++)
+        lossy |= par->tensors[i].lossy != NULL;
+    if (!lossy && n == par->n_tensors) {
+        size_t i = 0;
+        while (i < n && !strcmp(par->tensors[i].name, names[i]))
+            i++;
+        if (i == n) {
+            memcpy(out, par->model_hash, WD_HASH_SIZE);
+            return 0;
+        }
+    }
+    wd_walk_opts o = {.names = names, .n_names = n, .pool = pool};
+    return lossy ? wd__object_walk(repo, par, &o, NULL, out, NULL) : wd__object_walk(repo, par, &o, out, NULL, NULL);
 }
 
 static const char *numpy_name(wd_dtype dt)
@@ -274,7 +313,6 @@ static int cmp_name(const void *a, const void *b)
 
 int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *eo, const wd_options *opt)
 {
-    (void)opt;
     uint8_t id[WD_HASH_SIZE];
     int rc = wd__resolve(repo, ref, id);
     if (rc)
@@ -290,6 +328,9 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
     size_t n = 0;
     wd__wdelta_writer *w = NULL;
     cJSON *rec = NULL;
+    wd_pool *pool = NULL;
+    if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
+        return rc;
     if ((rc = wd__object_load(repo, id, &obj)) || (rc = object_row(repo, id, &strategy, &options, &wdelta)))
         goto done;
     if (wdelta && !(rec = cJSON_Parse(wdelta))) {
@@ -387,7 +428,7 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
             break;
         }
         const wd_stored_tensor *pt = &obj->parent->tensors[j];
-        rc = encode_exact(repo, ot, pt, target, option, version, &worst);
+        rc = encode_exact(repo, pool, ot, pt, target, option, version, &worst);
         reencoded |= ot->t->lossy != NULL;
         if (rc)
             break;
@@ -425,11 +466,8 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         }
         for (size_t i = 0; i < n; i++)
             names[i] = ots[i].t->name;
-        int lossy_parent = 0;
-        for (size_t i = 0; i < obj->parent->n_tensors; i++)
-            lossy_parent |= obj->parent->tensors[i].lossy != NULL;
         uint8_t h[WD_HASH_SIZE];
-        if ((rc = wd__object_hash(repo, obj->parent, names, n, lossy_parent ? WD_PIECE_F32 : WD_PIECE_NATIVE, h)))
+        if ((rc = parent_hash(repo, pool, obj->parent, names, n, h)))
             goto done;
         wd__hex(parent_hex, h);
     }
@@ -481,5 +519,6 @@ done:
     free(options);
     free(wdelta);
     wd__object_free(obj);
+    wd__pool_free(pool);
     return rc;
 }

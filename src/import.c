@@ -26,6 +26,7 @@
 #include "lossy.h"
 #include "manifest.h"
 #include "piece.h"
+#include "pipeline.h"
 #include "repo_int.h"
 #include "wdelta.h"
 
@@ -61,8 +62,29 @@ static int has_lossy(const wd_object *obj)
     return 0;
 }
 
-/* Finds the object the file applies to; *out is loaded with its lineage. */
-static int find_parent(wd_repo *repo, const wd__wdelta *d, wd_object **out)
+/* 1 if names is exactly the sequence of obj's tensors (name order) that a
+ * recorded hash covers: every tensor for the model hash, the lossy ones for
+ * the float32 hash. Then that hash is the one find_parent would compute. */
+static int names_are_recorded(const wd_object *obj, const char *const *names, size_t n, int lossy_only)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < obj->n_tensors; i++) {
+        if (lossy_only && !obj->tensors[i].lossy)
+            continue;
+        if (k >= n || strcmp(obj->tensors[i].name, names[k]))
+            return 0;
+        k++;
+    }
+    return k == n;
+}
+
+/* Finds the object the file applies to; *out is loaded with its lineage.
+ * Candidates are tried in a fixed order (recorded chain hash match first,
+ * then bases, newest first) and the first whose hash over the file's
+ * tensors is parent_hash wins. When the file names exactly the tensors a
+ * recorded hash of the object covers, in its order, that recorded hash
+ * decides without a read; otherwise the object is rebuilt on the pool. */
+static int find_parent(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, wd_object **out)
 {
     uint8_t want[WD_HASH_SIZE];
     if (wd__unhex(want, wd__wdelta_parent_hash(d)))
@@ -70,19 +92,21 @@ static int find_parent(wd_repo *repo, const wd__wdelta *d, wd_object **out)
     const char **names = hash_order(d);
     if (!names)
         return WD_NOMEM();
+    size_t n_names = wd__wdelta_count(d);
     sqlite3_stmt *st;
-    /* Objects whose recorded chain hash matches come first: for them the
-     * check below costs one hash; the others are tried in turn. */
     int rc = wd__db_prepare(repo->db, &st,
-                            "SELECT id FROM object ORDER BY f32_hash IS NOT ?1, kind = 'delta', created DESC");
+                            "SELECT id, f32_hash FROM object ORDER BY f32_hash IS NOT ?1, kind = 'delta', created DESC");
     if (!rc)
         wd__bind_hash(st, 1, want);
     int found = 0, row = 0;
     while (!rc && !found && (row = wd__db_step(repo->db, st, "looking for the parent")) > 0) {
         if (sqlite3_column_bytes(st, 0) != WD_HASH_SIZE)
             continue;
-        uint8_t id[WD_HASH_SIZE];
+        uint8_t id[WD_HASH_SIZE], f32_hash[WD_HASH_SIZE];
         memcpy(id, sqlite3_column_blob(st, 0), WD_HASH_SIZE);
+        int have_f32 = sqlite3_column_bytes(st, 1) == WD_HASH_SIZE;
+        if (have_f32)
+            memcpy(f32_hash, sqlite3_column_blob(st, 1), WD_HASH_SIZE);
         wd_object *obj;
         if ((rc = wd__object_load(repo, id, &obj)))
             break;
@@ -90,8 +114,17 @@ static int find_parent(wd_repo *repo, const wd__wdelta *d, wd_object **out)
             uint8_t h[WD_HASH_SIZE];
             /* A lossy object is a chain link's parent: deltatensors hashes
              * its float32 reconstruction. Otherwise its stored weights. */
-            int mode = has_lossy(obj) ? WD_PIECE_F32 : WD_PIECE_NATIVE;
-            rc = wd__object_hash(repo, obj, names, wd__wdelta_count(d), mode, h);
+            int lossy = has_lossy(obj);
+            if (lossy && have_f32 && names_are_recorded(obj, names, n_names, 1))
+                memcpy(h, f32_hash, WD_HASH_SIZE);
+            else if (!lossy && names_are_recorded(obj, names, n_names, 0))
+                memcpy(h, obj->model_hash, WD_HASH_SIZE);
+            else if (lossy)
+                rc = wd__object_walk(repo, obj, &(wd_walk_opts){.names = names, .n_names = n_names, .pool = pool},
+                                     NULL, h, NULL);
+            else
+                rc = wd__object_walk(repo, obj, &(wd_walk_opts){.names = names, .n_names = n_names, .pool = pool},
+                                     h, NULL, NULL);
             if (!rc && !memcmp(h, want, WD_HASH_SIZE)) {
                 *out = obj;
                 found = 1;
@@ -109,6 +142,132 @@ static int find_parent(wd_repo *repo, const wd__wdelta *d, wd_object **out)
                        "no stored model matches the file's parent_hash %.12s; add its base first (wdrepo add-base)",
                        wd__wdelta_parent_hash(d));
     return rc;
+}
+
+/* Array chunks on their way from the file to the store. The calling thread
+ * reads and checks them in file order into one batch while the pool
+ * transforms, hashes and compresses the previous one; a batch is then
+ * stored in order, in one short transaction of inserts. Memory: two
+ * batches of cap chunks, each its raw, transformed and compressed forms
+ * (about 3 MiB). */
+typedef struct {
+    wd_astream_writer *w; /* touched on the calling thread only */
+    wd_dtype dtype;
+    int transform;
+    uint8_t *raw; /* WD_ASTREAM_CHUNK bytes */
+    size_t len;
+    wd_astream_chunk c;
+} cjob;
+
+typedef struct chunk_pipe chunk_pipe;
+typedef struct {
+    chunk_pipe *p;
+    cjob *jobs;
+} cbatch;
+
+struct chunk_pipe {
+    wd_pool *pool;
+    wd_chunk_batch *batch;
+    void **cctx; /* one ZSTD_CCtx per worker slot */
+    int nslots;
+    cbatch b[2];
+    size_t cap, n[2];
+    int cur, running;
+};
+
+static int prepare_job(void *ctx, size_t i, int worker)
+{
+    cbatch *b = ctx;
+    cjob *j = &b->jobs[i];
+    return wd__astream_chunk_prepare(&j->c, j->dtype, j->transform, b->p->cctx[worker], WD_DEFAULT_LEVEL, j->raw,
+                                     j->len);
+}
+
+static int pipe_init(chunk_pipe *p, wd_pool *pool, wd_chunk_batch *batch)
+{
+    memset(p, 0, sizeof *p);
+    p->pool = pool;
+    p->batch = batch;
+    p->nslots = wd__pool_size(pool);
+    p->cap = 2 * (size_t)p->nslots;
+    cjob *jobs = calloc(2 * p->cap, sizeof *jobs);
+    p->cctx = calloc((size_t)p->nslots, sizeof *p->cctx);
+    p->b[0] = (cbatch){p, jobs};
+    p->b[1] = (cbatch){p, jobs ? jobs + p->cap : NULL};
+    if (!jobs || !p->cctx)
+        return WD_NOMEM();
+    for (int i = 0; i < p->nslots; i++)
+        if (!(p->cctx[i] = ZSTD_createCCtx()))
+            return WD_NOMEM();
+    for (size_t i = 0; i < 2 * p->cap; i++)
+        if (!(jobs[i].raw = malloc(WD_ASTREAM_CHUNK)))
+            return WD_NOMEM();
+    return 0;
+}
+
+static void pipe_free(chunk_pipe *p)
+{
+    if (p->running)
+        wd__pool_wait(p->pool);
+    for (size_t i = 0; p->b[0].jobs && i < 2 * p->cap; i++) {
+        free(p->b[0].jobs[i].raw);
+        wd__astream_chunk_free(&p->b[0].jobs[i].c);
+    }
+    free(p->b[0].jobs);
+    for (int i = 0; p->cctx && i < p->nslots; i++)
+        ZSTD_freeCCtx(p->cctx[i]);
+    free(p->cctx);
+}
+
+/* Waits for the batch in flight and stores it. The group is committed at
+ * once, so the write lock is never held while the pool compresses. */
+static int pipe_collect(chunk_pipe *p)
+{
+    if (!p->running)
+        return 0;
+    p->running = 0;
+    int rc = wd__pool_wait(p->pool), other = !p->cur;
+    for (size_t i = 0; !rc && i < p->n[other]; i++)
+        rc = wd__astream_add_chunk(p->b[other].jobs[i].w, &p->b[other].jobs[i].c);
+    p->n[other] = 0;
+    if (!rc)
+        rc = wd__chunk_batch_flush(p->batch);
+    return rc;
+}
+
+/* Hands the filled batch to the pool (after storing the one before it). */
+static int pipe_cycle(chunk_pipe *p)
+{
+    int rc = pipe_collect(p);
+    if (rc || !p->n[p->cur])
+        return rc;
+    wd__pool_start(p->pool, p->n[p->cur], prepare_job, &p->b[p->cur]);
+    p->running = 1;
+    p->cur = !p->cur;
+    return 0;
+}
+
+/* The next free job of the batch being filled. */
+static cjob *pipe_slot(chunk_pipe *p)
+{
+    return &p->b[p->cur].jobs[p->n[p->cur]];
+}
+
+static int pipe_push(chunk_pipe *p, wd_astream_writer *w, size_t len)
+{
+    cjob *j = pipe_slot(p);
+    j->w = w;
+    j->dtype = w->out->dtype;
+    j->transform = w->out->transform;
+    j->len = len;
+    return ++p->n[p->cur] == p->cap ? pipe_cycle(p) : 0;
+}
+
+/* Stores everything pushed so far. */
+static int pipe_drain(chunk_pipe *p)
+{
+    int rc = pipe_cycle(p);
+    return rc ? rc : pipe_collect(p);
 }
 
 /* Entries before each piece, built while the index array streams past. */
@@ -135,25 +294,28 @@ static void count_indices(piece_counter *pc, const uint8_t *p, size_t m, size_t 
     }
 }
 
-/* Copies one array of t from the file into an array stream. */
-static int copy_array(wd_chunk_batch *batch, void *cctx, const wd__wdelta *d, const wd__wdelta_tensor *t, int field,
-                      wd_lossy *L, uint8_t *buf, piece_counter *pc)
+/* Reads one array of t from the file into the pipe, chunk by chunk, its
+ * indices checked on the way; the chunks reach w (which must outlive the
+ * pipe's work) once stored. */
+static int copy_array(chunk_pipe *pipe, wd_astream_writer *w, const wd__wdelta *d, const wd__wdelta_tensor *t,
+                      int field, wd_lossy *L, piece_counter *pc)
 {
     const wd__wdelta_field *f = wd__wdelta_field_of(t, field);
     if (!f)
         return wd__error(WD_EBADINPUT, "tensor '%s' lacks its '%s' array", t->name, wd__wdelta_field_name(field));
     int is_index = field == WD__WF_INDICES || field == WD__WF_OUTLIER_IDX;
     int transform = is_index ? WD_AT_GAPS : (f->dtype == WD_DT_F16 || f->dtype == WD_DT_F32) ? WD_AT_PLANES : WD_AT_RAW;
-    wd_astream_writer w;
-    wd__astream_writer_init(&w, batch->cs, wd__chunk_batch_put, batch, cctx, WD_DEFAULT_LEVEL, &L->arrays[field], field,
-                            f->dtype, transform);
+    wd__astream_writer_init(w, pipe->batch->cs, wd__chunk_batch_put, pipe->batch, NULL, WD_DEFAULT_LEVEL,
+                            &L->arrays[field], field, f->dtype, transform);
     size_t esz = wd__dtype_size(f->dtype);
-    /* A whole number of elements per read keeps index checks aligned. */
+    /* One stored chunk per read (WD_ASTREAM_CHUNK is a whole number of
+     * elements of every dtype), which also keeps index checks aligned. */
     size_t piece = (WD_ASTREAM_CHUNK / esz) * esz;
     int64_t prev = -1;
     int rc = 0;
     for (uint64_t off = 0; !rc && off < f->nbytes; off += piece) {
         size_t len = f->nbytes - off < piece ? (size_t)(f->nbytes - off) : piece;
+        uint8_t *buf = pipe_slot(pipe)->raw;
         if ((rc = wd__wdelta_pread(d, f, off, buf, len)))
             break;
         if (is_index) {
@@ -162,11 +324,8 @@ static int copy_array(wd_chunk_batch *batch, void *cctx, const wd__wdelta *d, co
                 count_indices(pc, buf, len / esz, esz);
         }
         if (!rc)
-            rc = wd__astream_append(&w, buf, len);
+            rc = pipe_push(pipe, w, len);
     }
-    if (!rc)
-        rc = wd__astream_finish(&w);
-    wd__astream_writer_free(&w);
     return rc;
 }
 
@@ -179,8 +338,8 @@ static int read_f16(const wd__wdelta *d, const wd__wdelta_tensor *t, int field, 
 }
 
 /* Builds the stored form of one lossy tensor of the file. */
-static int import_tensor(wd_chunk_batch *batch, void *cctx, const wd__wdelta *d, const wd__wdelta_tensor *t,
-                         const wd_stored_tensor *pt, uint8_t *buf, wd_lossy **out)
+static int import_tensor(chunk_pipe *pipe, wd_astream_writer *wr, const wd__wdelta *d, const wd__wdelta_tensor *t,
+                         const wd_stored_tensor *pt, wd_lossy **out)
 {
     if (t->ndim != pt->ndim || memcmp(t->shape, pt->shape, sizeof(uint64_t) * (size_t)t->ndim))
         return wd__error(WD_EBADINPUT, "tensor '%s' has another shape than in the parent", t->name);
@@ -201,7 +360,7 @@ static int import_tensor(wd_chunk_batch *batch, void *cctx, const wd__wdelta *d,
         else if (fields[i] == WD__WF_ZERO_POINT)
             rc = read_f16(d, t, WD__WF_ZERO_POINT, &L->zero_point);
         else
-            rc = copy_array(batch, cctx, d, t, fields[i], L, buf, &pc);
+            rc = copy_array(pipe, &wr[fields[i]], d, t, fields[i], L, &pc);
     }
     if (!rc && L->before) {
         while (pc.k <= L->n_pieces)
@@ -333,9 +492,63 @@ static int insert_all(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const wd_ob
     return rc;
 }
 
+/* The new delta as wd__object_load would give it, built from the parent
+ * and the imported tensors, so that its hashes can be computed before the
+ * final transaction. Its tensors borrow from parent and lossy: release it
+ * with free_draft, never wd__object_free. */
+static int draft_object(wd_object *parent, wd_lossy **lossy, wd_object *obj)
+{
+    memset(obj, 0, sizeof *obj);
+    obj->n_tensors = parent->n_tensors;
+    obj->tensors = calloc(parent->n_tensors ? parent->n_tensors : 1, sizeof *obj->tensors);
+    if (!obj->tensors)
+        return WD_NOMEM();
+    for (size_t i = 0; i < parent->n_tensors; i++) {
+        wd_stored_tensor *t = &obj->tensors[i];
+        wd_stored_tensor *pt = &parent->tensors[i];
+        t->name = pt->name;
+        t->file = pt->file;
+        t->ordinal = pt->ordinal;
+        t->dtype = pt->dtype;
+        t->ndim = pt->ndim;
+        memcpy(t->shape, pt->shape, sizeof t->shape);
+        t->nelem = pt->nelem;
+        t->nbytes = pt->nbytes;
+        snprintf(t->encoding, sizeof t->encoding, "%s", lossy[i] ? wd__lossy_encoding(lossy[i]->strategy) : "same");
+        t->chunk_elems = pt->chunk_elems;
+        t->lossy = lossy[i];
+        t->parent = pt;
+    }
+    return 0;
+}
+
+static void free_draft(wd_object *obj)
+{
+    free(obj->tensors);
+}
+
+static int object_exists(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], int *exists)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = wd__db_prepare(repo->db, &st, "SELECT 1 FROM object WHERE id = ?1");
+    if (rc)
+        return rc;
+    wd__bind_hash(st, 1, id);
+    int row = wd__db_step(repo->db, st, "looking up object");
+    sqlite3_finalize(st);
+    if (row < 0)
+        return row;
+    *exists = row > 0;
+    return 0;
+}
+
+/* Import runs in four steps, and only the last holds the write lock for
+ * more than a group of chunk inserts: find the parent (recorded hashes, or
+ * a rebuild on the pool); copy the arrays (read and checked here,
+ * compressed on the pool, stored in short groups); hash the new delta's
+ * reconstruction (pool, reading committed chunks only); insert its rows. */
 int wd_import(wd_repo *repo, const char *path, const char *name, const wd_options *opt, wd_write_result *out)
 {
-    (void)opt;
     if (repo->readonly)
         return wd__error(WD_EUSAGE, "repository is open read-only");
     if (name && !wd__name_valid(name))
@@ -346,29 +559,46 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     wd_object *parent = NULL;
     wd_lossy **lossy = NULL;
     char *wdelta = NULL;
-    uint8_t *buf = NULL;
-    ZSTD_CCtx *cctx = NULL;
+    wd_pool *pool = NULL;
+    chunk_pipe pipe;
+    int have_pipe = 0;
+    wd_astream_writer *wr = NULL;
+    size_t n_file = 0;
     wd_chunk_batch batch = {repo->store, 0, 0, 0};
     int rc = wd__wdelta_open(&d, path);
     if (rc)
         return rc;
-    if ((rc = find_parent(repo, d, &parent)))
+    n_file = wd__wdelta_count(d);
+    if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
+        goto done;
+    if ((rc = find_parent(repo, pool, d, &parent)))
         goto done;
     lossy = calloc(parent->n_tensors ? parent->n_tensors : 1, sizeof *lossy);
-    buf = malloc(WD_ASTREAM_CHUNK);
-    cctx = ZSTD_createCCtx();
+    /* One writer per array of the file: chunks reach their writer after
+     * the tensor that read them is done. */
+    wr = calloc(n_file ? n_file * WD__WF__COUNT : 1, sizeof *wr);
     wdelta = wdelta_json(d);
-    if (!lossy || !buf || !cctx || !wdelta) {
+    if (!lossy || !wr || !wdelta) {
         rc = WD_NOMEM();
         goto done;
     }
-    for (size_t i = 0; !rc && i < wd__wdelta_count(d); i++) {
+    have_pipe = 1;
+    if ((rc = pipe_init(&pipe, pool, &batch)))
+        goto done;
+    for (size_t i = 0; !rc && i < n_file; i++) {
         const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
         long j = wd__object_find(parent, t->name);
-        rc = import_tensor(&batch, cctx, d, t, &parent->tensors[j], buf, &lossy[j]);
+        rc = import_tensor(&pipe, &wr[i * WD__WF__COUNT], d, t, &parent->tensors[j], &lossy[j]);
     }
     if (!rc)
+        rc = pipe_drain(&pipe);
+    for (size_t i = 0; !rc && i < n_file * WD__WF__COUNT; i++)
+        if (wr[i].out)
+            rc = wd__astream_finish(&wr[i]);
+    if (!rc)
         rc = wd__chunk_batch_flush(&batch);
+    pipe_free(&pipe);
+    have_pipe = 0;
     if (rc)
         goto done;
 
@@ -393,24 +623,38 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     const char *slash = strrchr(path, '/');
     char message[512];
     snprintf(message, sizeof message, "imported from %s", slash ? slash + 1 : path);
-    if ((rc = wd__db_exec(repo->db, "BEGIN IMMEDIATE")))
+    /* What checkout will write, and the chain hash over the tensors the
+     * delta encodes: hashed outside any transaction. Skipped when the
+     * object is already stored, unless it vanishes before the insert. */
+    uint8_t model_hash[WD_HASH_SIZE], f32_hash[WD_HASH_SIZE];
+    int n_f32 = 0, hashed = 0, exists = 0;
+    if ((rc = object_exists(repo, id, &exists)))
         goto done;
-    sqlite3_stmt *st = NULL;
-    int exists = 0;
-    if (!(rc = wd__db_prepare(repo->db, &st, "SELECT 1 FROM object WHERE id = ?1"))) {
-        wd__bind_hash(st, 1, id);
-        int row = wd__db_step(repo->db, st, "looking up object");
-        if (row < 0)
-            rc = row;
-        exists = row > 0;
-        sqlite3_finalize(st);
+    for (;;) {
+        if (!exists && !hashed) {
+            wd_object draft;
+            rc = draft_object(parent, lossy, &draft);
+            if (!rc)
+                rc = wd__object_walk(repo, &draft, &(wd_walk_opts){.pool = pool, .lossy_only_f32 = 1}, model_hash,
+                                     f32_hash, &n_f32);
+            free_draft(&draft);
+            if (rc)
+                goto done;
+            hashed = 1;
+        }
+        if ((rc = wd__db_exec(repo->db, "BEGIN IMMEDIATE")))
+            goto done;
+        rc = object_exists(repo, id, &exists);
+        if (!rc && !exists && !hashed) {
+            sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
+            continue;
+        }
+        break;
     }
-    uint8_t model_hash[WD_HASH_SIZE];
     if (!rc && !exists)
         rc = insert_all(repo, id, parent, strategy, options, message, wdelta, lossy, batch.new_bytes);
-    /* What checkout will write, and the chain hash: from the stored object. */
     if (!rc && !exists)
-        rc = wd__object_seal(repo, id, model_hash);
+        rc = wd__object_set_hashes(repo, id, model_hash, n_f32 ? f32_hash : NULL);
     if (!rc && name)
         rc = wd__name_set(repo, name, id);
     if (rc) {
@@ -439,13 +683,17 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
             wd__hex(out->model_hash, model_hash);
     }
 done:
+    if (have_pipe)
+        pipe_free(&pipe);
     wd__chunk_batch_abort(&batch);
+    for (size_t i = 0; wr && i < n_file * WD__WF__COUNT; i++)
+        wd__astream_writer_free(&wr[i]);
+    free(wr);
     for (size_t i = 0; lossy && parent && i < parent->n_tensors; i++)
         wd__lossy_free(lossy[i]);
     free(lossy);
-    free(buf);
     free(wdelta);
-    ZSTD_freeCCtx(cctx);
+    wd__pool_free(pool);
     wd__object_free(parent);
     wd__wdelta_close(d);
     return rc;
