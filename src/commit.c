@@ -449,7 +449,7 @@ static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, 
     }
     if (!rc)
         rc = wd__object_walk(repo, &obj, &(wd_walk_opts){.pool = pool, .lossy_only_f32 = 1}, model_hash, f32_hash,
-                             n_f32);
+                             f32_hash ? n_f32 : NULL);
     for (size_t i = 0; obj.tensors && i < f->n_tensors; i++)
         free(obj.tensors[i].name);
     free(obj.tensors);
@@ -684,9 +684,12 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     if (rc)
         goto done;
 
-    uint8_t f32_hash[WD_HASH_SIZE];
     int n_f32 = 0;
-    if (lossy_strategy >= 0 && (rc = seal_before_insert(repo, pool, f, wts, model_hash, f32_hash, &n_f32)))
+    /* Only the model hash: the float32 chain hash (what a deltatensors file
+     * built on this delta names as parent_hash) would double the hashing
+     * of every lossy commit for a rare use, and import and export compute
+     * it on the pool when a file needs it. */
+    if (lossy_strategy >= 0 && (rc = seal_before_insert(repo, pool, f, wts, model_hash, NULL, &n_f32)))
         goto done;
 
     res->n_tensors = f->n_tensors;
@@ -707,7 +710,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     /* A lossy delta reconstructs to other weights than the fine-tune's:
      * record the hashes of what checkout will write. */
     if (!rc && !exists && lossy_strategy >= 0)
-        rc = wd__object_set_hashes(repo, id, model_hash, n_f32 ? f32_hash : NULL);
+        rc = wd__object_set_hashes(repo, id, model_hash, NULL);
     if (!rc && name)
         rc = wd__name_set(repo, name, id);
     if (rc) {

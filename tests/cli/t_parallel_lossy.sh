@@ -39,4 +39,23 @@ for s in sparse quantized int4; do
     expect 0 "$WDREPO" hash "$T/co-$s-1"
     [ "$(cat "$T/out")" = "$want_mh" ] || fail "$s: checkout does not hash to the sealed model hash"
 done
+# A chain of lossy commits: its links export with parent_hash = the float32
+# hash of the parent's reconstruction (computed on demand, as commits do not
+# record it) and import elsewhere onto the same chain, rebuilding the same
+# weights.
+rm -rf "$REPO"
+expect 0 wd init
+expect 0 wd -q add-base "$T/base" --name base
+expect 0 wd -q commit "$T/ft" --on base --strategy int4 --name a
+expect 0 wd -q commit "$T/ft" --on a --strategy sparse --name b
+expect 0 wd -q export a "$T/a.wdelta"
+expect 0 wd -q export b "$T/b.wdelta"
+expect 0 wd -q checkout b "$T/co-b"
+REPO2=$T/repo2
+"$WDREPO" -R "$REPO2" init >/dev/null 2>&1 || fail "init repo2"
+"$WDREPO" -R "$REPO2" -q add-base "$T/base" >/dev/null 2>&1 || fail "add-base repo2"
+"$WDREPO" -R "$REPO2" -q import "$T/a.wdelta" >/dev/null 2>&1 || fail "import a"
+"$WDREPO" -R "$REPO2" -q import "$T/b.wdelta" >"$T/bid" 2>"$T/err" || { cat "$T/err"; fail "import b onto a"; }
+"$WDREPO" -R "$REPO2" -q checkout "$(cat "$T/bid")" "$T/co-b2" >/dev/null 2>&1 || fail "checkout b in repo2"
+cmp -s "$T/co-b/model.safetensors" "$T/co-b2/model.safetensors" || fail "the imported chain rebuilds other weights"
 echo "ok"
