@@ -627,7 +627,10 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     }
     /* Lossy tensors, one after the other: the codecs make their passes over
      * the delta, and their arrays become chunk streams. */
-    wd_lossy_sink sink = {repo->store, wd__chunk_batch_put, &w.batch, scr ? scr[0].cctx : NULL, w.level};
+    void **cctxs = lossy_strategy >= 0 ? calloc((size_t)nworkers, sizeof *cctxs) : NULL;
+    for (int i = 0; cctxs && i < nworkers; i++)
+        cctxs[i] = scr[i].cctx;
+    wd_lossy_sink sink = {repo->store, wd__chunk_batch_put, &w.batch, scr ? scr[0].cctx : NULL, w.level, cctxs};
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {
         work_tensor *wt = &wts[i];
         if (!wt->lossy_pending)
@@ -650,6 +653,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         w.done += wt->src->t->nbytes;
         progress(&w);
     }
+    free(cctxs);
     if (!rc)
         rc = wd__chunk_batch_flush(&w.batch);
 

@@ -185,13 +185,66 @@ static int encode_sparse_streamed(const wd_lossy_sink *sink, wd_lossy *L, const 
     return rc;
 }
 
-static int store_array(const wd_lossy_sink *sink, wd_lossy *L, int field, wd_dtype dt, int transform,
+/* Chunks of one array being prepared on the pool: each worker copies its
+ * chunk (the gap transform works in place), transforms, hashes and
+ * compresses it; the calling thread then stores them in order. */
+typedef struct {
+    const uint8_t *data;
+    uint64_t nbytes;
+    size_t c0;
+    wd_dtype dt;
+    int transform, level;
+    wd_astream_chunk *chunks; /* one per chunk of the batch */
+    uint8_t **copy;           /* one WD_ASTREAM_CHUNK buffer per chunk of the batch */
+    void *const *cctx;        /* per worker slot */
+} prep_ctx;
+
+static int prep_chunk(void *p, size_t i, int worker)
+{
+    prep_ctx *c = p;
+    uint64_t off = (uint64_t)(c->c0 + i) * WD_ASTREAM_CHUNK;
+    size_t len = (size_t)(c->nbytes - off < WD_ASTREAM_CHUNK ? c->nbytes - off : WD_ASTREAM_CHUNK);
+    memcpy(c->copy[i], c->data + off, len);
+    return wd__astream_chunk_prepare(&c->chunks[i], c->dt, c->transform, c->cctx[worker], c->level, c->copy[i], len);
+}
+
+/* Stores a whole array as a chunk stream. With a pool and per-worker
+ * compression contexts, 2 chunks per worker slot are prepared at once
+ * (memory: 3 MiB per chunk in flight); the stored chunks are the same. */
+static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, int field, wd_dtype dt, int transform,
                        const void *data, uint64_t nbytes)
 {
     wd_astream_writer w;
     wd__astream_writer_init(&w, sink->cs, sink->put, sink->put_arg, sink->cctx, sink->level, &L->arrays[field], field,
                             dt, transform);
-    int rc = wd__astream_append(&w, data, (size_t)nbytes);
+    int rc = 0;
+    size_t n_chunks = (size_t)((nbytes + WD_ASTREAM_CHUNK - 1) / WD_ASTREAM_CHUNK);
+    if (!pool || !sink->worker_cctx || n_chunks < 2) {
+        rc = wd__astream_append(&w, data, (size_t)nbytes);
+    } else {
+        size_t batch = (size_t)wd__pool_size(pool) * 2;
+        prep_ctx c = {data, nbytes, 0, dt, transform, sink->level, calloc(batch, sizeof(wd_astream_chunk)),
+                      calloc(batch, sizeof(uint8_t *)), sink->worker_cctx};
+        rc = c.chunks && c.copy ? 0 : WD_NOMEM();
+        for (size_t i = 0; !rc && i < batch; i++)
+            if (!(c.copy[i] = malloc(WD_ASTREAM_CHUNK)))
+                rc = WD_NOMEM();
+        for (size_t c0 = 0; !rc && c0 < n_chunks; c0 += batch) {
+            size_t nb = n_chunks - c0 < batch ? n_chunks - c0 : batch;
+            c.c0 = c0;
+            rc = wd__pool_run(pool, nb, prep_chunk, &c);
+            for (size_t i = 0; !rc && i < nb; i++)
+                rc = wd__astream_add_chunk(&w, &c.chunks[i]);
+        }
+        for (size_t i = 0; i < batch; i++) {
+            if (c.chunks)
+                wd__astream_chunk_free(&c.chunks[i]);
+            if (c.copy)
+                free(c.copy[i]);
+        }
+        free(c.chunks);
+        free(c.copy);
+    }
     if (!rc)
         rc = wd__astream_finish(&w);
     wd__astream_writer_free(&w);
@@ -220,9 +273,9 @@ int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_fol
             wd__quant_layout(t->ndim, t->shape, &rows, &L->n_cols);
             rc = wd__quant_encode(&q, &ds, L->n_cols, fid);
             if (!rc)
-                rc = store_array(sink, L, WD__WF_SCALES, WD_DT_F16, WD_AT_PLANES, q.scales, rows * 2);
+                rc = store_array(sink, pool, L, WD__WF_SCALES, WD_DT_F16, WD_AT_PLANES, q.scales, rows * 2);
             if (!rc)
-                rc = store_array(sink, L, WD__WF_PACKED_SIGNS, WD_DT_U8, WD_AT_RAW, q.packed_signs, (t->nelem + 7) / 8);
+                rc = store_array(sink, pool, L, WD__WF_PACKED_SIGNS, WD_DT_U8, WD_AT_RAW, q.packed_signs, (t->nelem + 7) / 8);
             wd__quant_clear(&q);
         } else {
             wd_int4_delta e = {0};
@@ -234,12 +287,12 @@ int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_fol
                 rc = piece_index(L, e.outlier_idx, e.idx_bytes, e.n_outliers, t->nelem, ce);
             }
             if (!rc)
-                rc = store_array(sink, L, WD__WF_OUTLIER_IDX, e.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64, WD_AT_GAPS,
+                rc = store_array(sink, pool, L, WD__WF_OUTLIER_IDX, e.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64, WD_AT_GAPS,
                                  e.outlier_idx, e.n_outliers * e.idx_bytes);
             if (!rc)
-                rc = store_array(sink, L, WD__WF_OUTLIER_VALS, WD_DT_F16, WD_AT_PLANES, e.outlier_vals, e.n_outliers * 2);
+                rc = store_array(sink, pool, L, WD__WF_OUTLIER_VALS, WD_DT_F16, WD_AT_PLANES, e.outlier_vals, e.n_outliers * 2);
             if (!rc)
-                rc = store_array(sink, L, WD__WF_PACKED, WD_DT_U8, WD_AT_RAW, e.packed,
+                rc = store_array(sink, pool, L, WD__WF_PACKED, WD_DT_U8, WD_AT_RAW, e.packed,
                                  wd__int4_packed_len(2, e.n, e.n_outliers));
             wd__int4_clear(&e);
         }

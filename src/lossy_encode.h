@@ -17,6 +17,7 @@ typedef struct {
     void *put_arg;
     void *cctx;
     int level;
+    void *const *worker_cctx; /* optional: a ZSTD_CCtx* per pool worker slot, to compress arrays in parallel */
 } wd_lossy_sink;
 
 /* Tensors of at most this many elements are read once per encoding, then
