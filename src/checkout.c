@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "db.h"
 #include "error.h"
 #include "folder.h"
 #include "hash.h"
@@ -160,40 +161,16 @@ static int retype_header(wd_buf *header, const wd_stored_tensor **ts, size_t n, 
     return rc;
 }
 
-/* Writes shard file sf of obj into fd. */
-static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_cap, const wd_object *obj,
-                       const wd_stored_file *sf, int fd, const char *path, const wd_options *opt,
+/* Writes shard file sf into fd; ts[0..n) are its tensors in data order. */
+static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_cap, const wd_stored_tensor **ts,
+                       size_t n, const wd_stored_file *sf, int fd, const char *path, const wd_options *opt,
                        uint64_t *done, uint64_t total)
 {
     wd_buf header = {0};
-    const wd_stored_tensor **ts = NULL;
     int rc = wd__stream_read(repo, sf->chunks, sf->n_chunks, &header);
     if (rc)
         goto out;
 
-    /* The shard's tensors in data order. */
-    size_t n = 0;
-    for (size_t i = 0; i < obj->n_tensors; i++)
-        if (!strcmp(obj->tensors[i].file, sf->path))
-            n++;
-    ts = calloc(n ? n : 1, sizeof *ts);
-    if (!ts) {
-        rc = WD_NOMEM();
-        goto out;
-    }
-    n = 0;
-    for (size_t i = 0; i < obj->n_tensors; i++)
-        if (!strcmp(obj->tensors[i].file, sf->path))
-            ts[n++] = &obj->tensors[i];
-    for (size_t i = 1; i < n; i++) {
-        const wd_stored_tensor *x = ts[i];
-        size_t j = i;
-        while (j > 0 && ts[j - 1]->ordinal > x->ordinal) {
-            ts[j] = ts[j - 1];
-            j--;
-        }
-        ts[j] = x;
-    }
     if (oc->out_dtype != WD_OUT_ORIGINAL && (rc = retype_header(&header, ts, n, oc->out_dtype)))
         goto out;
     uint8_t prefix[8];
@@ -234,9 +211,38 @@ static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_c
         rc = wd__error(WD_ECORRUPT, "stored layout of '%s' adds up to %llu bytes, recorded %llu", sf->path,
                        (unsigned long long)off, (unsigned long long)sf->size);
 out:
-    free(ts);
     wd__buf_free(&header);
     return rc;
+}
+
+/* Shard by shard, data order inside each: the order write_shard lays
+ * tensors out in. */
+static int cmp_layout(const void *a, const void *b)
+{
+    const wd_stored_tensor *x = *(const wd_stored_tensor *const *)a, *y = *(const wd_stored_tensor *const *)b;
+    int c = strcmp(x->file, y->file);
+    if (c)
+        return c;
+    return x->ordinal < y->ordinal ? -1 : x->ordinal > y->ordinal;
+}
+
+/* The run of layout[0..n) (sorted by cmp_layout) whose file is path:
+ * *first and *count. */
+static void shard_range(const wd_stored_tensor **layout, size_t n, const char *path, size_t *first, size_t *count)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(layout[mid]->file, path) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < n && !strcmp(layout[end]->file, path))
+        end++;
+    *first = lo;
+    *count = end - lo;
 }
 
 static int write_plain(wd_repo *repo, const wd_stored_file *sf, int fd, const char *path)
@@ -287,6 +293,15 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
     uint64_t done = 0, total = 0;
     for (size_t i = 0; i < obj->n_tensors; i++)
         total += obj->tensors[i].nbytes;
+    /* One sort for all shards: a per-shard scan of every tensor would cost
+     * shards x tensors. */
+    const wd_stored_tensor **layout = calloc(obj->n_tensors ? obj->n_tensors : 1, sizeof *layout);
+    if (!layout && !rc)
+        rc = WD_NOMEM();
+    for (size_t i = 0; layout && i < obj->n_tensors; i++)
+        layout[i] = &obj->tensors[i];
+    if (layout)
+        qsort(layout, obj->n_tensors, sizeof *layout, cmp_layout);
     for (size_t i = 0; !rc && i < obj->n_files; i++) {
         const wd_stored_file *sf = &obj->files[i];
         if (!wd__plain_name_ok(sf->path)) {
@@ -303,8 +318,13 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
             rc = wd__error_errno(WD_EIO, "cannot create '%s'", path);
             break;
         }
-        rc = sf->is_shard ? write_shard(repo, pool, &oc, batch_cap, obj, sf, fd, path, opt, &done, total)
-                          : write_plain(repo, sf, fd, path);
+        if (sf->is_shard) {
+            size_t first, count;
+            shard_range(layout, obj->n_tensors, sf->path, &first, &count);
+            rc = write_shard(repo, pool, &oc, batch_cap, layout + first, count, sf, fd, path, opt, &done, total);
+        } else {
+            rc = write_plain(repo, sf, fd, path);
+        }
         if (close(fd) != 0 && !rc)
             rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
     }
@@ -318,6 +338,7 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
         if (oc.conv)
             free(oc.conv[i]);
     }
+    free(layout);
     free(oc.jobs);
     free(oc.ps);
     free(oc.out);
@@ -363,8 +384,15 @@ int wd_checkout_as(wd_repo *repo, const char *ref, const char *out_dir, unsigned
         return rc;
     uint8_t id[WD_HASH_SIZE];
     wd_object *obj = NULL;
+    /* One read transaction for all the chunk lookups: one consistent
+     * snapshot, and no lock taken and dropped per tensor. */
+    if ((rc = wd__db_exec(repo->db, "BEGIN"))) {
+        wd__remove_tree(tmpl);
+        return rc;
+    }
     if (!(rc = wd__resolve(repo, ref, id)) && !(rc = wd__object_load(repo, id, &obj)))
         rc = write_folder(repo, obj, tmpl, out_dtype, opt);
+    sqlite3_exec(repo->db, "COMMIT", NULL, NULL, NULL);
     /* Converted weights have no recorded hash: they are still re-read and
      * validated as safetensors. */
     if (!rc)
