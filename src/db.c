@@ -118,6 +118,8 @@ int wd__db_open(sqlite3 **out, const char *path, int readonly, int create)
      * command, which then left nothing half-visible. */
     if (!rc)
         rc = wd__db_exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
+    if (!rc)
+        rc = wd__db_exec(db, "PRAGMA cache_size = -32768");
     if (!rc && !readonly)
         rc = migrate(db);
     if (!rc && readonly) {

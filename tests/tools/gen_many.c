@@ -46,7 +46,7 @@ static void usage(FILE *to)
     fputs("usage: gen_many [-n N] [--seed S] [--change-every K] [--f8] OUT_BASE_DIR\n"
           "                [--finetune OUT_FT_DIR]\n"
           "  writes OUT_BASE_DIR/model.safetensors with N tensors (default 320000) of 1 to 8\n"
-          "  elements each, dtypes mixed, data in an order unlike the sorted names; the\n"
+          "  elements each, dtypes mixed, data in the reverse of the sorted-name order; the\n"
           "  fine-tune equals the base except every K-th tensor (default 1000) that is\n"
           "  floating point. --f8 adds F8_E4M3/F8_E5M2 tensors (save-delta refuses them).\n",
           to);
@@ -212,11 +212,10 @@ int main(int argc, char **argv)
     for (uint64_t i = 0; i < n; i++) {
         uint64_t rng = seed ^ (i * 0x2545f4914f6cdd1dull);
         uint64_t r = splitmix64(&rng);
-        /* The data lies in index order; the leading scrambled field makes the
-         * sorted-name order a different permutation, and the index keeps the
-         * names unique. */
-        snprintf(t[i].name, sizeof t[i].name, "b%05x.%llu.w", (unsigned)(r & 0xfffffu),
-                 (unsigned long long)i);
+        /* The data lies in index order and the names sort the other way
+         * round: the most inversions any sort by data order can face. */
+        snprintf(t[i].name, sizeof t[i].name, "t%08llu.w%u", (unsigned long long)(n - 1 - i),
+                 (unsigned)(r & 0xfffu));
         t[i].dtype = (int)((r >> 20) % (uint64_t)n_dtypes);
         unsigned elems = 1 + (unsigned)((r >> 32) % 8);
         if (elems % 2 == 0 && ((r >> 40) & 1)) {
@@ -233,15 +232,16 @@ int main(int argc, char **argv)
         t[i].changed = (i % every) == every / 2 && is_float(t[i].dtype);
     }
 
-    /* The header lists the tensors newest-first: neither data nor name order. */
+    /* The header lists the even-numbered tensors, then the odd ones: neither
+     * data nor name order. */
     size_t cap = (size_t)n * 96 + 64, len = 0;
     char *hdr = malloc(cap);
     unsigned char *data = malloc(off ? off : 1);
     if (!hdr || !data)
         die("out of memory");
     len += (size_t)snprintf(hdr, cap, "{\"__metadata__\":{\"format\":\"pt\"}");
-    for (uint64_t k = n; k-- > 0;) {
-        const tensor *x = &t[k];
+    for (uint64_t k = 0; k < n; k++) {
+        const tensor *x = &t[k < (n + 1) / 2 ? 2 * k : 2 * (k - (n + 1) / 2) + 1];
         char shape[32];
         if (x->ndim == 2)
             snprintf(shape, sizeof shape, "%u,%u", x->shape[0], x->shape[1]);
