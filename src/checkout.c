@@ -33,7 +33,17 @@ typedef struct {
     uint64_t offset; /* file offset of this piece */
     wd_piece_plan plan;
     wd_dtype out_dt; /* written dtype; differs from the tensor's with --dtype */
+    uint8_t *dst;    /* small pieces: their place in the batch's stage; NULL: pwrite */
+    size_t dst_len;  /* bytes reserved at dst */
 } out_job;
+
+/* A tiny piece costs more to hand to a worker and pwrite on its own than
+ * to decode: pieces up to STAGE_SMALL bytes that follow each other in the
+ * file are gathered in a stage of up to STAGE_CAP bytes, written with one
+ * pwrite per batch, and a batch takes up to JOBS_CAP of them. */
+#define STAGE_SMALL ((size_t)64 << 10)
+#define STAGE_CAP ((size_t)1 << 20)
+#define JOBS_CAP 1024
 
 typedef struct {
     out_job *jobs;
@@ -42,6 +52,9 @@ typedef struct {
     uint8_t **out, **conv; /* per worker, a piece as float32 (4 x WD_CHUNK_TARGET bytes) */
     const char *path;
     wd_out_dtype out_dtype;
+    uint8_t *stage;      /* STAGE_CAP bytes */
+    size_t stage_len;
+    uint64_t stage_off;  /* file offset of stage[0] */
 } out_ctx;
 
 /* The dtype a tensor is written as: --dtype changes floating-point tensors
@@ -76,11 +89,20 @@ static int decode_job(void *ctxp, size_t i, int worker)
     int rc = wd__piece_decode(&j->plan, c->ps[worker], c->out[worker]);
     if (rc)
         return rc;
+    const uint8_t *piece = c->out[worker];
+    size_t len = j->plan.nelem * wd__dtype_size(j->plan.dtype);
     if (j->plan.mode == WD_PIECE_F32) {
         wd__from_f32(c->conv[worker], (const float *)c->out[worker], j->plan.nelem, j->out_dt);
-        return write_all(j->fd, c->conv[worker], j->plan.nelem * wd__dtype_size(j->out_dt), j->offset, c->path);
+        piece = c->conv[worker];
+        len = j->plan.nelem * wd__dtype_size(j->out_dt);
     }
-    return write_all(j->fd, c->out[worker], j->plan.nelem * wd__dtype_size(j->plan.dtype), j->offset, c->path);
+    if (j->dst) {
+        if (len != j->dst_len)
+            return wd__error(WD_ECORRUPT, "stored piece of tensor '%s' has an unexpected size", j->t->name);
+        memcpy(j->dst, piece, len);
+        return 0;
+    }
+    return write_all(j->fd, piece, len, j->offset, c->path);
 }
 
 /* Where the next batch of a shard starts: tensor ts[ti], piece k, whose
@@ -92,12 +114,15 @@ typedef struct {
 } shard_cursor;
 
 /* Fills c with the next pieces of the shard, fetching their chunks
- * (database reads: calling thread only). */
+ * (database reads: calling thread only): at most cap pieces written on
+ * their own, and small ones into the stage. */
 static int fill_out(wd_repo *repo, shard_cursor *sc, out_ctx *c, size_t cap, int fd)
 {
     /* Offsets follow the written dtypes. */
     c->n_jobs = 0;
-    while (c->n_jobs < cap && sc->ti < sc->n) {
+    c->stage_len = 0;
+    size_t n_direct = 0;
+    while (c->n_jobs < JOBS_CAP && sc->ti < sc->n) {
         const wd_stored_tensor *t = sc->ts[sc->ti];
         uint64_t npieces = (t->nelem + t->chunk_elems - 1) / t->chunk_elems;
         if (sc->k >= npieces) {
@@ -106,12 +131,30 @@ static int fill_out(wd_repo *repo, shard_cursor *sc, out_ctx *c, size_t cap, int
             sc->k = 0;
             continue;
         }
+        wd_dtype out_dt = written_dtype(t->dtype, c->out_dtype);
+        uint64_t offset = sc->off + sc->k * t->chunk_elems * wd__dtype_size(out_dt);
+        uint64_t left = t->nelem - sc->k * t->chunk_elems;
+        uint64_t bytes = (left < t->chunk_elems ? left : t->chunk_elems) * wd__dtype_size(out_dt);
+        uint8_t *dst = NULL;
+        if (bytes <= STAGE_SMALL && (c->stage_len == 0 || offset == c->stage_off + c->stage_len) &&
+            bytes <= STAGE_CAP - c->stage_len) {
+            if (c->stage_len == 0)
+                c->stage_off = offset;
+            dst = c->stage + c->stage_len;
+            c->stage_len += (size_t)bytes;
+        } else if (n_direct == cap) {
+            break;
+        } else {
+            n_direct++;
+        }
         out_job *j = &c->jobs[c->n_jobs++];
         j->t = t;
         j->k = sc->k++;
         j->fd = fd;
-        j->out_dt = written_dtype(t->dtype, c->out_dtype);
-        j->offset = sc->off + j->k * t->chunk_elems * wd__dtype_size(j->out_dt);
+        j->out_dt = out_dt;
+        j->offset = offset;
+        j->dst = dst;
+        j->dst_len = (size_t)bytes;
         int rc = wd__piece_fetch(repo, t, j->k, j->out_dt == t->dtype ? WD_PIECE_NATIVE : WD_PIECE_F32, &j->plan);
         if (rc)
             return rc;
@@ -185,7 +228,8 @@ static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_c
     shard_cursor cur_state = {ts, n, 0, 0, 8 + hl};
     out_ctx ctx[2] = {*oc, *oc};
     ctx[0].path = ctx[1].path = path;
-    ctx[1].jobs = oc->jobs + batch_cap;
+    ctx[1].jobs = oc->jobs + JOBS_CAP;
+    ctx[1].stage = oc->stage + STAGE_CAP;
     int cur = 0;
     rc = fill_out(repo, &cur_state, &ctx[cur], batch_cap, fd);
     if (!rc && ctx[cur].n_jobs)
@@ -196,6 +240,8 @@ static int write_shard(wd_repo *repo, wd_pool *pool, out_ctx *oc, size_t batch_c
         rc = wd__pool_wait(pool);
         if (!rc)
             rc = frc;
+        if (!rc && ctx[cur].stage_len)
+            rc = write_all(fd, ctx[cur].stage, ctx[cur].stage_len, ctx[cur].stage_off, path);
         if (rc)
             break;
         for (size_t i = 0; i < ctx[cur].n_jobs; i++)
@@ -277,12 +323,13 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
     if (batch_cap > 64)
         batch_cap = 64;
     out_ctx oc = {0};
-    oc.jobs = calloc(2 * batch_cap, sizeof *oc.jobs);
+    oc.jobs = calloc(2 * JOBS_CAP, sizeof *oc.jobs);
+    oc.stage = malloc(2 * STAGE_CAP);
     oc.out_dtype = out_dtype;
     oc.ps = calloc((size_t)nw, sizeof *oc.ps);
     oc.out = calloc((size_t)nw, sizeof *oc.out);
     oc.conv = calloc((size_t)nw, sizeof *oc.conv);
-    if (!oc.jobs || !oc.ps || !oc.out || !oc.conv)
+    if (!oc.jobs || !oc.stage || !oc.ps || !oc.out || !oc.conv)
         rc = WD_NOMEM();
     for (int i = 0; !rc && i < nw; i++) {
         oc.out[i] = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
@@ -328,7 +375,7 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
         if (close(fd) != 0 && !rc)
             rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
     }
-    for (size_t i = 0; oc.jobs && i < 2 * batch_cap; i++)
+    for (size_t i = 0; oc.jobs && i < 2 * JOBS_CAP; i++)
         wd__piece_plan_free(&oc.jobs[i].plan);
     for (int i = 0; i < nw; i++) {
         if (oc.ps)
@@ -340,6 +387,7 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
     }
     free(layout);
     free(oc.jobs);
+    free(oc.stage);
     free(oc.ps);
     free(oc.out);
     free(oc.conv);
