@@ -17,7 +17,7 @@
 #
 # WD_MANY_TENSORS sets the big model's tensor count (the original report
 # had 1310000). An ASan build (detected from the binary) is several times
-# slower per tensor and runs an eighth of it.
+# slower per tensor (its allocator most of all) and runs a 32nd of it.
 . tests/cli/lib.sh
 
 GEN=${WD_BUILD:?}/tools/gen_many
@@ -26,7 +26,7 @@ case $GEN in /*) ;; *) GEN=$PWD/$GEN ;; esac
 
 N=${WD_MANY_TENSORS:-150000}
 if [ -z "${WD_MANY_TENSORS:-}" ] && grep -q AddressSanitizer "$WDREPO" 2>/dev/null; then
-    N=$((N / 8))
+    N=$((N / 32))
 fi
 NS=$((N / 15))
 TO=${WD_MANY_TIMEOUT:-120}
@@ -56,15 +56,15 @@ same_tree "$T/big" "$T/co-big"
 rm -rf "$T/co-big"
 
 # ---- the small model: every other command -----------------------------------
-# Every 500th tensor of the fine-tune changes (when it is floating point).
-"$GEN" -n "$NS" --change-every 500 "$T/base" --finetune "$T/ft" >"$T/out" 2>"$T/err" ||
+# Every 50th tensor of the fine-tune changes (when it is floating point).
+"$GEN" -n "$NS" --change-every 50 "$T/base" --finetune "$T/ft" >"$T/out" 2>"$T/err" ||
     fail "gen_many -n $NS failed"
 ok wd -q add-base "$T/base" --name base
 ok wd commit "$T/ft" --on base --name ftl --json
 pycheck "$T/out" "
 n = $NS
 assert d['n_tensors'] == n, d['n_tensors']
-assert 0 < d['n_encoded'] < n // 100, d['n_encoded']
+assert 0 < d['n_encoded'] < n // 20, d['n_encoded']
 assert d['n_unchanged'] + d['n_encoded'] == n and d['n_whole'] == 0 and d['n_dropped'] == 0, d
 "
 ok wd -q commit "$T/ft" --on base --strategy sparse --name fts
