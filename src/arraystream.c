@@ -311,19 +311,25 @@ void wd__arange_free(wd_arange *r)
 
 int wd__astream_read(wd_chunkstore *cs, const wd_astream *a, uint64_t begin, uint64_t end, uint8_t *out)
 {
-    /* Chunk by chunk, so the scratch stays at two chunks whatever the range. */
-    uint8_t *tmp = malloc(WD_ASTREAM_CHUNK), *tmp2 = malloc(WD_ASTREAM_CHUNK);
+    /* Chunk by chunk, so the scratch stays at two chunks whatever the range;
+     * an array smaller than a chunk needs only its own size, and a zstd
+     * context only if a chunk is compressed. Called once per array of
+     * every tensor, so a model of many tiny tensors pays these per call. */
+    uint64_t total = a->count * wd__dtype_size(a->dtype);
+    size_t scratch = total < WD_ASTREAM_CHUNK ? (size_t)total + 1 : WD_ASTREAM_CHUNK;
+    uint8_t *tmp = malloc(scratch), *tmp2 = malloc(scratch);
     void *dctx = NULL;
     wd_arange r;
     memset(&r, 0, sizeof r);
     int rc = tmp && tmp2 ? 0 : WD_NOMEM();
-    if (!rc && !(dctx = ZSTD_createDCtx()))
-        rc = WD_NOMEM();
     for (uint64_t off = begin; !rc && off < end;) {
         uint64_t next = (off / WD_ASTREAM_CHUNK + 1) * WD_ASTREAM_CHUNK;
         if (next > end)
             next = end;
         rc = wd__arange_fetch(cs, a, off, next, &r);
+        for (size_t i = 0; !rc && !dctx && i < r.n; i++)
+            if (r.codec[i] != WD_CODEC_RAW && !(dctx = ZSTD_createDCtx()))
+                rc = WD_NOMEM();
         if (!rc)
             rc = wd__arange_decode(&r, dctx, out + (off - begin), tmp, tmp2);
         off = next;

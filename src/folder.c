@@ -12,7 +12,6 @@
 
 #include "error.h"
 #include "hash.h"
-#include "tensorref.h"
 
 int wd__plain_name_ok(const char *name)
 {
@@ -191,16 +190,51 @@ long wd__folder_find(const wd_folder *f, const char *name)
 
 int wd__folder_hash(const wd_folder *f, uint8_t out[WD_HASH_SIZE])
 {
-    wd_tref *r = calloc(f->n_tensors + 1, sizeof *r);
-    const wd_tref **refs = calloc(f->n_tensors + 1, sizeof *refs);
-    int rc = r && refs ? 0 : WD_NOMEM();
-    for (size_t i = 0; !rc && i < f->n_tensors; i++) {
-        wd__tref_folder(&r[i], f, i);
-        refs[i] = &r[i];
+    enum { PIECE = 1 << 20 }; /* the only buffer: one 1 MiB read at a time */
+    wd_sha256 *h = NULL;
+    uint8_t *buf = malloc(PIECE);
+    int rc = buf ? wd__sha256_new(&h) : WD_NOMEM();
+    size_t i = 0;
+    while (!rc && i < f->n_tensors) {
+        const wd_folder_tensor *t = &f->tensors[i];
+        const wd_st_file *st = f->files[t->file].st;
+        /* Tensors next in name order whose data lies within one piece's span
+         * of each other come in with one read: a shard of many tiny tensors
+         * would otherwise cost a pread per tensor. Safetensors writers lay
+         * data out in name order, so such runs are the common case. */
+        uint64_t lo = t->t->begin, hi = t->t->end;
+        size_t j = i + 1;
+        while (hi - lo <= PIECE && j < f->n_tensors && f->tensors[j].file == t->file) {
+            const wd_st_tensor *u = f->tensors[j].t;
+            uint64_t nlo = u->begin < lo ? u->begin : lo, nhi = u->end > hi ? u->end : hi;
+            if (nhi - nlo > PIECE)
+                break;
+            lo = nlo;
+            hi = nhi;
+            j++;
+        }
+        if (hi - lo <= PIECE) {
+            rc = wd__st_read_data(st, lo, buf, (size_t)(hi - lo));
+            for (; !rc && i < j; i++) {
+                const wd_folder_tensor *u = &f->tensors[i];
+                wd__sha256_update(h, u->name, strlen(u->name));
+                wd__sha256_update(h, buf + (u->t->begin - lo), u->t->nbytes);
+            }
+            continue;
+        }
+        /* A tensor over a piece streams on its own. */
+        wd__sha256_update(h, t->name, strlen(t->name));
+        for (uint64_t off = 0; !rc && off < t->t->nbytes; off += PIECE) {
+            size_t len = t->t->nbytes - off < PIECE ? (size_t)(t->t->nbytes - off) : PIECE;
+            rc = wd__st_read(st, t->t, off, buf, len);
+            if (!rc)
+                wd__sha256_update(h, buf, len);
+        }
+        i++;
     }
     if (!rc)
-        rc = wd__tref_hash(refs, f->n_tensors, 0, out, NULL, NULL);
-    free(r);
-    free(refs);
+        wd__sha256_final(h, out);
+    wd__sha256_free(h);
+    free(buf);
     return rc;
 }

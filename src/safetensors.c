@@ -830,6 +830,21 @@ int wd__st_read(const wd_st_file *f, const wd_st_tensor *t, uint64_t off, void *
     return read_full(f, f->data_start + t->begin + off, buf, len);
 }
 
+int wd__st_read_data(const wd_st_file *f, uint64_t begin, void *buf, size_t len)
+{
+    char pb[400];
+    if (!f || (!buf && len))
+        return wd__error(WD_EUSAGE, "wd__st_read_data: missing argument");
+    if (f->fd < 0)
+        return wd__error(WD_EUSAGE, "'%s': parsed from memory, no file to read tensor data from",
+                         fpath(f, pb, sizeof pb));
+    uint64_t data_len = f->file_size - f->data_start;
+    if (begin > data_len || len > data_len - begin)
+        return wd__error(WD_EUSAGE, "'%s': read of %zu bytes at data offset %" PRIu64 " is outside the data",
+                         fpath(f, pb, sizeof pb), len, begin);
+    return read_full(f, f->data_start + begin, buf, len);
+}
+
 long wd__st_find(const wd_st_file *f, const char *name)
 {
     for (size_t i = 0; i < f->n_tensors; i++)

@@ -55,6 +55,11 @@ void wd__st_close(wd_st_file *f);
  * (bounds-checked) into buf with pread. */
 int wd__st_read(const wd_st_file *f, const wd_st_tensor *t, uint64_t off, void *buf, size_t len);
 
+/* Reads len bytes of the data section starting at offset begin (relative
+ * to the data section, bounds-checked) into buf: one pread for a run of
+ * neighbouring tensors. */
+int wd__st_read_data(const wd_st_file *f, uint64_t begin, void *buf, size_t len);
+
 /* Index of the tensor named name, or -1. O(log n) after the first call is not
  * promised; callers that need speed build their own index. */
 long wd__st_find(const wd_st_file *f, const char *name);
