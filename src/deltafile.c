@@ -44,6 +44,8 @@
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +59,9 @@
 #include "hash.h"
 #include "hfconfig.h"
 #include "outdir.h"
+#include "lossy_encode.h"
 #include "piece.h"
+#include "pipeline.h"
 #include "safetensors.h"
 #include "strategy.h"
 #include "tensorref.h"
@@ -124,7 +128,7 @@ static int hash_refs(const wd_tref *const *refs, size_t n, int as_f32, char out[
                      progress *pg)
 {
     uint8_t dg[WD_HASH_SIZE];
-    int rc = wd__tref_hash(refs, n, as_f32, dg, prog_done, pg);
+    int rc = wd__tref_hash(refs, n, as_f32, dg, pg ? prog_done : NULL, pg);
     if (!rc)
         wd__hex(out, dg);
     return rc;
@@ -227,17 +231,28 @@ static int v020_order(const pair *pairs, const size_t *sel, size_t n, size_t *or
     return 0;
 }
 
-/* The delta source: f32(ft) - f32(base), read piece by piece. */
+/* One worker slot's scratch for reading a pair: grown to the largest count
+ * asked for (the codec's chunk, WD_CODEC_CHUNK elements by default), so at
+ * most 12 bytes an element of it: raw bytes of the widest dtype (8) plus
+ * the base as float32 (4). */
 typedef struct {
-    const wd_tref *ft, *base;
     uint8_t *raw;
     float *tmp;
     size_t cap; /* elements the scratch holds */
+} pair_slot;
+
+/* The delta source: f32(ft) - f32(base), read piece by piece, each worker
+ * slot of the pool through its own scratch (pread is thread-safe, and
+ * memory tensors are only read). */
+typedef struct {
+    const wd_tref *ft, *base;
+    pair_slot *slots; /* one per worker slot */
 } pair_src;
 
-static int pair_read(void *ud, uint64_t begin, size_t count, float *out)
+static int pair_read_par(void *ud, int worker, uint64_t begin, size_t count, float *out)
 {
-    pair_src *s = ud;
+    const pair_src *ps = ud;
+    pair_slot *s = &ps->slots[worker];
     if (count > s->cap) {
         free(s->raw);
         free(s->tmp);
@@ -247,12 +262,17 @@ static int pair_read(void *ud, uint64_t begin, size_t count, float *out)
         if (!s->cap)
             return WD_NOMEM();
     }
-    int rc = wd__tref_f32(s->ft, begin, count, out, s->raw);
+    int rc = wd__tref_f32(ps->ft, begin, count, out, s->raw);
     if (!rc)
-        rc = wd__tref_f32(s->base, begin, count, s->tmp, s->raw);
+        rc = wd__tref_f32(ps->base, begin, count, s->tmp, s->raw);
     for (size_t i = 0; !rc && i < count; i++)
         out[i] = out[i] - s->tmp[i];
     return rc;
+}
+
+static int pair_read(void *ud, uint64_t begin, size_t count, float *out)
+{
+    return pair_read_par(ud, 0, begin, count, out);
 }
 
 static int put_record(wd__wdelta_writer *w, const wd__wdelta_tensor *t, int field, wd_dtype dt,
@@ -265,12 +285,16 @@ static int put_record(wd__wdelta_writer *w, const wd__wdelta_tensor *t, int fiel
 }
 
 /* Encodes tensor ti (header entry t, data p) and writes its records, in the
- * order the writer asks for them. Holds only the codec's output arrays. */
+ * order the writer asks for them. Every pass of the codec runs on the pool,
+ * slots[] being the workers' read scratch; a tensor of at most
+ * WD_LOSSY_CACHE_ELEMS elements is read once (the codec keeps 4 bytes an
+ * element). Holds the codec's output arrays until they are written. */
 static int encode_tensor(wd__wdelta_writer *w, size_t ti, const wd__wdelta_tensor *t,
-                         const pair *p, int version)
+                         const pair *p, int version, wd_pool *pool, pair_slot *slots)
 {
-    pair_src ps = {&p->ft, &p->base, NULL, NULL, 0};
-    wd_delta_src src = {.n = t->n, .read = pair_read, .ud = &ps, .chunk = 0};
+    pair_src ps = {&p->ft, &p->base, slots};
+    wd_delta_src src = {.n = t->n, .read = pair_read, .ud = &ps, .chunk = 0, .pool = pool,
+                        .read_par = pair_read_par, .cache_elems = WD_LOSSY_CACHE_ELEMS};
     wd_sparse_delta sp = {0};
     wd_quant_delta qu = {0};
     wd_int4_delta i4 = {0};
@@ -285,8 +309,6 @@ static int encode_tensor(wd__wdelta_writer *w, size_t ti, const wd__wdelta_tenso
             rc = wd__error(WD_ERROR, "tensor '%s': %llu outliers, the header says %llu", t->name,
                            (unsigned long long)i4.n_outliers, (unsigned long long)t->n_outliers);
     }
-    free(ps.raw);
-    free(ps.tmp);
     size_t tj;
     int field;
     while (!rc && wd__wdelta_writer_next(w, &tj, &field) && tj == ti) {
@@ -320,6 +342,48 @@ static int encode_tensor(wd__wdelta_writer *w, size_t ti, const wd__wdelta_tenso
     return rc;
 }
 
+/* The base's parent_hash, computed on a thread of its own while the
+ * tensors are encoded (the writer takes it once it is known). The thread
+ * only reads the base and its own fields until done is set. */
+typedef struct {
+    const wd_tref *const *refs;
+    size_t n;
+    char hex[WD_HEX_SIZE];
+    int rc;
+    char msg[1024]; /* the thread's error message (error.c's is per thread) */
+    atomic_int done;
+    pthread_t th;
+} hash_job;
+
+static void *hash_main(void *arg)
+{
+    hash_job *j = arg;
+    j->rc = hash_refs(j->refs, j->n, 0, j->hex, NULL);
+    if (j->rc)
+        snprintf(j->msg, sizeof j->msg, "%s", wd_errmsg());
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+/* Joins the hash thread; 0 with j->hex set, or its error re-raised on the
+ * calling thread. */
+static int hash_join(hash_job *j)
+{
+    pthread_join(j->th, NULL);
+    return j->rc ? wd__error(j->rc, "%s", j->msg) : 0;
+}
+
+/* Gives the writer the parent hash: waiting for it when wait is set,
+ * otherwise only when the thread is already done. *joined tracks it. */
+static int hash_deliver(hash_job *j, wd__wdelta_writer *w, int wait, int *joined)
+{
+    if (*joined || (!wait && !atomic_load(&j->done)))
+        return 0;
+    *joined = 1;
+    int rc = hash_join(j);
+    return rc ? rc : wd__wdelta_writer_set_parent(w, j->hex);
+}
+
 /* Writes the .wdelta of pairs[0..np) (sorted by name). from_paths selects the
  * folder writer's conventions (0.2.0 record order for v1, base_dtype right
  * after dtype for v2); otherwise save_delta's (sorted; base_dtype after the
@@ -341,6 +405,9 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
     const wd_tref **hashed = calloc(np + 1, sizeof *hashed);
     wd__wdelta_tensor *ts = calloc(np + 1, sizeof *ts);
     wd__wdelta_writer *w = NULL;
+    wd_pool *pool = NULL;
+    pair_slot *slots = NULL;
+    int nslots = 0;
     if (!sel || !order || !hashed || !ts) {
         rc = WD_NOMEM();
         goto done;
@@ -381,27 +448,56 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
             goto done;
     }
 
-    /* The writer puts parent_hash in the header, so the base is hashed first
-     * (deltatensors patches it in afterwards; the bytes come out the same). */
-    char parent[WD_HEX_SIZE];
+    (void)total;
+    if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
+        goto done;
+    nslots = wd__pool_size(pool);
+    if (!(slots = calloc((size_t)nslots, sizeof *slots))) {
+        rc = WD_NOMEM();
+        goto done;
+    }
+    /* The writer puts parent_hash in the header, and the file's checksum
+     * covers the header first: the header goes out with a placeholder, the
+     * base is hashed on its own thread while the pool encodes, and the
+     * writer patches the hash in as soon as it is known, then checksums
+     * what it wrote so far by reading it back (deltatensors patches it in
+     * afterwards too; the bytes come out the same). */
+    if ((rc = wd__wdelta_writer_begin(&w, out_path, version, NULL, strategy, ts, n)))
+        goto done;
+    hash_job hj = {.refs = hashed, .n = n};
+    int joined = 0;
+    if (pthread_create(&hj.th, NULL, hash_main, &hj)) {
+        wd__wdelta_writer_abort(w);
+        rc = wd__error(WD_ENOMEM, "cannot start a thread");
+        goto done;
+    }
     progress pg;
-    prog_start(&pg, opt, "hash", total);
-    if ((rc = hash_refs(hashed, n, 0, parent, &pg)))
-        goto done;
-    if ((rc = wd__wdelta_writer_begin(&w, out_path, version, parent, strategy, ts, n)))
-        goto done;
     prog_start(&pg, opt, "save-delta", elems);
     size_t ti;
     int field;
     while (!rc && wd__wdelta_writer_next(w, &ti, &field)) {
-        rc = encode_tensor(w, ti, &ts[ti], &pairs[order[ti]], version);
+        rc = encode_tensor(w, ti, &ts[ti], &pairs[order[ti]], version, pool, slots);
         prog_add(&pg, ts[ti].n);
+        if (!rc)
+            rc = hash_deliver(&hj, w, 0, &joined);
+    }
+    if (!joined) {
+        /* joined on every path, so the thread never outlives pairs */
+        int hrc = hash_deliver(&hj, w, 1, &joined);
+        if (!rc)
+            rc = hrc;
     }
     if (rc)
         wd__wdelta_writer_abort(w);
     else
         rc = wd__wdelta_writer_finish(w);
 done:
+    for (int i = 0; slots && i < nslots; i++) {
+        free(slots[i].raw);
+        free(slots[i].tmp);
+    }
+    free(slots);
+    wd__pool_free(pool);
     free(sel);
     free(order);
     free(hashed);

@@ -242,7 +242,8 @@ typedef struct wd__wdelta_writer wd__wdelta_writer;
  *   parent_hash covers the tensors in record order, so the caller that
  *   hashed them knows it);
  * and within a tensor its strategy's canonical field order. parent_hash is
- * 64 hex digits (written lowercase). Returns 0 with *out the caller's, to be
+ * 64 hex digits (written lowercase), or NULL when the caller gives it later
+ * through wd__wdelta_writer_set_parent (before finish). Returns 0 with *out the caller's, to be
  * ended with wd__wdelta_writer_finish or _abort; on error nothing is left
  * on disk. Errors: WD_EUSAGE (bad arguments), WD_EIO, WD_ENOMEM. */
 int wd__wdelta_writer_begin(wd__wdelta_writer **out, const char *path, int version,
@@ -270,6 +271,12 @@ int wd__wdelta_writer_record(wd__wdelta_writer *w, const char *name, size_t name
  * many pieces as the caller likes; more than the record holds is WD_EUSAGE.
  * Bytes are buffered in a 64 KiB buffer, hashed and written. */
 int wd__wdelta_writer_write(wd__wdelta_writer *w, const void *data, size_t len);
+
+/* For a writer begun without a parent hash: puts parent_hash (64 hex
+ * digits) in the header, then hashes what was written so far by reading it
+ * back (the file's checksum covers the header first). Callable at any point
+ * before finish, once. Errors: WD_EUSAGE, WD_EIO, WD_ENOMEM. */
+int wd__wdelta_writer_set_parent(wd__wdelta_writer *w, const char *parent_hash);
 
 /* Checks that every record is complete, appends the SHA-256, flushes, fsyncs
  * and renames the temporary file onto path. Always frees w; on any error
