@@ -713,6 +713,281 @@ static int write_shard(const char *path, const wd__wdelta *d, const out_item *it
     return rc;
 }
 
+/* ---- Loading on the pool -------------------------------------------------------- */
+
+enum {
+    LOAD_BATCH = 32,     /* pieces handed to the pool at a time (8M elements) */
+    HASH_BUF = 1 << 20,  /* base bytes hashed per read */
+};
+
+/* One piece of the output shard: elements [b, b + cnt) of items[item],
+ * written at byte off of the file. j0, j1: the sorted entries (sparse
+ * indices, int4 outliers) the piece used, [j0, j1), checked afterwards to
+ * chain up over each tensor: pieces find their first entry by binary
+ * search, which only a sorted array answers consistently. */
+typedef struct {
+    size_t item;
+    uint64_t b, off, j0, j1;
+    size_t cnt;
+} out_piece;
+
+/* A worker slot's scratch: one piece's buffers (PIECE elements: raw base
+ * bytes up to 8 each, float32, output bytes up to 8 each; ~5 MiB) and a
+ * decoder (its windows: ~4 MiB) kept while the slot stays on one tensor. */
+typedef struct {
+    piece_bufs pb;
+    wd__wdelta_dec td;
+    const out_item *cur; /* the item td decodes, NULL if none */
+    uint64_t next_b;     /* where td's last piece ended (no seek needed there) */
+} load_slot;
+
+typedef struct {
+    const wd__wdelta *d;
+    const out_item *items;
+    out_piece *pieces;
+    size_t p0; /* the running batch's first piece */
+    load_slot *slots;
+    int fd;
+    const char *path;
+} load_job;
+
+/* wd_pool_fn: decodes piece p0 + i and writes it at its offset. */
+static int load_piece_fn(void *ctx, size_t i, int worker)
+{
+    load_job *j = ctx;
+    out_piece *p = &j->pieces[j->p0 + i];
+    const out_item *it = &j->items[p->item];
+    load_slot *s = &j->slots[worker];
+    size_t es = wd__dtype_size(it->base.dtype), oes = wd__dtype_size(it->out);
+    int rc;
+    if (!it->t && it->out == it->base.dtype) {
+        if (!(rc = wd__tref_read(&it->base, p->b * es, s->pb.raw, p->cnt * es)))
+            rc = wd__file_pwrite(j->fd, s->pb.raw, p->cnt * es, p->off, j->path);
+        return rc;
+    }
+    if (it->t && s->cur != it) {
+        if (s->cur)
+            wd__wdelta_dec_free(&s->td);
+        s->cur = NULL;
+        if ((rc = wd__wdelta_dec_init(&s->td, j->d, it->t))) {
+            wd__wdelta_dec_free(&s->td); /* init cleared it first: frees what it got */
+            return rc;
+        }
+        s->cur = it;
+        s->next_b = 0;
+    }
+    if (it->t && p->b != s->next_b && (rc = wd__wdelta_dec_seek(&s->td, p->b)))
+        return rc;
+    p->j0 = it->t ? s->td.used : 0;
+    rc = wd__tref_f32(&it->base, p->b, p->cnt, s->pb.f, s->pb.raw);
+    if (!rc && it->t)
+        rc = wd__wdelta_dec_apply(&s->td, p->b, p->cnt, s->pb.f, NULL);
+    if (rc) {
+        s->next_b = UINT64_MAX; /* the decoder is somewhere: seek next time */
+        return rc;
+    }
+    p->j1 = it->t ? s->td.used : 0;
+    s->next_b = p->b + p->cnt;
+    wd__from_f32(s->pb.out, s->pb.f, p->cnt, it->out);
+    return wd__file_pwrite(j->fd, s->pb.out, p->cnt * oes, p->off, j->path);
+}
+
+/* The verification hash, streamed over items[0..nd)'s base bytes in order
+ * (each tensor's name, then its bytes) by the calling thread while the
+ * pool decodes: the cursor is item ci, byte coff, name hashed or not. */
+typedef struct {
+    wd_sha256 *h;
+    uint8_t *buf; /* HASH_BUF bytes */
+    const out_item *items;
+    size_t nd, ci;
+    uint64_t coff;
+    int named;
+} vhash;
+
+/* Hashes on up to byte toff of item ti (ti == nd: to the end). */
+static int vhash_to(vhash *v, size_t ti, uint64_t toff)
+{
+    while (v->ci < v->nd && (v->ci < ti || (v->ci == ti && v->coff < toff))) {
+        const wd_tref *r = &v->items[v->ci].base;
+        if (!v->named) {
+            wd__sha256_update(v->h, r->name, strlen(r->name));
+            v->named = 1;
+        }
+        uint64_t end = v->ci < ti ? r->nbytes : toff;
+        while (v->coff < end) {
+            size_t len = end - v->coff < HASH_BUF ? (size_t)(end - v->coff) : HASH_BUF;
+            int rc = wd__tref_read(r, v->coff, v->buf, len);
+            if (rc)
+                return rc;
+            wd__sha256_update(v->h, v->buf, len);
+            v->coff += len;
+        }
+        if (v->ci < ti) {
+            v->ci++;
+            v->coff = 0;
+            v->named = 0;
+        }
+    }
+    return 0;
+}
+
+/* Whether the pieces of every sparse or int4 tensor used each entry of its
+ * sorted array exactly once, in order (see out_piece). */
+static int pieces_chain(const out_piece *pieces, size_t np, const out_item *items)
+{
+    for (size_t i = 0; i < np;) {
+        const out_item *it = &items[pieces[i].item];
+        const wd__wdelta_tensor *t = it->t;
+        int field = !t ? -1
+                  : t->strategy == WD__WS_SPARSE ? WD__WF_INDICES
+                  : t->strategy == WD__WS_QUANTIZED ? -1
+                                                    : WD__WF_OUTLIER_IDX;
+        uint64_t next = 0;
+        size_t k = i;
+        for (; k < np && pieces[k].item == pieces[i].item; k++) {
+            if (field >= 0 && pieces[k].j0 != next)
+                return 0;
+            next = pieces[k].j1;
+        }
+        if (field >= 0 && next != wd__wdelta_field_of(t, field)->count)
+            return 0;
+        i = k;
+    }
+    return 1;
+}
+
+/* write_shard on the pool: the pieces of items[0..n) are decoded and written
+ * at their offsets by the workers, a batch at a time, while the calling
+ * thread hashes the base for the verification (items[0..nd), when check is
+ * given) and then hands the hash (hex) to check, whose error wins over any
+ * decoding error (the base was verified before decoding, and still fails
+ * first). A decoding error makes it write the file again the serial way,
+ * whose first error (in file order) is reported, as before; an error
+ * hashing the base is returned as it is. */
+static int write_shard_par(const char *path, const wd__wdelta *d, const out_item *items,
+                           size_t n, size_t nd, int (*check)(void *ud, const char *got),
+                           void *check_ud, progress *pg, const wd_options *opt)
+{
+    int verify = check != NULL;
+    wd_st_spec *specs = calloc(n + 1, sizeof *specs);
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++)
+        np += (size_t)((items[i].base.n + PIECE - 1) / PIECE);
+    out_piece *pieces = calloc(np + 1, sizeof *pieces);
+    wd_pool *pool = NULL;
+    load_slot *slots = NULL;
+    vhash vh = {.items = items, .nd = nd};
+    char *hdr = NULL;
+    size_t hlen = 0;
+    int nslots = 0, fd = -1, hrc = 0;
+    int rc = specs && pieces ? wd__pool_new(&pool, opt ? opt->threads : 0) : WD_NOMEM();
+    if (!rc) {
+        nslots = wd__pool_size(pool);
+        slots = calloc((size_t)nslots, sizeof *slots);
+        rc = slots ? 0 : WD_NOMEM();
+    }
+    for (int w = 0; !rc && w < nslots; w++) {
+        piece_bufs *pb = &slots[w].pb;
+        pb->raw = malloc((size_t)PIECE * 8);
+        pb->f = malloc((size_t)PIECE * sizeof(float));
+        pb->out = malloc((size_t)PIECE * 8);
+        rc = pb->raw && pb->f && pb->out ? 0 : WD_NOMEM();
+    }
+    if (!rc && verify) {
+        vh.buf = malloc(HASH_BUF);
+        rc = vh.buf ? wd__sha256_new(&vh.h) : WD_NOMEM();
+    }
+    for (size_t i = 0; !rc && i < n; i++)
+        specs[i] = (wd_st_spec){items[i].base.name, items[i].out, items[i].base.ndim,
+                                items[i].base.shape};
+    if (!rc)
+        rc = wd__st_header_build(&hdr, &hlen, specs, n, NULL);
+    if (!rc) {
+        uint64_t off = 8 + (uint64_t)hlen;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t oes = wd__dtype_size(items[i].out);
+            for (uint64_t b = 0; b < items[i].base.n; b += PIECE) {
+                size_t cnt = items[i].base.n - b < PIECE ? (size_t)(items[i].base.n - b) : PIECE;
+                pieces[k++] = (out_piece){.item = i, .b = b, .off = off, .cnt = cnt};
+                off += cnt * oes;
+            }
+        }
+    }
+    if (!rc)
+        rc = wd__file_create(path, &fd);
+    if (!rc) {
+        uint8_t prefix[8];
+        for (int i = 0; i < 8; i++)
+            prefix[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+        rc = wd__file_write(fd, prefix, 8, path);
+        if (!rc)
+            rc = wd__file_write(fd, hdr, hlen, path);
+    }
+    if (rc) {
+        if (fd >= 0)
+            wd__file_close(fd, path, rc);
+        goto done;
+    }
+    load_job job = {d, items, pieces, 0, slots, fd, path};
+    int drc = 0; /* decoding or writing failed */
+    for (size_t p0 = 0; p0 < np && !drc && !hrc; p0 += LOAD_BATCH) {
+        size_t p1 = np - p0 < LOAD_BATCH ? np : p0 + LOAD_BATCH;
+        const out_piece *last = &pieces[p1 - 1];
+        job.p0 = p0;
+        if (verify && vh.ci < nd) {
+            /* the workers decode while this thread hashes as far */
+            wd__pool_start(pool, p1 - p0, load_piece_fn, &job);
+            hrc = last->item < nd ? vhash_to(&vh, last->item, (last->b + last->cnt) *
+                                                 wd__dtype_size(items[last->item].base.dtype))
+                                  : vhash_to(&vh, nd, 0);
+            drc = wd__pool_wait(pool);
+        } else {
+            drc = wd__pool_run(pool, p1 - p0, load_piece_fn, &job);
+        }
+        for (size_t k = p0; k < p1; k++)
+            prog_add(pg, pieces[k].cnt * wd__dtype_size(items[pieces[k].item].out));
+    }
+    if (!drc && !hrc && !pieces_chain(pieces, np, items))
+        drc = WD_EBADINPUT;
+    if (!hrc && verify)
+        hrc = vhash_to(&vh, nd, 0);
+    if (!hrc && verify) {
+        uint8_t dg[WD_HASH_SIZE];
+        char got[WD_HEX_SIZE];
+        wd__sha256_final(vh.h, dg);
+        wd__hex(got, dg);
+        hrc = check(check_ud, got);
+    }
+    rc = wd__file_close(fd, path, hrc ? hrc : drc);
+    if (hrc || !drc)
+        goto done;
+    /* A decoding error: the serial writer finds the first one in file order
+     * and reports it as it always has (a verify mismatch, though, comes
+     * first: the caller checks got before rc). */
+    unlink(path);
+    {
+        progress quiet = {0};
+        rc = write_shard(path, d, items, n, &quiet);
+    }
+done:
+    for (int w = 0; slots && w < nslots; w++) {
+        free(slots[w].pb.raw);
+        free(slots[w].pb.f);
+        free(slots[w].pb.out);
+        if (slots[w].cur)
+            wd__wdelta_dec_free(&slots[w].td);
+    }
+    free(slots);
+    wd__pool_free(pool);
+    wd__sha256_free(vh.h);
+    free(vh.buf);
+    free(specs);
+    free(pieces);
+    free(hdr);
+    return rc;
+}
+
 /* Weight files and indexes deltatensors does not copy (reconstruct.py's
  * _WEIGHT_SUFFIXES by pathlib's suffix, and _WEIGHT_INDEXES). */
 static int is_weight_file(const char *name)
@@ -787,7 +1062,8 @@ static int match_base(out_item *items, unsigned char *mark, const wd__wdelta *d,
  * before it: that is accepted too when the folder holds that model (tensors
  * hashed as float32, integers converted). */
 static int verify_base(const wd__wdelta *d, const out_item *items, size_t nd,
-                       const char *in_path, const char *base_dir, const wd_options *opt)
+                       const char *in_path, const char *base_dir, const wd_options *opt,
+                       const char *got_raw)
 {
     const wd_tref **refs = calloc(nd + 1, sizeof *refs);
     if (!refs)
@@ -802,8 +1078,13 @@ static int verify_base(const wd__wdelta *d, const out_item *items, size_t nd,
     char got[WD_HEX_SIZE], got32[WD_HEX_SIZE];
     const char *want = wd__wdelta_parent_hash(d);
     progress pg;
-    prog_start(&pg, opt, "verify", total);
-    int rc = hash_refs(refs, nd, 0, got, &pg);
+    int rc = 0;
+    if (got_raw) { /* hashed already, while the output was written */
+        memcpy(got, got_raw, sizeof got);
+    } else {
+        prog_start(&pg, opt, "verify", total);
+        rc = hash_refs(refs, nd, 0, got, &pg);
+    }
     if (!rc && strcmp(got, want) && !all_f32) {
         prog_start(&pg, opt, "verify", total);
         if (!(rc = hash_refs(refs, nd, 1, got32, &pg)) && !strcmp(got32, want))
@@ -818,6 +1099,21 @@ static int verify_base(const wd__wdelta *d, const out_item *items, size_t nd,
                        "skips the check)",
                        in_path, want, base_dir, got, nd);
     return rc;
+}
+
+/* write_shard_par's check: verify_base on the hash it made. */
+typedef struct {
+    const wd__wdelta *d;
+    const out_item *items;
+    size_t nd;
+    const char *in_path, *base_dir;
+    const wd_options *opt;
+} verify_ctx;
+
+static int verify_cb(void *ud, const char *got)
+{
+    const verify_ctx *v = ud;
+    return verify_base(v->d, v->items, v->nd, v->in_path, v->base_dir, v->opt, got);
 }
 
 int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const char *out_dir,
@@ -848,8 +1144,6 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
     }
     if ((rc = match_base(items, mark, d, base, in_path, base_dir)))
         goto done;
-    if (!(flags & WD_LOAD_NO_VERIFY) && (rc = verify_base(d, items, nd, in_path, base_dir, opt)))
-        goto done;
     /* then the base tensors the file does not name, sorted */
     size_t n = nd;
     for (size_t k = 0; k < nb; k++)
@@ -868,7 +1162,10 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
     }
     progress pg;
     prog_start(&pg, opt, "load-delta", total);
-    rc = write_shard(shard, d, items, n, &pg);
+    /* the base is verified (hashed by this thread) while the pool writes */
+    verify_ctx vc = {d, items, nd, in_path, base_dir, opt};
+    rc = write_shard_par(shard, d, items, n, nd, flags & WD_LOAD_NO_VERIFY ? NULL : verify_cb, &vc,
+                         &pg, opt);
     free(shard);
     if (!rc)
         rc = copy_other_files(base, tmp, out_dtype);
