@@ -88,6 +88,27 @@ void wd__tref_to_f32(float *out, const uint8_t *src, size_t count, wd_dtype dt)
     }
 }
 
+void wd__tref_from_f32(uint8_t *dst, const float *src, size_t count, wd_dtype dt)
+{
+    /* piece.c's wd__from_f32 calls wd__f32_to_bf16 per element behind a
+     * switch; this is the same rounding (to nearest even, NaN kept quiet
+     * and NaN) written without branches so that it vectorises. */
+    if (dt == WD_DT_BF16) {
+        for (size_t i = 0; i < count; i++) {
+            uint32_t u;
+            memcpy(&u, &src[i], 4);
+            uint32_t nan = (u & 0x7fffffffu) > 0x7f800000u;
+            uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+            uint16_t h = (uint16_t)(nan ? ((u >> 16) | 0x40u) : rounded);
+            memcpy(dst + 2 * i, &h, 2);
+        }
+    } else if (dt == WD_DT_F32) {
+        memcpy(dst, src, count * 4);
+    } else {
+        wd__from_f32(dst, src, count, dt);
+    }
+}
+
 int wd__tref_f32(const wd_tref *r, uint64_t begin, size_t count, float *out, uint8_t *raw)
 {
     size_t es = wd__dtype_size(r->dtype);
