@@ -1116,6 +1116,36 @@ static int verify_cb(void *ud, const char *got)
     return verify_base(v->d, v->items, v->nd, v->in_path, v->base_dir, v->opt, got);
 }
 
+/* The .wdelta's own checksum, checked on a thread of its own while the
+ * output is made (it used to be read through once before anything else). */
+typedef struct {
+    const wd__wdelta *d;
+    int rc;
+    char msg[1024]; /* the thread's error message */
+    pthread_t th;
+    int running;
+} sum_job;
+
+static void *sum_main(void *arg)
+{
+    sum_job *j = arg;
+    j->rc = wd__wdelta_verify_checksum(j->d);
+    if (j->rc)
+        snprintf(j->msg, sizeof j->msg, "%s", wd_errmsg());
+    return NULL;
+}
+
+/* Joins the checksum thread if it runs. A checksum error replaces rc: an
+ * open that checks first would have reported it before anything else. */
+static int sum_join(sum_job *j, int rc)
+{
+    if (!j->running)
+        return rc;
+    j->running = 0;
+    pthread_join(j->th, NULL);
+    return j->rc ? wd__error(j->rc, "%s", j->msg) : rc;
+}
+
 int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const char *out_dir,
                              wd_out_dtype out_dtype, unsigned flags, const wd_options *opt)
 {
@@ -1133,7 +1163,18 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
     out_item *items = NULL;
     unsigned char *mark = NULL;
     int made_tmp = 1;
-    if ((rc = wd__wdelta_open(&d, in_path)) || (rc = wd__folder_open(&base, base_dir)))
+    sum_job sj = {0};
+    if ((rc = wd__wdelta_open_ex(&d, in_path, WD__WDELTA_OPEN_NO_CHECKSUM)))
+        goto done;
+    sj.d = d;
+    if (pthread_create(&sj.th, NULL, sum_main, &sj)) {
+        rc = wd__wdelta_verify_checksum(d); /* no thread: check it here */
+        if (rc)
+            goto done;
+    } else {
+        sj.running = 1;
+    }
+    if ((rc = wd__folder_open(&base, base_dir)))
         goto done;
     size_t nd = wd__wdelta_count(d), nb = base->n_tensors;
     items = calloc(nb + 1, sizeof *items);
@@ -1169,6 +1210,7 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
     free(shard);
     if (!rc)
         rc = copy_other_files(base, tmp, out_dtype);
+    rc = sum_join(&sj, rc); /* before anything is kept */
     if (!rc) {
         int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
@@ -1179,6 +1221,7 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
             made_tmp = 0;
     }
 done:
+    rc = sum_join(&sj, rc); /* joined on every path before d is closed */
     if (made_tmp)
         wd__remove_tree(tmp);
     free(items);

@@ -394,6 +394,7 @@ struct wd__wdelta {
     size_t *sorted;             /* tensor indices sorted by name, for find */
     size_t *by_record;          /* tensor indices in first-record order */
     char *names;                /* every name, NUL-terminated, back to back */
+    uint64_t records_start;     /* for wd__wdelta_verify_checksum */
 };
 
 /* Reads exactly len bytes at off. A short read means the file changed under
@@ -1006,7 +1007,12 @@ static int parse_records(wd__wdelta *d, uint64_t start)
 
 /* ---- Reader: open ------------------------------------------------------- */
 
-static int open_common(wd__wdelta *d)
+static int parse_all(wd__wdelta *d, uint64_t room, uint64_t hlen);
+
+/* check == 0: the checksum is left to wd__wdelta_verify_checksum, except
+ * that when the file does not parse, a checksum mismatch is reported
+ * instead, as a checked open would (it checks the checksum first). */
+static int open_common(wd__wdelta *d, int check)
 {
     unsigned char pre[WD__WDELTA_PREFIX_LEN];
     int rc;
@@ -1036,9 +1042,29 @@ static int open_common(wd__wdelta *d)
         return wd__error(WD_EBADINPUT, ".wdelta header of %u bytes exceeds the limit of %u",
                          hlen, WD__WDELTA_MAX_HEADER);
     uint64_t records_start = WD__WDELTA_PREFIX_LEN + (uint64_t)hlen;
-    if ((rc = verify_checksum(d, records_start)))
+    d->records_start = records_start;
+    if (check && (rc = verify_checksum(d, records_start)))
         return rc;
+    rc = parse_all(d, room, hlen);
+    if (rc && !check) {
+        char msg[1024]; /* error.c's message buffer size */
+        snprintf(msg, sizeof msg, "%s", wd_errmsg());
+        int crc = verify_checksum(d, records_start);
+        return crc ? crc : wd__error(rc, "%s", msg);
+    }
+    return rc;
+}
 
+int wd__wdelta_verify_checksum(const wd__wdelta *d)
+{
+    return verify_checksum(d, d->records_start);
+}
+
+/* The header and the record framing, after the prefix was checked. */
+static int parse_all(wd__wdelta *d, uint64_t room, uint64_t hlen)
+{
+    uint64_t records_start = d->records_start;
+    int rc;
     unsigned char *text = malloc((size_t)hlen + 1); /* the header, <= MAX_HEADER + 1 */
     if (!text)
         return WD_NOMEM();
@@ -1062,7 +1088,7 @@ int wd__wdelta_open_mem(wd__wdelta **out, const void *data, size_t size)
     d->fd = -1;
     d->mem = data ? data : (const unsigned char *)"";
     d->size = size;
-    int rc = open_common(d);
+    int rc = open_common(d, 1);
     if (rc) {
         wd__wdelta_close(d);
         return rc;
@@ -1072,6 +1098,11 @@ int wd__wdelta_open_mem(wd__wdelta **out, const void *data, size_t size)
 }
 
 int wd__wdelta_open(wd__wdelta **out, const char *path)
+{
+    return wd__wdelta_open_ex(out, path, 0);
+}
+
+int wd__wdelta_open_ex(wd__wdelta **out, const char *path, unsigned flags)
 {
     *out = NULL;
     wd__wdelta *d = calloc(1, sizeof *d);
@@ -1091,7 +1122,7 @@ int wd__wdelta_open(wd__wdelta **out, const char *path)
         rc = wd__error(WD_EBADINPUT, "'%s' is not a regular file", path);
     if (!rc) {
         d->size = (uint64_t)st.st_size;
-        rc = open_common(d);
+        rc = open_common(d, !(flags & WD__WDELTA_OPEN_NO_CHECKSUM));
     }
     if (rc) {
         wd__wdelta_close(d);

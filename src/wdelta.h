@@ -149,6 +149,19 @@ typedef struct wd__wdelta wd__wdelta;
  * message), WD_ENOTFOUND / WD_EIO (cannot open or read), WD_ENOMEM. */
 int wd__wdelta_open(wd__wdelta **out, const char *path);
 
+/* wd__wdelta_open, but with WD__WDELTA_OPEN_NO_CHECKSUM the file's SHA-256
+ * is not checked (it still is when the file fails to parse, whose checksum
+ * mismatch is then reported, as wd__wdelta_open would): the caller checks it
+ * with wd__wdelta_verify_checksum, e.g. on another thread while it reads the
+ * file (the readers validate everything they use, so a damaged file is
+ * refused either way; which error wins is the caller's business). */
+#define WD__WDELTA_OPEN_NO_CHECKSUM 1u
+int wd__wdelta_open_ex(wd__wdelta **out, const char *path, unsigned flags);
+/* The checksum check wd__wdelta_open makes, with its errors. Reads the file
+ * through pread and its own 64 KiB buffer, so it may run on one thread while
+ * others read the same handle. */
+int wd__wdelta_verify_checksum(const wd__wdelta *d);
+
 /* Same as wd__wdelta_open over a buffer in memory, which is borrowed: it
  * must stay valid and unchanged until wd__wdelta_close. (Fuzzing, tests.) */
 int wd__wdelta_open_mem(wd__wdelta **out, const void *data, size_t size);

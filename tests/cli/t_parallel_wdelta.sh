@@ -93,4 +93,17 @@ PY
         fail "$s: unsorted indices: unexpected error: $(cat "$T/err")"
     [ ! -e "$T/bad" ] || fail "$s: a failed load-delta left its output"
 done
+# The file's checksum is checked on a thread while the output is made: a
+# flipped data byte (the file parses) still fails with the checksum error,
+# also when the base is wrong too, and nothing is kept.
+python3 -c '
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[len(b) - 100] ^= 1
+open(sys.argv[2], "wb").write(b)' "$T/int4-2-1.wdelta" "$T/flip.wdelta" || fail "cannot make a bad file"
+for base in "$T/base" "$T/ft"; do
+    expect_fail_line "$WDREPO" -j 5 load-delta "$T/flip.wdelta" "$base" "$T/bad"
+    grep -q "checksum mismatch" "$T/err" || fail "flipped byte: unexpected error: $(cat "$T/err")"
+    [ ! -e "$T/bad" ] || fail "flipped byte: a failed load-delta left its output"
+done
 echo "ok"
