@@ -319,61 +319,89 @@ static int put_record(wd__wdelta_writer *w, const wd__wdelta_tensor *t, int fiel
     return rc;
 }
 
-/* Encodes tensor ti (header entry t, data p) and writes its records, in the
- * order the writer asks for them. Every pass of the codec runs on the pool,
- * slots[] being the workers' read scratch; a tensor of at most
- * WD_LOSSY_CACHE_ELEMS elements is read once (the codec keeps 4 bytes an
- * element). Holds the codec's output arrays until they are written. */
-static int encode_tensor(wd__wdelta_writer *w, size_t ti, const wd__wdelta_tensor *t,
-                         const pair *p, int version, wd_pool *pool, pair_slot *slots)
+/* One tensor's encoded arrays (those of its strategy are filled). */
+typedef struct {
+    size_t ti;
+    wd_sparse_delta sp;
+    wd_quant_delta qu;
+    wd_int4_delta i4;
+} encoded;
+
+static void encoded_clear(encoded *e)
+{
+    wd__sparse_clear(&e->sp);
+    wd__quant_clear(&e->qu);
+    wd__int4_clear(&e->i4);
+}
+
+/* Encodes tensor ti (header entry t, data p) into *e. Every pass of the
+ * codec runs on the pool, slots[] being the workers' read scratch; a tensor
+ * of at most WD_LOSSY_CACHE_ELEMS elements is read once (the codec keeps 4
+ * bytes an element). *e holds the codec's output arrays; cleared on error. */
+static int encode_tensor(encoded *e, size_t ti, const wd__wdelta_tensor *t, const pair *p,
+                         int version, wd_pool *pool, pair_slot *slots)
 {
     pair_src ps = {&p->ft, &p->base, slots};
     wd_delta_src src = {.n = t->n, .read = pair_read, .ud = &ps, .chunk = 0, .pool = pool,
                         .read_par = pair_read_par, .cache_elems = WD_LOSSY_CACHE_ELEMS};
-    wd_sparse_delta sp = {0};
-    wd_quant_delta qu = {0};
-    wd_int4_delta i4 = {0};
+    memset(e, 0, sizeof *e);
+    e->ti = ti;
     int rc;
     if (t->strategy == WD__WS_SPARSE) {
-        rc = wd__sparse_encode(&sp, &src, t->sparsity, NULL);
+        rc = wd__sparse_encode(&e->sp, &src, t->sparsity, NULL);
     } else if (t->strategy == WD__WS_QUANTIZED) {
-        rc = wd__quant_encode(&qu, &src, t->n_cols, NULL);
+        rc = wd__quant_encode(&e->qu, &src, t->n_cols, NULL);
     } else {
-        rc = wd__int4_encode(&i4, &src, t->outlier_fraction, version == 2 ? 2 : 1, NULL);
-        if (!rc && i4.n_outliers != t->n_outliers)
+        rc = wd__int4_encode(&e->i4, &src, t->outlier_fraction, version == 2 ? 2 : 1, NULL);
+        if (!rc && e->i4.n_outliers != t->n_outliers)
             rc = wd__error(WD_ERROR, "tensor '%s': %llu outliers, the header says %llu", t->name,
-                           (unsigned long long)i4.n_outliers, (unsigned long long)t->n_outliers);
+                           (unsigned long long)e->i4.n_outliers,
+                           (unsigned long long)t->n_outliers);
     }
+    if (rc)
+        encoded_clear(e);
+    return rc;
+}
+
+/* Writes e's records (tensor e->ti, header entry t) in the order the writer
+ * asks for them; the writer must be due for that tensor. */
+static int write_encoded(wd__wdelta_writer *w, const wd__wdelta_tensor *t, const encoded *e)
+{
+    const wd_sparse_delta *sp = &e->sp;
+    const wd_quant_delta *qu = &e->qu;
+    const wd_int4_delta *i4 = &e->i4;
     size_t tj;
-    int field;
-    while (!rc && wd__wdelta_writer_next(w, &tj, &field) && tj == ti) {
+    int field, rc = 0;
+    if (wd__wdelta_writer_next(w, &tj, NULL) && tj != e->ti)
+        return wd__error(WD_ERROR, "internal error: .wdelta records out of order at '%s'",
+                         t->name);
+    while (!rc && wd__wdelta_writer_next(w, &tj, &field) && tj == e->ti) {
         switch (field) {
-        case WD__WF_INDICES: rc = put_record(w, t, field, WD_DT_I64, sp.k, sp.indices); break;
-        case WD__WF_VALUES: rc = put_record(w, t, field, WD_DT_F32, sp.k, sp.values); break;
+        case WD__WF_INDICES: rc = put_record(w, t, field, WD_DT_I64, sp->k, sp->indices); break;
+        case WD__WF_VALUES: rc = put_record(w, t, field, WD_DT_F32, sp->k, sp->values); break;
         case WD__WF_SCALES:
-            rc = put_record(w, t, field, WD_DT_F16, t->n / t->n_cols, qu.scales);
+            rc = put_record(w, t, field, WD_DT_F16, t->n / t->n_cols, qu->scales);
             break;
         case WD__WF_PACKED_SIGNS:
-            rc = put_record(w, t, field, WD_DT_U8, (t->n + 7) / 8, qu.packed_signs);
+            rc = put_record(w, t, field, WD_DT_U8, (t->n + 7) / 8, qu->packed_signs);
             break;
         case WD__WF_OUTLIER_IDX:
-            rc = put_record(w, t, field, i4.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64,
-                            i4.n_outliers, i4.outlier_idx);
+            rc = put_record(w, t, field, i4->idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64,
+                            i4->n_outliers, i4->outlier_idx);
             break;
         case WD__WF_OUTLIER_VALS:
-            rc = put_record(w, t, field, WD_DT_F16, i4.n_outliers, i4.outlier_vals);
+            rc = put_record(w, t, field, WD_DT_F16, i4->n_outliers, i4->outlier_vals);
             break;
-        case WD__WF_SCALE: rc = put_record(w, t, field, WD_DT_F16, 1, &i4.scale); break;
-        case WD__WF_ZERO_POINT: rc = put_record(w, t, field, WD_DT_F16, 1, &i4.zero_point); break;
+        case WD__WF_SCALE: rc = put_record(w, t, field, WD_DT_F16, 1, &i4->scale); break;
+        case WD__WF_ZERO_POINT:
+            rc = put_record(w, t, field, WD_DT_F16, 1, &i4->zero_point);
+            break;
         default:
             rc = put_record(w, t, field, WD_DT_U8,
-                            wd__int4_packed_len(i4.layout, i4.n, i4.n_outliers), i4.packed);
+                            wd__int4_packed_len(i4->layout, i4->n, i4->n_outliers), i4->packed);
             break;
         }
     }
-    wd__sparse_clear(&sp);
-    wd__quant_clear(&qu);
-    wd__int4_clear(&i4);
     return rc;
 }
 
@@ -417,6 +445,89 @@ static int hash_deliver(hash_job *j, wd__wdelta_writer *w, int wait, int *joined
     *joined = 1;
     int rc = hash_join(j);
     return rc ? rc : wd__wdelta_writer_set_parent(w, j->hex);
+}
+
+/* The writer's own thread: writes (checksums, copies into the file) one
+ * encoded tensor while the pool encodes the next, and gives the writer the
+ * parent hash once the hash thread has it. Holds at most one tensor's
+ * arrays besides the one being encoded. Everything below mu is shared. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int busy; /* job holds a tensor not written yet */
+    int quit;
+    encoded job;
+    int rc;         /* first error, sticky; later jobs are only freed */
+    char msg[1024]; /* its message (error.c's is per thread) */
+    wd__wdelta_writer *w;
+    const wd__wdelta_tensor *ts;
+    hash_job *hj;
+    int joined; /* the hash thread was joined (this thread's until quit) */
+    pthread_t th;
+} wthread;
+
+static void *writer_main(void *arg)
+{
+    wthread *x = arg;
+    pthread_mutex_lock(&x->mu);
+    for (;;) {
+        while (!x->busy && !x->quit)
+            pthread_cond_wait(&x->cv, &x->mu);
+        if (!x->busy)
+            break;
+        int rc = x->rc;
+        pthread_mutex_unlock(&x->mu);
+        if (!rc)
+            rc = write_encoded(x->w, &x->ts[x->job.ti], &x->job);
+        if (!rc)
+            rc = hash_deliver(x->hj, x->w, 0, &x->joined);
+        encoded_clear(&x->job);
+        pthread_mutex_lock(&x->mu);
+        if (rc && !x->rc) {
+            x->rc = rc;
+            snprintf(x->msg, sizeof x->msg, "%s", wd_errmsg());
+        }
+        x->busy = 0;
+        pthread_cond_broadcast(&x->cv);
+    }
+    pthread_mutex_unlock(&x->mu);
+    return NULL;
+}
+
+/* Hands *e to the writer thread once it is done with the previous tensor;
+ * *e is the thread's then (or freed, when the writer failed: its error is
+ * returned). */
+static int writer_give(wthread *x, encoded *e)
+{
+    pthread_mutex_lock(&x->mu);
+    while (x->busy)
+        pthread_cond_wait(&x->cv, &x->mu);
+    int rc = x->rc;
+    if (!rc) {
+        x->job = *e;
+        x->busy = 1;
+        pthread_cond_broadcast(&x->cv);
+    }
+    pthread_mutex_unlock(&x->mu);
+    if (rc) {
+        encoded_clear(e);
+        return wd__error(rc, "%s", x->msg);
+    }
+    memset(e, 0, sizeof *e);
+    return 0;
+}
+
+/* Lets the writer thread finish its last tensor and joins it. */
+static int writer_stop(wthread *x)
+{
+    pthread_mutex_lock(&x->mu);
+    while (x->busy)
+        pthread_cond_wait(&x->cv, &x->mu);
+    x->quit = 1;
+    pthread_cond_broadcast(&x->cv);
+    pthread_mutex_unlock(&x->mu);
+    pthread_join(x->th, NULL);
+    return x->rc ? wd__error(x->rc, "%s", x->msg) : 0;
 }
 
 /* Writes the .wdelta of pairs[0..np) (sorted by name). from_paths selects the
@@ -500,25 +611,35 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
     if ((rc = wd__wdelta_writer_begin(&w, out_path, version, NULL, strategy, ts, n)))
         goto done;
     hash_job hj = {.refs = hashed, .n = n};
-    int joined = 0;
     if (pthread_create(&hj.th, NULL, hash_main, &hj)) {
         wd__wdelta_writer_abort(w);
         rc = wd__error(WD_ENOMEM, "cannot start a thread");
         goto done;
     }
+    /* Records go out in tensor order (v2: ts[] is sorted by name, as the
+     * writer orders them; v1: ts[] order); write_encoded checks it. */
+    wthread wt = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .w = w,
+                  .ts = ts, .hj = &hj};
+    int have_writer = !pthread_create(&wt.th, NULL, writer_main, &wt);
+    if (!have_writer)
+        rc = wd__error(WD_ENOMEM, "cannot start a thread");
     progress pg;
     prog_start(&pg, opt, "save-delta", elems);
-    size_t ti;
-    int field;
-    while (!rc && wd__wdelta_writer_next(w, &ti, &field)) {
-        rc = encode_tensor(w, ti, &ts[ti], &pairs[order[ti]], version, pool, slots);
-        prog_add(&pg, ts[ti].n);
+    for (size_t ti = 0; !rc && ti < n; ti++) {
+        encoded e;
+        rc = encode_tensor(&e, ti, &ts[ti], &pairs[order[ti]], version, pool, slots);
         if (!rc)
-            rc = hash_deliver(&hj, w, 0, &joined);
+            rc = writer_give(&wt, &e);
+        prog_add(&pg, ts[ti].n);
     }
-    if (!joined) {
+    if (have_writer) {
+        int wrc = writer_stop(&wt);
+        if (!rc)
+            rc = wrc;
+    }
+    if (!wt.joined) {
         /* joined on every path, so the thread never outlives pairs */
-        int hrc = hash_deliver(&hj, w, 1, &joined);
+        int hrc = hash_deliver(&hj, w, 1, &wt.joined);
         if (!rc)
             rc = hrc;
     }
