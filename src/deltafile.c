@@ -24,7 +24,9 @@
  *    rewritten only when an output dtype is given, other non-weight files
  *    copied; config.json goes through a Python-compatible json.loads/dumps
  *    here, and whatever Python would refuse is copied as it is). The base is
- *    verified first, restricted to the file's tensors (v1 in record order,
+ *    verified (hashed while the output is made, nothing kept on a mismatch,
+ *    and that error wins over decoding errors as when it was checked first),
+ *    restricted to the file's tensors (v1 in record order,
  *    which also verifies the v1 files deltatensors itself cannot); a chain
  *    link's parent_hash (SHA-256 of the previous float32 model) is accepted
  *    when the base folder holds that float32 model. The delta is added in
@@ -32,15 +34,34 @@
  *  - load in memory: load_delta: hashes every given tensor, returns float32
  *    base + decompress(delta) (0.3.0's decompress, so -0.0 + 0.0 = +0.0).
  *
- * Memory: saving holds one tensor's encoded arrays at a time (the codec's
- * outputs: 12 bytes a kept entry for sparse, n/8 bytes + 2 a row for
- * quantized, n/2 bytes + 6 an outlier for int4) plus the codec's read chunk
- * and the delta source's scratch (about 16 MiB): 177 MB peak for sparse 0.9
- * on a Qwen2.5-0.5B (its 136M-element embedding). Loading holds one piece of
- * PIECE elements (float32 values, raw bytes, the delta entries falling in it:
- * at most ~7 MiB) plus a 768 KiB block of index entries, never a whole tensor
- * or array (9-13 MB peak on the same model); in memory, the outputs plus two
- * pieces. No threads: tensors are processed one after the other.
+ * Threads (wd_options.threads; the output bytes never depend on them):
+ *  - save: every codec pass runs on a wd_pool (each worker slot reads the
+ *    pair through its own scratch, pread being thread-safe); the base's
+ *    parent_hash is computed on a thread of its own meanwhile (the writer
+ *    takes it late: see wd__wdelta_writer_set_parent); a writer thread
+ *    checksums and writes one tensor's records while the next is encoded.
+ *  - load from folders: pieces of PIECE elements are decoded and written at
+ *    their final offsets (pwrite) by the pool, a batch at a time, while the
+ *    calling thread hashes the base for the verification in order; the
+ *    .wdelta's checksum is checked on a thread of its own. A piece's decoder
+ *    finds its first sorted entry by binary search, and the entry ranges of
+ *    a tensor's pieces are checked to chain; any decoding error makes the
+ *    serial writer run again, so that errors read as they always did.
+ *  - in memory (wd_load_delta): serial.
+ *
+ * Memory: saving holds the codec's outputs of the tensor being encoded and
+ * of the one being written (12 bytes a kept entry for sparse, n/8 bytes + 2
+ * a row for quantized, n/2 bytes + 6 an outlier for int4), the codec's cache
+ * (4 x WD_LOSSY_CACHE_ELEMS bytes for tensors that fit) and per worker slot
+ * a read chunk's scratch (4 bytes an element of WD_CODEC_CHUNK for bf16;
+ * 20 for other dtypes): 107 MB peak for int4 on a Qwen2.5-0.5B (its
+ * 136M-element embedding), 274 MB for sparse 0.9 (whose embedding alone
+ * keeps 13.6M entries, 163 MB). Loading holds per worker slot one piece of
+ * PIECE elements (raw bytes, float32 values, output bytes: 5 MiB) and a
+ * decoder (the delta entries of a piece plus a 768 KiB block of index
+ * entries: ~4 MiB), never a whole tensor or array, and 1 MiB of hashing
+ * buffer (13-20 MB peak on the same model at 3 slots); in memory, the
+ * outputs plus two pieces.
  */
 #include <fcntl.h>
 #include <limits.h>
