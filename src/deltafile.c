@@ -1089,6 +1089,14 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
         }
         for (size_t k = p0; k < p1; k++)
             prog_add(pg, pieces[k].cnt * wd__dtype_size(items[pieces[k].item].out));
+        /* start the disk writing the batch now rather than all of it at the
+         * final fsync (which still makes it durable; a failure here only
+         * loses the head start) */
+        if (!drc)
+            sync_file_range(fd, (off_t)pieces[p0].off,
+                            (off_t)(last->off + last->cnt * wd__dtype_size(items[last->item].out) -
+                                    pieces[p0].off),
+                            SYNC_FILE_RANGE_WRITE);
     }
     if (!drc && !hrc && !pieces_chain(pieces, np, items))
         drc = WD_EBADINPUT;

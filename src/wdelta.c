@@ -1491,6 +1491,7 @@ struct wd__wdelta_writer {
      * hash the base while the records are being encoded. */
     int deferred;
     uint64_t written;           /* bytes that reached the file */
+    uint64_t synced;            /* bytes whose writeback was started */
     wd__wdelta_tensor *tensors; /* copies, caller's order; names point into names */
     char *names;
     size_t count;
@@ -1519,10 +1520,26 @@ static int full_write(int fd, const void *data, size_t len)
     return 0;
 }
 
+/* Starts the disk writing every WRITEBACK_STEP bytes as they are written,
+ * rather than all of it at the final fsync (which still makes the file
+ * durable; a failure here only loses the head start). */
+#define WRITEBACK_STEP ((uint64_t)8 << 20)
+
+static void w_written(wd__wdelta_writer *w, size_t len)
+{
+    uint64_t before = w->written;
+    w->written += len;
+    if (w->written / WRITEBACK_STEP != before / WRITEBACK_STEP) {
+        uint64_t from = w->synced;
+        w->synced = w->written / WRITEBACK_STEP * WRITEBACK_STEP;
+        sync_file_range(w->fd, (off_t)from, (off_t)(w->synced - from), SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 static int w_flush(wd__wdelta_writer *w)
 {
     int rc = full_write(w->fd, w->buf, w->buf_len);
-    w->written += w->buf_len;
+    w_written(w, w->buf_len);
     w->buf_len = 0;
     return rc;
 }
@@ -1538,8 +1555,9 @@ static int w_put(wd__wdelta_writer *w, const void *data, size_t len)
         if (rc)
             return rc;
         if (len >= sizeof w->buf) {
-            w->written += len;
-            return full_write(w->fd, data, len);
+            rc = full_write(w->fd, data, len);
+            w_written(w, len);
+            return rc;
         }
     }
     memcpy(w->buf + w->buf_len, data, len);
