@@ -580,7 +580,7 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
         goto done;
     }
     size_t n = 0;
-    uint64_t total = 0, elems = 0;
+    uint64_t elems = 0;
     for (size_t i = 0; i < np; i++) {
         /* deltatensors cannot read back a quantized entry of an empty tensor */
         if (strategy == WD__WS_QUANTIZED && pairs[i].ft.n == 0)
@@ -597,7 +597,6 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
         const pair *p = &pairs[order[i]];
         wd__wdelta_tensor *t = &ts[i];
         hashed[i] = &p->base;
-        total += p->base.nbytes;
         elems += p->ft.n;
         t->name = (char *)(uintptr_t)p->ft.name; /* the writer copies; never written through */
         t->name_len = strlen(p->ft.name);
@@ -615,7 +614,6 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
             goto done;
     }
 
-    (void)total;
     if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
         goto done;
     nslots = wd__pool_size(pool);
