@@ -50,11 +50,6 @@ void wd__wdelta_dec_free(wd__wdelta_dec *td);
  * chain up from 0 to the entry count, and the next apply's first entry is
  * td->used as set here. */
 int wd__wdelta_dec_seek(wd__wdelta_dec *td, uint64_t b);
-/* Entries a sparse or int4 tensor holds (0 for quantized). */
-static inline uint64_t wd__wdelta_dec_entries(const wd__wdelta_dec *td)
-{
-    return td->fi ? td->total : 0;
-}
 
 /* Adds the delta of elements [b, b + cnt) to buf, which holds their float32
  * base values; b is a multiple of 8, cnt at most WD__DEC_PIECE, and pieces
