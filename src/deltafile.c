@@ -24,7 +24,9 @@
  *    rewritten only when an output dtype is given, other non-weight files
  *    copied; config.json goes through a Python-compatible json.loads/dumps
  *    here, and whatever Python would refuse is copied as it is). The base is
- *    verified first, restricted to the file's tensors (v1 in record order,
+ *    verified (hashed while the output is made, nothing kept on a mismatch,
+ *    and that error wins over decoding errors as when it was checked first),
+ *    restricted to the file's tensors (v1 in record order,
  *    which also verifies the v1 files deltatensors itself cannot); a chain
  *    link's parent_hash (SHA-256 of the previous float32 model) is accepted
  *    when the base folder holds that float32 model. The delta is added in
@@ -32,18 +34,39 @@
  *  - load in memory: load_delta: hashes every given tensor, returns float32
  *    base + decompress(delta) (0.3.0's decompress, so -0.0 + 0.0 = +0.0).
  *
- * Memory: saving holds one tensor's encoded arrays at a time (the codec's
- * outputs: 12 bytes a kept entry for sparse, n/8 bytes + 2 a row for
- * quantized, n/2 bytes + 6 an outlier for int4) plus the codec's read chunk
- * and the delta source's scratch (about 16 MiB): 177 MB peak for sparse 0.9
- * on a Qwen2.5-0.5B (its 136M-element embedding). Loading holds one piece of
- * PIECE elements (float32 values, raw bytes, the delta entries falling in it:
- * at most ~7 MiB) plus a 768 KiB block of index entries, never a whole tensor
- * or array (9-13 MB peak on the same model); in memory, the outputs plus two
- * pieces. No threads: tensors are processed one after the other.
+ * Threads (wd_options.threads; the output bytes never depend on them):
+ *  - save: every codec pass runs on a wd_pool (each worker slot reads the
+ *    pair through its own scratch, pread being thread-safe); the base's
+ *    parent_hash is computed on a thread of its own meanwhile (the writer
+ *    takes it late: see wd__wdelta_writer_set_parent); a writer thread
+ *    checksums and writes one tensor's records while the next is encoded.
+ *  - load from folders: pieces of PIECE elements are decoded and written at
+ *    their final offsets (pwrite) by the pool, a batch at a time, while the
+ *    calling thread hashes the base for the verification in order; the
+ *    .wdelta's checksum is checked on a thread of its own. A piece's decoder
+ *    finds its first sorted entry by binary search, and the entry ranges of
+ *    a tensor's pieces are checked to chain; any decoding error makes the
+ *    serial writer run again, so that errors read as they always did.
+ *  - in memory (wd_load_delta): serial.
+ *
+ * Memory: saving holds the codec's outputs of the tensor being encoded and
+ * of the one being written (12 bytes a kept entry for sparse, n/8 bytes + 2
+ * a row for quantized, n/2 bytes + 6 an outlier for int4), the codec's cache
+ * (4 x WD_LOSSY_CACHE_ELEMS bytes for tensors that fit) and per worker slot
+ * a read chunk's scratch (4 bytes an element of WD_CODEC_CHUNK for bf16;
+ * 20 for other dtypes): 107 MB peak for int4 on a Qwen2.5-0.5B (its
+ * 136M-element embedding), 274 MB for sparse 0.9 (whose embedding alone
+ * keeps 13.6M entries, 163 MB). Loading holds per worker slot one piece of
+ * PIECE elements (raw bytes, float32 values, output bytes: 5 MiB) and a
+ * decoder (the delta entries of a piece plus a 768 KiB block of index
+ * entries: ~4 MiB), never a whole tensor or array, and 1 MiB of hashing
+ * buffer (13-20 MB peak on the same model at 3 slots); in memory, the
+ * outputs plus two pieces.
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +80,9 @@
 #include "hash.h"
 #include "hfconfig.h"
 #include "outdir.h"
+#include "lossy_encode.h"
 #include "piece.h"
+#include "pipeline.h"
 #include "safetensors.h"
 #include "strategy.h"
 #include "tensorref.h"
@@ -124,7 +149,7 @@ static int hash_refs(const wd_tref *const *refs, size_t n, int as_f32, char out[
                      progress *pg)
 {
     uint8_t dg[WD_HASH_SIZE];
-    int rc = wd__tref_hash(refs, n, as_f32, dg, prog_done, pg);
+    int rc = wd__tref_hash(refs, n, as_f32, dg, pg ? prog_done : NULL, pg);
     if (!rc)
         wd__hex(out, dg);
     return rc;
@@ -227,32 +252,83 @@ static int v020_order(const pair *pairs, const size_t *sel, size_t n, size_t *or
     return 0;
 }
 
-/* The delta source: f32(ft) - f32(base), read piece by piece. */
+/* One worker slot's scratch for reading a pair, grown to the largest count
+ * asked for (the codec's chunk, WD_CODEC_CHUNK elements by default): both
+ * sides' raw bytes (at most 8 bytes an element each), and for dtypes other
+ * than bfloat16 the base as float32 (4). 4 MiB a slot for a bf16 model. */
+typedef struct {
+    uint8_t *raw, *raw2;
+    float *tmp;
+    size_t cap, cap2, cap_tmp; /* bytes, bytes, elements */
+} pair_slot;
+
+/* Grows *p to hold need bytes. */
+static int grow(void **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    free(*p);
+    *p = malloc(need);
+    *cap = *p ? need : 0;
+    return *p ? 0 : WD_NOMEM();
+}
+
+/* The delta source: f32(ft) - f32(base), read piece by piece, each worker
+ * slot of the pool through its own scratch (pread is thread-safe, and
+ * memory tensors are only read). */
 typedef struct {
     const wd_tref *ft, *base;
-    uint8_t *raw;
-    float *tmp;
-    size_t cap; /* elements the scratch holds */
+    pair_slot *slots; /* one per worker slot */
 } pair_src;
 
-static int pair_read(void *ud, uint64_t begin, size_t count, float *out)
+static int pair_read_par(void *ud, int worker, uint64_t begin, size_t count, float *out)
 {
-    pair_src *s = ud;
-    if (count > s->cap) {
-        free(s->raw);
-        free(s->tmp);
-        s->raw = malloc(count * 8); /* the widest dtype */
-        s->tmp = malloc(count * sizeof *s->tmp);
-        s->cap = s->raw && s->tmp ? count : 0;
-        if (!s->cap)
-            return WD_NOMEM();
+    const pair_src *ps = ud;
+    pair_slot *s = &ps->slots[worker];
+    const wd_tref *f = ps->ft, *b = ps->base;
+    size_t fes = wd__dtype_size(f->dtype), bes = wd__dtype_size(b->dtype);
+    if (f->dtype == WD_DT_BF16 && b->dtype == WD_DT_BF16) {
+        /* the common case in one pass: both widened by a shift, one float32
+         * subtraction each (the same values as the general path) */
+        const uint8_t *fr = f->mem ? f->mem + begin * 2 : NULL;
+        const uint8_t *br = b->mem ? b->mem + begin * 2 : NULL;
+        int rc = 0;
+        if (!fr && !(rc = grow((void **)&s->raw, &s->cap, count * 2)) &&
+            !(rc = wd__tref_read(f, begin * 2, s->raw, count * 2)))
+            fr = s->raw;
+        if (!rc && !br && !(rc = grow((void **)&s->raw2, &s->cap2, count * 2)) &&
+            !(rc = wd__tref_read(b, begin * 2, s->raw2, count * 2)))
+            br = s->raw2;
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < count; i++) {
+            uint16_t hf, hb;
+            memcpy(&hf, fr + 2 * i, 2);
+            memcpy(&hb, br + 2 * i, 2);
+            uint32_t uf = (uint32_t)hf << 16, ub = (uint32_t)hb << 16;
+            float xf, xb;
+            memcpy(&xf, &uf, 4);
+            memcpy(&xb, &ub, 4);
+            out[i] = xf - xb;
+        }
+        return 0;
     }
-    int rc = wd__tref_f32(s->ft, begin, count, out, s->raw);
+    size_t raw_need = (fes > bes ? fes : bes) * count;
+    int rc = grow((void **)&s->raw, &s->cap, raw_need);
     if (!rc)
-        rc = wd__tref_f32(s->base, begin, count, s->tmp, s->raw);
+        rc = grow((void **)&s->tmp, &s->cap_tmp, count * sizeof *s->tmp);
+    if (!rc)
+        rc = wd__tref_f32(f, begin, count, out, s->raw);
+    if (!rc)
+        rc = wd__tref_f32(b, begin, count, s->tmp, s->raw);
     for (size_t i = 0; !rc && i < count; i++)
         out[i] = out[i] - s->tmp[i];
     return rc;
+}
+
+static int pair_read(void *ud, uint64_t begin, size_t count, float *out)
+{
+    return pair_read_par(ud, 0, begin, count, out);
 }
 
 static int put_record(wd__wdelta_writer *w, const wd__wdelta_tensor *t, int field, wd_dtype dt,
@@ -264,60 +340,215 @@ static int put_record(wd__wdelta_writer *w, const wd__wdelta_tensor *t, int fiel
     return rc;
 }
 
-/* Encodes tensor ti (header entry t, data p) and writes its records, in the
- * order the writer asks for them. Holds only the codec's output arrays. */
-static int encode_tensor(wd__wdelta_writer *w, size_t ti, const wd__wdelta_tensor *t,
-                         const pair *p, int version)
+/* One tensor's encoded arrays (those of its strategy are filled). */
+typedef struct {
+    size_t ti;
+    wd_sparse_delta sp;
+    wd_quant_delta qu;
+    wd_int4_delta i4;
+} encoded;
+
+static void encoded_clear(encoded *e)
 {
-    pair_src ps = {&p->ft, &p->base, NULL, NULL, 0};
-    wd_delta_src src = {.n = t->n, .read = pair_read, .ud = &ps, .chunk = 0};
-    wd_sparse_delta sp = {0};
-    wd_quant_delta qu = {0};
-    wd_int4_delta i4 = {0};
+    wd__sparse_clear(&e->sp);
+    wd__quant_clear(&e->qu);
+    wd__int4_clear(&e->i4);
+}
+
+/* Encodes tensor ti (header entry t, data p) into *e. Every pass of the
+ * codec runs on the pool, slots[] being the workers' read scratch; a tensor
+ * of at most WD_LOSSY_CACHE_ELEMS elements is read once (the codec keeps 4
+ * bytes an element). *e holds the codec's output arrays; cleared on error. */
+static int encode_tensor(encoded *e, size_t ti, const wd__wdelta_tensor *t, const pair *p,
+                         int version, wd_pool *pool, pair_slot *slots)
+{
+    pair_src ps = {&p->ft, &p->base, slots};
+    wd_delta_src src = {.n = t->n, .read = pair_read, .ud = &ps, .chunk = 0, .pool = pool,
+                        .read_par = pair_read_par, .cache_elems = WD_LOSSY_CACHE_ELEMS};
+    memset(e, 0, sizeof *e);
+    e->ti = ti;
     int rc;
     if (t->strategy == WD__WS_SPARSE) {
-        rc = wd__sparse_encode(&sp, &src, t->sparsity, NULL);
+        rc = wd__sparse_encode(&e->sp, &src, t->sparsity, NULL);
     } else if (t->strategy == WD__WS_QUANTIZED) {
-        rc = wd__quant_encode(&qu, &src, t->n_cols, NULL);
+        rc = wd__quant_encode(&e->qu, &src, t->n_cols, NULL);
     } else {
-        rc = wd__int4_encode(&i4, &src, t->outlier_fraction, version == 2 ? 2 : 1, NULL);
-        if (!rc && i4.n_outliers != t->n_outliers)
+        rc = wd__int4_encode(&e->i4, &src, t->outlier_fraction, version == 2 ? 2 : 1, NULL);
+        if (!rc && e->i4.n_outliers != t->n_outliers)
             rc = wd__error(WD_ERROR, "tensor '%s': %llu outliers, the header says %llu", t->name,
-                           (unsigned long long)i4.n_outliers, (unsigned long long)t->n_outliers);
+                           (unsigned long long)e->i4.n_outliers,
+                           (unsigned long long)t->n_outliers);
     }
-    free(ps.raw);
-    free(ps.tmp);
+    if (rc)
+        encoded_clear(e);
+    return rc;
+}
+
+/* Writes e's records (tensor e->ti, header entry t) in the order the writer
+ * asks for them; the writer must be due for that tensor. */
+static int write_encoded(wd__wdelta_writer *w, const wd__wdelta_tensor *t, const encoded *e)
+{
+    const wd_sparse_delta *sp = &e->sp;
+    const wd_quant_delta *qu = &e->qu;
+    const wd_int4_delta *i4 = &e->i4;
     size_t tj;
-    int field;
-    while (!rc && wd__wdelta_writer_next(w, &tj, &field) && tj == ti) {
+    int field, rc = 0;
+    if (wd__wdelta_writer_next(w, &tj, NULL) && tj != e->ti)
+        return wd__error(WD_ERROR, "internal error: .wdelta records out of order at '%s'",
+                         t->name);
+    while (!rc && wd__wdelta_writer_next(w, &tj, &field) && tj == e->ti) {
         switch (field) {
-        case WD__WF_INDICES: rc = put_record(w, t, field, WD_DT_I64, sp.k, sp.indices); break;
-        case WD__WF_VALUES: rc = put_record(w, t, field, WD_DT_F32, sp.k, sp.values); break;
+        case WD__WF_INDICES: rc = put_record(w, t, field, WD_DT_I64, sp->k, sp->indices); break;
+        case WD__WF_VALUES: rc = put_record(w, t, field, WD_DT_F32, sp->k, sp->values); break;
         case WD__WF_SCALES:
-            rc = put_record(w, t, field, WD_DT_F16, t->n / t->n_cols, qu.scales);
+            rc = put_record(w, t, field, WD_DT_F16, t->n / t->n_cols, qu->scales);
             break;
         case WD__WF_PACKED_SIGNS:
-            rc = put_record(w, t, field, WD_DT_U8, (t->n + 7) / 8, qu.packed_signs);
+            rc = put_record(w, t, field, WD_DT_U8, (t->n + 7) / 8, qu->packed_signs);
             break;
         case WD__WF_OUTLIER_IDX:
-            rc = put_record(w, t, field, i4.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64,
-                            i4.n_outliers, i4.outlier_idx);
+            rc = put_record(w, t, field, i4->idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64,
+                            i4->n_outliers, i4->outlier_idx);
             break;
         case WD__WF_OUTLIER_VALS:
-            rc = put_record(w, t, field, WD_DT_F16, i4.n_outliers, i4.outlier_vals);
+            rc = put_record(w, t, field, WD_DT_F16, i4->n_outliers, i4->outlier_vals);
             break;
-        case WD__WF_SCALE: rc = put_record(w, t, field, WD_DT_F16, 1, &i4.scale); break;
-        case WD__WF_ZERO_POINT: rc = put_record(w, t, field, WD_DT_F16, 1, &i4.zero_point); break;
+        case WD__WF_SCALE: rc = put_record(w, t, field, WD_DT_F16, 1, &i4->scale); break;
+        case WD__WF_ZERO_POINT:
+            rc = put_record(w, t, field, WD_DT_F16, 1, &i4->zero_point);
+            break;
         default:
             rc = put_record(w, t, field, WD_DT_U8,
-                            wd__int4_packed_len(i4.layout, i4.n, i4.n_outliers), i4.packed);
+                            wd__int4_packed_len(i4->layout, i4->n, i4->n_outliers), i4->packed);
             break;
         }
     }
-    wd__sparse_clear(&sp);
-    wd__quant_clear(&qu);
-    wd__int4_clear(&i4);
     return rc;
+}
+
+/* The base's parent_hash, computed on a thread of its own while the
+ * tensors are encoded (the writer takes it once it is known). The thread
+ * only reads the base and its own fields until done is set. */
+typedef struct {
+    const wd_tref *const *refs;
+    size_t n;
+    char hex[WD_HEX_SIZE];
+    int rc;
+    char msg[1024]; /* the thread's error message (error.c's is per thread) */
+    atomic_int done;
+    pthread_t th;
+} hash_job;
+
+static void *hash_main(void *arg)
+{
+    hash_job *j = arg;
+    j->rc = hash_refs(j->refs, j->n, 0, j->hex, NULL);
+    if (j->rc)
+        snprintf(j->msg, sizeof j->msg, "%s", wd_errmsg());
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+/* Joins the hash thread; 0 with j->hex set, or its error re-raised on the
+ * calling thread. */
+static int hash_join(hash_job *j)
+{
+    pthread_join(j->th, NULL);
+    return j->rc ? wd__error(j->rc, "%s", j->msg) : 0;
+}
+
+/* Gives the writer the parent hash: waiting for it when wait is set,
+ * otherwise only when the thread is already done. *joined tracks it. */
+static int hash_deliver(hash_job *j, wd__wdelta_writer *w, int wait, int *joined)
+{
+    if (*joined || (!wait && !atomic_load(&j->done)))
+        return 0;
+    *joined = 1;
+    int rc = hash_join(j);
+    return rc ? rc : wd__wdelta_writer_set_parent(w, j->hex);
+}
+
+/* The writer's own thread: writes (checksums, copies into the file) one
+ * encoded tensor while the pool encodes the next, and gives the writer the
+ * parent hash once the hash thread has it. Holds at most one tensor's
+ * arrays besides the one being encoded. Everything below mu is shared. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int busy; /* job holds a tensor not written yet */
+    int quit;
+    encoded job;
+    int rc;         /* first error, sticky; later jobs are only freed */
+    char msg[1024]; /* its message (error.c's is per thread) */
+    wd__wdelta_writer *w;
+    const wd__wdelta_tensor *ts;
+    hash_job *hj;
+    int joined; /* the hash thread was joined (this thread's until quit) */
+    pthread_t th;
+} wthread;
+
+static void *writer_main(void *arg)
+{
+    wthread *x = arg;
+    pthread_mutex_lock(&x->mu);
+    for (;;) {
+        while (!x->busy && !x->quit)
+            pthread_cond_wait(&x->cv, &x->mu);
+        if (!x->busy)
+            break;
+        int rc = x->rc;
+        pthread_mutex_unlock(&x->mu);
+        if (!rc)
+            rc = write_encoded(x->w, &x->ts[x->job.ti], &x->job);
+        if (!rc)
+            rc = hash_deliver(x->hj, x->w, 0, &x->joined);
+        encoded_clear(&x->job);
+        pthread_mutex_lock(&x->mu);
+        if (rc && !x->rc) {
+            x->rc = rc;
+            snprintf(x->msg, sizeof x->msg, "%s", wd_errmsg());
+        }
+        x->busy = 0;
+        pthread_cond_broadcast(&x->cv);
+    }
+    pthread_mutex_unlock(&x->mu);
+    return NULL;
+}
+
+/* Hands *e to the writer thread once it is done with the previous tensor;
+ * *e is the thread's then (or freed, when the writer failed: its error is
+ * returned). */
+static int writer_give(wthread *x, encoded *e)
+{
+    pthread_mutex_lock(&x->mu);
+    while (x->busy)
+        pthread_cond_wait(&x->cv, &x->mu);
+    int rc = x->rc;
+    if (!rc) {
+        x->job = *e;
+        x->busy = 1;
+        pthread_cond_broadcast(&x->cv);
+    }
+    pthread_mutex_unlock(&x->mu);
+    if (rc) {
+        encoded_clear(e);
+        return wd__error(rc, "%s", x->msg);
+    }
+    memset(e, 0, sizeof *e);
+    return 0;
+}
+
+/* Lets the writer thread finish its last tensor and joins it. */
+static int writer_stop(wthread *x)
+{
+    pthread_mutex_lock(&x->mu);
+    while (x->busy)
+        pthread_cond_wait(&x->cv, &x->mu);
+    x->quit = 1;
+    pthread_cond_broadcast(&x->cv);
+    pthread_mutex_unlock(&x->mu);
+    pthread_join(x->th, NULL);
+    return x->rc ? wd__error(x->rc, "%s", x->msg) : 0;
 }
 
 /* Writes the .wdelta of pairs[0..np) (sorted by name). from_paths selects the
@@ -341,12 +572,15 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
     const wd_tref **hashed = calloc(np + 1, sizeof *hashed);
     wd__wdelta_tensor *ts = calloc(np + 1, sizeof *ts);
     wd__wdelta_writer *w = NULL;
+    wd_pool *pool = NULL;
+    pair_slot *slots = NULL;
+    int nslots = 0;
     if (!sel || !order || !hashed || !ts) {
         rc = WD_NOMEM();
         goto done;
     }
     size_t n = 0;
-    uint64_t total = 0, elems = 0;
+    uint64_t elems = 0;
     for (size_t i = 0; i < np; i++) {
         /* deltatensors cannot read back a quantized entry of an empty tensor */
         if (strategy == WD__WS_QUANTIZED && pairs[i].ft.n == 0)
@@ -363,7 +597,6 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
         const pair *p = &pairs[order[i]];
         wd__wdelta_tensor *t = &ts[i];
         hashed[i] = &p->base;
-        total += p->base.nbytes;
         elems += p->ft.n;
         t->name = (char *)(uintptr_t)p->ft.name; /* the writer copies; never written through */
         t->name_len = strlen(p->ft.name);
@@ -381,27 +614,66 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
             goto done;
     }
 
-    /* The writer puts parent_hash in the header, so the base is hashed first
-     * (deltatensors patches it in afterwards; the bytes come out the same). */
-    char parent[WD_HEX_SIZE];
+    if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
+        goto done;
+    nslots = wd__pool_size(pool);
+    if (!(slots = calloc((size_t)nslots, sizeof *slots))) {
+        rc = WD_NOMEM();
+        goto done;
+    }
+    /* The writer puts parent_hash in the header, and the file's checksum
+     * covers the header first: the header goes out with a placeholder, the
+     * base is hashed on its own thread while the pool encodes, and the
+     * writer patches the hash in as soon as it is known, then checksums
+     * what it wrote so far by reading it back (deltatensors patches it in
+     * afterwards too; the bytes come out the same). */
+    if ((rc = wd__wdelta_writer_begin(&w, out_path, version, NULL, strategy, ts, n)))
+        goto done;
+    hash_job hj = {.refs = hashed, .n = n};
+    if (pthread_create(&hj.th, NULL, hash_main, &hj)) {
+        wd__wdelta_writer_abort(w);
+        rc = wd__error(WD_ENOMEM, "cannot start a thread");
+        goto done;
+    }
+    /* Records go out in tensor order (v2: ts[] is sorted by name, as the
+     * writer orders them; v1: ts[] order); write_encoded checks it. */
+    wthread wt = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .w = w,
+                  .ts = ts, .hj = &hj};
+    int have_writer = !pthread_create(&wt.th, NULL, writer_main, &wt);
+    if (!have_writer)
+        rc = wd__error(WD_ENOMEM, "cannot start a thread");
     progress pg;
-    prog_start(&pg, opt, "hash", total);
-    if ((rc = hash_refs(hashed, n, 0, parent, &pg)))
-        goto done;
-    if ((rc = wd__wdelta_writer_begin(&w, out_path, version, parent, strategy, ts, n)))
-        goto done;
     prog_start(&pg, opt, "save-delta", elems);
-    size_t ti;
-    int field;
-    while (!rc && wd__wdelta_writer_next(w, &ti, &field)) {
-        rc = encode_tensor(w, ti, &ts[ti], &pairs[order[ti]], version);
+    for (size_t ti = 0; !rc && ti < n; ti++) {
+        encoded e;
+        rc = encode_tensor(&e, ti, &ts[ti], &pairs[order[ti]], version, pool, slots);
+        if (!rc)
+            rc = writer_give(&wt, &e);
         prog_add(&pg, ts[ti].n);
+    }
+    if (have_writer) {
+        int wrc = writer_stop(&wt);
+        if (!rc)
+            rc = wrc;
+    }
+    if (!wt.joined) {
+        /* joined on every path, so the thread never outlives pairs */
+        int hrc = hash_deliver(&hj, w, 1, &wt.joined);
+        if (!rc)
+            rc = hrc;
     }
     if (rc)
         wd__wdelta_writer_abort(w);
     else
         rc = wd__wdelta_writer_finish(w);
 done:
+    for (int i = 0; slots && i < nslots; i++) {
+        free(slots[i].raw);
+        free(slots[i].raw2);
+        free(slots[i].tmp);
+    }
+    free(slots);
+    wd__pool_free(pool);
     free(sel);
     free(order);
     free(hashed);
@@ -581,6 +853,289 @@ static int write_shard(const char *path, const wd__wdelta *d, const out_item *it
     return rc;
 }
 
+/* ---- Loading on the pool -------------------------------------------------------- */
+
+enum {
+    LOAD_BATCH = 32,     /* pieces handed to the pool at a time (8M elements) */
+    HASH_BUF = 1 << 20,  /* base bytes hashed per read */
+};
+
+/* One piece of the output shard: elements [b, b + cnt) of items[item],
+ * written at byte off of the file. j0, j1: the sorted entries (sparse
+ * indices, int4 outliers) the piece used, [j0, j1), checked afterwards to
+ * chain up over each tensor: pieces find their first entry by binary
+ * search, which only a sorted array answers consistently. */
+typedef struct {
+    size_t item;
+    uint64_t b, off, j0, j1;
+    size_t cnt;
+} out_piece;
+
+/* A worker slot's scratch: one piece's buffers (PIECE elements: raw base
+ * bytes up to 8 each, float32, output bytes up to 8 each; ~5 MiB) and a
+ * decoder (its windows: ~4 MiB) kept while the slot stays on one tensor. */
+typedef struct {
+    piece_bufs pb;
+    wd__wdelta_dec td;
+    const out_item *cur; /* the item td decodes, NULL if none */
+    uint64_t next_b;     /* where td's last piece ended (no seek needed there) */
+} load_slot;
+
+typedef struct {
+    const wd__wdelta *d;
+    const out_item *items;
+    out_piece *pieces;
+    size_t p0; /* the running batch's first piece */
+    load_slot *slots;
+    int fd;
+    const char *path;
+} load_job;
+
+/* wd_pool_fn: decodes piece p0 + i and writes it at its offset. */
+static int load_piece_fn(void *ctx, size_t i, int worker)
+{
+    load_job *j = ctx;
+    out_piece *p = &j->pieces[j->p0 + i];
+    const out_item *it = &j->items[p->item];
+    load_slot *s = &j->slots[worker];
+    size_t es = wd__dtype_size(it->base.dtype), oes = wd__dtype_size(it->out);
+    int rc;
+    if (!it->t && it->out == it->base.dtype) {
+        if (!(rc = wd__tref_read(&it->base, p->b * es, s->pb.raw, p->cnt * es)))
+            rc = wd__file_pwrite(j->fd, s->pb.raw, p->cnt * es, p->off, j->path);
+        return rc;
+    }
+    if (it->t && s->cur != it) {
+        if (s->cur)
+            wd__wdelta_dec_free(&s->td);
+        s->cur = NULL;
+        if ((rc = wd__wdelta_dec_init(&s->td, j->d, it->t))) {
+            wd__wdelta_dec_free(&s->td); /* init cleared it first: frees what it got */
+            return rc;
+        }
+        s->cur = it;
+        s->next_b = 0;
+    }
+    if (it->t && p->b != s->next_b && (rc = wd__wdelta_dec_seek(&s->td, p->b)))
+        return rc;
+    p->j0 = it->t ? s->td.used : 0;
+    rc = wd__tref_f32(&it->base, p->b, p->cnt, s->pb.f, s->pb.raw);
+    if (!rc && it->t)
+        rc = wd__wdelta_dec_apply(&s->td, p->b, p->cnt, s->pb.f, NULL);
+    if (rc) {
+        s->next_b = UINT64_MAX; /* the decoder is somewhere: seek next time */
+        return rc;
+    }
+    p->j1 = it->t ? s->td.used : 0;
+    s->next_b = p->b + p->cnt;
+    wd__tref_from_f32(s->pb.out, s->pb.f, p->cnt, it->out);
+    return wd__file_pwrite(j->fd, s->pb.out, p->cnt * oes, p->off, j->path);
+}
+
+/* The verification hash, streamed over items[0..nd)'s base bytes in order
+ * (each tensor's name, then its bytes) by the calling thread while the
+ * pool decodes: the cursor is item ci, byte coff, name hashed or not. */
+typedef struct {
+    wd_sha256 *h;
+    uint8_t *buf; /* HASH_BUF bytes */
+    const out_item *items;
+    size_t nd, ci;
+    uint64_t coff;
+    int named;
+} vhash;
+
+/* Hashes on up to byte toff of item ti (ti == nd: to the end). */
+static int vhash_to(vhash *v, size_t ti, uint64_t toff)
+{
+    while (v->ci < v->nd && (v->ci < ti || (v->ci == ti && v->coff < toff))) {
+        const wd_tref *r = &v->items[v->ci].base;
+        if (!v->named) {
+            wd__sha256_update(v->h, r->name, strlen(r->name));
+            v->named = 1;
+        }
+        uint64_t end = v->ci < ti ? r->nbytes : toff;
+        while (v->coff < end) {
+            size_t len = end - v->coff < HASH_BUF ? (size_t)(end - v->coff) : HASH_BUF;
+            int rc = wd__tref_read(r, v->coff, v->buf, len);
+            if (rc)
+                return rc;
+            wd__sha256_update(v->h, v->buf, len);
+            v->coff += len;
+        }
+        if (v->ci < ti) {
+            v->ci++;
+            v->coff = 0;
+            v->named = 0;
+        }
+    }
+    return 0;
+}
+
+/* Whether the pieces of every sparse or int4 tensor used each entry of its
+ * sorted array exactly once, in order (see out_piece). */
+static int pieces_chain(const out_piece *pieces, size_t np, const out_item *items)
+{
+    for (size_t i = 0; i < np;) {
+        const out_item *it = &items[pieces[i].item];
+        const wd__wdelta_tensor *t = it->t;
+        int field = !t ? -1
+                  : t->strategy == WD__WS_SPARSE ? WD__WF_INDICES
+                  : t->strategy == WD__WS_QUANTIZED ? -1
+                                                    : WD__WF_OUTLIER_IDX;
+        uint64_t next = 0;
+        size_t k = i;
+        for (; k < np && pieces[k].item == pieces[i].item; k++) {
+            if (field >= 0 && pieces[k].j0 != next)
+                return 0;
+            next = pieces[k].j1;
+        }
+        if (field >= 0 && next != wd__wdelta_field_of(t, field)->count)
+            return 0;
+        i = k;
+    }
+    return 1;
+}
+
+/* write_shard on the pool: the pieces of items[0..n) are decoded and written
+ * at their offsets by the workers, a batch at a time, while the calling
+ * thread hashes the base for the verification (items[0..nd), when check is
+ * given) and then hands the hash (hex) to check, whose error wins over any
+ * decoding error (the base was verified before decoding, and still fails
+ * first). A decoding error makes it write the file again the serial way,
+ * whose first error (in file order) is reported, as before; an error
+ * hashing the base is returned as it is. */
+static int write_shard_par(const char *path, const wd__wdelta *d, const out_item *items,
+                           size_t n, size_t nd, int (*check)(void *ud, const char *got),
+                           void *check_ud, progress *pg, const wd_options *opt)
+{
+    int verify = check != NULL;
+    wd_st_spec *specs = calloc(n + 1, sizeof *specs);
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++)
+        np += (size_t)((items[i].base.n + PIECE - 1) / PIECE);
+    out_piece *pieces = calloc(np + 1, sizeof *pieces);
+    wd_pool *pool = NULL;
+    load_slot *slots = NULL;
+    vhash vh = {.items = items, .nd = nd};
+    char *hdr = NULL;
+    size_t hlen = 0;
+    int nslots = 0, fd = -1, hrc = 0;
+    int rc = specs && pieces ? wd__pool_new(&pool, opt ? opt->threads : 0) : WD_NOMEM();
+    if (!rc) {
+        nslots = wd__pool_size(pool);
+        slots = calloc((size_t)nslots, sizeof *slots);
+        rc = slots ? 0 : WD_NOMEM();
+    }
+    for (int w = 0; !rc && w < nslots; w++) {
+        piece_bufs *pb = &slots[w].pb;
+        pb->raw = malloc((size_t)PIECE * 8);
+        pb->f = malloc((size_t)PIECE * sizeof(float));
+        pb->out = malloc((size_t)PIECE * 8);
+        rc = pb->raw && pb->f && pb->out ? 0 : WD_NOMEM();
+    }
+    if (!rc && verify) {
+        vh.buf = malloc(HASH_BUF);
+        rc = vh.buf ? wd__sha256_new(&vh.h) : WD_NOMEM();
+    }
+    for (size_t i = 0; !rc && i < n; i++)
+        specs[i] = (wd_st_spec){items[i].base.name, items[i].out, items[i].base.ndim,
+                                items[i].base.shape};
+    if (!rc)
+        rc = wd__st_header_build(&hdr, &hlen, specs, n, NULL);
+    if (!rc) {
+        uint64_t off = 8 + (uint64_t)hlen;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t oes = wd__dtype_size(items[i].out);
+            for (uint64_t b = 0; b < items[i].base.n; b += PIECE) {
+                size_t cnt = items[i].base.n - b < PIECE ? (size_t)(items[i].base.n - b) : PIECE;
+                pieces[k++] = (out_piece){.item = i, .b = b, .off = off, .cnt = cnt};
+                off += cnt * oes;
+            }
+        }
+    }
+    if (!rc)
+        rc = wd__file_create(path, &fd);
+    if (!rc) {
+        uint8_t prefix[8];
+        for (int i = 0; i < 8; i++)
+            prefix[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+        rc = wd__file_write(fd, prefix, 8, path);
+        if (!rc)
+            rc = wd__file_write(fd, hdr, hlen, path);
+    }
+    if (rc) {
+        if (fd >= 0)
+            wd__file_close(fd, path, rc);
+        goto done;
+    }
+    load_job job = {d, items, pieces, 0, slots, fd, path};
+    int drc = 0; /* decoding or writing failed */
+    for (size_t p0 = 0; p0 < np && !drc && !hrc; p0 += LOAD_BATCH) {
+        size_t p1 = np - p0 < LOAD_BATCH ? np : p0 + LOAD_BATCH;
+        const out_piece *last = &pieces[p1 - 1];
+        job.p0 = p0;
+        if (verify && vh.ci < nd) {
+            /* the workers decode while this thread hashes as far */
+            wd__pool_start(pool, p1 - p0, load_piece_fn, &job);
+            hrc = last->item < nd ? vhash_to(&vh, last->item, (last->b + last->cnt) *
+                                                 wd__dtype_size(items[last->item].base.dtype))
+                                  : vhash_to(&vh, nd, 0);
+            drc = wd__pool_wait(pool);
+        } else {
+            drc = wd__pool_run(pool, p1 - p0, load_piece_fn, &job);
+        }
+        for (size_t k = p0; k < p1; k++)
+            prog_add(pg, pieces[k].cnt * wd__dtype_size(items[pieces[k].item].out));
+        /* start the disk writing the batch now rather than all of it at the
+         * final fsync (which still makes it durable; a failure here only
+         * loses the head start) */
+        if (!drc)
+            sync_file_range(fd, (off_t)pieces[p0].off,
+                            (off_t)(last->off + last->cnt * wd__dtype_size(items[last->item].out) -
+                                    pieces[p0].off),
+                            SYNC_FILE_RANGE_WRITE);
+    }
+    if (!drc && !hrc && !pieces_chain(pieces, np, items))
+        drc = WD_EBADINPUT;
+    if (!hrc && verify)
+        hrc = vhash_to(&vh, nd, 0);
+    if (!hrc && verify) {
+        uint8_t dg[WD_HASH_SIZE];
+        char got[WD_HEX_SIZE];
+        wd__sha256_final(vh.h, dg);
+        wd__hex(got, dg);
+        hrc = check(check_ud, got);
+    }
+    rc = wd__file_close(fd, path, hrc ? hrc : drc);
+    if (hrc || !drc)
+        goto done;
+    /* A decoding error: the serial writer finds the first one in file order
+     * and reports it as it always has (a verify mismatch, though, comes
+     * first: the caller checks got before rc). */
+    unlink(path);
+    {
+        progress quiet = {0};
+        rc = write_shard(path, d, items, n, &quiet);
+    }
+done:
+    for (int w = 0; slots && w < nslots; w++) {
+        free(slots[w].pb.raw);
+        free(slots[w].pb.f);
+        free(slots[w].pb.out);
+        if (slots[w].cur)
+            wd__wdelta_dec_free(&slots[w].td);
+    }
+    free(slots);
+    wd__pool_free(pool);
+    wd__sha256_free(vh.h);
+    free(vh.buf);
+    free(specs);
+    free(pieces);
+    free(hdr);
+    return rc;
+}
+
 /* Weight files and indexes deltatensors does not copy (reconstruct.py's
  * _WEIGHT_SUFFIXES by pathlib's suffix, and _WEIGHT_INDEXES). */
 static int is_weight_file(const char *name)
@@ -655,7 +1210,8 @@ static int match_base(out_item *items, unsigned char *mark, const wd__wdelta *d,
  * before it: that is accepted too when the folder holds that model (tensors
  * hashed as float32, integers converted). */
 static int verify_base(const wd__wdelta *d, const out_item *items, size_t nd,
-                       const char *in_path, const char *base_dir, const wd_options *opt)
+                       const char *in_path, const char *base_dir, const wd_options *opt,
+                       const char *got_raw)
 {
     const wd_tref **refs = calloc(nd + 1, sizeof *refs);
     if (!refs)
@@ -670,8 +1226,13 @@ static int verify_base(const wd__wdelta *d, const out_item *items, size_t nd,
     char got[WD_HEX_SIZE], got32[WD_HEX_SIZE];
     const char *want = wd__wdelta_parent_hash(d);
     progress pg;
-    prog_start(&pg, opt, "verify", total);
-    int rc = hash_refs(refs, nd, 0, got, &pg);
+    int rc = 0;
+    if (got_raw) { /* hashed already, while the output was written */
+        memcpy(got, got_raw, sizeof got);
+    } else {
+        prog_start(&pg, opt, "verify", total);
+        rc = hash_refs(refs, nd, 0, got, &pg);
+    }
     if (!rc && strcmp(got, want) && !all_f32) {
         prog_start(&pg, opt, "verify", total);
         if (!(rc = hash_refs(refs, nd, 1, got32, &pg)) && !strcmp(got32, want))
@@ -686,6 +1247,51 @@ static int verify_base(const wd__wdelta *d, const out_item *items, size_t nd,
                        "skips the check)",
                        in_path, want, base_dir, got, nd);
     return rc;
+}
+
+/* write_shard_par's check: verify_base on the hash it made. */
+typedef struct {
+    const wd__wdelta *d;
+    const out_item *items;
+    size_t nd;
+    const char *in_path, *base_dir;
+    const wd_options *opt;
+} verify_ctx;
+
+static int verify_cb(void *ud, const char *got)
+{
+    const verify_ctx *v = ud;
+    return verify_base(v->d, v->items, v->nd, v->in_path, v->base_dir, v->opt, got);
+}
+
+/* The .wdelta's own checksum, checked on a thread of its own while the
+ * output is made (it used to be read through once before anything else). */
+typedef struct {
+    const wd__wdelta *d;
+    int rc;
+    char msg[1024]; /* the thread's error message */
+    pthread_t th;
+    int running;
+} sum_job;
+
+static void *sum_main(void *arg)
+{
+    sum_job *j = arg;
+    j->rc = wd__wdelta_verify_checksum(j->d);
+    if (j->rc)
+        snprintf(j->msg, sizeof j->msg, "%s", wd_errmsg());
+    return NULL;
+}
+
+/* Joins the checksum thread if it runs. A checksum error replaces rc: an
+ * open that checks first would have reported it before anything else. */
+static int sum_join(sum_job *j, int rc)
+{
+    if (!j->running)
+        return rc;
+    j->running = 0;
+    pthread_join(j->th, NULL);
+    return j->rc ? wd__error(j->rc, "%s", j->msg) : rc;
 }
 
 int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const char *out_dir,
@@ -705,7 +1311,18 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
     out_item *items = NULL;
     unsigned char *mark = NULL;
     int made_tmp = 1;
-    if ((rc = wd__wdelta_open(&d, in_path)) || (rc = wd__folder_open(&base, base_dir)))
+    sum_job sj = {0};
+    if ((rc = wd__wdelta_open_ex(&d, in_path, WD__WDELTA_OPEN_NO_CHECKSUM)))
+        goto done;
+    sj.d = d;
+    if (pthread_create(&sj.th, NULL, sum_main, &sj)) {
+        rc = wd__wdelta_verify_checksum(d); /* no thread: check it here */
+        if (rc)
+            goto done;
+    } else {
+        sj.running = 1;
+    }
+    if ((rc = wd__folder_open(&base, base_dir)))
         goto done;
     size_t nd = wd__wdelta_count(d), nb = base->n_tensors;
     items = calloc(nb + 1, sizeof *items);
@@ -715,8 +1332,6 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
         goto done;
     }
     if ((rc = match_base(items, mark, d, base, in_path, base_dir)))
-        goto done;
-    if (!(flags & WD_LOAD_NO_VERIFY) && (rc = verify_base(d, items, nd, in_path, base_dir, opt)))
         goto done;
     /* then the base tensors the file does not name, sorted */
     size_t n = nd;
@@ -736,10 +1351,14 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
     }
     progress pg;
     prog_start(&pg, opt, "load-delta", total);
-    rc = write_shard(shard, d, items, n, &pg);
+    /* the base is verified (hashed by this thread) while the pool writes */
+    verify_ctx vc = {d, items, nd, in_path, base_dir, opt};
+    rc = write_shard_par(shard, d, items, n, nd, flags & WD_LOAD_NO_VERIFY ? NULL : verify_cb, &vc,
+                         &pg, opt);
     free(shard);
     if (!rc)
         rc = copy_other_files(base, tmp, out_dtype);
+    rc = sum_join(&sj, rc); /* before anything is kept */
     if (!rc) {
         int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
@@ -750,6 +1369,7 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
             made_tmp = 0;
     }
 done:
+    rc = sum_join(&sj, rc); /* joined on every path before d is closed */
     if (made_tmp)
         wd__remove_tree(tmp);
     free(items);

@@ -135,6 +135,22 @@ int wd__file_create(const char *path, int *fd)
     return *fd < 0 ? wd__error_errno(WD_EIO, "cannot create '%s'", path) : 0;
 }
 
+int wd__file_pwrite(int fd, const void *data, size_t len, uint64_t off, const char *path)
+{
+    const uint8_t *p = data;
+    while (len) {
+        ssize_t k = pwrite(fd, p, len, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return wd__error_errno(WD_EIO, "cannot write '%s'", path);
+        p += k;
+        off += (uint64_t)k;
+        len -= (size_t)k;
+    }
+    return 0;
+}
+
 int wd__file_write(int fd, const void *data, size_t len, const char *path)
 {
     const uint8_t *p = data;

@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Checks out_dir (absent, or an empty folder, or anything with
  * WD_CHECKOUT_FORCE in flags) and creates the temporary folder
@@ -28,6 +29,9 @@ void wd__remove_tree(const char *path);
  * is 0, so a write error is never lost to a later success. */
 int wd__file_create(const char *path, int *fd);
 int wd__file_write(int fd, const void *data, size_t len, const char *path);
+/* len bytes at offset off (thread-safe: several writers may fill disjoint
+ * ranges of one file at once). */
+int wd__file_pwrite(int fd, const void *data, size_t len, uint64_t off, const char *path);
 int wd__file_close(int fd, const char *path, int rc);
 /* Copies src to a new file dst byte for byte, with src's mode and times
  * (Python's shutil.copy2). */

@@ -394,6 +394,7 @@ struct wd__wdelta {
     size_t *sorted;             /* tensor indices sorted by name, for find */
     size_t *by_record;          /* tensor indices in first-record order */
     char *names;                /* every name, NUL-terminated, back to back */
+    uint64_t records_start;     /* for wd__wdelta_verify_checksum */
 };
 
 /* Reads exactly len bytes at off. A short read means the file changed under
@@ -1006,7 +1007,12 @@ static int parse_records(wd__wdelta *d, uint64_t start)
 
 /* ---- Reader: open ------------------------------------------------------- */
 
-static int open_common(wd__wdelta *d)
+static int parse_all(wd__wdelta *d, uint64_t room, uint64_t hlen);
+
+/* check == 0: the checksum is left to wd__wdelta_verify_checksum, except
+ * that when the file does not parse, a checksum mismatch is reported
+ * instead, as a checked open would (it checks the checksum first). */
+static int open_common(wd__wdelta *d, int check)
 {
     unsigned char pre[WD__WDELTA_PREFIX_LEN];
     int rc;
@@ -1036,9 +1042,29 @@ static int open_common(wd__wdelta *d)
         return wd__error(WD_EBADINPUT, ".wdelta header of %u bytes exceeds the limit of %u",
                          hlen, WD__WDELTA_MAX_HEADER);
     uint64_t records_start = WD__WDELTA_PREFIX_LEN + (uint64_t)hlen;
-    if ((rc = verify_checksum(d, records_start)))
+    d->records_start = records_start;
+    if (check && (rc = verify_checksum(d, records_start)))
         return rc;
+    rc = parse_all(d, room, hlen);
+    if (rc && !check) {
+        char msg[1024]; /* error.c's message buffer size */
+        snprintf(msg, sizeof msg, "%s", wd_errmsg());
+        int crc = verify_checksum(d, records_start);
+        return crc ? crc : wd__error(rc, "%s", msg);
+    }
+    return rc;
+}
 
+int wd__wdelta_verify_checksum(const wd__wdelta *d)
+{
+    return verify_checksum(d, d->records_start);
+}
+
+/* The header and the record framing, after the prefix was checked. */
+static int parse_all(wd__wdelta *d, uint64_t room, uint64_t hlen)
+{
+    uint64_t records_start = d->records_start;
+    int rc;
     unsigned char *text = malloc((size_t)hlen + 1); /* the header, <= MAX_HEADER + 1 */
     if (!text)
         return WD_NOMEM();
@@ -1062,7 +1088,7 @@ int wd__wdelta_open_mem(wd__wdelta **out, const void *data, size_t size)
     d->fd = -1;
     d->mem = data ? data : (const unsigned char *)"";
     d->size = size;
-    int rc = open_common(d);
+    int rc = open_common(d, 1);
     if (rc) {
         wd__wdelta_close(d);
         return rc;
@@ -1072,6 +1098,11 @@ int wd__wdelta_open_mem(wd__wdelta **out, const void *data, size_t size)
 }
 
 int wd__wdelta_open(wd__wdelta **out, const char *path)
+{
+    return wd__wdelta_open_ex(out, path, 0);
+}
+
+int wd__wdelta_open_ex(wd__wdelta **out, const char *path, unsigned flags)
 {
     *out = NULL;
     wd__wdelta *d = calloc(1, sizeof *d);
@@ -1091,7 +1122,7 @@ int wd__wdelta_open(wd__wdelta **out, const char *path)
         rc = wd__error(WD_EBADINPUT, "'%s' is not a regular file", path);
     if (!rc) {
         d->size = (uint64_t)st.st_size;
-        rc = open_common(d);
+        rc = open_common(d, !(flags & WD__WDELTA_OPEN_NO_CHECKSUM));
     }
     if (rc) {
         wd__wdelta_close(d);
@@ -1454,6 +1485,13 @@ struct wd__wdelta_writer {
     int version;
     int failed;                 /* first error, sticky */
     wd_sha256 *sha;
+    /* Begun without a parent hash: the header holds 64 '0's where it goes
+     * and nothing is hashed until wd__wdelta_writer_set_parent patches it in
+     * and hashes what the file holds so far (read back), so the caller can
+     * hash the base while the records are being encoded. */
+    int deferred;
+    uint64_t written;           /* bytes that reached the file */
+    uint64_t synced;            /* bytes whose writeback was started */
     wd__wdelta_tensor *tensors; /* copies, caller's order; names point into names */
     char *names;
     size_t count;
@@ -1482,23 +1520,45 @@ static int full_write(int fd, const void *data, size_t len)
     return 0;
 }
 
+/* Starts the disk writing every WRITEBACK_STEP bytes as they are written,
+ * rather than all of it at the final fsync (which still makes the file
+ * durable; a failure here only loses the head start). */
+#define WRITEBACK_STEP ((uint64_t)8 << 20)
+
+static void w_written(wd__wdelta_writer *w, size_t len)
+{
+    uint64_t before = w->written;
+    w->written += len;
+    if (w->written / WRITEBACK_STEP != before / WRITEBACK_STEP) {
+        uint64_t from = w->synced;
+        w->synced = w->written / WRITEBACK_STEP * WRITEBACK_STEP;
+        sync_file_range(w->fd, (off_t)from, (off_t)(w->synced - from), SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 static int w_flush(wd__wdelta_writer *w)
 {
     int rc = full_write(w->fd, w->buf, w->buf_len);
+    w_written(w, w->buf_len);
     w->buf_len = 0;
     return rc;
 }
 
-/* Hashes and writes; the checksum covers exactly what reaches the file. */
+/* Hashes (unless deferred) and writes; the checksum covers exactly what
+ * reaches the file. */
 static int w_put(wd__wdelta_writer *w, const void *data, size_t len)
 {
-    wd__sha256_update(w->sha, data, len);
+    if (!w->deferred)
+        wd__sha256_update(w->sha, data, len);
     if (len > sizeof w->buf - w->buf_len) {
         int rc = w_flush(w);
         if (rc)
             return rc;
-        if (len >= sizeof w->buf)
-            return full_write(w->fd, data, len);
+        if (len >= sizeof w->buf) {
+            rc = full_write(w->fd, data, len);
+            w_written(w, len);
+            return rc;
+        }
     }
     memcpy(w->buf + w->buf_len, data, len);
     w->buf_len += len;
@@ -1529,7 +1589,8 @@ static int make_temp(wd__wdelta_writer *w)
         snprintf(w->tmp_path, len + 64, "%.*s.%s.tmp-%ld-%u-%ld", (int)dir_len, w->path,
                  w->path + dir_len, (long)getpid(), atomic_fetch_add(&counter, 1),
                  (long)(ts.tv_nsec % 1000000));
-        w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        /* read too: a deferred parent hash reads the file back */
+        w->fd = open(w->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (w->fd >= 0)
             return 0;
         if (errno != EEXIST)
@@ -1586,8 +1647,12 @@ int wd__wdelta_writer_begin(wd__wdelta_writer **out, const char *path, int versi
     if (strategy < 0 || strategy >= WD__WS__COUNT)
         return wd__error(WD_EUSAGE, "unknown .wdelta strategy %d", strategy);
     char ph[WD_HEX_SIZE];
+    static const char zeros[WD_HEX_SIZE] = "0000000000000000000000000000000000000000000000000000000000000000";
+    int deferred = !parent_hash;
+    if (deferred)
+        parent_hash = zeros;
     for (int i = 0; i < 65; i++) {
-        char c = parent_hash ? parent_hash[i] : '\0';
+        char c = parent_hash[i];
         if (i == 64) {
             if (c != '\0')
                 return wd__error(WD_EUSAGE, "parent hash is not 64 hex digits");
@@ -1607,6 +1672,7 @@ int wd__wdelta_writer_begin(wd__wdelta_writer **out, const char *path, int versi
     if (!w)
         return WD_NOMEM();
     w->fd = -1;
+    w->deferred = deferred;
     w->version = version;
     w->count = n_tensors;
     size_t names_len = 0;
@@ -1793,9 +1859,63 @@ int wd__wdelta_writer_write(wd__wdelta_writer *w, const void *data, size_t len)
     return 0;
 }
 
+/* Where the parent hash's 64 digits sit: after the prefix and the header's
+ * opening {"parent_hash":" (the header always starts so). */
+#define PARENT_HASH_OFFSET (WD__WDELTA_PREFIX_LEN + 16)
+
+int wd__wdelta_writer_set_parent(wd__wdelta_writer *w, const char *parent_hash)
+{
+    if (w->failed)
+        return w->failed;
+    if (!w->deferred)
+        return w_fail(w, wd__error(WD_EUSAGE, ".wdelta writer: parent hash already given"));
+    char ph[64];
+    for (int i = 0; i < 64; i++) {
+        char c = parent_hash[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return w_fail(w, wd__error(WD_EUSAGE, "parent hash is not 64 hex digits"));
+        ph[i] = c;
+    }
+    if (parent_hash[64] != '\0')
+        return w_fail(w, wd__error(WD_EUSAGE, "parent hash is not 64 hex digits"));
+    /* The prefix and the header's start are written before any record, so
+     * after this flush the placeholder is in the file. */
+    int rc = w_flush(w);
+    ssize_t n = rc ? 0 : pwrite(w->fd, ph, sizeof ph, PARENT_HASH_OFFSET);
+    if (!rc && n != (ssize_t)sizeof ph)
+        rc = wd__error_errno(WD_EIO, "cannot write .wdelta file");
+    /* Hash the file so far back from the (page-cached) temporary file; from
+     * here on w_put hashes as it writes. buf: IO_BUF_SIZE bytes. */
+    unsigned char *buf = rc ? NULL : malloc(IO_BUF_SIZE);
+    if (!rc && !buf)
+        rc = WD_NOMEM();
+    for (uint64_t off = 0; !rc && off < w->written;) {
+        size_t want = w->written - off < IO_BUF_SIZE ? (size_t)(w->written - off) : IO_BUF_SIZE;
+        ssize_t got = pread(w->fd, buf, want, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            rc = got < 0 ? wd__error_errno(WD_EIO, "cannot read back '%s'", w->tmp_path)
+                         : wd__error(WD_EIO, "cannot read back '%s': file shrank", w->tmp_path);
+            break;
+        }
+        wd__sha256_update(w->sha, buf, (size_t)got);
+        off += (uint64_t)got;
+    }
+    free(buf);
+    if (rc)
+        return w_fail(w, rc);
+    w->deferred = 0;
+    return 0;
+}
+
 int wd__wdelta_writer_finish(wd__wdelta_writer *w)
 {
     int rc = w->failed;
+    if (!rc && w->deferred)
+        rc = wd__error(WD_EUSAGE, ".wdelta writer: parent hash never given");
     if (!rc && (w->in_record || w->cur < w->count)) {
         size_t ti = 0;
         int f = 0;

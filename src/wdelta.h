@@ -149,6 +149,19 @@ typedef struct wd__wdelta wd__wdelta;
  * message), WD_ENOTFOUND / WD_EIO (cannot open or read), WD_ENOMEM. */
 int wd__wdelta_open(wd__wdelta **out, const char *path);
 
+/* wd__wdelta_open, but with WD__WDELTA_OPEN_NO_CHECKSUM the file's SHA-256
+ * is not checked (it still is when the file fails to parse, whose checksum
+ * mismatch is then reported, as wd__wdelta_open would): the caller checks it
+ * with wd__wdelta_verify_checksum, e.g. on another thread while it reads the
+ * file (the readers validate everything they use, so a damaged file is
+ * refused either way; which error wins is the caller's business). */
+#define WD__WDELTA_OPEN_NO_CHECKSUM 1u
+int wd__wdelta_open_ex(wd__wdelta **out, const char *path, unsigned flags);
+/* The checksum check wd__wdelta_open makes, with its errors. Reads the file
+ * through pread and its own 64 KiB buffer, so it may run on one thread while
+ * others read the same handle. */
+int wd__wdelta_verify_checksum(const wd__wdelta *d);
+
 /* Same as wd__wdelta_open over a buffer in memory, which is borrowed: it
  * must stay valid and unchanged until wd__wdelta_close. (Fuzzing, tests.) */
 int wd__wdelta_open_mem(wd__wdelta **out, const void *data, size_t size);
@@ -242,7 +255,8 @@ typedef struct wd__wdelta_writer wd__wdelta_writer;
  *   parent_hash covers the tensors in record order, so the caller that
  *   hashed them knows it);
  * and within a tensor its strategy's canonical field order. parent_hash is
- * 64 hex digits (written lowercase). Returns 0 with *out the caller's, to be
+ * 64 hex digits (written lowercase), or NULL when the caller gives it later
+ * through wd__wdelta_writer_set_parent (before finish). Returns 0 with *out the caller's, to be
  * ended with wd__wdelta_writer_finish or _abort; on error nothing is left
  * on disk. Errors: WD_EUSAGE (bad arguments), WD_EIO, WD_ENOMEM. */
 int wd__wdelta_writer_begin(wd__wdelta_writer **out, const char *path, int version,
@@ -270,6 +284,12 @@ int wd__wdelta_writer_record(wd__wdelta_writer *w, const char *name, size_t name
  * many pieces as the caller likes; more than the record holds is WD_EUSAGE.
  * Bytes are buffered in a 64 KiB buffer, hashed and written. */
 int wd__wdelta_writer_write(wd__wdelta_writer *w, const void *data, size_t len);
+
+/* For a writer begun without a parent hash: puts parent_hash (64 hex
+ * digits) in the header, then hashes what was written so far by reading it
+ * back (the file's checksum covers the header first). Callable at any point
+ * before finish, once. Errors: WD_EUSAGE, WD_EIO, WD_ENOMEM. */
+int wd__wdelta_writer_set_parent(wd__wdelta_writer *w, const char *parent_hash);
 
 /* Checks that every record is complete, appends the SHA-256, flushes, fsyncs
  * and renames the temporary file onto path. Always frees w; on any error

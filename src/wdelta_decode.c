@@ -85,6 +85,30 @@ static int refill(wd__wdelta_dec *td)
     return rc;
 }
 
+int wd__wdelta_dec_seek(wd__wdelta_dec *td, uint64_t b)
+{
+    if (!td->fi) /* quantized: nothing carried from piece to piece */
+        return 0;
+    /* the first entry with index >= b, by binary search over the file's
+     * index array (about log2(entries) reads of one index each) */
+    uint64_t lo = 0, hi = td->total;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        uint8_t v[8];
+        int rc = wd__wdelta_pread(td->d, td->fi, mid * td->isz, v, td->isz);
+        if (rc)
+            return rc;
+        if ((uint64_t)wd__idx_at(v, td->isz, 0) < b) /* negative: refused when collected */
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    td->fetched = td->used = lo;
+    td->blen = td->bpos = 0;
+    td->prev = -1;
+    return 0;
+}
+
 /* Gathers the entries in [b, e) into pi/pv, indices made relative to origin
  * (<= b). Pieces must come in increasing order and cover the tensor. */
 static int collect(wd__wdelta_dec *td, uint64_t b, uint64_t e, uint64_t origin)

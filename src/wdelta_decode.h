@@ -41,6 +41,16 @@ typedef struct {
 int wd__wdelta_dec_init(wd__wdelta_dec *td, const wd__wdelta *d, const wd__wdelta_tensor *t);
 void wd__wdelta_dec_free(wd__wdelta_dec *td);
 
+/* Repositions td so that the next piece may start at element b (a multiple
+ * of 8) instead of where the last one ended, so that one tensor's pieces can
+ * be decoded by several decoders, in any order. The sorted entries are
+ * found by binary search, which assumes they are sorted: the order is only
+ * checked inside each piece, so a caller decoding a tensor in pieces must
+ * check that the pieces' entry ranges [start, td->used after the piece)
+ * chain up from 0 to the entry count, and the next apply's first entry is
+ * td->used as set here. */
+int wd__wdelta_dec_seek(wd__wdelta_dec *td, uint64_t b);
+
 /* Adds the delta of elements [b, b + cnt) to buf, which holds their float32
  * base values; b is a multiple of 8, cnt at most WD__DEC_PIECE, and pieces
  * come in increasing order. With d == NULL the delta goes in place

@@ -203,7 +203,9 @@ static void test_fixtures_read(void)
 /* Writes d back through the writer (records copied in pieces of 'piece'
  * bytes) to out. With scratch, the header entries are rebuilt the way a
  * caller without a source file would (wd__wdelta_tensor_fill_ex from the
- * tensor's facts and options only), mem_order choosing save_delta's order. */
+ * tensor's facts and options only), mem_order choosing save_delta's order,
+ * and the parent hash is given late (wd__wdelta_writer_set_parent, as
+ * save-delta does): after the first record (piece 7) or before finish. */
 static int copy_wdelta(const wd__wdelta *d, const char *out, size_t piece, int scratch,
                        int mem_order)
 {
@@ -230,8 +232,10 @@ static int copy_wdelta(const wd__wdelta *d, const char *out, size_t piece, int s
         memcpy(t->field, src->field, sizeof t->field); /* where the arrays are */
     }
     wd__wdelta_writer *w;
-    int rc = wd__wdelta_writer_begin(&w, out, wd__wdelta_version(d), wd__wdelta_parent_hash(d),
+    int rc = wd__wdelta_writer_begin(&w, out, wd__wdelta_version(d),
+                                     scratch ? NULL : wd__wdelta_parent_hash(d),
                                      wd__wdelta_strategy(d), ts, n);
+    int late = scratch;
     if (rc) {
         free(ts);
         return rc;
@@ -249,7 +253,13 @@ static int copy_wdelta(const wd__wdelta *d, const char *out, size_t piece, int s
             if (!rc)
                 rc = wd__wdelta_writer_write(w, buf, len);
         }
+        if (!rc && late && piece == 7) {
+            rc = wd__wdelta_writer_set_parent(w, wd__wdelta_parent_hash(d));
+            late = 0;
+        }
     }
+    if (!rc && late)
+        rc = wd__wdelta_writer_set_parent(w, wd__wdelta_parent_hash(d));
     free(buf);
     free(ts);
     if (rc) {
@@ -288,6 +298,35 @@ static void test_round_trip(void)
         }
         wd__wdelta_close(d);
     }
+}
+
+/* A writer begun without a parent hash must get it exactly once. */
+static void test_late_parent(void)
+{
+    static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    char out[600];
+    snprintf(out, sizeof out, "%s/late.wdelta", tmpdir);
+    wd__wdelta_tensor t = {.name = (char *)(uintptr_t)"w", .name_len = 1,
+                           .strategy = WD__WS_SPARSE, .ndim = 1, .shape = {4}, .sparsity = 0.5};
+    CHECK_RC(wd__wdelta_tensor_fill_ex(&t, 2, 0), 0);
+    wd__wdelta_writer *w = NULL;
+    CHECK_RC(wd__wdelta_writer_begin(&w, out, 2, NULL, WD__WS_SPARSE, &t, 1), 0);
+    if (w)
+        CHECK_RC(wd__wdelta_writer_finish(w), WD_EUSAGE); /* never given */
+    w = NULL;
+    CHECK_RC(wd__wdelta_writer_begin(&w, out, 2, NULL, WD__WS_SPARSE, &t, 1), 0);
+    if (w) {
+        CHECK_RC(wd__wdelta_writer_set_parent(w, "xyz"), WD_EUSAGE);
+        wd__wdelta_writer_abort(w);
+    }
+    w = NULL;
+    CHECK_RC(wd__wdelta_writer_begin(&w, out, 2, NULL, WD__WS_SPARSE, &t, 1), 0);
+    if (w) {
+        CHECK_RC(wd__wdelta_writer_set_parent(w, zeros), 0);
+        CHECK_RC(wd__wdelta_writer_set_parent(w, zeros), WD_EUSAGE); /* twice */
+        wd__wdelta_writer_abort(w);
+    }
+    CHECK(access(out, F_OK) != 0);
 }
 
 static void test_bad_fixtures(void)
@@ -1048,6 +1087,7 @@ int main(void)
     }
     test_fixtures_read();
     test_round_trip();
+    test_late_parent();
     test_bad_fixtures();
     test_hostile();
     test_check_indices();
