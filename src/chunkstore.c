@@ -5,6 +5,7 @@
 #include "chunkstore.h"
 
 #include <string.h>
+#include <time.h>
 #include <zstd.h>
 
 #include "codec_rans.h"
@@ -180,6 +181,20 @@ int wd__chunk_decompress(void *zctx, int codec, const void *data, size_t len, ui
     return 0;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int wd__chunk_batch_tick(wd_chunk_batch *b)
+{
+    if (b->in_tx && now_ns() - b->tx_started_ns >= (uint64_t)WD_CHUNK_BATCH_MS * 1000000u)
+        return wd__chunk_batch_flush(b);
+    return 0;
+}
+
 int wd__chunk_batch_put(void *batch, const uint8_t id[WD_HASH_SIZE], uint64_t raw_size, int codec,
                         const void *data, size_t len)
 {
@@ -190,6 +205,7 @@ int wd__chunk_batch_put(void *batch, const uint8_t id[WD_HASH_SIZE], uint64_t ra
             return rc;
         b->in_tx = 1;
         b->tx_bytes = 0;
+        b->tx_started_ns = now_ns();
     }
     if ((rc = b->cs->ops->put(b->cs, id, raw_size, codec, data, len, &added)))
         return rc;

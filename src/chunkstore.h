@@ -72,6 +72,7 @@ typedef struct {
     wd_chunkstore *cs;
     int in_tx;
     uint64_t tx_bytes;
+    uint64_t tx_started_ns; /* CLOCK_MONOTONIC when the open group began */
     uint64_t new_bytes; /* compressed bytes of chunks that were new */
 } wd_chunk_batch;
 
@@ -80,6 +81,12 @@ int wd__chunk_batch_put(void *batch, const uint8_t id[WD_HASH_SIZE], uint64_t ra
                         const void *data, size_t len);
 /* Commits the open group, if any. */
 int wd__chunk_batch_flush(wd_chunk_batch *b);
+/* Commits the open group if it has been open for WD_CHUNK_BATCH_MS or
+ * more: what a pipeline calls between batches, so the lock is never held
+ * much longer than that, while a model of many tiny tensors does not pay a
+ * commit per batch of a few pieces. */
+#define WD_CHUNK_BATCH_MS 20
+int wd__chunk_batch_tick(wd_chunk_batch *b);
 /* Rolls the open group back (failure paths). */
 void wd__chunk_batch_abort(wd_chunk_batch *b);
 

@@ -144,6 +144,7 @@ int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db)
         return rc;
     }
     sqlite3_busy_timeout(s->lookup_db, 30000);
+
     rc = wd__db_prepare(db, &s->has, "SELECT 1 FROM chunk WHERE id = ?1");
     if (!rc)
         rc = wd__db_prepare(db, &s->put,

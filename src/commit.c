@@ -70,6 +70,10 @@ typedef struct {
     int codec;
 } job;
 
+/* Below this many raw bytes a chunk is compressed without asking the store
+ * first whether it has it. */
+#define WD_SMALL_CHUNK (64u << 10)
+
 typedef struct {
     ZSTD_CCtx *cctx;
     wd_piece_scratch *ps;
@@ -117,8 +121,11 @@ static int encode_job(void *ctxp, size_t i, int worker)
     }
     j->enc.len = len;
     wd__sha256(j->enc.data, len, j->id);
+    /* Skip compressing a chunk the store already has (a re-commit costs a
+     * read-transform-hash pass only). Small chunks are compressed anyway:
+     * the lookup costs more than they do, and the put finds them present. */
     wd_chunkstore *cs = ctx->repo->store;
-    if ((rc = cs->ops->stored_size(cs, j->id, &j->existing)) || j->existing)
+    if (len >= WD_SMALL_CHUNK && ((rc = cs->ops->stored_size(cs, j->id, &j->existing)) || j->existing))
         return rc;
     /* Multi-byte elements were split into planes of nelem bytes: compress
      * each plane on its own. */
@@ -377,7 +384,7 @@ typedef struct {
  * batch as it stores it, with no second read of the model. (File order
  * would read more sequentially, but page-cache preads barely care, and the
  * hash would then need a read of its own.) */
-static void fill_batch(fill_state *fs, batch_ctx *b, size_t cap)
+static void fill_batch(fill_state *fs, batch_ctx *b, size_t cap, size_t big_cap)
 {
     b->n_jobs = 0;
     while (b->n_jobs < cap && fs->ti < fs->n_tensors) {
@@ -397,11 +404,16 @@ static void fill_batch(fill_state *fs, batch_ctx *b, size_t cap)
             fs->next_k = 0;
             continue;
         }
+        uint64_t left = nelem - fs->next_k * wt->chunk_elems;
+        size_t n = (size_t)(left < wt->chunk_elems ? left : wt->chunk_elems);
+        /* Only the first big_cap job slots ever hold a big piece, so the
+         * buffers of the others stay small (see the caller). */
+        if (n * wd__dtype_size(wt->src->t->dtype) > WD_SMALL_CHUNK && b->n_jobs >= big_cap)
+            break;
         job *j = &b->jobs[b->n_jobs++];
         j->wt = wt;
         j->k = fs->next_k++;
-        uint64_t left = nelem - j->k * wt->chunk_elems;
-        j->nelem = (size_t)(left < wt->chunk_elems ? left : wt->chunk_elems);
+        j->nelem = n;
         j->existing = 0;
     }
 }
@@ -498,12 +510,14 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     int nworkers = wd__pool_size(pool);
     if ((rc = scratch_new(&scr, nworkers)))
         goto done;
-    /* Two pieces per worker slot in each of two batches keep everyone busy
-     * while bounding memory to about 4 x slots x (encoded + compressed +
-     * lineage) chunks; at most 64 pieces a batch on big machines. */
-    batch_cap = (size_t)nworkers * 2;
-    if (batch_cap > 64)
-        batch_cap = 64;
+    /* A batch holds two big pieces per worker slot, which keeps everyone
+     * busy while bounding memory to about 4 x slots x (raw + encoded +
+     * compressed) MiB; pieces of at most WD_SMALL_CHUNK bytes fill up to 64
+     * slots, so a model of many tiny tensors does not pay a pool round trip
+     * per couple of them (the raw buffers are allocated at 1 MiB, but slots
+     * past the big ones only ever touch 64 KiB of theirs). */
+    batch_cap = 64;
+    size_t big_cap = (size_t)nworkers * 2 < 64 ? (size_t)nworkers * 2 : 64;
     if (!(jobs = calloc(2 * batch_cap, sizeof *jobs))) {
         rc = WD_NOMEM();
         goto done;
@@ -558,12 +572,12 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
                        {repo, f, w.level, jobs + batch_cap, 0, scr, nworkers}};
     fill_state fs = {wts, f->n_tensors, 0, 0, model_hasher != NULL};
     int cur = 0;
-    fill_batch(&fs, &bc[cur], batch_cap);
+    fill_batch(&fs, &bc[cur], batch_cap, big_cap);
     if (bc[cur].n_jobs)
         wd__pool_start(pool, bc[cur].n_jobs, encode_job, &bc[cur]);
     while (!rc && bc[cur].n_jobs) {
         int nxt = !cur;
-        fill_batch(&fs, &bc[nxt], batch_cap);
+        fill_batch(&fs, &bc[nxt], batch_cap, big_cap);
         if ((rc = wd__pool_wait(pool)))
             break;
         if (bc[nxt].n_jobs)
@@ -592,10 +606,10 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
                 j->wt->all_zero = 0;
             w.done += j->enc.len;
         }
-        /* Commit the chunks now: an open group would keep the write lock
-         * while the workers encode the next batch. */
+        /* An open group keeps the write lock while the workers encode the
+         * next batch: commit it once it has been open a few milliseconds. */
         if (!rc)
-            rc = wd__chunk_batch_flush(&w.batch);
+            rc = wd__chunk_batch_tick(&w.batch);
         progress(&w);
         if (rc) {
             wd__pool_wait(pool);
