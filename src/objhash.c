@@ -48,7 +48,13 @@ typedef struct {
 /* Fills jobs[0 .. cap) with the next pieces in walk order and returns how
  * many, in *n. A tensor's first job carries its name into the hash; an
  * empty tensor is one job with no piece (k == UINT64_MAX). */
-static int fill(walk *w, hjob *jobs, size_t cap, int with_f32, const wd_walk_opts *o, size_t *n)
+/* Small pieces (at most SMALL_ELEMS elements: 64 KiB native for 1-byte
+ * types, 256 KiB as float32, 512 KiB for 8-byte types) may use any job slot;
+ * larger ones only the first big_cap slots, the ones with full-size
+ * buffers. */
+#define SMALL_ELEMS ((size_t)1 << 16)
+
+static int fill(walk *w, hjob *jobs, size_t cap, size_t big_cap, int with_f32, const wd_walk_opts *o, size_t *n)
 {
     *n = 0;
     while (*n < cap) {
@@ -63,6 +69,9 @@ static int fill(walk *w, hjob *jobs, size_t cap, int with_f32, const wd_walk_opt
         }
         const wd_stored_tensor *t = w->cur;
         uint64_t npieces = (t->nelem + t->chunk_elems - 1) / t->chunk_elems;
+        uint64_t left = t->nelem - (w->k < npieces ? w->k * t->chunk_elems : 0);
+        if (npieces && left > SMALL_ELEMS && t->chunk_elems > SMALL_ELEMS && *n >= big_cap)
+            return 0;
         hjob *j = &jobs[*n];
         j->t = t;
         j->want_f32 = o->f32_for ? o->f32_for(o->ud, t) : with_f32 && (!o->lossy_only_f32 || t->lossy);
@@ -114,9 +123,10 @@ int wd__object_walk(wd_repo *repo, const wd_object *obj, const wd_walk_opts *o, 
     /* float32 pieces are needed for the chain hash or a caller's conversion */
     int need_f32 = f32_hash != NULL || o->f32_for != NULL;
     int nslots = pool ? wd__pool_size(pool) : 1;
-    /* Pieces in flight: two batches of one per worker slot, each piece at
-     * most 4 MiB as float32 and 1 MiB native. */
-    size_t cap = (size_t)nslots;
+    /* Pieces in flight: two batches of one big piece per worker slot (4 MiB
+     * as float32, 1 MiB native each), or up to 64 small ones, so a model of
+     * many tiny tensors does not pay a pool round trip per few of them. */
+    size_t big_cap = (size_t)nslots < 64 ? (size_t)nslots : 64, cap = 64;
     hjob *jobs = calloc(2 * cap, sizeof *jobs);
     wd_piece_scratch **ps = calloc((size_t)nslots, sizeof *ps);
     wd_sha256 *hn = NULL, *hf = NULL;
@@ -124,9 +134,10 @@ int wd__object_walk(wd_repo *repo, const wd_object *obj, const wd_walk_opts *o, 
     for (int i = 0; !rc && i < nslots; i++)
         rc = wd__piece_scratch_new(&ps[i]);
     for (size_t i = 0; !rc && i < 2 * cap; i++) {
-        jobs[i].nat = malloc(WD_CHUNK_TARGET);
+        size_t elems = i % cap < big_cap ? WD_CHUNK_TARGET : SMALL_ELEMS;
+        jobs[i].nat = malloc(i % cap < big_cap ? WD_CHUNK_TARGET : SMALL_ELEMS * 8);
         if (need_f32)
-            jobs[i].f32 = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
+            jobs[i].f32 = malloc(elems * sizeof(float));
         if (!jobs[i].nat || (need_f32 && !jobs[i].f32))
             rc = WD_NOMEM();
     }
@@ -141,7 +152,7 @@ int wd__object_walk(wd_repo *repo, const wd_object *obj, const wd_walk_opts *o, 
     size_t nb[2] = {0, 0};
     int cur = 0, running = 0;
     if (!rc)
-        rc = fill(&w, bt[cur].jobs, cap, f32_hash != NULL, o, &nb[cur]);
+        rc = fill(&w, bt[cur].jobs, cap, big_cap, f32_hash != NULL, o, &nb[cur]);
     if (!rc && nb[cur]) {
         if (pool) {
             wd__pool_start(pool, nb[cur], decode_job, &bt[cur]);
@@ -159,7 +170,7 @@ int wd__object_walk(wd_repo *repo, const wd_object *obj, const wd_walk_opts *o, 
         }
         /* bt[cur] is decoded: start the next batch, then hash this one. */
         int nxt = !cur;
-        if ((rc = fill(&w, bt[nxt].jobs, cap, f32_hash != NULL, o, &nb[nxt])))
+        if ((rc = fill(&w, bt[nxt].jobs, cap, big_cap, f32_hash != NULL, o, &nb[nxt])))
             break;
         if (nb[nxt] && pool) {
             wd__pool_start(pool, nb[nxt], decode_job, &bt[nxt]);
