@@ -427,12 +427,12 @@ static int lossy_candidate(const wd_st_tensor *t, const wd_stored_tensor *pt)
            !memcmp(pt->shape, t->shape, sizeof(uint64_t) * (size_t)t->ndim);
 }
 
-/* The hashes of what checkout will write for a lossy commit, computed from
+/* The model hash of what checkout will write for a lossy commit, computed from
  * the stored chunks (all committed by now) before the final transaction, so
  * the write lock is never held while decoding: the object is assembled in
  * memory from the work, its tensors borrowing the work's chunks and arrays. */
 static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, work_tensor *wts,
-                              uint8_t model_hash[WD_HASH_SIZE], uint8_t f32_hash[WD_HASH_SIZE], int *n_f32)
+                              uint8_t model_hash[WD_HASH_SIZE])
 {
     wd_object obj;
     memset(&obj, 0, sizeof obj);
@@ -460,8 +460,7 @@ static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, 
         t->parent = wt->parent;
     }
     if (!rc)
-        rc = wd__object_walk(repo, &obj, &(wd_walk_opts){.pool = pool, .lossy_only_f32 = 1}, model_hash, f32_hash,
-                             f32_hash ? n_f32 : NULL);
+        rc = wd__object_walk(repo, &obj, &(wd_walk_opts){.pool = pool}, model_hash, NULL, NULL);
     for (size_t i = 0; obj.tensors && i < f->n_tensors; i++)
         free(obj.tensors[i].name);
     free(obj.tensors);
@@ -702,12 +701,11 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     if (rc)
         goto done;
 
-    int n_f32 = 0;
     /* Only the model hash: the float32 chain hash (what a deltatensors file
      * built on this delta names as parent_hash) would double the hashing
      * of every lossy commit for a rare use, and import and export compute
      * it on the pool when a file needs it. */
-    if (lossy_strategy >= 0 && (rc = seal_before_insert(repo, pool, f, wts, model_hash, NULL, &n_f32)))
+    if (lossy_strategy >= 0 && (rc = seal_before_insert(repo, pool, f, wts, model_hash)))
         goto done;
 
     res->n_tensors = f->n_tensors;
