@@ -130,12 +130,14 @@ int wd__db_open(sqlite3 **out, const char *path, int readonly, int create)
      * command, which then left nothing half-visible. */
     if (!rc)
         rc = wd__db_exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
-    /* A 32 MiB page cache (SQLite's default is 2 MiB, 31 of our 64 KiB
+    /* An 8 MiB page cache (SQLite's default is 2 MiB, 31 of our 64 KiB
      * pages): a command looks up one chunk id per tensor piece, and with
      * hundreds of thousands of small tensors the chunk index no longer fits
-     * the default, so nearly every lookup re-read index pages. */
+     * the default, so nearly every lookup re-read index pages. 32 MiB was
+     * measured no faster on 320k tensors and cost 31 MB of peak RSS on
+     * every command. */
     if (!rc)
-        rc = wd__db_exec(db, "PRAGMA cache_size = -32768");
+        rc = wd__db_exec(db, "PRAGMA cache_size = -8192");
     if (!rc && !readonly)
         rc = migrate(db);
     if (!rc && readonly) {
