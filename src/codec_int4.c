@@ -172,6 +172,8 @@ typedef struct {
     const quantizer *qz;
     const float *lut;
     double *err2, *max_abs; /* per unit */
+    uint8_t *qbuf;          /* layout 2: one unit's codes per worker slot */
+    size_t qbuf_len;
 } int4_ctx;
 
 static int outlier_grow(outlier_unit *s)
@@ -211,9 +213,14 @@ static int outlier_unit_fn(void *p, size_t u, int worker, const float *d, uint64
     s->have = s->nan_seen = 0;
     s->mn = s->mx = s->nan_val = 0;
     uint32_t thr = c->cut.thr;
+    /* ||d||^2 in four accumulators: one chain of dependent double adds
+     * would set the pace of the whole loop */
+    double acc[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < count; i++)
+        acc[i & 3] += (double)d[i] * d[i];
+    s->norm2 = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     for (size_t i = 0; i < count; i++) {
         float x = d[i];
-        s->norm2 += (double)x * x;
         uint32_t key = wd__abs_key(x);
         if (key >= thr) {
             if (s->n == s->cap && outlier_grow(s))
@@ -236,11 +243,65 @@ static int outlier_unit_fn(void *p, size_t u, int worker, const float *d, uint64
 }
 
 /* Pass B of one unit: its codes, and how far the decoded values are off. */
+/* Layout 2 with a real scale, the common case: codes for every position go
+ * to the worker's qbuf in a branch-light loop between outliers, then are
+ * packed two a byte (only the unit's first and last byte can be shared with
+ * a neighbouring unit). The squared errors go to four accumulators, so the
+ * loop is not one long chain of dependent double additions. */
+static int code_unit_fast(int4_ctx *c, size_t u, int worker, const float *d, uint64_t begin, size_t count)
+{
+    const wd_int4_delta *e = c->e;
+    const quantizer *qz = c->qz;
+    const float *lut = c->lut;
+    uint8_t *qbuf = c->qbuf + (size_t)worker * c->qbuf_len;
+    uint64_t n_out = e->n_outliers;
+    uint64_t j = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, n_out, begin);
+    uint64_t end = begin + count;
+    double acc[4] = {0, 0, 0, 0}, max_abs = 0;
+    size_t i = 0;
+    while (i < count) {
+        uint64_t next = j < n_out ? (uint64_t)wd__idx_at(e->outlier_idx, e->idx_bytes, j) : UINT64_MAX;
+        size_t stop = next < end ? (size_t)(next - begin) : count;
+        for (; i < stop; i++) {
+            float x = d[i];
+            uint8_t q = clip_code((x - qz->zp) / qz->scale);
+            qbuf[i] = q;
+            double err = fabs((double)lut[q] - x);
+            acc[i & 3] += err * err;
+            if (err > max_abs || isnan(err))
+                max_abs = err;
+        }
+        if (i < count) { /* an outlier: its code is written too, its value is its own */
+            float x = d[i];
+            qbuf[i] = clip_code((x - qz->zp) / qz->scale);
+            double err = fabs((double)wd__f16_to_f32(e->outlier_vals[j++]) - x);
+            acc[i & 3] += err * err;
+            if (err > max_abs || isnan(err))
+                max_abs = err;
+            i++;
+        }
+    }
+    uint8_t *packed = e->packed;
+    size_t k = 0;
+    if (count && (begin & 1)) { /* a low nibble in a byte the unit before fills too */
+        __atomic_fetch_or(&packed[begin >> 1], qbuf[0], __ATOMIC_RELAXED);
+        k = 1;
+    }
+    for (; k + 1 < count; k += 2)
+        packed[(begin + k) >> 1] = (uint8_t)(qbuf[k] << 4 | qbuf[k + 1]);
+    if (k < count) /* a high nibble in a byte the unit after fills too */
+        __atomic_fetch_or(&packed[(begin + k) >> 1], (uint8_t)(qbuf[k] << 4), __ATOMIC_RELAXED);
+    c->err2[u] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    c->max_abs[u] = max_abs;
+    return 0;
+}
+
 static int code_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
 {
-    (void)worker;
     int4_ctx *c = p;
     const wd_int4_delta *e = c->e;
+    if (e->layout == 2 && !c->qz->zero_codes && c->qbuf)
+        return code_unit_fast(c, u, worker, d, begin, count);
     uint64_t n_out = e->n_outliers;
     uint64_t j = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, n_out, begin);
     uint64_t code_pos = e->layout == 2 ? begin : begin - j;
@@ -406,6 +467,11 @@ int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_
     c.e = out;
     c.qz = &qz;
     c.lut = lut;
+    c.qbuf_len = r.chunk;
+    if (layout == 2 && !(c.qbuf = malloc((size_t)r.nworkers * r.chunk))) {
+        rc = WD_NOMEM();
+        goto done;
+    }
     if ((rc = wd__reader_run(&r, 0, units, NULL, NULL, code_unit_fn, &c)))
         goto done;
     double err2 = 0, max_abs = 0;
@@ -424,6 +490,7 @@ done:
     free(c.units);
     free(c.err2);
     free(c.max_abs);
+    free(c.qbuf);
     wd__reader_free(&r);
     if (rc)
         wd__int4_clear(out);

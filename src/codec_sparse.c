@@ -125,9 +125,12 @@ static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_
     s->n = 0;
     s->norm2 = s->err2 = s->max_abs = 0;
     uint32_t thr = c->cut.thr;
+    double acc[4] = {0, 0, 0, 0}; /* ||d||^2 without one long chain of adds */
+    for (size_t i = 0; i < count; i++)
+        acc[i & 3] += (double)d[i] * d[i];
+    s->norm2 = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     for (size_t i = 0; i < count; i++) {
         double x = d[i];
-        s->norm2 += x * x;
         uint32_t key = wd__abs_key(d[i]);
         if (key >= thr) {
             if (s->n == s->cap && sparse_grow(s, s->n + 1))
