@@ -9,13 +9,15 @@
  * uses -ffp-contract=off, and FLT_EVAL_METHOD must be 0). The formulas are
  * spelled out at each function below and in codec_*.c.
  *
- * Memory: an encoder holds one chunk of float32 deltas (src->chunk elements,
- * 4 MiB by default; a tensor that fits in one chunk is read once and kept),
- * a 512 KiB histogram (top-k) or 32 KiB block buffer (quantized), plus its
- * outputs, which are the encoded arrays themselves: k indices + k values
- * (sparse, 12 bytes an entry), n/8 sign bytes + one float16 per row
- * (quantized), n/2 code bytes + the outliers (int4). A decoder holds nothing
- * but the encoded arrays the caller passes in.
+ * Memory: an encoder holds one chunk of float32 deltas per worker slot
+ * (src->chunk elements, 4 MiB by default) or the whole tensor when it is at
+ * most src->cache_elems, a 512 KiB histogram per slot (top-k), the kept
+ * entries of a batch of units (2 per slot; sparse streams them out through
+ * wd__sparse_encode_stream), plus its outputs where it returns arrays:
+ * k indices + k values (wd__sparse_encode, 12 bytes an entry), n/8 sign
+ * bytes + one float16 per row (quantized), n/2 code bytes + the outliers
+ * (int4). A decoder holds nothing but the encoded arrays the caller passes
+ * in.
  *
  * Arrays are host-order, which must be little-endian (the .wdelta byte order),
  * so arrays read from a file are used as they are; like any C array they must
@@ -151,6 +153,11 @@ typedef struct {
  * order, so the cut does not depend on the pool). Which of several equal keys at the cut are taken
  * is unspecified in deltatensors (introselect); here it is the first ones. */
 int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k);
+
+/* Grows the parallel arrays a unit collects its entries at or above a cut
+ * in (positions, values, tie marks) to hold at least want entries,
+ * doubling from 4096; *cap is updated only on success. */
+int wd__entries_grow(int64_t **idx, float **val, uint8_t **tie, size_t *cap, size_t want);
 
 /* Applies a cut while walking the tensor in index order; *eq_seen starts at
  * 0 for each walk. */

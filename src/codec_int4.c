@@ -176,24 +176,6 @@ typedef struct {
     size_t qbuf_len;
 } int4_ctx;
 
-static int outlier_grow(outlier_unit *s)
-{
-    size_t cap = s->cap ? s->cap * 2 : 4096;
-    int64_t *i = realloc(s->idx, cap * sizeof *i);
-    if (i)
-        s->idx = i;
-    float *v = realloc(s->val, cap * sizeof *v);
-    if (v)
-        s->val = v;
-    uint8_t *t = realloc(s->tie, cap);
-    if (t)
-        s->tie = t;
-    if (!i || !v || !t)
-        return WD_NOMEM();
-    s->cap = cap;
-    return 0;
-}
-
 static void extremes_add(int *have, float *mn, float *mx, float d)
 {
     if (!*have || d <= *mn)
@@ -223,7 +205,7 @@ static int outlier_unit_fn(void *p, size_t u, int worker, const float *d, uint64
         float x = d[i];
         uint32_t key = wd__abs_key(x);
         if (key >= thr) {
-            if (s->n == s->cap && outlier_grow(s))
+            if (s->n == s->cap && wd__entries_grow(&s->idx, &s->val, &s->tie, &s->cap, s->n + 1))
                 return WD_NOMEM();
             s->idx[s->n] = (int64_t)(begin + i);
             s->val[s->n] = x;

@@ -157,6 +157,28 @@ void wd__reader_free(wd__reader *r)
 
 /* ---- Top-k by histogram passes -------------------------------------------- */
 
+int wd__entries_grow(int64_t **idx, float **val, uint8_t **tie, size_t *cap, size_t want)
+{
+    if (want <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap : 4096;
+    while (ncap < want)
+        ncap *= 2;
+    int64_t *i = realloc(*idx, ncap * sizeof *i);
+    if (i)
+        *idx = i;
+    float *v = realloc(*val, ncap * sizeof *v);
+    if (v)
+        *val = v;
+    uint8_t *t = realloc(*tie, ncap);
+    if (t)
+        *tie = t;
+    if (!i || !v || !t)
+        return WD_NOMEM();
+    *cap = ncap;
+    return 0;
+}
+
 #define HI_BITS 16 /* keys are 31 bits: 16 high bits, then 15 low bits */
 #define LO_BITS 15
 

@@ -88,28 +88,6 @@ typedef struct {
     sparse_unit *units; /* one per unit of the batch */
 } sparse_ctx;
 
-static int sparse_grow(sparse_unit *s, size_t want)
-{
-    if (want <= s->cap)
-        return 0;
-    size_t cap = s->cap ? s->cap : 4096;
-    while (cap < want)
-        cap *= 2;
-    int64_t *i = realloc(s->idx, cap * sizeof *i);
-    if (i)
-        s->idx = i;
-    float *v = realloc(s->val, cap * sizeof *v);
-    if (v)
-        s->val = v;
-    uint8_t *t = realloc(s->tie, cap);
-    if (t)
-        s->tie = t;
-    if (!i || !v || !t)
-        return WD_NOMEM();
-    s->cap = cap;
-    return 0;
-}
-
 static void max_update(double *max_abs, double e)
 {
     if (e > *max_abs || isnan(e))
@@ -133,7 +111,7 @@ static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_
         double x = d[i];
         uint32_t key = wd__abs_key(d[i]);
         if (key >= thr) {
-            if (s->n == s->cap && sparse_grow(s, s->n + 1))
+            if (s->n == s->cap && wd__entries_grow(&s->idx, &s->val, &s->tie, &s->cap, s->n + 1))
                 return WD_NOMEM();
             s->idx[s->n] = (int64_t)(begin + i);
             s->val[s->n] = d[i];
