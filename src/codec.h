@@ -158,6 +158,8 @@ int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k);
  * in (positions, values, tie marks) to hold at least want entries,
  * doubling from 4096; *cap is updated only on success. */
 int wd__entries_grow(int64_t **idx, float **val, uint8_t **tie, size_t *cap, size_t want);
+/* Frees what wd__entries_grow allocated (NULLs accepted). */
+void wd__entries_free(int64_t *idx, float *val, uint8_t *tie);
 
 /* Applies a cut while walking the tensor in index order; *eq_seen starts at
  * 0 for each walk. */

@@ -464,11 +464,8 @@ int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_
     }
     wd__fidelity_finish(fid, norm2, err2, max_abs);
 done:
-    for (size_t u = 0; c.units && u < batch; u++) {
-        free(c.units[u].idx);
-        free(c.units[u].val);
-        free(c.units[u].tie);
-    }
+    for (size_t u = 0; c.units && u < batch; u++)
+        wd__entries_free(c.units[u].idx, c.units[u].val, c.units[u].tie);
     free(c.units);
     free(c.err2);
     free(c.max_abs);

@@ -157,6 +157,13 @@ void wd__reader_free(wd__reader *r)
 
 /* ---- Top-k by histogram passes -------------------------------------------- */
 
+void wd__entries_free(int64_t *idx, float *val, uint8_t *tie)
+{
+    free(idx);
+    free(val);
+    free(tie);
+}
+
 int wd__entries_grow(int64_t **idx, float **val, uint8_t **tie, size_t *cap, size_t want)
 {
     if (want <= *cap)

@@ -196,11 +196,8 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
             *out_k = k;
     }
 done:
-    for (size_t u = 0; c.units && u < batch; u++) {
-        free(c.units[u].idx);
-        free(c.units[u].val);
-        free(c.units[u].tie);
-    }
+    for (size_t u = 0; c.units && u < batch; u++)
+        wd__entries_free(c.units[u].idx, c.units[u].val, c.units[u].tie);
     free(c.units);
     wd__reader_free(&r);
     return rc;
