@@ -26,22 +26,6 @@
 #include "repo_int.h"
 
 
-static int write_all(int fd, const void *buf, size_t len, uint64_t off, const char *path)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return wd__error_errno(WD_EIO, "cannot write '%s'", path);
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Replaces a stored shard header by one listing the tensors (ts, in data
  * order) in their written dtypes, keeping its __metadata__. */
 static int retype_header(wd_buf *header, const wd_stored_tensor **ts, size_t n, wd_out_dtype out)
@@ -125,7 +109,7 @@ static int lay_out_shard(wd_repo *repo, out_ctx *oc, const wd_stored_file *sf, i
     uint64_t hl = header.len;
     for (int i = 0; i < 8; i++)
         prefix[i] = (uint8_t)(hl >> (8 * i));
-    if ((rc = write_all(fd, prefix, 8, 0, path)) || (rc = write_all(fd, header.data, header.len, 8, path)))
+    if ((rc = wd__file_pwrite(fd, prefix, 8, 0, path)) || (rc = wd__file_pwrite(fd, header.data, header.len, 8, path)))
         goto out;
     uint64_t off = 8 + hl;
     for (size_t i = 0; i < n; i++) {
@@ -159,7 +143,7 @@ static int write_piece(void *ud, int worker, const wd_stored_tensor *t, uint64_t
         wd__from_f32(oc->conv[worker], f32, nelem, out_dt);
         nat = oc->conv[worker];
     }
-    return write_all(oc->fd[ti], nat, nelem * esz, oc->off[ti] + k * t->chunk_elems * esz, oc->path[ti]);
+    return wd__file_pwrite(oc->fd[ti], nat, nelem * esz, oc->off[ti] + k * t->chunk_elems * esz, oc->path[ti]);
 }
 
 static int converted(void *ud, const wd_stored_tensor *t)
@@ -186,7 +170,7 @@ static int write_plain(wd_repo *repo, const wd_stored_file *sf, int fd, const ch
         data.len = 0;
         if ((rc = wd__stream_read(repo, sf->chunks + i * WD_HASH_SIZE, 1, &data)))
             break;
-        rc = write_all(fd, data.data, data.len, off, path);
+        rc = wd__file_pwrite(fd, data.data, data.len, off, path);
         off += data.len;
     }
     if (!rc && off != sf->size)

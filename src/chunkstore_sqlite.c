@@ -10,6 +10,7 @@
 
 #include "db.h"
 #include "error.h"
+#include "fault.h"
 
 typedef struct {
     wd_chunkstore base;
@@ -46,6 +47,8 @@ static int st_put(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uint64_t ra
     if (rc != SQLITE_DONE)
         return wd__db_error(s->db, rc, "storing chunk");
     *out_added = sqlite3_changes(s->db) > 0;
+    if (*out_added)
+        wd__fault_point(WD_FAULT_CHUNK);
     return 0;
 }
 
@@ -103,7 +106,7 @@ static int st_stored_size(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uin
 }
 
 static int st_begin(wd_chunkstore *cs) { return wd__db_exec(((sqlite_store *)cs)->db, "BEGIN IMMEDIATE"); }
-static int st_commit(wd_chunkstore *cs) { return wd__db_exec(((sqlite_store *)cs)->db, "COMMIT"); }
+static int st_commit(wd_chunkstore *cs) { return wd__db_commit(((sqlite_store *)cs)->db); }
 static void st_rollback(wd_chunkstore *cs) { sqlite3_exec(((sqlite_store *)cs)->db, "ROLLBACK", NULL, NULL, NULL); }
 
 static void st_close(wd_chunkstore *cs)

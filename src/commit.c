@@ -733,7 +733,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
         goto done;
     }
-    if ((rc = wd__db_exec(repo->db, "COMMIT")))
+    if ((rc = wd__db_commit(repo->db)))
         goto done;
     res->already_present = exists;
     if (exists)

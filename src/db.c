@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fault.h"
 
 extern const char *const wd__schema_sql[];
 extern const size_t wd__schema_count;
@@ -54,6 +55,14 @@ int wd__db_exec(sqlite3 *db, const char *sql)
 {
     int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? 0 : wd__db_error(db, rc, "database");
+}
+
+int wd__db_commit(sqlite3 *db)
+{
+    int rc = wd__db_exec(db, "COMMIT");
+    if (!rc)
+        wd__fault_point(WD_FAULT_TXN);
+    return rc;
 }
 
 int wd__db_prepare(sqlite3 *db, sqlite3_stmt **out, const char *sql)

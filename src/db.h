@@ -17,6 +17,9 @@ void wd__db_close(sqlite3 *db);
 
 /* Runs SQL without results; maps failures to WD_* codes with a message. */
 int wd__db_exec(sqlite3 *db, const char *sql);
+/* COMMIT, and a crash point for the fault matrix (fault.h): every
+ * transaction the library commits goes through here. */
+int wd__db_commit(sqlite3 *db);
 int wd__db_prepare(sqlite3 *db, sqlite3_stmt **out, const char *sql);
 /* Converts a failed sqlite3 result code into a WD_* code and message. */
 int wd__db_error(sqlite3 *db, int sqlite_rc, const char *what);

@@ -661,7 +661,7 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
         goto done;
     }
-    if ((rc = wd__db_exec(repo->db, "COMMIT")))
+    if ((rc = wd__db_commit(repo->db)))
         goto done;
     if (out) {
         memset(out, 0, sizeof *out);

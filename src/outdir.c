@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fault.h"
 
 /* dir and name of path, refusing paths that name no folder of their own. */
 static int split_path(const char *path, char dir[PATH_MAX], char name[PATH_MAX])
@@ -144,6 +145,7 @@ int wd__file_pwrite(int fd, const void *data, size_t len, uint64_t off, const ch
             continue;
         if (k <= 0)
             return wd__error_errno(WD_EIO, "cannot write '%s'", path);
+        wd__fault_point(WD_FAULT_WRITE);
         p += k;
         off += (uint64_t)k;
         len -= (size_t)k;
@@ -160,6 +162,7 @@ int wd__file_write(int fd, const void *data, size_t len, const char *path)
             continue;
         if (k <= 0)
             return wd__error_errno(WD_EIO, "cannot write '%s'", path);
+        wd__fault_point(WD_FAULT_WRITE);
         p += k;
         len -= (size_t)k;
     }

@@ -235,5 +235,5 @@ int wd_tag(wd_repo *repo, const char *name, const char *ref)
         sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
         return rc;
     }
-    return wd__db_exec(repo->db, "COMMIT");
+    return wd__db_commit(repo->db);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fault.h"
 #include "jsonstrict.h"
 #include "hash.h"
 
@@ -1514,6 +1515,7 @@ static int full_write(int fd, const void *data, size_t len)
                 continue;
             return wd__error_errno(WD_EIO, "cannot write .wdelta file");
         }
+        wd__fault_point(WD_FAULT_WRITE);
         p += n;
         len -= (size_t)n;
     }
