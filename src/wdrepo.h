@@ -170,7 +170,8 @@ int wd_out_dtype_parse(const char *name);
  * and (for lossless objects) bytes as the folder that was stored. Builds the
  * folder beside out_dir and renames it into place, then verifies the written
  * weights against the recorded model hash. out_dir must be absent or empty
- * unless WD_CHECKOUT_FORCE. */
+ * unless WD_CHECKOUT_FORCE, and never the repository, inside it or holding
+ * it, nor the current directory or holding it ("Outputs" below). */
 int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags,
                 const wd_options *opt);
 /* wd_checkout writing tensors as out_dtype. */
@@ -312,7 +313,9 @@ int wd_save_delta_from_paths_ex(const char *out_path, const char *ft_dir, const 
  * unless WD_LOAD_NO_VERIFY; a chain link verifies when base_dir holds the
  * float32 model of the link before it. Built in a temporary folder beside
  * out_dir and renamed into place; out_dir must be absent or empty unless
- * WD_CHECKOUT_FORCE (WD_EEXISTS). Nothing is left behind on failure. */
+ * WD_CHECKOUT_FORCE (WD_EEXISTS), and may never be, contain or lie inside
+ * base_dir, contain in_path, or be or contain the current directory
+ * (WD_EUSAGE; "Outputs" below). Nothing is left behind on failure. */
 int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const char *out_dir,
                              wd_out_dtype out_dtype, unsigned flags, const wd_options *opt);
 
