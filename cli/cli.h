@@ -129,6 +129,13 @@ int cmd_hash(cli_ctx *ctx, int argc, char **argv);
  * on failure, 0 on success. */
 int cli_open_repo(cli_ctx *ctx, unsigned flags, wd_repo **out);
 
+/* ---- signals (main.c) --------------------------------------------------- */
+
+/* When SIGINT, SIGTERM or SIGHUP is being handled (its temporaries being
+ * removed before the process ends by it), waits for the end; else returns
+ * at once. Called before printing an error and before exiting. */
+void cli_signal_wait(void);
+
 /* ---- output (output.c) -------------------------------------------------- */
 
 /* Allocation that cannot fail: out of memory prints one line and exits 1

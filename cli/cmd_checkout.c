@@ -22,8 +22,9 @@ static const cli_spec spec = {
     "name) into OUT_DIR: same shard files, tensor order, dtypes, metadata and other\n"
     "files as the folder that was stored; for lossless objects every file is\n"
     "byte-identical. The written weights are verified against the recorded model\n"
-    "hash. OUT_DIR must be absent or empty unless --force. On failure nothing is\n"
-    "left behind. Prints nothing on stdout.\n",
+    "hash. OUT_DIR must be absent or empty unless --force, and is never the\n"
+    "repository, the current directory or a folder holding them. On failure or\n"
+    "interruption nothing is left behind. Prints nothing on stdout.\n",
     opts, args, 2, 2,
 };
 

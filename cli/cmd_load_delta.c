@@ -28,8 +28,9 @@ static const cli_spec spec = {
     "non-weight files. The base is first checked against the file's parent_hash;\n"
     "a chain link verifies when BASE_DIR holds the float32 model of the link\n"
     "before it (load-delta --dtype float32), else needs --no-verify. Integer tensors\n"
-    "keep their dtype. OUT_DIR must be absent or empty unless --force; on failure\n"
-    "nothing is left behind. Prints nothing on stdout.\n",
+    "keep their dtype. OUT_DIR must be absent or empty unless --force, and never\n"
+    "holds or lies inside the inputs or holds the current directory; on failure\n"
+    "or interruption nothing is left behind. Prints nothing on stdout.\n",
     opts, args, 3, 3,
 };
 

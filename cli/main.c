@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -131,11 +134,76 @@ int cli_open_repo(cli_ctx *ctx, unsigned flags, wd_repo **out)
     return CLI_EXIT_OK;
 }
 
+/* ---- signals --------------------------------------------------------------
+ * SIGINT, SIGTERM and SIGHUP are blocked in every thread (threads inherit
+ * the mask of main, which blocks them first) and taken by one thread in
+ * sigwait: it removes the temporaries the library is writing, then ends
+ * the process by the same signal with its default action, so the caller
+ * sees the conventional status (128 + N in a shell). A signal ignored when
+ * wdrepo starts (nohup, an asynchronous command of a non-interactive
+ * shell) stays ignored. */
+
+static sigset_t caught_set;
+static atomic_int caught; /* the signal being handled, 0 before */
+
+static void *signal_main(void *arg)
+{
+    (void)arg;
+    int sig = 0;
+    while (sigwait(&caught_set, &sig) != 0)
+        ;
+    atomic_store(&caught, sig);
+    wd_remove_temporaries();
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    raise(sig); /* pending on this thread until unblocked just below */
+    pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+    _exit(128 + sig); /* not reached: the default action ends the process */
+}
+
+static void signals_start(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    int n = 0;
+    sigemptyset(&caught_set);
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) {
+            sigaddset(&caught_set, sigs[i]);
+            n++;
+        }
+    }
+    if (!n || pthread_sigmask(SIG_BLOCK, &caught_set, NULL) != 0)
+        return;
+    pthread_t th;
+    if (pthread_create(&th, NULL, signal_main, NULL) != 0) {
+        pthread_sigmask(SIG_UNBLOCK, &caught_set, NULL); /* no cleanup, but Ctrl-C still works */
+        return;
+    }
+    pthread_detach(th);
+}
+
+void cli_signal_wait(void)
+{
+    /* The command may fail because the temporaries went away under it; its
+     * error would be noise, and its exit status would hide the signal's. */
+    if (atomic_load(&caught))
+        for (;;)
+            pause();
+}
+
 int main(int argc, char **argv)
 {
     cli_ctx ctx;
     int cmd_index, rc;
 
+    signals_start();
     memset(&ctx, 0, sizeof ctx);
     ctx.stdout_tty = isatty(STDOUT_FILENO);
     ctx.stderr_tty = isatty(STDERR_FILENO);
@@ -156,5 +224,6 @@ int main(int argc, char **argv)
     /* The command sees argv[0] = its own name, like a program of its own. */
     rc = c->fn(&ctx, argc - cmd_index, argv + cmd_index);
     cli_progress_clear(&ctx);
+    cli_signal_wait();
     return rc;
 }

@@ -47,6 +47,7 @@ char *cli_xstrdup(const char *s)
 void cli_errorf(cli_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;
+    cli_signal_wait();
     cli_progress_clear(ctx);
     fputs("wdrepo: ", stderr);
     va_start(ap, fmt);

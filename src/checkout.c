@@ -293,26 +293,27 @@ int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned fl
 int wd_checkout_as(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags, wd_out_dtype out_dtype,
                    const wd_options *opt)
 {
-    /* The target is checked first: a refused OUT_DIR costs no work. */
-    char tmpl[PATH_MAX];
-    int rc = wd__outdir_begin(out_dir, flags, tmpl);
+    /* The target is checked first: a refused OUT_DIR costs no work. The
+     * repository must survive any OUT_DIR, --force or not. */
+    const wd__keep keep[] = {{repo->dir, "the repository"}};
+    wd__outdir od;
+    int rc = wd__outdir_begin(&od, out_dir, flags, keep, 1);
     if (rc)
         return rc;
     uint8_t id[WD_HASH_SIZE];
     wd_object *obj = NULL;
     uint8_t written[WD_HASH_SIZE];
     if (!(rc = wd__resolve(repo, ref, id)) && !(rc = wd__object_load(repo, id, &obj)))
-        rc = write_folder(repo, obj, tmpl, out_dtype, opt, written);
+        rc = write_folder(repo, obj, od.tmp.path, out_dtype, opt, written);
     if (!rc && out_dtype == WD_OUT_ORIGINAL && memcmp(written, obj->model_hash, WD_HASH_SIZE))
         rc = hash_mismatch(written, obj->model_hash);
     /* The written shards are parsed again as a reader will: headers,
      * offsets and sizes (their data was hashed as it was written). */
     if (!rc)
-        rc = verify_folder(tmpl);
+        rc = verify_folder(od.tmp.path);
     if (!rc)
-        rc = wd__outdir_commit(tmpl, out_dir, flags);
-    if (rc)
-        wd__remove_tree(tmpl);
+        rc = wd__outdir_commit(&od);
+    wd__outdir_abort(&od);
     wd__object_free(obj);
     return rc;
 }

@@ -80,6 +80,7 @@
 #include "hash.h"
 #include "hfconfig.h"
 #include "outdir.h"
+#include "outfile.h"
 #include "lossy_encode.h"
 #include "piece.h"
 #include "pipeline.h"
@@ -551,22 +552,27 @@ static int writer_stop(wthread *x)
     return x->rc ? wd__error(x->rc, "%s", x->msg) : 0;
 }
 
-/* Writes the .wdelta of pairs[0..np) (sorted by name). from_paths selects the
+/* Writes the .wdelta of pairs[0..np) (sorted by name) to of, which it owns
+ * (committed on success, abandoned otherwise). from_paths selects the
  * folder writer's conventions (0.2.0 record order for v1, base_dtype right
  * after dtype for v2); otherwise save_delta's (sorted; base_dtype after the
- * options). */
-static int save_pairs(const char *out_path, const pair *pairs, size_t np,
+ * options). hash_out (may be NULL) gets the parent_hash. */
+static int save_pairs(wd__outfile *of, const pair *pairs, size_t np,
                       const wd_strategy_opts *so, int version, int from_paths,
-                      const wd_options *opt)
+                      char *hash_out, const wd_options *opt)
 {
     wd__strategy st;
     if (version == 0)
         version = 2;
-    if (version != 1 && version != 2)
+    if (version != 1 && version != 2) {
+        wd__outfile_abort(of);
         return wd__error(WD_EUSAGE, "unknown .wdelta format version %d (valid: 1, 2)", version);
+    }
     int rc = wd__strategy_resolve(&st, so, "sparse", WD_STRATEGY_WDELTA);
-    if (rc)
+    if (rc) {
+        wd__outfile_abort(of);
         return rc;
+    }
     int strategy = st.strategy;
     size_t *sel = calloc(np + 1, sizeof *sel), *order = calloc(np + 1, sizeof *order);
     const wd_tref **hashed = calloc(np + 1, sizeof *hashed);
@@ -626,11 +632,19 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
      * base is hashed on its own thread while the pool encodes, and the
      * writer patches the hash in as soon as it is known, then checksums
      * what it wrote so far by reading it back (deltatensors patches it in
-     * afterwards too; the bytes come out the same). */
-    if ((rc = wd__wdelta_writer_begin(&w, out_path, version, NULL, strategy, ts, n)))
+     * afterwards too; the bytes come out the same). A stream (standard
+     * output, a fifo) cannot be patched or read back: for it the base is
+     * hashed first. */
+    int stream = !wd__outfile_seekable(of);
+    char hex_first[WD_HEX_SIZE];
+    if (stream && (rc = hash_refs(hashed, n, 0, hex_first, NULL)))
+        goto done;
+    rc = wd__wdelta_writer_begin_file(&w, of, version, stream ? hex_first : NULL, strategy, ts, n);
+    of = NULL; /* the writer's now, even on error */
+    if (rc)
         goto done;
     hash_job hj = {.refs = hashed, .n = n};
-    if (pthread_create(&hj.th, NULL, hash_main, &hj)) {
+    if (!stream && pthread_create(&hj.th, NULL, hash_main, &hj)) {
         wd__wdelta_writer_abort(w);
         rc = wd__error(WD_ENOMEM, "cannot start a thread");
         goto done;
@@ -638,7 +652,7 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
     /* Records go out in tensor order (v2: ts[] is sorted by name, as the
      * writer orders them; v1: ts[] order); write_encoded checks it. */
     wthread wt = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .w = w,
-                  .ts = ts, .hj = &hj};
+                  .ts = ts, .hj = &hj, .joined = stream};
     int have_writer = !pthread_create(&wt.th, NULL, writer_main, &wt);
     if (!have_writer)
         rc = wd__error(WD_ENOMEM, "cannot start a thread");
@@ -666,7 +680,10 @@ static int save_pairs(const char *out_path, const pair *pairs, size_t np,
         wd__wdelta_writer_abort(w);
     else
         rc = wd__wdelta_writer_finish(w);
+    if (!rc && hash_out)
+        snprintf(hash_out, WD_HEX_SIZE, "%s", stream ? hex_first : hj.hex);
 done:
+    wd__outfile_abort(of);
     for (int i = 0; slots && i < nslots; i++) {
         free(slots[i].raw);
         free(slots[i].raw2);
@@ -685,10 +702,24 @@ int wd_save_delta_from_paths(const char *out_path, const char *ft_dir, const cha
                              const wd_strategy_opts *so, int format_version,
                              const wd_options *opt)
 {
+    return wd_save_delta_from_paths_ex(out_path, ft_dir, base_dir, so, format_version,
+                                       WD_OUTPUT_FORCE, NULL, opt);
+}
+
+int wd_save_delta_from_paths_ex(const char *out_path, const char *ft_dir, const char *base_dir,
+                                const wd_strategy_opts *so, int format_version, unsigned flags,
+                                char *parent_hash_out, const wd_options *opt)
+{
     wd_folder *ft = NULL, *base = NULL;
     wd_tref *fr = NULL, *br = NULL;
     pair *pairs = NULL;
-    int rc = wd__folder_open(&ft, ft_dir);
+    wd__outfile *of = NULL;
+    /* The output is checked before any work; the inputs must survive it,
+     * --force or not. */
+    const wd__keep keep[] = {{ft_dir, "the fine-tune folder"}, {base_dir, "the base folder"}};
+    int rc = wd__outfile_open(&of, out_path, flags, keep, 2);
+    if (!rc)
+        rc = wd__folder_open(&ft, ft_dir);
     if (!rc)
         rc = wd__folder_open(&base, base_dir);
     if (rc)
@@ -704,9 +735,12 @@ int wd_save_delta_from_paths(const char *out_path, const char *ft_dir, const cha
         wd__tref_folder(&fr[i], ft, i);
     for (size_t i = 0; i < base->n_tensors; i++)
         wd__tref_folder(&br[i], base, i);
-    if (!(rc = pair_up(pairs, fr, ft->n_tensors, br, base->n_tensors)))
-        rc = save_pairs(out_path, pairs, ft->n_tensors, so, format_version, 1, opt);
+    if (!(rc = pair_up(pairs, fr, ft->n_tensors, br, base->n_tensors))) {
+        rc = save_pairs(of, pairs, ft->n_tensors, so, format_version, 1, parent_hash_out, opt);
+        of = NULL;
+    }
 done:
+    wd__outfile_abort(of);
     free(fr);
     free(br);
     free(pairs);
@@ -746,14 +780,18 @@ int wd_save_delta(const char *out_path, const wd_named_tensor *ft, size_t n_ft,
                   int format_version)
 {
     wd_tref *fr = NULL, *br = NULL;
+    wd__outfile *of = NULL;
     pair *pairs = calloc(n_ft + 1, sizeof *pairs);
     int rc = pairs ? mem_refs(&fr, ft, n_ft, "fine-tune") : WD_NOMEM();
     if (!rc)
         rc = mem_refs(&br, base, n_base, "base");
     if (!rc)
         rc = pair_up(pairs, fr, n_ft, br, n_base);
+    /* deltatensors' save_delta replaces the file */
     if (!rc)
-        rc = save_pairs(out_path, pairs, n_ft, so, format_version, 0, NULL);
+        rc = wd__outfile_open(&of, out_path, WD_OUTPUT_FORCE, NULL, 0);
+    if (!rc)
+        rc = save_pairs(of, pairs, n_ft, so, format_version, 0, NULL, NULL);
     free(fr);
     free(br);
     free(pairs);
@@ -1299,18 +1337,20 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
 {
     if ((unsigned)out_dtype > WD_OUT_FLOAT16)
         return wd__error(WD_EUSAGE, "unknown output dtype %d", (int)out_dtype);
-    char tmp[PATH_MAX];
     /* The output folder is checked (and its temporary sibling made) before
-     * any work, so a refused target costs nothing. */
-    int rc = wd__outdir_begin(out_dir, flags, tmp);
+     * any work, so a refused target costs nothing. The inputs must survive
+     * any OUT_DIR, --force or not. */
+    const wd__keep keep[] = {{base_dir, "the base folder"}, {in_path, "the .wdelta file"}};
+    wd__outdir od;
+    int rc = wd__outdir_begin(&od, out_dir, flags, keep, 2);
     if (rc)
         return rc;
+    const char *tmp = od.tmp.path;
 
     wd__wdelta *d = NULL;
     wd_folder *base = NULL;
     out_item *items = NULL;
     unsigned char *mark = NULL;
-    int made_tmp = 1;
     sum_job sj = {0};
     if ((rc = wd__wdelta_open_ex(&d, in_path, WD__WDELTA_OPEN_NO_CHECKSUM)))
         goto done;
@@ -1365,13 +1405,11 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
             fsync(dfd);
             close(dfd);
         }
-        if (!(rc = wd__outdir_commit(tmp, out_dir, flags)))
-            made_tmp = 0;
+        rc = wd__outdir_commit(&od);
     }
 done:
     rc = sum_join(&sj, rc); /* joined on every path before d is closed */
-    if (made_tmp)
-        wd__remove_tree(tmp);
+    wd__outdir_abort(&od);
     free(items);
     free(mark);
     wd__folder_close(base);

@@ -23,6 +23,7 @@
 #include "hash.h"
 #include "lossy.h"
 #include "lossy_encode.h"
+#include "outfile.h"
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
@@ -329,8 +330,16 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
     wd__wdelta_writer *w = NULL;
     cJSON *rec = NULL;
     wd_pool *pool = NULL;
-    if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
+    /* The output is checked before any work; the repository must survive
+     * it, --force or not. */
+    wd__outfile *of = NULL;
+    const wd__keep keep[] = {{repo->dir, "the repository"}};
+    if ((rc = wd__outfile_open(&of, path, eo ? eo->flags : 0, keep, 1)))
         return rc;
+    if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0))) {
+        wd__outfile_abort(of);
+        return rc;
+    }
     if ((rc = wd__object_load(repo, id, &obj)) || (rc = object_row(repo, id, &strategy, &options, &wdelta)))
         goto done;
     if (wdelta && !(rec = cJSON_Parse(wdelta))) {
@@ -479,7 +488,8 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
     }
     for (size_t i = 0; i < n; i++)
         entries[i] = ots[i].entry;
-    rc = wd__wdelta_writer_begin(&w, path, version, parent_hex, target, entries, n);
+    rc = wd__wdelta_writer_begin_file(&w, of, version, parent_hex, target, entries, n);
+    of = NULL; /* the writer's now, even on error */
     free(entries);
     if (rc)
         goto done;
@@ -506,6 +516,7 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         eo->reencoded = reencoded || reencode_all;
     }
 done:
+    wd__outfile_abort(of);
     for (size_t i = 0; ots && i < n; i++) {
         wd__sparse_clear(&ots[i].sp);
         wd__quant_clear(&ots[i].q);

@@ -1,13 +1,12 @@
 /*
  * outdir.c - building output folders beside their target and renaming them
- * into place (see outdir.h).
+ * into place, never over what the command must keep (see outdir.h).
  */
 #include "outdir.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,43 +17,32 @@
 #include "error.h"
 #include "fault.h"
 
-/* dir and name of path, refusing paths that name no folder of their own. */
-static int split_path(const char *path, char dir[PATH_MAX], char name[PATH_MAX])
+/* The folder out_dir stands for (pathguard.h: wd__path_real), which must be
+ * a folder if it exists. */
+static int resolve(const char *out_dir, char target[PATH_MAX])
 {
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p || !p[0])
-        return wd__error(WD_EUSAGE, "bad output path '%s'", path);
-    size_t len = strlen(p);
-    while (len > 1 && p[len - 1] == '/')
-        p[--len] = '\0';
-    char *slash = strrchr(p, '/');
-    snprintf(name, PATH_MAX, "%s", slash ? slash + 1 : p);
-    if (slash == p)
-        snprintf(dir, PATH_MAX, "/");
-    else if (slash)
-        snprintf(dir, PATH_MAX, "%.*s", (int)(slash - p), p);
-    else
-        snprintf(dir, PATH_MAX, ".");
-    if (!name[0] || !strcmp(name, ".") || !strcmp(name, ".."))
-        return wd__error(WD_EUSAGE, "bad output path '%s'", path);
-    return 0;
+    int rc = wd__path_real(out_dir, target);
+    struct stat sb;
+    if (!rc && stat(target, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return wd__error(WD_EEXISTS, "'%s' exists and is not a folder", out_dir);
+    return rc;
 }
 
-static int dir_state(const char *path, int *exists, int *empty)
+static int dir_state(const char *path, const char *shown, int *exists, int *empty)
 {
     struct stat sb;
     *exists = *empty = 0;
     if (stat(path, &sb) != 0) {
         if (errno == ENOENT)
             return 0;
-        return wd__error_errno(WD_EIO, "cannot stat '%s'", path);
+        return wd__error_errno(WD_EIO, "cannot stat '%s'", shown);
     }
     if (!S_ISDIR(sb.st_mode))
-        return wd__error(WD_EEXISTS, "'%s' exists and is not a folder", path);
+        return wd__error(WD_EEXISTS, "'%s' exists and is not a folder", shown);
     *exists = 1;
     DIR *d = opendir(path);
     if (!d)
-        return wd__error_errno(WD_EIO, "cannot open '%s'", path);
+        return wd__error_errno(WD_EIO, "cannot open '%s'", shown);
     struct dirent *e;
     *empty = 1;
     while ((e = readdir(d)))
@@ -64,70 +52,65 @@ static int dir_state(const char *path, int *exists, int *empty)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+int wd__outdir_begin(wd__outdir *od, const char *out_dir, unsigned flags, const wd__keep *keep,
+                     size_t n_keep)
 {
-    (void)sb, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
-void wd__remove_tree(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-int wd__outdir_begin(const char *out_dir, unsigned flags, char tmp[PATH_MAX])
-{
-    char parent[PATH_MAX], name[PATH_MAX];
+    od->shown = out_dir;
+    od->flags = flags;
+    od->keep = keep;
+    od->n_keep = n_keep;
+    od->tmp.fd = od->tmp.slot = -1;
+    od->tmp.path[0] = '\0';
     int exists, empty;
-    int rc = split_path(out_dir, parent, name);
+    int rc = resolve(out_dir, od->target);
     if (!rc)
-        rc = dir_state(out_dir, &exists, &empty);
+        rc = wd__guard_folder(od->target, out_dir, keep, n_keep);
     if (rc)
+        return rc;
+    /* Swept first: a folder a killed replacement had moved aside goes back
+     * to its place before the target is looked at. */
+    wd__temp_sweep(od->target);
+    if ((rc = dir_state(od->target, out_dir, &exists, &empty)))
         return rc;
     if (exists && !empty && !(flags & WD_CHECKOUT_FORCE))
         return wd__error(WD_EEXISTS, "'%s' is not empty; use --force to replace it", out_dir);
-    /* Beside the target, so the final rename stays on one file system;
-     * ".old" must still fit after it. */
-    if (snprintf(tmp, PATH_MAX, "%s/.%s.wdrepo-tmp-XXXXXX", parent, name) >= PATH_MAX - 8)
-        return wd__error(WD_EUSAGE, "output path too long: '%s'", out_dir);
-    if (!mkdtemp(tmp))
-        return wd__error_errno(WD_EIO, "cannot create a folder beside '%s'", out_dir);
-    chmod(tmp, 0755);
-    return 0;
+    return wd__temp_create(&od->tmp, od->target, 1);
 }
 
-int wd__outdir_commit(const char *tmp, const char *out_dir, unsigned flags)
+int wd__outdir_commit(wd__outdir *od)
 {
-    char parent[PATH_MAX], name[PATH_MAX];
     int exists, empty;
-    int rc = split_path(out_dir, parent, name);
+    /* Checked again: the target may have changed while the folder was built. */
+    int rc = wd__guard_folder(od->target, od->shown, od->keep, od->n_keep);
     if (!rc)
-        rc = dir_state(out_dir, &exists, &empty);
+        rc = dir_state(od->target, od->shown, &exists, &empty);
     if (rc)
         return rc;
     if (exists && !empty) {
-        if (!(flags & WD_CHECKOUT_FORCE))
-            return wd__error(WD_EEXISTS, "'%s' is not empty; use --force to replace it", out_dir);
-        char trash[PATH_MAX + 8];
-        snprintf(trash, sizeof trash, "%s.old", tmp);
-        if (rename(out_dir, trash) != 0)
-            return wd__error_errno(WD_EIO, "cannot move '%s' aside", out_dir);
-        if (rename(tmp, out_dir) != 0) {
-            rc = wd__error_errno(WD_EIO, "cannot rename into '%s'", out_dir);
-            rename(trash, out_dir);
+        if (!(od->flags & WD_CHECKOUT_FORCE))
+            return wd__error(WD_EEXISTS, "'%s' is not empty; use --force to replace it", od->shown);
+        if ((rc = wd__temp_swap(&od->tmp, od->target)))
             return rc;
-        }
-        wd__remove_tree(trash);
-    } else if (rename(tmp, out_dir) != 0) {
-        return wd__error_errno(WD_EIO, "cannot rename into '%s'", out_dir);
+        wd__temp_discard(&od->tmp); /* now the old folder */
+    } else if ((rc = wd__temp_rename(&od->tmp, od->target))) {
+        return rc;
     }
-    int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", od->target);
+    char *slash = strrchr(parent, '/');
+    if (slash)
+        slash[slash == parent] = '\0';
+    int dfd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) { /* make the rename durable; a failure here loses nothing written */
         fsync(dfd);
         close(dfd);
     }
     return 0;
+}
+
+void wd__outdir_abort(wd__outdir *od)
+{
+    wd__temp_discard(&od->tmp);
 }
 
 int wd__file_create(const char *path, int *fd)

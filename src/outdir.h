@@ -10,18 +10,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Checks out_dir (absent, or an empty folder, or anything with
- * WD_CHECKOUT_FORCE in flags) and creates the temporary folder
- * ".NAME.wdrepo-tmp-XXXXXX" beside it, path in tmp. */
-int wd__outdir_begin(const char *out_dir, unsigned flags, char tmp[PATH_MAX]);
+#include "pathguard.h"
+#include "temporary.h"
 
-/* Renames the finished tmp onto out_dir (moving a non-empty out_dir aside
- * first and deleting it once the new one is in place, when flags allow),
- * and syncs the parent folder so the rename survives a crash. */
-int wd__outdir_commit(const char *tmp, const char *out_dir, unsigned flags);
+/* A folder output in progress. */
+typedef struct {
+    char target[PATH_MAX]; /* the folder to fill: out_dir, resolved when it exists */
+    const char *shown;     /* out_dir as the caller gave it, for messages */
+    unsigned flags;        /* WD_CHECKOUT_FORCE */
+    const wd__keep *keep;  /* the caller's, checked again at commit */
+    size_t n_keep;
+    wd__temp tmp;          /* the folder being built: write into tmp.path */
+} wd__outdir;
 
-/* Removes a folder and everything in it (best effort, for failure paths). */
-void wd__remove_tree(const char *path);
+/* Checks out_dir and creates the temporary folder beside it. out_dir must
+ * not be, contain or lie inside a keep entry (the repository, an input of
+ * the command), nor be or contain the current directory (pathguard.h),
+ * even with WD_CHECKOUT_FORCE in flags; it must be absent or an empty
+ * folder unless WD_CHECKOUT_FORCE. A symbolic link out_dir is followed:
+ * the folder it points to is the one replaced. Temporaries of out_dir that
+ * a killed process left are removed (temporary.h). keep must outlive od. */
+int wd__outdir_begin(wd__outdir *od, const char *out_dir, unsigned flags, const wd__keep *keep,
+                     size_t n_keep);
+
+/* Puts the finished folder in place (replacing a non-empty target when
+ * flags allow; the old folder is deleted once the new one is in place) and
+ * syncs the parent folder so the rename survives a crash. On failure the
+ * temporary stays for wd__outdir_abort. */
+int wd__outdir_commit(wd__outdir *od);
+
+/* Removes the temporary folder unless it was committed. */
+void wd__outdir_abort(wd__outdir *od);
 
 /* Files inside the temporary folder. path only names the file in messages.
  * wd__file_create refuses an existing path (O_EXCL); wd__file_close syncs

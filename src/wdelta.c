@@ -21,6 +21,8 @@
 #include "error.h"
 #include "fault.h"
 #include "jsonstrict.h"
+#include "outdir.h"
+#include "outfile.h"
 #include "hash.h"
 
 #define IO_BUF_SIZE (64u << 10) /* checksum streaming and writer buffer */
@@ -1481,8 +1483,9 @@ int wd__wdelta_tensor_fill_ex(wd__wdelta_tensor *t, int version, unsigned flags)
 }
 
 struct wd__wdelta_writer {
-    int fd;
-    char *path, *tmp_path;
+    int fd;                     /* out's */
+    wd__outfile *out;           /* NULL once finished */
+    const char *name;           /* out's name, for messages */
     int version;
     int failed;                 /* first error, sticky */
     wd_sha256 *sha;
@@ -1505,21 +1508,9 @@ struct wd__wdelta_writer {
     unsigned char buf[IO_BUF_SIZE]; /* pending output, already hashed */
 };
 
-static int full_write(int fd, const void *data, size_t len)
+static int full_write(const wd__wdelta_writer *w, const void *data, size_t len)
 {
-    const unsigned char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return wd__error_errno(WD_EIO, "cannot write .wdelta file");
-        }
-        wd__fault_point(WD_FAULT_WRITE);
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return wd__file_write(w->fd, data, len, w->name);
 }
 
 /* Starts the disk writing every WRITEBACK_STEP bytes as they are written,
@@ -1531,7 +1522,7 @@ static void w_written(wd__wdelta_writer *w, size_t len)
 {
     uint64_t before = w->written;
     w->written += len;
-    if (w->written / WRITEBACK_STEP != before / WRITEBACK_STEP) {
+    if (w->written / WRITEBACK_STEP != before / WRITEBACK_STEP && wd__outfile_seekable(w->out)) {
         uint64_t from = w->synced;
         w->synced = w->written / WRITEBACK_STEP * WRITEBACK_STEP;
         sync_file_range(w->fd, (off_t)from, (off_t)(w->synced - from), SYNC_FILE_RANGE_WRITE);
@@ -1540,7 +1531,7 @@ static void w_written(wd__wdelta_writer *w, size_t len)
 
 static int w_flush(wd__wdelta_writer *w)
 {
-    int rc = full_write(w->fd, w->buf, w->buf_len);
+    int rc = full_write(w, w->buf, w->buf_len);
     w_written(w, w->buf_len);
     w->buf_len = 0;
     return rc;
@@ -1557,7 +1548,7 @@ static int w_put(wd__wdelta_writer *w, const void *data, size_t len)
         if (rc)
             return rc;
         if (len >= sizeof w->buf) {
-            rc = full_write(w->fd, data, len);
+            rc = full_write(w, data, len);
             w_written(w, len);
             return rc;
         }
@@ -1574,45 +1565,10 @@ static int w_fail(wd__wdelta_writer *w, int rc)
     return rc;
 }
 
-/* Creates the temporary file beside path with O_EXCL (mode 0666, so the
- * umask applies as for any new file). */
-static int make_temp(wd__wdelta_writer *w)
-{
-    static atomic_uint counter;
-    size_t len = strlen(w->path);
-    const char *slash = strrchr(w->path, '/');
-    size_t dir_len = slash ? (size_t)(slash - w->path) + 1 : 0;
-    w->tmp_path = malloc(len + 64); /* path + ".", ".tmp-" and three numbers */
-    if (!w->tmp_path)
-        return WD_NOMEM();
-    for (int attempt = 0; attempt < 100; attempt++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(w->tmp_path, len + 64, "%.*s.%s.tmp-%ld-%u-%ld", (int)dir_len, w->path,
-                 w->path + dir_len, (long)getpid(), atomic_fetch_add(&counter, 1),
-                 (long)(ts.tv_nsec % 1000000));
-        /* read too: a deferred parent hash reads the file back */
-        w->fd = open(w->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (w->fd >= 0)
-            return 0;
-        if (errno != EEXIST)
-            break;
-    }
-    int rc = wd__error_errno(WD_EIO, "cannot create a temporary file beside '%s'", w->path);
-    free(w->tmp_path);
-    w->tmp_path = NULL;
-    return rc;
-}
-
 static void w_free(wd__wdelta_writer *w)
 {
-    if (w->fd >= 0)
-        close(w->fd);
-    if (w->tmp_path)
-        unlink(w->tmp_path);
+    wd__outfile_abort(w->out); /* removes the temporary, unless finished */
     wd__sha256_free(w->sha);
-    free(w->tmp_path);
-    free(w->path);
     free(w->tensors);
     free(w->names);
     free(w->order);
@@ -1643,42 +1599,62 @@ int wd__wdelta_writer_begin(wd__wdelta_writer **out, const char *path, int versi
                             const char *parent_hash, int strategy,
                             const wd__wdelta_tensor *tensors, size_t n_tensors)
 {
+    wd__outfile *f;
     *out = NULL;
+    int rc = wd__outfile_open(&f, path, WD_OUTPUT_FORCE, NULL, 0);
+    return rc ? rc : wd__wdelta_writer_begin_file(out, f, version, parent_hash, strategy, tensors, n_tensors);
+}
+
+int wd__wdelta_writer_begin_file(wd__wdelta_writer **out, wd__outfile *f, int version,
+                                 const char *parent_hash, int strategy,
+                                 const wd__wdelta_tensor *tensors, size_t n_tensors)
+{
+    *out = NULL;
+    int rc = 0;
     if (version != 1 && version != 2)
-        return wd__error(WD_EUSAGE, "cannot write .wdelta version %d (supported: 1, 2)", version);
-    if (strategy < 0 || strategy >= WD__WS__COUNT)
-        return wd__error(WD_EUSAGE, "unknown .wdelta strategy %d", strategy);
+        rc = wd__error(WD_EUSAGE, "cannot write .wdelta version %d (supported: 1, 2)", version);
+    else if (strategy < 0 || strategy >= WD__WS__COUNT)
+        rc = wd__error(WD_EUSAGE, "unknown .wdelta strategy %d", strategy);
+    else if (!parent_hash && !wd__outfile_seekable(f))
+        rc = wd__error(WD_EUSAGE, ".wdelta writer: '%s' is a stream, so the parent hash must "
+                                  "be given first", wd__outfile_name(f));
+    if (rc) {
+        wd__outfile_abort(f);
+        return rc;
+    }
     char ph[WD_HEX_SIZE];
     static const char zeros[WD_HEX_SIZE] = "0000000000000000000000000000000000000000000000000000000000000000";
     int deferred = !parent_hash;
     if (deferred)
         parent_hash = zeros;
-    for (int i = 0; i < 65; i++) {
+    for (int i = 0; i < 65 && !rc; i++) {
         char c = parent_hash[i];
         if (i == 64) {
             if (c != '\0')
-                return wd__error(WD_EUSAGE, "parent hash is not 64 hex digits");
+                rc = wd__error(WD_EUSAGE, "parent hash is not 64 hex digits");
             break;
         }
         if (c >= 'A' && c <= 'F')
             c = (char)(c - 'A' + 'a');
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return wd__error(WD_EUSAGE, "parent hash is not 64 hex digits");
+            rc = wd__error(WD_EUSAGE, "parent hash is not 64 hex digits");
         ph[i] = c;
     }
     ph[64] = '\0';
-    if (n_tensors > SIZE_MAX / sizeof(wd__wdelta_tensor))
-        return WD_NOMEM();
-
-    wd__wdelta_writer *w = calloc(1, sizeof *w);
-    if (!w)
-        return WD_NOMEM();
-    w->fd = -1;
+    if (!rc && n_tensors > SIZE_MAX / sizeof(wd__wdelta_tensor))
+        rc = WD_NOMEM();
+    wd__wdelta_writer *w = rc ? NULL : calloc(1, sizeof *w);
+    if (!w) {
+        wd__outfile_abort(f);
+        return rc ? rc : WD_NOMEM();
+    }
+    w->out = f;
+    w->fd = wd__outfile_fd(f);
+    w->name = wd__outfile_name(f);
     w->deferred = deferred;
     w->version = version;
     w->count = n_tensors;
     size_t names_len = 0;
-    int rc = 0;
     for (size_t i = 0; i < n_tensors && !rc; i++) {
         if (!tensors[i].name || tensors[i].name_len == 0 || tensors[i].name_len > UINT32_MAX ||
             memchr(tensors[i].name, '\0', tensors[i].name_len) ||
@@ -1687,11 +1663,10 @@ int wd__wdelta_writer_begin(wd__wdelta_writer **out, const char *path, int versi
         names_len += tensors[i].name_len + 1;
     }
     if (!rc) {
-        w->path = strdup(path);
         w->tensors = malloc((n_tensors ? n_tensors : 1) * sizeof *w->tensors);
         w->order = malloc((n_tensors ? n_tensors : 1) * sizeof *w->order);
         w->names = malloc(names_len + 1);
-        if (!w->path || !w->tensors || !w->order || !w->names || wd__sha256_new(&w->sha))
+        if (!w->tensors || !w->order || !w->names || wd__sha256_new(&w->sha))
             rc = WD_NOMEM();
     }
     char *np = w->names;
@@ -1744,8 +1719,6 @@ int wd__wdelta_writer_begin(wd__wdelta_writer **out, const char *path, int versi
                            WD__WDELTA_MAX_HEADER);
     }
     free(sorted);
-    if (!rc)
-        rc = make_temp(w);
     if (!rc) {
         unsigned char pre[WD__WDELTA_PREFIX_LEN];
         memcpy(pre, WD__WDELTA_MAGIC, WD__WDELTA_MAGIC_LEN);
@@ -1885,9 +1858,8 @@ int wd__wdelta_writer_set_parent(wd__wdelta_writer *w, const char *parent_hash)
     /* The prefix and the header's start are written before any record, so
      * after this flush the placeholder is in the file. */
     int rc = w_flush(w);
-    ssize_t n = rc ? 0 : pwrite(w->fd, ph, sizeof ph, PARENT_HASH_OFFSET);
-    if (!rc && n != (ssize_t)sizeof ph)
-        rc = wd__error_errno(WD_EIO, "cannot write .wdelta file");
+    if (!rc)
+        rc = wd__file_pwrite(w->fd, ph, sizeof ph, PARENT_HASH_OFFSET, w->name);
     /* Hash the file so far back from the (page-cached) temporary file; from
      * here on w_put hashes as it writes. buf: IO_BUF_SIZE bytes. */
     unsigned char *buf = rc ? NULL : malloc(IO_BUF_SIZE);
@@ -1899,8 +1871,8 @@ int wd__wdelta_writer_set_parent(wd__wdelta_writer *w, const char *parent_hash)
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0) {
-            rc = got < 0 ? wd__error_errno(WD_EIO, "cannot read back '%s'", w->tmp_path)
-                         : wd__error(WD_EIO, "cannot read back '%s': file shrank", w->tmp_path);
+            rc = got < 0 ? wd__error_errno(WD_EIO, "cannot read back '%s'", w->name)
+                         : wd__error(WD_EIO, "cannot read back '%s': file shrank", w->name);
             break;
         }
         wd__sha256_update(w->sha, buf, (size_t)got);
@@ -1932,21 +1904,12 @@ int wd__wdelta_writer_finish(wd__wdelta_writer *w)
         wd__sha256_final(w->sha, digest);
         rc = w_flush(w);
         if (!rc)
-            rc = full_write(w->fd, digest, sizeof digest);
+            rc = full_write(w, digest, sizeof digest);
     }
-    if (!rc && fsync(w->fd) != 0)
-        rc = wd__error_errno(WD_EIO, "cannot sync '%s'", w->tmp_path);
     if (!rc) {
-        int fd = w->fd;
-        w->fd = -1;
-        if (close(fd) != 0)
-            rc = wd__error_errno(WD_EIO, "cannot write '%s'", w->tmp_path);
-    }
-    if (!rc && rename(w->tmp_path, w->path) != 0)
-        rc = wd__error_errno(WD_EIO, "cannot rename onto '%s'", w->path);
-    if (!rc) {
-        free(w->tmp_path); /* renamed: nothing left to remove */
-        w->tmp_path = NULL;
+        wd__outfile *f = w->out;
+        w->out = NULL; /* committed or removed by the call, either way gone */
+        rc = wd__outfile_commit(f);
     }
     w_free(w);
     return rc;

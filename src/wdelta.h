@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "dtype.h"
+#include "outfile.h"
 #include "wdrepo.h"
 
 #define WD__WDELTA_MAGIC "wdelta" /* 7 bytes on disk: the 6 letters and a NUL */
@@ -243,9 +244,10 @@ int wd__wdelta_tensor_fill_ex(wd__wdelta_tensor *t, int version, unsigned flags)
 
 typedef struct wd__wdelta_writer wd__wdelta_writer;
 
-/* Starts writing a .wdelta to path: creates a temporary file beside it
- * (same directory, O_EXCL, mode 0666 & ~umask) and writes the prefix and the
- * JSON header, which is byte for byte what deltatensors writes
+/* Starts writing a .wdelta to path, opened with wd__outfile_open
+ * (outfile.h) with WD_OUTPUT_FORCE and nothing to keep (a regular file goes
+ * to a temporary file beside it, mode 0666 & ~umask, renamed at finish),
+ * and writes the prefix and the JSON header, which is byte for byte what deltatensors writes
  * (json.dumps(separators=(",", ":")), ensure_ascii, floats as Python repr).
  * tensors[] are copied (the caller keeps its array); each must be complete
  * (read from a file, or finished by wd__wdelta_tensor_fill) and is validated
@@ -262,6 +264,14 @@ typedef struct wd__wdelta_writer wd__wdelta_writer;
 int wd__wdelta_writer_begin(wd__wdelta_writer **out, const char *path, int version,
                             const char *parent_hash, int strategy,
                             const wd__wdelta_tensor *tensors, size_t n_tensors);
+
+/* The same on an output the caller opened: the writer owns f from here on
+ * (finish commits it; abort, or any error here, abandons it). A stream
+ * (not wd__outfile_seekable) cannot take the parent hash late:
+ * parent_hash NULL is then WD_EUSAGE. */
+int wd__wdelta_writer_begin_file(wd__wdelta_writer **out, wd__outfile *f, int version,
+                                 const char *parent_hash, int strategy,
+                                 const wd__wdelta_tensor *tensors, size_t n_tensors);
 
 /* After any error from the calls below the writer is failed: every later
  * call returns that error again, and the caller ends it with _finish (which
@@ -291,8 +301,9 @@ int wd__wdelta_writer_write(wd__wdelta_writer *w, const void *data, size_t len);
  * before finish, once. Errors: WD_EUSAGE, WD_EIO, WD_ENOMEM. */
 int wd__wdelta_writer_set_parent(wd__wdelta_writer *w, const char *parent_hash);
 
-/* Checks that every record is complete, appends the SHA-256, flushes, fsyncs
- * and renames the temporary file onto path. Always frees w; on any error
+/* Checks that every record is complete, appends the SHA-256, flushes and
+ * commits the output (wd__outfile_commit: a temporary file is synced and
+ * renamed onto path). Always frees w; on any error
  * (also an earlier one) removes the temporary file and returns the error. */
 int wd__wdelta_writer_finish(wd__wdelta_writer *w);
 

@@ -170,7 +170,8 @@ int wd_out_dtype_parse(const char *name);
  * and (for lossless objects) bytes as the folder that was stored. Builds the
  * folder beside out_dir and renames it into place, then verifies the written
  * weights against the recorded model hash. out_dir must be absent or empty
- * unless WD_CHECKOUT_FORCE. */
+ * unless WD_CHECKOUT_FORCE, and never the repository, inside it or holding
+ * it, nor the current directory or holding it ("Outputs" below). */
 int wd_checkout(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags,
                 const wd_options *opt);
 /* wd_checkout writing tensors as out_dtype. */
@@ -256,9 +257,12 @@ typedef struct {
     double added_rel_error;
     int reencoded;            /* out: 1 if arrays were re-encoded */
     unsigned set;             /* WD_SET_* of sparsity and outlier_fraction */
+    unsigned flags;           /* WD_OUTPUT_FORCE: replace an existing regular file */
 } wd_export_opts;
 
-/* Writes delta ref as a .wdelta file (temp + rename). lossless deltas are
+/* Writes delta ref as a .wdelta file at path, opened as described under
+ * "File outputs" below (an existing regular file only with WD_OUTPUT_FORCE
+ * in eo->flags; never inside the repository). lossless deltas are
  * refused unless eo->reencode names a deltatensors strategy. */
 int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *eo, const wd_options *opt);
 
@@ -289,6 +293,16 @@ int wd_save_delta_from_paths(const char *out_path, const char *ft_dir, const cha
                              const wd_strategy_opts *so, int format_version,
                              const wd_options *opt);
 
+/* wd_save_delta_from_paths with the output rules of "File outputs" below:
+ * an existing regular out_path is replaced only with WD_OUTPUT_FORCE in
+ * flags (wd_save_delta_from_paths, like deltatensors, always replaces it);
+ * out_path may never be a file of ft_dir or base_dir, nor lie inside them.
+ * parent_hash_out (may be NULL) gets the file's parent_hash, which a
+ * stream such as standard output cannot be read back for. */
+int wd_save_delta_from_paths_ex(const char *out_path, const char *ft_dir, const char *base_dir,
+                                const wd_strategy_opts *so, int format_version, unsigned flags,
+                                char *parent_hash_out, const wd_options *opt);
+
 /* Reconstructs the fine-tune from in_path and the base folder base_dir into
  * out_dir as a Hugging Face-style folder: model.safetensors (the file's
  * tensors in parent_hash order, then the base's other tensors sorted;
@@ -299,7 +313,9 @@ int wd_save_delta_from_paths(const char *out_path, const char *ft_dir, const cha
  * unless WD_LOAD_NO_VERIFY; a chain link verifies when base_dir holds the
  * float32 model of the link before it. Built in a temporary folder beside
  * out_dir and renamed into place; out_dir must be absent or empty unless
- * WD_CHECKOUT_FORCE (WD_EEXISTS). Nothing is left behind on failure. */
+ * WD_CHECKOUT_FORCE (WD_EEXISTS), and may never be, contain or lie inside
+ * base_dir, contain in_path, or be or contain the current directory
+ * (WD_EUSAGE; "Outputs" below). Nothing is left behind on failure. */
 int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const char *out_dir,
                              wd_out_dtype out_dtype, unsigned flags, const wd_options *opt);
 
@@ -372,6 +388,39 @@ int wd_save_delta(const char *out_path, const wd_named_tensor *ft, size_t n_ft,
 int wd_load_delta(wd_named_tensor **out, size_t *out_count, const char *in_path,
                   const wd_named_tensor *base, size_t n_base, int verify);
 void wd_named_tensors_free(wd_named_tensor *tensors, size_t count);
+
+/* ---- Outputs: files, folders, temporaries -------------------------------- */
+
+/* Folder outputs (wd_checkout, wd_load_delta_from_paths) are built in a
+ * temporary folder ".NAME.wdrepo-tmp-XXXXXX" beside out_dir and renamed into
+ * place. out_dir may never be, contain or lie inside the repository or an
+ * input of the call, nor be or contain the current directory, even with
+ * WD_CHECKOUT_FORCE (WD_EUSAGE); device and inode numbers are compared, so
+ * every spelling and symbolic link is caught. A symbolic link out_dir is
+ * followed.
+ *
+ * File outputs (wd_export, wd_save_delta*) follow zstd: "-" is standard
+ * output, streamed; an existing file that is not a regular file (a device
+ * such as /dev/null or /dev/stdout, a fifo) is written in place, never
+ * replaced; an existing regular file is replaced only with WD_OUTPUT_FORCE
+ * (WD_EEXISTS otherwise); a folder is refused; a symbolic link is followed
+ * (what it points to gets the content, the link stays); an input of the call
+ * is never written over, whatever the flags. Regular files are written to a
+ * temporary ".NAME.wdrepo-tmp-XXXXXX" beside the target and renamed onto it,
+ * so a failed call leaves the target as it was.
+ *
+ * The process writing a temporary holds an flock(2) on it. A temporary left
+ * by a killed process is not locked any more, and the next output to the
+ * same target removes it (folders: also a ".old" folder a replacement had
+ * moved aside, which goes back into place when the target is missing). */
+#define WD_OUTPUT_FORCE 1u /* the same bit as WD_CHECKOUT_FORCE */
+
+/* Removes every temporary file and folder that calls running in this
+ * process are writing, and makes any later attempt to make or rename one
+ * fail. For a program ending on a signal (SIGINT, SIGTERM, SIGHUP): call it
+ * from an ordinary thread (one waiting in sigwait), not from a signal
+ * handler, then end the process. */
+void wd_remove_temporaries(void);
 
 #ifdef __cplusplus
 }
