@@ -7,6 +7,10 @@
 # and writes nothing: no OUT, no temporary file, no new object. load-delta,
 # which needs no repository, is not affected.
 . tests/cli/lib.sh
+# python3 may be a version manager's shim that costs a second a call; this
+# script makes dozens, so it resolves the interpreter once.
+PY=$(python3 -c 'import sys; print(sys.executable)') || fail "python3 not found"
+python3() { "$PY" "$@"; }
 FLIP="python3 tests/cli/flip_chunk.py"
 BASE=$(model_hash base-bf16)
 B12=$(printf %.12s "$BASE")
