@@ -243,7 +243,8 @@ int wd_model_hash(const char *dir, const wd_options *opt, char out[WD_HEX_SIZE])
  * parent_hash among the repository's bases (hashing each candidate's
  * tensors restricted to the file's, v1 in record order) and deltas (their
  * float32 reconstruction, for chain links). A missing parent is WD_ENOTFOUND
- * naming the hash. */
+ * naming the hash; when a candidate's stored data is damaged and no intact
+ * one matches, WD_ECORRUPT naming the damage. */
 int wd_import(wd_repo *repo, const char *path, const char *name, const wd_options *opt,
               wd_write_result *out);
 
