@@ -1050,6 +1050,31 @@ static int check_names(fsck *f)
     return rc;
 }
 
+/* Rows left behind by an object that is gone: its tensors, files or arrays
+ * (a removal that stopped half-way would leave them). */
+static int check_orphans(fsck *f)
+{
+    sqlite3_stmt *st;
+    int rc = wd__db_prepare(f->repo->db, &st,
+                            "SELECT object, 'tensor' FROM tensor WHERE object NOT IN (SELECT id FROM object) "
+                            "UNION SELECT object, 'file' FROM file WHERE object NOT IN (SELECT id FROM object) "
+                            "UNION SELECT object, 'tensor_array' FROM tensor_array "
+                            "WHERE object NOT IN (SELECT id FROM object) ORDER BY 1, 2");
+    if (rc)
+        return db_failed(f, rc);
+    int row;
+    while (!rc && (row = wd__db_step(f->repo->db, st, "looking for rows without an object")) > 0) {
+        uint8_t id[WD_HASH_SIZE];
+        int whole = copy_hash(st, 0, id);
+        rc = add_problem(f, "object", NULL, whole ? id : NULL, NULL, NULL,
+                         "%s rows of an object that is not in the repository", (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    if (!rc && row < 0)
+        rc = db_failed(f, row);
+    return rc;
+}
+
 /* ---- 5. what depends on what ---------------------------------------------------- */
 
 static int cmp_bad(const void *a, const void *b)
@@ -1309,6 +1334,8 @@ int wd_fsck(wd_repo *repo, unsigned flags, const wd_options *opt, wd_fsck_report
         rc = check_object(&f, i);
     if (!rc)
         rc = check_names(&f);
+    if (!rc)
+        rc = check_orphans(&f);
     int stopped = rc == STOP;
     if (stopped)
         rc = 0;

@@ -137,6 +137,14 @@ grep -q "^name 'also-base': points at 000000000000, which is not in the reposito
 fsck_damaged
 pycheck "$T/fsck.json" "assert [(p['kind'], p['name'], p['affected']) for p in d['problems']] == [('name', 'also-base', [])]"
 
+# --- an object row gone: its rows and its name are left pointing nowhere ------
+fresh
+sql "DELETE FROM object WHERE id = ?" "x:$FT2"
+fsck_damaged
+pycheck "$T/fsck.json" "
+kinds = sorted((p['kind'], p['object'] or p['name']) for p in d['problems'])
+assert kinds == [('name', 'ft2'), ('object', '$FT2'), ('object', '$FT2')], kinds"
+
 # --- broken lineage: a missing parent, a parent model hash that disagrees, a loop
 fresh
 sql "UPDATE object SET parent = ? WHERE id = ?" "x:$(printf %064d 5)" "x:$FT2"
