@@ -17,7 +17,8 @@
 enum {
     CLI_EXIT_OK = 0,
     CLI_EXIT_FAIL = 1,  /* the operation failed (any library error) */
-    CLI_EXIT_USAGE = 2  /* bad command line */
+    CLI_EXIT_USAGE = 2, /* bad command line */
+    CLI_EXIT_DAMAGE = 3 /* fsck found damage */
 };
 
 /* Returned by cli_parse when the command should go on running; any other
@@ -121,6 +122,7 @@ int cmd_export(cli_ctx *ctx, int argc, char **argv);
 int cmd_save_delta(cli_ctx *ctx, int argc, char **argv);
 int cmd_load_delta(cli_ctx *ctx, int argc, char **argv);
 int cmd_hash(cli_ctx *ctx, int argc, char **argv);
+int cmd_fsck(cli_ctx *ctx, int argc, char **argv);
 
 /* ---- repository --------------------------------------------------------- */
 

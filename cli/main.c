@@ -36,6 +36,7 @@ static const cli_command commands[] = {
     {"hash", cmd_hash, "print the model hash of a folder (no repository needed)"},
     {"save-delta", cmd_save_delta, "write a fine-tune's delta as a deltatensors .wdelta file"},
     {"load-delta", cmd_load_delta, "rebuild a fine-tune folder from a .wdelta file and its base"},
+    {"fsck", cmd_fsck, "verify every stored chunk and record; exit 3 when damage is found"},
     {"help", cmd_help, "show the help of a command"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -68,7 +69,7 @@ static void build_main_description(void)
     if (n < sizeof main_description)
         snprintf(main_description + n, sizeof main_description - n,
                  "\n'wdrepo COMMAND -h' shows the options of a command.\n"
-                 "exit codes: 0 ok, 1 failure, 2 usage error.\n");
+                 "exit codes: 0 ok, 1 failure, 2 usage error, 3 fsck found damage.\n");
 }
 
 static const cli_command *find_command(const char *name)

@@ -11,6 +11,7 @@
 #include "codec_lossless.h"
 #include "error.h"
 #include "hash.h"
+#include "wdelta.h"
 
 static const char *const transform_names[] = {"raw", "planes", "gaps-planes"};
 
@@ -233,6 +234,22 @@ void wd__astream_clear(wd_astream *a)
     a->n_chunks = 0;
 }
 
+/* Names the array, its tensor and object in front of a failure about one
+ * of its chunks. */
+static int array_where(int rc, const wd_astream *a)
+{
+    if (rc != WD_ECORRUPT)
+        return rc;
+    const char *field = wd__wdelta_field_name(a->field);
+    if (!a->tensor)
+        return wd__chunk_error_where(rc, "array '%s'", field);
+    if (!a->object)
+        return wd__chunk_error_where(rc, "tensor '%s' array '%s'", a->tensor, field);
+    char hex[WD_HEX_SIZE];
+    wd__hex(hex, a->object);
+    return wd__chunk_error_where(rc, "object %.*s tensor '%s' array '%s'", WD_SHORT_HEX, hex, a->tensor, field);
+}
+
 int wd__arange_fetch(wd_chunkstore *cs, const wd_astream *a, uint64_t begin, uint64_t end, wd_arange *r)
 {
     uint64_t total = a->count * wd__dtype_size(a->dtype);
@@ -268,15 +285,17 @@ int wd__arange_fetch(wd_chunkstore *cs, const wd_astream *a, uint64_t begin, uin
     }
     for (size_t i = 0; i < need; i++) {
         size_t c = r->first_chunk + i;
-        int rc = cs->ops->get(cs, a->chunks + c * WD_HASH_SIZE, &r->z[i], &r->raw_size[i], &r->codec[i]);
+        const uint8_t *id = a->chunks + c * WD_HASH_SIZE;
+        int rc = wd__chunk_fetch(cs, id, &r->z[i], &r->raw_size[i], &r->codec[i]);
         if (rc)
-            return rc;
+            return array_where(rc, a);
         uint64_t want = total - (uint64_t)c * WD_ASTREAM_CHUNK;
         if (want > WD_ASTREAM_CHUNK)
             want = WD_ASTREAM_CHUNK;
         if (r->raw_size[i] != want)
-            return wd__error(WD_ECORRUPT, "array chunk has %llu bytes, expected %llu",
-                             (unsigned long long)r->raw_size[i], (unsigned long long)want);
+            return array_where(wd__chunk_damaged(id, "%llu raw bytes where the array has %llu",
+                                                 (unsigned long long)r->raw_size[i], (unsigned long long)want),
+                               a);
         r->n++;
     }
     return 0;
@@ -287,9 +306,10 @@ int wd__arange_decode(const wd_arange *r, void *dctx, uint8_t *out, uint8_t *tmp
     for (size_t i = 0; i < r->n; i++) {
         uint64_t cstart = (uint64_t)(r->first_chunk + i) * WD_ASTREAM_CHUNK;
         size_t len = (size_t)r->raw_size[i];
-        int rc = wd__chunk_decompress(dctx, r->codec[i], r->z[i].data, r->z[i].len, len, tmp);
+        const uint8_t *id = r->a->chunks + (r->first_chunk + i) * WD_HASH_SIZE;
+        int rc = wd__chunk_decode(dctx, id, r->codec[i], r->z[i].data, r->z[i].len, len, tmp);
         if (rc)
-            return rc;
+            return array_where(rc, r->a);
         chunk_decode(r->a, tmp2, tmp, len);
         /* Copy the overlap of [cstart, cstart + len) with [begin, end). */
         uint64_t lo = r->begin > cstart ? r->begin : cstart;

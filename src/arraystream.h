@@ -37,6 +37,10 @@ typedef struct {
     uint8_t *chunks;    /* n_chunks ids */
     size_t n_chunks;
     uint64_t stored_bytes;
+    /* Where the array is stored, for messages naming damaged chunks (NULL
+     * when unknown): its tensor's name and object id. */
+    const char *tensor;
+    const uint8_t *object;
 } wd_astream;
 
 /* Writes an array to the store as it arrives. The caller appends the bytes

@@ -234,6 +234,7 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
             break;
         }
         rc = sf->is_shard ? lay_out_shard(repo, &oc, sf, fds[i], paths[i], ts) : write_plain(repo, sf, fds[i], paths[i]);
+        rc = wd__file_where(rc, obj, sf);
         /* Plain files are complete: close them now, so a model with many
          * files holds only its shards open. */
         if (!sf->is_shard) {
@@ -272,7 +273,7 @@ static int hash_mismatch(const uint8_t got[WD_HASH_SIZE], const uint8_t want[WD_
     wd__hex(a, got);
     wd__hex(b, want);
     return wd__error(WD_EMISMATCH,
-                     "written weights hash to %.12s, expected %.12s; repository may be damaged (run 'wdrepo fsck')", a, b);
+                     "written weights hash to %.12s, expected %.12s; repository may be damaged (run 'wdrepo fsck --full')", a, b);
 }
 
 static int verify_folder(const char *dir)

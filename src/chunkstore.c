@@ -1,15 +1,19 @@
 /*
  * chunkstore.c - backend-independent chunk encoding: zstd frames with their
- * sizes checked before any output is produced.
+ * sizes checked before any output is produced, and every decoded chunk
+ * checked against its id.
  */
 #include "chunkstore.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <zstd.h>
 
 #include "codec_rans.h"
 #include "error.h"
+#include "hash.h"
 
 /* Codes of one section inside a WD_CODEC_SECTIONS chunk. */
 enum { SECTION_RAW = 0, SECTION_ZSTD = 1, SECTION_RANS = 2 };
@@ -116,8 +120,9 @@ int wd__chunk_compress(void *zctx, int level, const void *raw, size_t len, size_
     return 0;
 }
 
-int wd__chunk_decompress(void *zctx, int codec, const void *data, size_t len, uint64_t raw_size,
-                         uint8_t *out)
+/* Decodes without the id check; failures say what is wrong with the
+ * stored bytes, which wd__chunk_decode turns into a damage report. */
+static int decompress(void *zctx, int codec, const void *data, size_t len, uint64_t raw_size, uint8_t *out)
 {
     if (raw_size > WD_CHUNK_RAW_MAX)
         return wd__error(WD_ECORRUPT, "chunk claims %llu bytes, over the %u limit",
@@ -179,6 +184,82 @@ int wd__chunk_decompress(void *zctx, int codec, const void *data, size_t len, ui
         return wd__error(WD_ECORRUPT, "chunk does not decompress: %s",
                          ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short output");
     return 0;
+}
+
+/* The current message without a trailing "; run 'wdrepo fsck'" (the
+ * damage line adds its own) and a leading "chunk " (chunk store backends
+ * begin "chunk missing ..."). */
+static void current_reason(char *buf, size_t size)
+{
+    static const char tail[] = "; run 'wdrepo fsck'";
+    const char *msg = wd_errmsg();
+    if (!strncmp(msg, "chunk ", 6))
+        msg += 6;
+    snprintf(buf, size, "%s", msg);
+    size_t n = strlen(buf), t = sizeof tail - 1;
+    if (n >= t && !strcmp(buf + n - t, tail))
+        buf[n - t] = '\0';
+}
+
+static int damaged_because(const uint8_t id[WD_HASH_SIZE], const char *why)
+{
+    char hex[WD_HEX_SIZE];
+    wd__hex(hex, id);
+    return wd__error(WD_ECORRUPT, "chunk %.*s: stored data is damaged (%s); run 'wdrepo fsck'", WD_SHORT_HEX, hex,
+                     why);
+}
+
+int wd__chunk_damaged(const uint8_t id[WD_HASH_SIZE], const char *why_fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, why_fmt);
+    vsnprintf(why, sizeof why, why_fmt, ap);
+    va_end(ap);
+    return damaged_because(id, why);
+}
+
+int wd__chunk_decode(void *zctx, const uint8_t id[WD_HASH_SIZE], int codec, const void *data, size_t len,
+                     uint64_t raw_size, uint8_t *out)
+{
+    int rc = decompress(zctx, codec, data, len, raw_size, out);
+    if (rc) {
+        char why[512];
+        current_reason(why, sizeof why);
+        return damaged_because(id, why);
+    }
+    /* The id is the SHA-256 of the raw bytes, so this catches what the
+     * codecs cannot: a flipped byte in a raw section or in a zstd frame
+     * (written without a checksum) that still decodes. */
+    uint8_t h[WD_HASH_SIZE];
+    wd__sha256(out, (size_t)raw_size, h);
+    if (memcmp(h, id, WD_HASH_SIZE))
+        return damaged_because(id, "hash mismatch");
+    return 0;
+}
+
+int wd__chunk_fetch(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], wd_buf *out, uint64_t *out_raw_size,
+                    int *out_codec)
+{
+    int rc = cs->ops->get(cs, id, out, out_raw_size, out_codec);
+    if (rc == WD_ECORRUPT) {
+        char why[512], hex[WD_HEX_SIZE];
+        current_reason(why, sizeof why);
+        wd__hex(hex, id);
+        return wd__error(WD_ECORRUPT, "chunk %.*s: %s; run 'wdrepo fsck'", WD_SHORT_HEX, hex, why);
+    }
+    return rc;
+}
+
+int wd__chunk_error_where(int code, const char *fmt, ...)
+{
+    char where[512], msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(where, sizeof where, fmt, ap);
+    va_end(ap);
+    snprintf(msg, sizeof msg, "%s", wd_errmsg());
+    return wd__error(code, "%s%s%s", where, strncmp(msg, "chunk ", 6) ? ": " : " ", msg);
 }
 
 static uint64_t now_ns(void)

@@ -100,9 +100,41 @@ int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db);
  * zctx is a ZSTD_CCtx* the caller keeps per thread. */
 int wd__chunk_compress(void *zctx, int level, const void *raw, size_t len, size_t section_len, wd_buf *out,
                        int *out_codec);
-/* Decodes stored bytes into out (exactly raw_size bytes), refusing frames
- * whose size disagrees or exceeds WD_CHUNK_RAW_MAX. zctx: ZSTD_DCtx*. */
-int wd__chunk_decompress(void *zctx, int codec, const void *data, size_t len, uint64_t raw_size,
-                         uint8_t *out);
+/* Decodes a stored chunk into out (exactly raw_size bytes) and checks it
+ * against its id, the SHA-256 of those bytes: every reader of stored data
+ * goes through here, so damage is found before a decoded byte is used.
+ * Sizes are checked before any output is produced (frames whose size
+ * disagrees, or raw_size over WD_CHUNK_RAW_MAX). zctx: ZSTD_DCtx*. On
+ * failure: WD_ECORRUPT, "chunk <short id>: stored data is damaged (why);
+ * run 'wdrepo fsck'"; wd__chunk_error_where adds where the chunk is used. */
+int wd__chunk_decode(void *zctx, const uint8_t id[WD_HASH_SIZE], int codec, const void *data, size_t len,
+                     uint64_t raw_size, uint8_t *out);
+
+/* cs->ops->get, a failure naming the chunk ("chunk <short id>: ...") like
+ * wd__chunk_decode's, so callers can say where it is used. */
+int wd__chunk_fetch(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], wd_buf *out, uint64_t *out_raw_size,
+                    int *out_codec);
+
+/* Records "chunk <short id>: stored data is damaged (<why>); run 'wdrepo
+ * fsck'" and returns WD_ECORRUPT: for checks a reader makes on a fetched
+ * chunk (its size against the manifest). */
+int wd__chunk_damaged(const uint8_t id[WD_HASH_SIZE], const char *why_fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Puts where a failing chunk is used ("object 9a1b2c3d4e5f tensor 'x'")
+ * in front of the current message and returns code: joined by a space to
+ * a message naming a chunk, so the line reads "object .. tensor '..' chunk
+ * ..: stored data is damaged ...", and by ": " to any other. */
+int wd__chunk_error_where(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Hex digits of a chunk or object id in messages. */
+#define WD_SHORT_HEX 12
 
 #endif

@@ -83,7 +83,11 @@ static int names_are_recorded(const wd_object *obj, const char *const *names, si
  * then bases, newest first) and the first whose hash over the file's
  * tensors is parent_hash wins. When the file names exactly the tensors a
  * recorded hash of the object covers, in its order, that recorded hash
- * decides without a read; otherwise the object is rebuilt on the pool. */
+ * decides without a read; otherwise the object is rebuilt on the pool.
+ * A candidate whose stored data turns out damaged cannot be ruled out: the
+ * search goes on (another object may match), and if none does, the damage
+ * is what the caller hears, not "add its base first" for a base that is
+ * stored. */
 static int find_parent(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, wd_object **out)
 {
     uint8_t want[WD_HASH_SIZE];
@@ -99,6 +103,7 @@ static int find_parent(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, wd_obj
     if (!rc)
         wd__bind_hash(st, 1, want);
     int found = 0, row = 0;
+    char damage[1024] = ""; /* the first damaged candidate's message */
     while (!rc && !found && (row = wd__db_step(repo->db, st, "looking for the parent")) > 0) {
         if (sqlite3_column_bytes(st, 0) != WD_HASH_SIZE)
             continue;
@@ -107,10 +112,9 @@ static int find_parent(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, wd_obj
         int have_f32 = sqlite3_column_bytes(st, 1) == WD_HASH_SIZE;
         if (have_f32)
             memcpy(f32_hash, sqlite3_column_blob(st, 1), WD_HASH_SIZE);
-        wd_object *obj;
-        if ((rc = wd__object_load(repo, id, &obj)))
-            break;
-        if (covers(obj, d)) {
+        wd_object *obj = NULL;
+        rc = wd__object_load(repo, id, &obj);
+        if (!rc && covers(obj, d)) {
             uint8_t h[WD_HASH_SIZE];
             /* A lossy object is a chain link's parent: deltatensors hashes
              * its float32 reconstruction. Otherwise its stored weights. */
@@ -131,13 +135,21 @@ static int find_parent(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, wd_obj
                 continue;
             }
         }
+        if (rc == WD_ECORRUPT) {
+            if (!damage[0])
+                snprintf(damage, sizeof damage, "%s", wd_errmsg());
+            rc = 0;
+        }
         wd__object_free(obj);
     }
     if (!rc && row < 0)
         rc = row;
     sqlite3_finalize(st);
     free(names);
-    if (!rc && !found)
+    if (!rc && !found && damage[0])
+        rc = wd__error(WD_ECORRUPT, "no intact stored model matches the file's parent_hash %.12s, and one could "
+                       "not be checked: %s", wd__wdelta_parent_hash(d), damage);
+    else if (!rc && !found)
         rc = wd__error(WD_ENOTFOUND,
                        "no stored model matches the file's parent_hash %.12s; add its base first (wdrepo add-base)",
                        wd__wdelta_parent_hash(d));
@@ -496,9 +508,10 @@ static int insert_all(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const wd_ob
  * and the imported tensors, so that its hashes can be computed before the
  * final transaction. Its tensors borrow from parent and lossy: release it
  * with free_draft, never wd__object_free. */
-static int draft_object(wd_object *parent, wd_lossy **lossy, wd_object *obj)
+static int draft_object(const uint8_t id[WD_HASH_SIZE], wd_object *parent, wd_lossy **lossy, wd_object *obj)
 {
     memset(obj, 0, sizeof *obj);
+    memcpy(obj->id, id, WD_HASH_SIZE);
     obj->n_tensors = parent->n_tensors;
     obj->tensors = calloc(parent->n_tensors ? parent->n_tensors : 1, sizeof *obj->tensors);
     if (!obj->tensors)
@@ -518,6 +531,11 @@ static int draft_object(wd_object *parent, wd_lossy **lossy, wd_object *obj)
         t->chunk_elems = pt->chunk_elems;
         t->lossy = lossy[i];
         t->parent = pt;
+        t->object = obj->id;
+        for (int f = 0; lossy[i] && f < WD__WF__COUNT; f++) {
+            lossy[i]->arrays[f].tensor = pt->name;
+            lossy[i]->arrays[f].object = obj->id;
+        }
     }
     return 0;
 }
@@ -633,7 +651,7 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     for (;;) {
         if (!exists && !hashed) {
             wd_object draft;
-            rc = draft_object(parent, lossy, &draft);
+            rc = draft_object(id, parent, lossy, &draft);
             if (!rc)
                 rc = wd__object_walk(repo, &draft, &(wd_walk_opts){.pool = pool, .lossy_only_f32 = 1}, model_hash,
                                      f32_hash, &n_f32);

@@ -196,6 +196,7 @@ static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
         if ((rc = copy_chunks(st, 8, &t->chunks, &t->n_chunks)))
             break;
         t->stored_bytes = (uint64_t)sqlite3_column_int64(st, 9);
+        t->object = obj->id;
         t->rel_error = sqlite3_column_type(st, 10) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 10);
         t->max_abs_error = sqlite3_column_type(st, 11) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 11);
         if (t->nbytes != t->nelem * wd__dtype_size(t->dtype) || t->chunk_elems == 0 ||
@@ -207,6 +208,10 @@ static int load_one(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_object **o
                  t->n_chunks != (t->nelem + t->chunk_elems - 1) / t->chunk_elems)
             rc = wd__error(WD_ECORRUPT, "stored tensor '%s' has %zu chunks, expected %llu", t->name,
                            t->n_chunks, (unsigned long long)((t->nelem + t->chunk_elems - 1) / t->chunk_elems));
+        for (int f = 0; !rc && t->lossy && f < WD__WF__COUNT; f++) {
+            t->lossy->arrays[f].tensor = t->name;
+            t->lossy->arrays[f].object = obj->id;
+        }
     }
     if (!rc && row < 0)
         rc = row;
@@ -302,25 +307,32 @@ int wd__stream_read(wd_repo *repo, const uint8_t *chunks, size_t n_chunks, wd_bu
     wd_buf z = {0};
     int rc = dctx ? 0 : WD_NOMEM();
     for (size_t i = 0; !rc && i < n_chunks; i++) {
+        const uint8_t *id = chunks + i * WD_HASH_SIZE;
         uint64_t raw;
         int codec;
-        if ((rc = repo->store->ops->get(repo->store, chunks + i * WD_HASH_SIZE, &z, &raw, &codec)))
+        if ((rc = wd__chunk_fetch(repo->store, id, &z, &raw, &codec)))
             break;
         if (raw > WD_CHUNK_RAW_MAX) {
-            rc = wd__error(WD_ECORRUPT, "stored chunk is too large");
+            rc = wd__chunk_damaged(id, "claims %llu bytes, over the %u limit", (unsigned long long)raw,
+                                   WD_CHUNK_RAW_MAX);
             break;
         }
         if ((rc = wd__buf_reserve(out, out->len + raw + 1)))
             break;
-        if ((rc = wd__chunk_decompress(dctx, codec, z.data, z.len, raw, out->data + out->len)))
+        if ((rc = wd__chunk_decode(dctx, id, codec, z.data, z.len, raw, out->data + out->len)))
             break;
-        uint8_t h[WD_HASH_SIZE];
-        wd__sha256(out->data + out->len, raw, h);
-        if (memcmp(h, chunks + i * WD_HASH_SIZE, WD_HASH_SIZE))
-            rc = wd__error(WD_ECORRUPT, "stored chunk does not match its id; run 'wdrepo fsck'");
         out->len += raw;
     }
     wd__buf_free(&z);
     ZSTD_freeDCtx(dctx);
     return rc;
+}
+
+int wd__file_where(int rc, const wd_object *obj, const wd_stored_file *sf)
+{
+    if (rc != WD_ECORRUPT)
+        return rc;
+    char hex[WD_HEX_SIZE];
+    wd__hex(hex, obj->id);
+    return wd__chunk_error_where(rc, "object %.*s file '%s'", WD_SHORT_HEX, hex, sf->path);
 }

@@ -21,17 +21,19 @@
 #include "codec_lossless.h"
 #include "error.h"
 #include "half.h"
+#include "hash.h"
 #include "wdelta.h"
 
 enum { OP_PLANES, OP_DELTA, OP_WIDEN, OP_NARROW, OP_LOSSY };
 
 struct wd_piece_step {
     int op;
-    /* OP_PLANES, OP_DELTA: the tensor's chunk */
+    /* OP_PLANES, OP_DELTA: chunk k of tensor t */
     wd_buf z;
     uint64_t raw_size;
     int codec;
-    /* OP_LOSSY */
+    uint64_t k;
+    /* OP_PLANES, OP_DELTA, OP_LOSSY */
     const wd_stored_tensor *t;
     wd_arange r[3];
     uint64_t e0, e1; /* index entries of the piece (sparse, int4 outliers) */
@@ -239,17 +241,32 @@ static int add_step(wd_piece_plan *plan, int op, wd_piece_step **out)
     return 0;
 }
 
+/* Names the object and tensor in front of a failure about one of its
+ * chunks. */
+static int tensor_where(int rc, const wd_stored_tensor *t)
+{
+    if (rc != WD_ECORRUPT)
+        return rc;
+    if (!t->object)
+        return wd__chunk_error_where(rc, "tensor '%s'", t->name);
+    char hex[WD_HEX_SIZE];
+    wd__hex(hex, t->object);
+    return wd__chunk_error_where(rc, "object %.*s tensor '%s'", WD_SHORT_HEX, hex, t->name);
+}
+
 static int fetch_chunk(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, const wd_piece_plan *plan,
                        wd_piece_step *s)
 {
     if (k >= t->n_chunks)
         return wd__error(WD_ECORRUPT, "tensor '%s': chunk %llu missing", t->name, (unsigned long long)k);
-    int rc = repo->store->ops->get(repo->store, t->chunks + k * WD_HASH_SIZE, &s->z, &s->raw_size, &s->codec);
-    if (rc)
-        return rc;
-    if (s->raw_size != plan->nelem * wd__dtype_size(t->dtype))
-        return wd__error(WD_ECORRUPT, "tensor '%s': chunk %llu has the wrong size", t->name, (unsigned long long)k);
-    return 0;
+    const uint8_t *id = t->chunks + k * WD_HASH_SIZE;
+    s->t = t;
+    s->k = k;
+    int rc = wd__chunk_fetch(repo->store, id, &s->z, &s->raw_size, &s->codec);
+    if (!rc && s->raw_size != plan->nelem * wd__dtype_size(t->dtype))
+        rc = wd__chunk_damaged(id, "%llu raw bytes where piece %llu has %llu", (unsigned long long)s->raw_size,
+                               (unsigned long long)k, (unsigned long long)(plan->nelem * wd__dtype_size(t->dtype)));
+    return tensor_where(rc, t);
 }
 
 static int fetch_lossy(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, const wd_piece_plan *plan,
@@ -475,13 +492,14 @@ int wd__piece_decode(const wd_piece_plan *plan, wd_piece_scratch *sc, void *out)
         int rc = 0;
         switch (s->op) {
         case OP_PLANES:
-            rc = wd__chunk_decompress(sc->dctx, s->codec, s->z.data, s->z.len, s->raw_size, sc->tmp);
-            if (!rc)
-                wd__planes_decode(sc->nat, sc->tmp, n, plan->dtype);
-            break;
         case OP_DELTA:
-            rc = wd__chunk_decompress(sc->dctx, s->codec, s->z.data, s->z.len, s->raw_size, sc->tmp);
-            if (!rc)
+            rc = wd__chunk_decode(sc->dctx, s->t->chunks + s->k * WD_HASH_SIZE, s->codec, s->z.data, s->z.len,
+                                  s->raw_size, sc->tmp);
+            if (rc)
+                rc = tensor_where(rc, s->t);
+            else if (s->op == OP_PLANES)
+                wd__planes_decode(sc->nat, sc->tmp, n, plan->dtype);
+            else
                 wd__delta_decode(sc->nat, sc->tmp, sc->nat, n, plan->dtype);
             break;
         case OP_WIDEN: wd__to_f32(sc->f, sc->nat, n, plan->dtype); break;

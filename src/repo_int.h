@@ -60,6 +60,9 @@ typedef struct wd_stored_tensor {
     /* For "same", "delta-planes" and lossy encodings: the tensor of the
      * same name in the parent object, which this one is decoded against. */
     struct wd_stored_tensor *parent;
+    /* The id of the object holding this row (NULL: one not stored yet),
+     * for messages that name damaged data. */
+    const uint8_t *object;
 } wd_stored_tensor;
 
 typedef struct {
@@ -140,6 +143,9 @@ int wd__shape_format(wd_buf *b, int ndim, const uint64_t *shape);
 /* Reads a whole byte stream (file content, shard header) stored as chunks,
  * checking each chunk's SHA-256; appends to out. */
 int wd__stream_read(wd_repo *repo, const uint8_t *chunks, size_t n_chunks, wd_buf *out);
+/* For a wd__stream_read failure about a chunk of file sf of obj: puts
+ * "object <short id> file '<path>'" in front of the message. Returns rc. */
+int wd__file_where(int rc, const wd_object *obj, const wd_stored_file *sf);
 
 /* Resolves ref to an object id (binary). */
 int wd__resolve(wd_repo *repo, const char *ref, uint8_t out[WD_HASH_SIZE]);

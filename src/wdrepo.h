@@ -244,7 +244,8 @@ int wd_model_hash(const char *dir, const wd_options *opt, char out[WD_HEX_SIZE])
  * parent_hash among the repository's bases (hashing each candidate's
  * tensors restricted to the file's, v1 in record order) and deltas (their
  * float32 reconstruction, for chain links). A missing parent is WD_ENOTFOUND
- * naming the hash. */
+ * naming the hash; when a candidate's stored data is damaged and no intact
+ * one matches, WD_ECORRUPT naming the damage. */
 int wd_import(wd_repo *repo, const char *path, const char *name, const wd_options *opt,
               wd_write_result *out);
 
@@ -421,6 +422,72 @@ void wd_named_tensors_free(wd_named_tensor *tensors, size_t count);
  * from an ordinary thread (one waiting in sigwait), not from a signal
  * handler, then end the process. */
 void wd_remove_temporaries(void);
+
+/* ---- Verifying (fsck) ------------------------------------------------------ */
+
+/* wd_fsck flag: also rebuild every object and compare it with its recorded
+ * model hash (and float32 chain hash, where recorded). */
+#define WD_FSCK_FULL 1u
+
+/* One thing wrong with the repository. kind is a static string:
+ *  "database"   SQLite's own check (PRAGMA quick_check/integrity_check) failed
+ *  "chunk"      a chunk is damaged (does not decode, or its bytes do not
+ *               hash to its id) or missing from the store
+ *  "object"     an object's rows disagree with themselves or their chunks,
+ *               or its id is not what its manifest hashes to
+ *  "lineage"    a delta's parent is missing, records another model hash, or
+ *               the parent links loop
+ *  "size"       a recorded size (tensor_bytes, n_tensors, stored_bytes) does
+ *               not add up; the data itself is intact
+ *  "name"       a name points at no object, or is not a valid name
+ *  "model_hash" (WD_FSCK_FULL) an object rebuilds to other weights than its
+ *               recorded hash says */
+typedef struct {
+    const char *kind;
+    char chunk[WD_HEX_SIZE];  /* the chunk concerned, "" if none */
+    char object[WD_HEX_SIZE]; /* the object whose record is wrong, "" if none */
+    char *name;               /* kind "name": the name; else NULL */
+    char *where;              /* chunks: where it is used ("object 9a1b2c3d4e5f tensor 'x'"), NULL if unused */
+    uint64_t n_uses;          /* chunks: how many references to it the manifests hold */
+    char *message;            /* one line, without the subject ("stored data is damaged (hash mismatch)") */
+    size_t *affected;         /* every object that depends on it, directly or through its lineage: */
+    size_t n_affected;        /* indexes into wd_fsck_report.objects */
+} wd_fsck_problem;
+
+typedef struct {
+    char id[WD_HEX_SIZE];
+    char kind[8];             /* "base" or "delta" */
+    int damaged;              /* 1 when some problem affects it */
+} wd_fsck_object;
+
+typedef struct {
+    int full;                 /* WD_FSCK_FULL was given */
+    int incomplete;           /* the database failed its own check (or a read): the checks after it did not run */
+    uint64_t n_chunks;        /* chunks read, decoded and hashed */
+    uint64_t chunk_bytes;     /* their stored (compressed) bytes */
+    uint64_t raw_bytes;       /* their decoded bytes */
+    uint64_t n_names;
+    uint64_t n_rebuilt;       /* objects rebuilt and compared (WD_FSCK_FULL) */
+    size_t n_objects;
+    wd_fsck_object *objects;  /* every object, sorted by id */
+    size_t n_damaged;         /* objects with damaged set */
+    size_t n_problems;
+    wd_fsck_problem *problems; /* database first, then chunks, objects and lineage, names, model hashes */
+} wd_fsck_report;
+
+/* Checks the whole repository: SQLite's quick_check (integrity_check with
+ * WD_FSCK_FULL); every chunk decoded and re-hashed; every manifest (its
+ * files', tensors' and arrays' chunks exist with the sizes they need, sizes
+ * add up, delta ids re-derived from the manifest, a base's id is its model
+ * hash); every lineage link; every name; with WD_FSCK_FULL every intact
+ * object rebuilt. Reads one snapshot of the database (a concurrent commit is
+ * not seen half-done). Returns WD_OK when the check ran, whatever it found
+ * (an empty problem list means the repository is sound); an error only when
+ * it could not run. Memory: the chunk ids and sizes (44 bytes a chunk), the
+ * object list, and the pieces in flight on the pool. Free with
+ * wd_fsck_free. */
+int wd_fsck(wd_repo *repo, unsigned flags, const wd_options *opt, wd_fsck_report **out);
+void wd_fsck_free(wd_fsck_report *report);
 
 #ifdef __cplusplus
 }

@@ -3,12 +3,14 @@
  * chunk container: exact round trips for every dtype width and every bit
  * pattern class, and refusal of damaged chunks.
  */
+#include <stdio.h>
 #include <string.h>
 #include <zstd.h>
 
 #include "chunkstore.h"
 #include "codec_lossless.h"
 #include "dtype.h"
+#include "hash.h"
 #include "testutil.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -69,6 +71,60 @@ static void test_delta_is_small(void)
     }
 }
 
+/* Decoding checks the chunk against its id: a flipped byte that still
+ * decodes (a raw section, a raw chunk, a zstd frame, which carries no
+ * checksum) is found, and the message names the chunk and the damage. */
+static void test_chunk_damage(void)
+{
+    enum { N = 4096 };
+    static uint8_t raw[N], out[N];
+    /* Plane 0 incompressible (kept raw), plane 1 skewed (compressed). */
+    for (size_t i = 0; i < N; i++)
+        raw[i] = i < N / 2 ? (uint8_t)next() : (uint8_t)(next() % 4 == 0);
+    uint8_t id[WD_HASH_SIZE];
+    wd__sha256(raw, N, id);
+    char hex[WD_HEX_SIZE], want[64];
+    wd__hex(hex, id);
+    snprintf(want, sizeof want, "chunk %.12s: stored data is damaged", hex);
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    wd_buf z = {0};
+    int codec;
+
+    CHECK_RC(wd__chunk_compress(c, 1, raw, N, N / 2, &z, &codec), 0);
+    CHECK(codec == WD_CODEC_SECTIONS && z.data[4] == 0); /* first section raw */
+    CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), 0);
+    z.data[4 + 5 + 100] ^= 0x01;
+    CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), WD_ECORRUPT);
+    CHECK(strstr(wd_errmsg(), want) && strstr(wd_errmsg(), "(hash mismatch); run 'wdrepo fsck'"));
+
+    /* The same bytes stored raw. */
+    CHECK_RC(wd__chunk_decode(d, id, WD_CODEC_RAW, raw, N, N, out), 0);
+    raw[7] ^= 0x80;
+    CHECK_RC(wd__chunk_decode(d, id, WD_CODEC_RAW, raw, N, N, out), WD_ECORRUPT);
+    CHECK(strstr(wd_errmsg(), "hash mismatch") != NULL);
+    raw[7] ^= 0x80;
+
+    /* One zstd frame of compressible bytes: flip each byte of its payload
+     * in turn; every flip is refused, whether zstd notices or not. */
+    for (size_t i = 0; i < N; i++)
+        raw[i] = (uint8_t)(i % 61 < 50 ? 'a' + i % 7 : next());
+    wd__sha256(raw, N, id);
+    CHECK_RC(wd__chunk_compress(c, 1, raw, N, 0, &z, &codec), 0);
+    CHECK(codec == WD_CODEC_ZSTD);
+    int refused = 0, tried = 0;
+    for (size_t at = 6; at < z.len; at++, tried++) {
+        z.data[at] ^= 0x04;
+        refused += wd__chunk_decode(d, id, codec, z.data, z.len, N, out) == WD_ECORRUPT;
+        z.data[at] ^= 0x04;
+    }
+    CHECK(tried > 0 && refused == tried);
+    CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), 0);
+    wd__buf_free(&z);
+    ZSTD_freeCCtx(c);
+    ZSTD_freeDCtx(d);
+}
+
 static void test_chunk_container(void)
 {
     enum { N = 300000 };
@@ -79,25 +135,27 @@ static void test_chunk_container(void)
     ZSTD_DCtx *d = ZSTD_createDCtx();
     wd_buf z = {0};
     int codec;
+    uint8_t id[WD_HASH_SIZE];
+    wd__sha256(raw, N, id);
     size_t sections[] = {0, N / 2, 1000, N - 1};
     for (size_t s = 0; s < sizeof sections / sizeof *sections; s++) {
         CHECK_RC(wd__chunk_compress(c, 1, raw, N, sections[s], &z, &codec), 0);
         memset(out, 0, N);
-        CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len, N, out), 0);
+        CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), 0);
         CHECK(memcmp(raw, out, N) == 0);
         /* A wrong size, a truncation or a flipped length is refused. */
-        CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len, N - 1, out), WD_ECORRUPT);
-        CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len - 1, N, out), WD_ECORRUPT);
+        CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N - 1, out), WD_ECORRUPT);
+        CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len - 1, N, out), WD_ECORRUPT);
         if (codec == WD_CODEC_SECTIONS) {
             z.data[5] ^= 0x40;
-            CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len, N, out), WD_ECORRUPT);
+            CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), WD_ECORRUPT);
             z.data[5] ^= 0x40;
             z.data[4] = 9; /* unknown section codec */
-            CHECK_RC(wd__chunk_decompress(d, codec, z.data, z.len, N, out), WD_ECORRUPT);
+            CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), WD_ECORRUPT);
         }
     }
-    CHECK_RC(wd__chunk_decompress(d, 7, raw, 10, 10, out), WD_ECORRUPT);
-    CHECK_RC(wd__chunk_decompress(d, WD_CODEC_RAW, raw, 10, WD_CHUNK_RAW_MAX + 1ull, out), WD_ECORRUPT);
+    CHECK_RC(wd__chunk_decode(d, id, 7, raw, 10, 10, out), WD_ECORRUPT);
+    CHECK_RC(wd__chunk_decode(d, id, WD_CODEC_RAW, raw, 10, WD_CHUNK_RAW_MAX + 1ull, out), WD_ECORRUPT);
     /* Incompressible data is kept raw. */
     for (size_t i = 0; i < N; i++)
         raw[i] = (uint8_t)next();
@@ -113,5 +171,6 @@ int main(void)
     test_roundtrips();
     test_delta_is_small();
     test_chunk_container();
+    test_chunk_damage();
     return tu_finish("test_lossless");
 }
