@@ -9,6 +9,35 @@
 
 #include "error.h"
 
+/* Copies s into buf for a one-line message: control bytes become '?', and a
+ * long string is cut at a UTF-8 boundary with "..." so two names and a path
+ * still fit in the 1 KiB error buffer. */
+const char *wd__utf8_shown(char *buf, size_t cap, const char *s)
+{
+    size_t n = 0, i = 0;
+    while (s[i] && n + 4 < cap) {
+        unsigned char c = (unsigned char)s[i];
+        buf[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+        i++;
+    }
+    if (s[i]) {
+        /* drop a last character the cut left incomplete */
+        size_t lead = n;
+        while (lead > 0 && ((unsigned char)buf[lead - 1] & 0xc0) == 0x80)
+            lead--;
+        if (lead > 0 && (unsigned char)buf[lead - 1] >= 0xc0) {
+            unsigned char c = (unsigned char)buf[lead - 1];
+            size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+            if (n - (lead - 1) < need)
+                n = lead - 1;
+        }
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 size_t wd__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
     if (n == 0)

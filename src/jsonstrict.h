@@ -18,6 +18,11 @@
  * code points past U+10FFFF refused) with its code point in *cp, or 0. */
 size_t wd__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 
+/* Copies s into buf (cap >= 8) for a one-line message: control bytes
+ * become '?', and a long string is cut at a UTF-8 boundary with "...".
+ * Returns buf. */
+const char *wd__utf8_shown(char *buf, size_t cap, const char *s);
+
 /* 1 if s[0..n) is entirely well-formed UTF-8. */
 int wd__utf8_valid(const unsigned char *s, size_t n);
 
