@@ -1,5 +1,5 @@
 /*
- * manifest.c - building the canonical delta manifest (see manifest.h).
+ * manifest.c - building the canonical manifests (see manifest.h).
  * Lines are accumulated and fed to SHA-256 in 64 KiB runs, so the manifest
  * of a huge model is never held whole.
  */
@@ -60,6 +60,18 @@ int wd__manifest_begin(wd_manifest *m, const uint8_t parent[WD_HASH_SIZE], const
     text(m, "\noptions ");
     text(m, options);
     end_line(m);
+    return m->rc;
+}
+
+int wd__manifest_base_begin(wd_manifest *m, const uint8_t model_hash[WD_HASH_SIZE])
+{
+    memset(m, 0, sizeof *m);
+    if ((m->rc = wd__sha256_new(&m->h)))
+        return m->rc;
+    char hex[WD_HEX_SIZE];
+    wd__hex(hex, model_hash);
+    /* The first line keeps these texts apart from delta manifests. */
+    m->rc = wd__buf_printf(&m->line, "wdrepo-base-folder 1\nmodel %s\n", hex);
     return m->rc;
 }
 
