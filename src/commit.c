@@ -273,34 +273,6 @@ static int base_folder_id(uint8_t out[WD_HASH_SIZE], const uint8_t model_hash[WD
     return wd__manifest_end(&m, out);
 }
 
-/* The same description of the stored base id, from its file rows (which
- * hold exactly what base_folder_id hashes, in the same path order). */
-static int stored_folder_id(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t model_hash[WD_HASH_SIZE],
-                            uint8_t out[WD_HASH_SIZE])
-{
-    sqlite3_stmt *st;
-    int rc = wd__db_prepare(repo->db, &st, "SELECT path, is_shard, size, chunks FROM file WHERE object = ?1 ORDER BY path");
-    if (rc)
-        return rc;
-    wd__bind_hash(st, 1, id);
-    wd_manifest m;
-    wd__manifest_base_begin(&m, model_hash);
-    int row;
-    while ((row = wd__db_step(repo->db, st, "reading a base's files")) > 0) {
-        int len = sqlite3_column_bytes(st, 3);
-        const char *path = (const char *)sqlite3_column_text(st, 0);
-        if (!path || len % WD_HASH_SIZE) {
-            row = wd__error(WD_ECORRUPT, "a stored file row of a base is malformed");
-            break;
-        }
-        wd__manifest_file(&m, path, sqlite3_column_int(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
-                          sqlite3_column_blob(st, 3), (size_t)len / WD_HASH_SIZE);
-    }
-    sqlite3_finalize(st);
-    rc = wd__manifest_end(&m, out);
-    return row < 0 ? row : rc;
-}
-
 static int insert_object(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t *parent,
                          const char *strategy, const char *options, const char *message,
                          const uint8_t model_hash[WD_HASH_SIZE], const uint8_t *parent_hash,
@@ -434,7 +406,7 @@ static int find_base(wd_repo *repo, const uint8_t model_hash[WD_HASH_SIZE], cons
         return 0;
     }
     uint8_t theirs[WD_HASH_SIZE];
-    if ((rc = stored_folder_id(repo, model_hash, model_hash, theirs)))
+    if ((rc = wd__manifest_base_stored(repo, model_hash, model_hash, theirs)))
         return rc;
     if (!memcmp(theirs, folder_id, WD_HASH_SIZE))
         memcpy(id, model_hash, WD_HASH_SIZE);

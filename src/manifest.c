@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "db.h"
 #include "error.h"
 #include "wdelta.h"
 
@@ -126,4 +127,30 @@ int wd__manifest_end(wd_manifest *m, uint8_t out[WD_HASH_SIZE])
     wd__sha256_free(m->h);
     wd__buf_free(&m->line);
     return rc;
+}
+
+int wd__manifest_base_stored(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t model_hash[WD_HASH_SIZE],
+                             uint8_t out[WD_HASH_SIZE])
+{
+    sqlite3_stmt *st;
+    int rc = wd__db_prepare(repo->db, &st, "SELECT path, is_shard, size, chunks FROM file WHERE object = ?1 ORDER BY path");
+    if (rc)
+        return rc;
+    wd__bind_hash(st, 1, id);
+    wd_manifest m;
+    wd__manifest_base_begin(&m, model_hash);
+    int row;
+    while ((row = wd__db_step(repo->db, st, "reading a base's files")) > 0) {
+        int len = sqlite3_column_bytes(st, 3);
+        const char *path = (const char *)sqlite3_column_text(st, 0);
+        if (!path || len % WD_HASH_SIZE) {
+            row = wd__error(WD_ECORRUPT, "a stored file row of a base is malformed");
+            break;
+        }
+        wd__manifest_file(&m, path, sqlite3_column_int(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
+                          sqlite3_column_blob(st, 3), (size_t)len / WD_HASH_SIZE);
+    }
+    sqlite3_finalize(st);
+    rc = wd__manifest_end(&m, out);
+    return row < 0 ? row : rc;
 }

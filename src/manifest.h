@@ -31,4 +31,12 @@ void wd__manifest_tensor(wd_manifest *m, const char *name, const char *file, int
 /* Writes the id and frees m; returns the first error met. */
 int wd__manifest_end(wd_manifest *m, uint8_t out[WD_HASH_SIZE]);
 
+/* The folder id (FORMAT.md section 3) of the stored base id whose model
+ * hash is model_hash, from its file rows, which hold exactly what the
+ * description hashes, in the same path order; no chunk is read. A base
+ * whose id is not its model hash has this as its id (what fsck can
+ * check); for the one whose id is, it tells whether a folder is that one. */
+int wd__manifest_base_stored(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t model_hash[WD_HASH_SIZE],
+                             uint8_t out[WD_HASH_SIZE]);
+
 #endif
