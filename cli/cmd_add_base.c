@@ -1,7 +1,11 @@
 /*
  * cmd_add_base.c - `wdrepo add-base DIR`: stores a model folder losslessly as
- * a base and prints its model hash, the id under which it is stored.
+ * a base and prints its model hash. The base's id is that hash, unless
+ * another folder with the same weights was stored first (then the summary
+ * names the id this folder got).
  */
+#include <string.h>
+
 #include "cli.h"
 
 static const char *name_opt;
@@ -18,7 +22,10 @@ static const cli_spec spec = {
     "add-base", "DIR [--name N] [--json]",
     "Store the model folder DIR (its *.safetensors shards, shard layout and other\n"
     "files) as a base, losslessly, and print its model hash on stdout. Adding the\n"
-    "same weights again stores nothing new and prints the same hash.\n",
+    "same folder again stores nothing new. A folder with the same weights as a\n"
+    "stored base but other files (a README, a fixed tokenizer) or another shard\n"
+    "layout becomes a base of its own, sharing the weights' chunks; its id is\n"
+    "then not the model hash (the summary and --json give it; --name names it).\n",
     opts, args, 1, 1,
 };
 
@@ -43,16 +50,19 @@ int cmd_add_base(cli_ctx *ctx, int argc, char **argv)
     }
     wd_repo_close(repo);
 
-    char sizes[256], sid[CLI_SHORT_ID + 1];
+    char sizes[256], sid[CLI_SHORT_ID + 1], smh[CLI_SHORT_ID + 1], other[64] = "";
     cli_fmt_write_sizes(sizes, sizeof sizes, &res);
     cli_fmt_short_id(sid, res.id);
+    cli_fmt_short_id(smh, res.model_hash);
+    if (strcmp(res.id, res.model_hash))
+        snprintf(other, sizeof other, " (same weights as %s, other files)", smh);
     if (res.already_present)
-        cli_info(ctx, "base %s already stored: %s", sid, sizes);
+        cli_info(ctx, "base %s%s already stored: %s", sid, other, sizes);
     else
-        cli_info(ctx, "added base %s%s%s%s: %s", sid, name_opt ? " '" : "",
-                 name_opt ? name_opt : "", name_opt ? "'" : "", sizes);
+        cli_info(ctx, "added base %s%s%s%s%s: %s", sid, name_opt ? " '" : "",
+                 name_opt ? name_opt : "", name_opt ? "'" : "", other, sizes);
     if (json_flag)
         return cli_json_print(ctx, cli_json_write_result(&res, "base"));
-    printf("%s\n", res.id);
+    printf("%s\n", res.model_hash);
     return cli_finish_stdout(ctx);
 }

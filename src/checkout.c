@@ -279,7 +279,7 @@ static int hash_mismatch(const uint8_t got[WD_HASH_SIZE], const uint8_t want[WD_
 static int verify_folder(const char *dir)
 {
     wd_folder *f;
-    int rc = wd__folder_open(&f, dir);
+    int rc = wd__folder_open_ex(&f, dir, WD_FOLDER_TRUST_INDEX);
     if (rc)
         return wd__error_context(WD_EMISMATCH, "written folder failed validation");
     wd__folder_close(f);

@@ -259,6 +259,20 @@ static int delta_id(uint8_t out[WD_HASH_SIZE], const uint8_t parent[WD_HASH_SIZE
     return wd__manifest_end(&m, out);
 }
 
+/* A base folder's id when it is not the model hash's (FORMAT.md section
+ * 3): SHA-256 of its description, the model hash and every file's path,
+ * kind, size and content chunk ids. */
+static int base_folder_id(uint8_t out[WD_HASH_SIZE], const uint8_t model_hash[WD_HASH_SIZE], const wd_folder *f,
+                          const file_rec *files)
+{
+    wd_manifest m;
+    wd__manifest_base_begin(&m, model_hash);
+    for (size_t i = 0; i < f->n_files; i++)
+        wd__manifest_file(&m, f->files[i].path, f->files[i].is_shard, f->files[i].size, files[i].ids.data,
+                          files[i].ids.len / WD_HASH_SIZE);
+    return wd__manifest_end(&m, out);
+}
+
 static int insert_object(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t *parent,
                          const char *strategy, const char *options, const char *message,
                          const uint8_t model_hash[WD_HASH_SIZE], const uint8_t *parent_hash,
@@ -369,6 +383,53 @@ static int object_exists(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], int *out
         *stored = (uint64_t)sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return (s == SQLITE_ROW || s == SQLITE_DONE) ? 0 : wd__db_error(repo->db, s, "looking up object");
+}
+
+/* Which base object the folder (model hash model_hash, description
+ * folder_id) is or becomes, inside the final transaction so concurrent
+ * add-bases agree: the object folder_id if stored; else the object
+ * model_hash if stored with exactly these files (*exists set, as for the
+ * former); else a new object, id model_hash while that is free (the first
+ * folder stored with some weights, and every base before folder ids),
+ * folder_id otherwise. */
+static int find_base(wd_repo *repo, const uint8_t model_hash[WD_HASH_SIZE], const uint8_t folder_id[WD_HASH_SIZE],
+                     uint8_t id[WD_HASH_SIZE], int *exists, uint64_t *stored)
+{
+    memcpy(id, folder_id, WD_HASH_SIZE);
+    int rc = object_exists(repo, folder_id, exists, stored);
+    if (rc || *exists)
+        return rc;
+    if ((rc = object_exists(repo, model_hash, exists, stored)))
+        return rc;
+    if (!*exists) {
+        memcpy(id, model_hash, WD_HASH_SIZE);
+        return 0;
+    }
+    uint8_t theirs[WD_HASH_SIZE];
+    if ((rc = wd__manifest_base_stored(repo, model_hash, model_hash, theirs)))
+        return rc;
+    if (!memcmp(theirs, folder_id, WD_HASH_SIZE))
+        memcpy(id, model_hash, WD_HASH_SIZE);
+    else
+        *exists = 0;
+    return 0;
+}
+
+/* An object found already stored by a command that stored chunks anyway
+ * (it raced an identical one, which got its final transaction in first):
+ * those chunks are the object's, so they count in its new_bytes, and the
+ * command reports 0 as "already present" says. */
+static int credit_new_bytes(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], uint64_t bytes)
+{
+    sqlite3_stmt *st;
+    int rc = wd__db_prepare(repo->db, &st, "UPDATE object SET new_bytes = new_bytes + ?2 WHERE id = ?1");
+    if (rc)
+        return rc;
+    wd__bind_hash(st, 1, id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)bytes);
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return s == SQLITE_DONE ? 0 : wd__db_error(repo->db, s, "recording new bytes");
 }
 
 /* Where the next batch starts: tensor wts[ti], piece next_k. */
@@ -692,12 +753,14 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
                 res->n_dropped++;
     }
 
-    uint8_t id[WD_HASH_SIZE];
+    /* A delta's id is its manifest's hash. A base's is decided in the final
+     * transaction (find_base): its model hash, or its folder id. */
+    uint8_t id[WD_HASH_SIZE], folder_id[WD_HASH_SIZE];
     const char *strategy = !parent ? "base" : lossy_strategy >= 0 ? wd__lossy_encoding(lossy_strategy) : "lossless";
     if (parent)
         rc = delta_id(id, parent->id, strategy, options_json, f, files, wts);
     else
-        memcpy(id, model_hash, WD_HASH_SIZE);
+        rc = base_folder_id(folder_id, model_hash, f, files);
     if (rc)
         goto done;
 
@@ -710,7 +773,6 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
 
     res->n_tensors = f->n_tensors;
     res->tensor_bytes = f->tensor_bytes;
-    wd__hex(res->id, id);
     wd__hex(res->model_hash, model_hash);
     for (size_t i = 0; i < f->n_tensors; i++)
         res->stored_bytes += wts[i].stored_bytes;
@@ -719,7 +781,12 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         goto done;
     int exists = 0;
     uint64_t old_stored = 0;
-    rc = object_exists(repo, id, &exists, &old_stored);
+    if (parent)
+        rc = object_exists(repo, id, &exists, &old_stored);
+    else
+        rc = find_base(repo, model_hash, folder_id, id, &exists, &old_stored);
+    if (!rc && exists && w.batch.new_bytes)
+        rc = credit_new_bytes(repo, id, w.batch.new_bytes);
     if (!rc && !exists)
         rc = insert_object(repo, id, parent ? parent->id : NULL, strategy, options_json, message, model_hash,
                            parent ? parent->model_hash : NULL, f, files, wts, w.batch.new_bytes);
@@ -735,10 +802,11 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     }
     if ((rc = wd__db_commit(repo->db)))
         goto done;
+    wd__hex(res->id, id);
     res->already_present = exists;
     if (exists)
         res->stored_bytes = old_stored;
-    res->new_bytes = w.batch.new_bytes;
+    res->new_bytes = exists ? 0 : w.batch.new_bytes;
     w.done = w.total;
     progress(&w);
 

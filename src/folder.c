@@ -5,13 +5,16 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "hash.h"
+#include "shardindex.h"
 
 int wd__plain_name_ok(const char *name)
 {
@@ -110,7 +113,61 @@ static int scan(wd_folder *f)
     return rc;
 }
 
+/* Reads the shard index file ff (its size checked against the limit
+ * first) and checks it against f. */
+static int check_index(const wd_folder *f, const wd_folder_file *ff)
+{
+    char *full = NULL;
+    if (asprintf(&full, "%s/%s", f->dir, ff->path) < 0)
+        return WD_NOMEM();
+    int rc = 0, fd = -1;
+    unsigned char *text = NULL;
+    struct stat sb;
+    size_t len = 0;
+    if (ff->size > WD_SHARDINDEX_MAX) {
+        rc = wd__error(WD_EBADINPUT, "'%s': is %llu bytes, over the limit of %u for a shard index", full,
+                       (unsigned long long)ff->size, WD_SHARDINDEX_MAX);
+        goto out;
+    }
+    /* O_NONBLOCK: a FIFO swapped in since the scan is refused, not waited on. */
+    if ((fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0 || fstat(fd, &sb) != 0) {
+        rc = wd__error_errno(WD_EIO, "cannot open '%s'", full);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != ff->size) {
+        rc = wd__error(WD_EIO, "'%s' changed while being read", full);
+        goto out;
+    }
+    if (!(text = malloc((size_t)ff->size + 1))) {
+        rc = WD_NOMEM();
+        goto out;
+    }
+    while (len < ff->size) {
+        ssize_t got = pread(fd, text + len, (size_t)ff->size - len, (off_t)len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            rc = got < 0 ? wd__error_errno(WD_EIO, "cannot read '%s'", full)
+                         : wd__error(WD_EIO, "'%s' changed while being read", full);
+            goto out;
+        }
+        len += (size_t)got;
+    }
+    rc = wd__shardindex_check(f, full, text, len);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(text);
+    free(full);
+    return rc;
+}
+
 int wd__folder_open(wd_folder **out, const char *dir)
+{
+    return wd__folder_open_ex(out, dir, 0);
+}
+
+int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags)
 {
     wd_folder *f = calloc(1, sizeof *f);
     if (!f || !(f->dir = strdup(dir))) {
@@ -165,6 +222,9 @@ int wd__folder_open(wd_folder **out, const char *dir)
             goto fail;
         }
     }
+    for (size_t i = 0; !(flags & WD_FOLDER_TRUST_INDEX) && i < f->n_files; i++)
+        if (wd__shardindex_is_index(f->files[i].path) && (rc = check_index(f, &f->files[i])))
+            goto fail;
     *out = f;
     return 0;
 fail:

@@ -36,8 +36,17 @@ typedef struct {
 /* Opens dir: every regular file at its top level (symlinks followed) is
  * kept; *.safetensors files are validated shards. Hidden subdirectories
  * (.git, .cache) are ignored; any other subdirectory is refused, as are
- * folders without a shard and tensor names repeated across shards. */
+ * folders without a shard and tensor names repeated across shards. A shard
+ * index (*.safetensors.index.json) must agree with the shards
+ * (shardindex.h): every command that reads a model folder refuses one that
+ * points outside the folder, at a missing shard, or at the wrong shard. */
 int wd__folder_open(wd_folder **out, const char *dir);
+
+/* wd__folder_open flag: leave shard index files unchecked. For reading
+ * back a folder wdrepo wrote itself (checkout), which must give back what
+ * was stored even if an older wdrepo stored an index it would now refuse. */
+#define WD_FOLDER_TRUST_INDEX 1u
+int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags);
 void wd__folder_close(wd_folder *f);
 
 /* Index of tensor name in f->tensors, or -1. */

@@ -80,7 +80,9 @@ static int names_are_recorded(const wd_object *obj, const char *const *names, si
 
 /* Finds the object the file applies to; *out is loaded with its lineage.
  * Candidates are tried in a fixed order (recorded chain hash match first,
- * then bases, newest first) and the first whose hash over the file's
+ * then the base whose id is parent_hash, then bases, newest first; several
+ * bases may hold the same weights with other files, FORMAT.md section 3,
+ * and the first folder stored keeps that id) and the first whose hash over the file's
  * tensors is parent_hash wins. When the file names exactly the tensors a
  * recorded hash of the object covers, in its order, that recorded hash
  * decides without a read; otherwise the object is rebuilt on the pool.
@@ -99,7 +101,7 @@ static int find_parent(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, wd_obj
     size_t n_names = wd__wdelta_count(d);
     sqlite3_stmt *st;
     int rc = wd__db_prepare(repo->db, &st,
-                            "SELECT id, f32_hash FROM object ORDER BY f32_hash IS NOT ?1, kind = 'delta', created DESC");
+                            "SELECT id, f32_hash FROM object ORDER BY f32_hash IS NOT ?1, id IS NOT ?1, kind = 'delta', created DESC");
     if (!rc)
         wd__bind_hash(st, 1, want);
     int found = 0, row = 0;

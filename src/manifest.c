@@ -1,5 +1,5 @@
 /*
- * manifest.c - building the canonical delta manifest (see manifest.h).
+ * manifest.c - building the canonical manifests (see manifest.h).
  * Lines are accumulated and fed to SHA-256 in 64 KiB runs, so the manifest
  * of a huge model is never held whole.
  */
@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "db.h"
 #include "error.h"
 #include "wdelta.h"
 
@@ -60,6 +61,18 @@ int wd__manifest_begin(wd_manifest *m, const uint8_t parent[WD_HASH_SIZE], const
     text(m, "\noptions ");
     text(m, options);
     end_line(m);
+    return m->rc;
+}
+
+int wd__manifest_base_begin(wd_manifest *m, const uint8_t model_hash[WD_HASH_SIZE])
+{
+    memset(m, 0, sizeof *m);
+    if ((m->rc = wd__sha256_new(&m->h)))
+        return m->rc;
+    char hex[WD_HEX_SIZE];
+    wd__hex(hex, model_hash);
+    /* The first line keeps these texts apart from delta manifests. */
+    m->rc = wd__buf_printf(&m->line, "wdrepo-base-folder 1\nmodel %s\n", hex);
     return m->rc;
 }
 
@@ -114,4 +127,30 @@ int wd__manifest_end(wd_manifest *m, uint8_t out[WD_HASH_SIZE])
     wd__sha256_free(m->h);
     wd__buf_free(&m->line);
     return rc;
+}
+
+int wd__manifest_base_stored(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t model_hash[WD_HASH_SIZE],
+                             uint8_t out[WD_HASH_SIZE])
+{
+    sqlite3_stmt *st;
+    int rc = wd__db_prepare(repo->db, &st, "SELECT path, is_shard, size, chunks FROM file WHERE object = ?1 ORDER BY path");
+    if (rc)
+        return rc;
+    wd__bind_hash(st, 1, id);
+    wd_manifest m;
+    wd__manifest_base_begin(&m, model_hash);
+    int row;
+    while ((row = wd__db_step(repo->db, st, "reading a base's files")) > 0) {
+        int len = sqlite3_column_bytes(st, 3);
+        const char *path = (const char *)sqlite3_column_text(st, 0);
+        if (!path || len % WD_HASH_SIZE) {
+            row = wd__error(WD_ECORRUPT, "a stored file row of a base is malformed");
+            break;
+        }
+        wd__manifest_file(&m, path, sqlite3_column_int(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
+                          sqlite3_column_blob(st, 3), (size_t)len / WD_HASH_SIZE);
+    }
+    sqlite3_finalize(st);
+    rc = wd__manifest_end(&m, out);
+    return row < 0 ? row : rc;
 }

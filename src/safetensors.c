@@ -1,7 +1,8 @@
 /*
  * safetensors.c - validating reader and header writer for .safetensors files.
- * The header is checked completely (lexically, then with cJSON, then for the
- * layout of the data section) before any caller sees a tensor.
+ * The header is checked completely (bytes, grammar, entries, then the layout
+ * of the data section) before any caller sees a tensor, without ever holding
+ * more than a small multiple of its size.
  */
 #include "safetensors.h"
 
@@ -16,43 +17,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "error.h"
 #include "jsonstrict.h"
 
-/* cJSON keeps numbers as doubles: above this, distinct integers collide. */
+/* Numbers are read as doubles: above this, distinct integers collide. */
 #define EXACT_LIMIT 9007199254740992.0 /* 2^53 */
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* Copies s into buf for a one-line message: control bytes become '?', and a
- * long string is cut at a UTF-8 boundary with "..." so two names and a path
- * still fit in the 1 KiB error buffer. */
+/* Names in messages: control bytes shown as '?', long ones cut. */
 static const char *shown(char *buf, size_t cap, const char *s)
 {
-    size_t n = 0, i = 0;
-    while (s[i] && n + 4 < cap) {
-        unsigned char c = (unsigned char)s[i];
-        buf[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-        i++;
-    }
-    if (s[i]) {
-        /* drop a last character the cut left incomplete */
-        size_t lead = n;
-        while (lead > 0 && ((unsigned char)buf[lead - 1] & 0xc0) == 0x80)
-            lead--;
-        if (lead > 0 && (unsigned char)buf[lead - 1] >= 0xc0) {
-            unsigned char c = (unsigned char)buf[lead - 1];
-            size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-            if (n - (lead - 1) < need)
-                n = lead - 1;
-        }
-        memcpy(buf + n, "...", 3);
-        n += 3;
-    }
-    buf[n] = '\0';
-    return buf;
+    return wd__utf8_shown(buf, cap, s);
 }
 
 #define NAME_CAP 160
@@ -247,66 +223,30 @@ static long find_duplicate(const char **names, size_t n)
 
 /* ---- header validation -------------------------------------------------- */
 
-/* One pass over raw JSON text for what cJSON lets through: bytes that are not
- * UTF-8, raw control characters, malformed numbers, and \u0000 escapes (cJSON
- * would silently cut the string there, so "a\u0000b" would become "a").
- * Tokens are followed only far enough to know what is inside a string.
- * Returns NULL, or what is wrong with *at set to the byte offset. */
-static const char *scan_json(const unsigned char *h, size_t n, size_t *at)
-{
-    int in_string = 0;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = h[i];
-        *at = i;
-        if (c >= 0x80) {
-            uint32_t cp;
-            size_t k = wd__utf8_decode(h + i, n - i, &cp);
-            if (!k)
-                return "is not valid UTF-8";
-            i += k;
-            continue;
-        }
-        if (c == 0)
-            return "contains a NUL byte";
-        if (c < 0x20 && (in_string || (c != '\t' && c != '\n' && c != '\r')))
-            return "contains a raw control character";
-        if (in_string) {
-            if (c == '"') {
-                in_string = 0;
-            } else if (c == '\\' && i + 1 < n) {
-                if (h[i + 1] == 'u' && n - i >= 6 && memcmp(h + i + 2, "0000", 4) == 0)
-                    return "holds an escaped NUL character (\\u0000), which names and "
-                           "metadata cannot contain";
-                /* skip the escaped character unless it starts a multi-byte
-                 * sequence, which the UTF-8 check must still see */
-                if (h[i + 1] < 0x80)
-                    i++;
-            }
-        } else if (c == '"') {
-            in_string = 1;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t j = wd__json_number_end(h, i, n);
-            if (!j)
-                return "holds a malformed number";
-            i = j;
-            continue;
-        }
-        i++;
-    }
-    return NULL;
-}
+/* The header is checked in three passes over the text in place, none of
+ * which builds a tree: wd__json_lex (bytes: UTF-8, control characters,
+ * numbers, \u0000), wd__json_syntax (grammar, nesting; counts the entries),
+ * then one walk with a cursor that keeps only what a wd_st_file holds.
+ * Memory is therefore the header itself plus, per entry of at least ~50
+ * bytes of text, one wd_st_tensor (176 bytes), its name and a 24-byte sort
+ * key: at most about 6 times the header's size, whatever the header holds
+ * (a cJSON tree of a hostile one costs 40 times). */
 
-/* Reads the integer at v: shapes and offsets must be exact non-negative
- * integers, and cJSON's doubles are exact only below 2^53. */
-static int get_uint(const wd_st_file *f, const cJSON *v, const char *tname, const char *what,
-                    int idx, uint64_t *out)
+/* Reads the integer at the cursor: shapes and offsets must be exact
+ * non-negative integers, and doubles are exact only below 2^53 (an integer
+ * written with an exponent, 2e0, is accepted as the reference reader's
+ * JSON numbers were). */
+static int get_uint(const wd_st_file *f, wd_json_cur *c, const char *tname, const char *what, int idx,
+                    uint64_t *out)
 {
     char nb[NAME_CAP];
-    if (!cJSON_IsNumber(v))
+    int b = wd__json_peek(c);
+    if (b != '-' && !(b >= '0' && b <= '9'))
         return bad(f, "tensor '%s': %s[%d] is not a number", shown(nb, sizeof nb, tname), what,
                    idx);
-    double d = v->valuedouble;
+    double d;
+    if (wd__json_number(c, &d))
+        return WD_ENOMEM;
     if (d < 0 || signbit(d))
         return bad(f, "tensor '%s': %s[%d] is negative", shown(nb, sizeof nb, tname), what, idx);
     if (!(d < EXACT_LIMIT))
@@ -320,47 +260,63 @@ static int get_uint(const wd_st_file *f, const cJSON *v, const char *tname, cons
     return 0;
 }
 
-/* Fills t (its name already set) from header entry e and checks it against
- * the file size; how tensors sit next to each other is sort_and_tile's job. */
-static int parse_tensor(const wd_st_file *f, const cJSON *e, wd_st_tensor *t)
+/* Where a tensor entry's known keys start, as text offsets (0: absent). */
+typedef struct {
+    size_t dtype, shape, offs;
+} entry_keys;
+
+/* Fills t (its name already set) from the entry at the cursor and checks it
+ * against the file size; how tensors sit next to each other is
+ * sort_and_tile's job. The entry's keys are found first and then read in a
+ * fixed order, so a defect is named the same whatever order the keys come
+ * in. key is scratch. */
+static int parse_tensor(const wd_st_file *f, wd_json_cur *c, wd_st_tensor *t, wd_buf *key)
 {
     char nb[NAME_CAP], sb[400];
     const char *nm = shown(nb, sizeof nb, t->name);
-    if (!cJSON_IsObject(e))
+    if (wd__json_peek(c) != '{')
         return bad(f, "tensor '%s' is not a JSON object", nm);
 
-    const cJSON *dtype = NULL, *shape = NULL, *offs = NULL;
-    for (const cJSON *c = e->child; c; c = c->next) {
-        const cJSON **slot = NULL;
-        if (!c->string)
-            continue;
-        if (strcmp(c->string, "dtype") == 0)
-            slot = &dtype;
-        else if (strcmp(c->string, "shape") == 0)
-            slot = &shape;
-        else if (strcmp(c->string, "data_offsets") == 0)
-            slot = &offs;
-        if (!slot)
-            continue; /* unknown keys are ignored, as the reference reader does */
-        if (*slot)
-            return bad(f, "tensor '%s' has more than one \"%s\"", nm, c->string);
-        *slot = c;
+    entry_keys at = {0, 0, 0};
+    wd__json_enter(c);
+    while (wd__json_more(c)) {
+        if (wd__json_string(c, key))
+            return WD_ENOMEM;
+        const char *k = (const char *)key->data;
+        size_t *slot = !strcmp(k, "dtype") ? &at.dtype
+                       : !strcmp(k, "shape") ? &at.shape
+                       : !strcmp(k, "data_offsets") ? &at.offs
+                                                    : NULL;
+        /* unknown keys are skipped, as the reference reader does */
+        if (slot) {
+            if (*slot)
+                return bad(f, "tensor '%s' has more than one \"%s\"", nm, k);
+            wd__json_peek(c);
+            *slot = c->pos;
+        }
+        wd__json_skip(c);
     }
+    size_t after = c->pos;
 
-    if (!dtype)
+    if (!at.dtype)
         return bad(f, "tensor '%s' has no \"dtype\"", nm);
-    if (!cJSON_IsString(dtype) || !dtype->valuestring)
+    c->pos = at.dtype;
+    if (wd__json_peek(c) != '"')
         return bad(f, "tensor '%s': \"dtype\" is not a string", nm);
-    if (wd__dtype_parse(dtype->valuestring, strlen(dtype->valuestring), &t->dtype) != 0)
-        return bad(f, "tensor '%s' has unknown dtype '%s'", nm,
-                   shown(sb, 64, dtype->valuestring));
+    if (wd__json_string(c, key))
+        return WD_ENOMEM;
+    if (wd__dtype_parse((const char *)key->data, key->len, &t->dtype) != 0)
+        return bad(f, "tensor '%s' has unknown dtype '%s'", nm, shown(sb, 64, (const char *)key->data));
 
-    if (!shape)
+    if (!at.shape)
         return bad(f, "tensor '%s' has no \"shape\"", nm);
-    if (!cJSON_IsArray(shape))
+    c->pos = at.shape;
+    if (wd__json_peek(c) != '[')
         return bad(f, "tensor '%s': \"shape\" is not an array", nm);
+    /* The rank limit stops a hostile array at its 17th element. */
     t->ndim = 0;
-    for (const cJSON *c = shape->child; c; c = c->next) {
+    wd__json_enter(c);
+    while (wd__json_more(c)) {
         if (t->ndim == WD_MAX_DIMS)
             return bad(f, "tensor '%s' has more than %d dimensions", nm, WD_MAX_DIMS);
         int rc = get_uint(f, c, t->name, "shape", t->ndim, &t->shape[t->ndim]);
@@ -369,15 +325,30 @@ static int parse_tensor(const wd_st_file *f, const cJSON *e, wd_st_tensor *t)
         t->ndim++;
     }
 
-    if (!offs)
+    if (!at.offs)
         return bad(f, "tensor '%s' has no \"data_offsets\"", nm);
-    if (!cJSON_IsArray(offs) || !offs->child || !offs->child->next || offs->child->next->next)
+    c->pos = at.offs;
+    int two = 0;
+    if (wd__json_peek(c) == '[') {
+        size_t first = 0;
+        wd__json_enter(c);
+        while (two < 3 && wd__json_more(c)) {
+            wd__json_peek(c);
+            if (!two)
+                first = c->pos;
+            two++;
+            wd__json_skip(c);
+        }
+        c->pos = first;
+    }
+    if (two != 2)
         return bad(f, "tensor '%s': \"data_offsets\" is not an array of two integers", nm);
-    int rc = get_uint(f, offs->child, t->name, "data_offsets", 0, &t->begin);
-    if (!rc)
-        rc = get_uint(f, offs->child->next, t->name, "data_offsets", 1, &t->end);
+    int rc = get_uint(f, c, t->name, "data_offsets", 0, &t->begin);
+    if (!rc && wd__json_more(c))
+        rc = get_uint(f, c, t->name, "data_offsets", 1, &t->end);
     if (rc)
         return rc;
+    c->pos = after;
     if (t->begin > t->end)
         return bad(f, "tensor '%s': data_offsets [%" PRIu64 ",%" PRIu64 "] end before they begin",
                    nm, t->begin, t->end);
@@ -398,65 +369,114 @@ static int parse_tensor(const wd_st_file *f, const cJSON *e, wd_st_tensor *t)
     return 0;
 }
 
-/* metadata must be an object of strings; returns 0, or 1 with *why set. */
-static int check_metadata(const cJSON *m, const char **badkey, const char **why)
-{
-    *badkey = NULL;
-    if (!cJSON_IsObject(m)) {
-        *why = "is not a JSON object";
-        return 1;
-    }
-    size_t n = 0;
-    for (const cJSON *c = m->child; c; c = c->next) {
-        if (!c->string || !cJSON_IsString(c) || !c->valuestring) {
-            *badkey = c->string ? c->string : "";
-            *why = "is not a string";
-            return 1;
-        }
-        n++;
-    }
-    if (n < 2)
-        return 0;
-    const char **keys = malloc(n * sizeof *keys);
-    if (!keys) {
-        *why = NULL; /* out of memory */
-        return 1;
-    }
-    n = 0;
-    for (const cJSON *c = m->child; c; c = c->next)
-        keys[n++] = c->string;
-    long d = find_duplicate(keys, n);
-    if (d >= 0) {
-        *badkey = keys[d];
-        *why = "is a duplicate key";
-    }
-    free(keys);
-    return d >= 0;
-}
+/* What metadata_read found wrong. */
+typedef struct {
+    const char *why;  /* NULL: out of memory */
+    char *badkey;     /* the entry concerned (malloc'd), or NULL */
+} meta_defect;
 
-/* Compact, with the same escaping as the header writer, so a header that
- * deltatensors wrote is rebuilt byte for byte. */
-static char *metadata_serialize(const cJSON *m)
+/* Reads the metadata object at the cursor (an object of strings with no
+ * duplicate key) into *out, compact and escaped as the header writer does,
+ * so a header that deltatensors wrote is rebuilt byte for byte. Returns 0,
+ * or 1 with *d filled (d->why NULL: out of memory). Memory: the decoded
+ * keys and their offsets (both bounded by the text) and the output (at
+ * most 3 times the text: a 2-byte character becomes a 6-byte escape). */
+static int metadata_read(wd_json_cur *c, char **out, meta_defect *d)
 {
+    *out = NULL;
+    d->why = NULL;
+    d->badkey = NULL;
+    if (wd__json_peek(c) != '{') {
+        d->why = "is not a JSON object";
+        return 1;
+    }
+    /* Keys go NUL-separated into one arena (offsets, since it moves as it
+     * grows), to be sorted for the duplicate check at the end. */
+    wd_buf key = {0}, val = {0}, arena = {0}, offs = {0};
     sbuf b = {0};
+    const char *why = NULL, *badkey = NULL;
+    int oom = 0;
     sb_put(&b, "{", 1);
-    for (const cJSON *c = m->child; c; c = c->next) {
-        if (c != m->child)
+    wd__json_enter(c);
+    while (wd__json_more(c)) {
+        size_t off = arena.len;
+        if (wd__json_string(c, &key) || wd__buf_append(&arena, key.data, key.len + 1) ||
+            wd__buf_append(&offs, &off, sizeof off)) {
+            oom = 1;
+            break;
+        }
+        if (wd__json_peek(c) != '"') {
+            why = "is not a string";
+            badkey = (const char *)key.data;
+            break;
+        }
+        if (wd__json_string(c, &val)) {
+            oom = 1;
+            break;
+        }
+        if (b.len > 1)
             sb_put(&b, ",", 1);
-        /* cannot fail: the scan admitted only UTF-8 and cJSON decodes
-         * escapes to UTF-8 */
-        if (sb_json_string(&b, c->string) != 0)
+        /* cannot fail: the lexer admitted only UTF-8 and the decoder
+         * writes UTF-8 */
+        if (sb_json_string(&b, (const char *)key.data) != 0)
             b.oom = 1;
         sb_put(&b, ":", 1);
-        if (sb_json_string(&b, c->valuestring) != 0)
+        if (sb_json_string(&b, (const char *)val.data) != 0)
             b.oom = 1;
     }
     sb_put(&b, "}", 1);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
+    oom |= b.oom;
+    size_t nkeys = offs.len / sizeof(size_t);
+    const char **keys = NULL;
+    if (!oom && !why && nkeys > 1) {
+        if (!(keys = malloc(nkeys * sizeof *keys))) {
+            oom = 1;
+        } else {
+            for (size_t i = 0; i < nkeys; i++)
+                keys[i] = (const char *)arena.data + ((const size_t *)(const void *)offs.data)[i];
+            long dup = find_duplicate(keys, nkeys);
+            if (dup >= 0) {
+                why = "is a duplicate key";
+                badkey = keys[dup];
+            }
+        }
     }
-    return b.p;
+    if (why && !oom) {
+        d->why = why;
+        if (badkey && !(d->badkey = strdup(badkey)))
+            d->why = NULL;
+    }
+    free(keys);
+    wd__buf_free(&key);
+    wd__buf_free(&val);
+    wd__buf_free(&arena);
+    wd__buf_free(&offs);
+    if (oom || why) {
+        free(b.p);
+        return 1;
+    }
+    *out = b.p;
+    return 0;
+}
+
+/* Reports a metadata defect for f (or, with f NULL, as a usage error of the
+ * header writer) and frees it. */
+static int metadata_defect(const wd_st_file *f, meta_defect *d)
+{
+    char nb[NAME_CAP];
+    int rc;
+    if (!d->why)
+        rc = WD_NOMEM();
+    else if (f && d->badkey)
+        rc = bad(f, "__metadata__ entry '%s' %s", shown(nb, sizeof nb, d->badkey), d->why);
+    else if (f)
+        rc = bad(f, "__metadata__ %s", d->why);
+    else
+        rc = wd__error(WD_EUSAGE, "metadata %s%s%s%s", d->badkey ? "entry '" : "",
+                       d->badkey ? shown(nb, sizeof nb, d->badkey) : "", d->badkey ? "' " : "", d->why);
+    free(d->badkey);
+    d->badkey = NULL;
+    return rc;
 }
 
 typedef struct {
@@ -485,20 +505,29 @@ static int sort_and_tile(wd_st_file *f)
 
     if (n > 1) {
         order_key *keys = malloc(n * sizeof *keys);
-        wd_st_tensor *sorted = malloc(n * sizeof *sorted);
-        if (!keys || !sorted) {
-            free(keys);
-            free(sorted);
+        if (!keys)
             return WD_NOMEM();
-        }
         for (size_t i = 0; i < n; i++)
             keys[i] = (order_key){f->tensors[i].begin, f->tensors[i].nbytes != 0, i};
         qsort(keys, n, sizeof *keys, cmp_order);
-        for (size_t i = 0; i < n; i++)
-            sorted[i] = f->tensors[keys[i].idx];
+        /* Permute in place along the cycles of the sort (keys[i].idx: where
+         * the tensor for slot i comes from), so the tensors are not held
+         * twice; a slot done is marked with its own index. */
+        for (size_t s = 0; s < n; s++) {
+            if (keys[s].idx == s)
+                continue;
+            wd_st_tensor tmp = f->tensors[s];
+            size_t j = s;
+            while (keys[j].idx != s) {
+                size_t from = keys[j].idx;
+                f->tensors[j] = f->tensors[from];
+                keys[j].idx = j;
+                j = from;
+            }
+            f->tensors[j] = tmp;
+            keys[j].idx = j;
+        }
         free(keys);
-        free(f->tensors);
-        f->tensors = sorted;
     }
 
     uint64_t pos = 0;
@@ -541,91 +570,70 @@ static int sort_and_tile(wd_st_file *f)
  * tensor list and metadata. */
 static int parse_header(wd_st_file *f)
 {
-    const char *h = f->header;
+    const unsigned char *h = (const unsigned char *)f->header;
     size_t n = (size_t)f->header_len;
     char nb[NAME_CAP];
 
     size_t at = 0;
-    const char *why = scan_json((const unsigned char *)h, n, &at);
+    const char *why = wd__json_lex(h, n, &at);
     if (why)
         return bad(f, "header %s (byte %zu of the header)", why, at);
-    int rc = 0;
     if (n == 0)
         return bad(f, "header is empty");
-    /* The reference reader insists on '{' first; that also rules out a BOM,
-     * which cJSON would skip. */
+    /* The reference reader insists on '{' first; that also rules out a BOM. */
     if (h[0] != '{')
         return bad(f, "header does not start with '{'");
-
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(h, n, &end, 0);
-    if (!root) {
-        at = (end && end >= h && end <= h + n) ? (size_t)(end - h) : 0;
-        return bad(f, "header is not valid JSON (error near byte %zu of the header)", at);
-    }
-    if (!end)
-        end = h + n;
-    for (const char *p = end; p < h + n; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            cJSON_Delete(root);
-            return bad(f, "unexpected text after the header's JSON object (byte %zu of the header)",
-                       (size_t)(p - h));
-        }
-    }
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return bad(f, "header is not a JSON object");
-    }
-
     size_t count = 0;
-    for (const cJSON *e = root->child; e; e = e->next)
-        count++;
-    f->tensors = calloc(count ? count : 1, sizeof *f->tensors);
-    if (!f->tensors) {
-        cJSON_Delete(root);
-        return WD_NOMEM();
+    switch (wd__json_syntax(h, n, &at, &count)) {
+    case WD_JSON_INVALID:
+        return bad(f, "header is not valid JSON (error near byte %zu of the header)", at);
+    case WD_JSON_TRAILING:
+        return bad(f, "unexpected text after the header's JSON object (byte %zu of the header)", at);
+    default:
+        break;
     }
 
-    const cJSON *meta = NULL;
-    for (const cJSON *e = root->child; e && !rc; e = e->next) {
-        const char *key = e->string ? e->string : "";
-        if (strcmp(key, "__metadata__") == 0) {
-            if (meta) {
+    f->tensors = calloc(count ? count : 1, sizeof *f->tensors);
+    if (!f->tensors)
+        return WD_NOMEM();
+    wd_json_cur c = {h, n, 0};
+    wd_buf key = {0}, scratch = {0};
+    int rc = 0, have_meta = 0;
+    wd__json_enter(&c);
+    while (!rc && wd__json_more(&c)) {
+        if ((rc = wd__json_string(&c, &key)))
+            break;
+        const char *k = (const char *)key.data;
+        if (strcmp(k, "__metadata__") == 0) {
+            if (have_meta) {
                 rc = bad(f, "header has more than one \"__metadata__\"");
                 break;
             }
-            meta = e;
-            const char *badkey;
-            if (check_metadata(e, &badkey, &why)) {
-                if (!why)
-                    rc = WD_NOMEM();
-                else if (badkey)
-                    rc = bad(f, "__metadata__ entry '%s' %s", shown(nb, sizeof nb, badkey), why);
-                else
-                    rc = bad(f, "__metadata__ %s", why);
-            }
+            have_meta = 1;
+            meta_defect d;
+            if (metadata_read(&c, &f->metadata_json, &d))
+                rc = metadata_defect(f, &d);
             continue;
         }
-        if (key[0] == '\0') {
+        if (k[0] == '\0') {
             rc = bad(f, "header has a tensor with an empty name");
             break;
         }
+        if (f->n_tensors == count) { /* cannot happen: syntax counted them */
+            rc = bad(f, "header has more entries than counted");
+            break;
+        }
         wd_st_tensor *t = &f->tensors[f->n_tensors];
-        t->name = strdup(key);
-        if (!t->name) {
+        if (!(t->name = malloc(key.len + 1))) {
             rc = WD_NOMEM();
             break;
         }
+        memcpy(t->name, k, key.len + 1);
         f->n_tensors++;
-        rc = parse_tensor(f, e, t);
+        rc = parse_tensor(f, &c, t, &scratch);
     }
-
-    if (!rc && meta) {
-        f->metadata_json = metadata_serialize(meta);
-        if (!f->metadata_json)
-            rc = WD_NOMEM();
-    }
-    cJSON_Delete(root);
+    wd__buf_free(&key);
+    wd__buf_free(&scratch);
     if (rc)
         return rc;
 
@@ -867,24 +875,19 @@ int wd__st_header_build(char **out, size_t *out_len, const wd_st_spec *specs, si
     if (metadata_json) {
         /* Refuse what our own reader would refuse, so a written file always
          * reads back. */
-        size_t at;
-        const char *why = scan_json((const unsigned char *)metadata_json, strlen(metadata_json), &at);
+        const unsigned char *m = (const unsigned char *)metadata_json;
+        size_t len = strlen(metadata_json), at;
+        const char *why = wd__json_lex(m, len, &at);
         if (why)
             return wd__error(WD_EUSAGE, "metadata %s (byte %zu)", why, at);
-        cJSON *m = cJSON_ParseWithOpts(metadata_json, NULL, 1);
-        const char *badkey = NULL;
-        why = "is not valid JSON";
-        int rc = 0;
-        if (!m || check_metadata(m, &badkey, &why)) {
-            if (!why)
-                rc = WD_NOMEM();
-            else /* badkey points into m: report before freeing it */
-                rc = wd__error(WD_EUSAGE, "metadata %s%s%s%s", badkey ? "entry '" : "",
-                               badkey ? shown(nb, sizeof nb, badkey) : "", badkey ? "' " : "", why);
-        }
-        cJSON_Delete(m);
-        if (rc)
-            return rc;
+        if (wd__json_syntax(m, len, &at, NULL) != WD_JSON_OK)
+            return wd__error(WD_EUSAGE, "metadata is not valid JSON (byte %zu)", at);
+        wd_json_cur c = {m, len, 0};
+        char *checked = NULL;
+        meta_defect d;
+        if (metadata_read(&c, &checked, &d))
+            return metadata_defect(NULL, &d);
+        free(checked);
     }
 
     int rc = 0;

@@ -85,9 +85,10 @@ void wd_repo_close(wd_repo *repo);
 /* What add-base and commit report. Byte counts are compressed sizes in the
  * database unless named otherwise. */
 typedef struct {
-    char id[WD_HEX_SIZE];         /* base: its model hash; delta: the delta id */
+    char id[WD_HEX_SIZE];         /* base: its model hash, or its folder id when another
+                                     folder with the same weights came first; delta: the delta id */
     char model_hash[WD_HEX_SIZE]; /* hash of the stored model's weights */
-    int already_present;          /* 1 if this exact object was stored before */
+    int already_present;          /* 1 if this exact object was stored before (new_bytes is then 0) */
     uint64_t n_tensors;
     uint64_t tensor_bytes; /* raw bytes of all tensors */
     uint64_t stored_bytes; /* compressed bytes the object references */
@@ -99,7 +100,10 @@ typedef struct {
 } wd_write_result;
 
 /* Stores the model folder dir as a base. name (may be NULL) is attached as a
- * name. Adding the same weights again adds no chunk. */
+ * name to the base stored or found. Adding the same folder again stores
+ * nothing; a folder with stored weights but other files, shard layout or
+ * header metadata becomes a base of its own (out->id != out->model_hash)
+ * that shares the weights' chunks (docs/FORMAT.md section 3). */
 int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_options *opt,
                 wd_write_result *out);
 

@@ -794,8 +794,13 @@ static void test_config(void)
     /* not JSON, and JSON that is not an object: copied as they are */
     snprintf(p, sizeof p, "%s/notes.txt", b);
     CHECK(write_file(p, "hello", 5) == 0);
-    snprintf(p, sizeof p, "%s/model.safetensors.index.json", b); /* not copied */
-    CHECK(write_file(p, "{}", 2) == 0);
+    /* a shard index, which must agree with the shards to be read: not copied */
+    unsigned char *idx = NULL;
+    size_t idx_len = 0;
+    CHECK(read_file(fx(0, "models/base-bf16/model.safetensors.index.json"), &idx, &idx_len) == 0);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", b);
+    CHECK(write_file(p, idx, idx_len) == 0);
+    free(idx);
     snprintf(p, sizeof p, "%s/pytorch_model.bin", b); /* a weight file: not copied */
     CHECK(write_file(p, "x", 1) == 0);
     CHECK_RC(wd_load_delta_from_paths(fx(1, "wdelta/v2/sparse.wdelta"), b, out, WD_OUT_FLOAT16,
