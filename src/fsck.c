@@ -1014,9 +1014,17 @@ static int check_object(fsck *f, size_t obj)
         short_hex(a, id);
         rc = object_problem(f, "object", obj, "its rows hash to the manifest %s, not to its id", a);
     }
-    if (!rc && o->is_base && o->has_model_hash && memcmp(o->model_hash, o->id, WD_HASH_SIZE)) {
-        short_hex(b, o->model_hash);
-        rc = object_problem(f, "object", obj, "a base whose id is not its model hash %s", b);
+    /* A base's id is its model hash, or (a later folder with the same
+     * weights, FORMAT.md section 3) the folder id its file rows hash to. */
+    if (!rc && rows_ok && o->is_base && o->has_model_hash && memcmp(o->model_hash, o->id, WD_HASH_SIZE)) {
+        uint8_t folder_id[WD_HASH_SIZE];
+        int frc = wd__manifest_base_stored(f->repo, o->id, o->model_hash, folder_id);
+        if (frc < 0 && frc != WD_ECORRUPT)
+            rc = frc;
+        else if (frc || memcmp(folder_id, o->id, WD_HASH_SIZE)) {
+            short_hex(b, o->model_hash);
+            rc = object_problem(f, "object", obj, "a base whose id is neither its model hash %s nor its folder id", b);
+        }
     }
     ptensors_free(&par);
     shards_free(&sh);

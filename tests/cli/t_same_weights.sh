@@ -138,4 +138,8 @@ expect 0 wd add-base "$A" --json
 pycheck "$T/out" "assert d['id'] not in ('$H', '$id_readme') and d['already_present'] is False, d"
 expect 0 wd -q checkout "$H" "$T/co2-readme"
 same_tree "$T/readme" "$T/co2-readme"
+# fsck knows a base's id may be its folder id: the repository is sound,
+# also after a full rebuild.
+expect 0 wd fsck
+expect 0 wd fsck --full
 exit 0
