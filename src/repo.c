@@ -4,6 +4,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,21 @@ int wd_repo_init(const char *path)
     return 0;
 }
 
+/* A writing command needs the database and its directory (SQLite keeps
+ * repo.db-wal and repo.db-shm there): say so before SQLite says "unable to
+ * open database file". */
+static int check_writable(const char *dir, const char *dbpath)
+{
+    const char *what = dbpath;
+    if (faccessat(AT_FDCWD, dbpath, W_OK, AT_EACCESS) == 0) {
+        what = dir;
+        if (faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) == 0)
+            return 0;
+    }
+    return wd__error(WD_EIO, "cannot write to repository '%s': '%s': %s (log, inspect, checkout and export only read it)",
+                     dir, what, strerror(errno));
+}
+
 int wd_repo_open(wd_repo **out, const char *path, unsigned flags)
 {
     if (!is_repo_dir(path))
@@ -85,10 +101,15 @@ int wd_repo_open(wd_repo **out, const char *path, unsigned flags)
         free(r);
         return WD_NOMEM();
     }
+    r->lock = (wd_repolock)WD_REPOLOCK_INIT;
     r->readonly = (flags & WD_OPEN_READONLY) != 0;
     char dbpath[PATH_MAX];
     snprintf(dbpath, sizeof dbpath, "%s/%s", path, WD_DB_FILE);
-    int rc = wd__db_open(&r->db, dbpath, r->readonly, 0);
+    int rc = 0;
+    if (!r->readonly && !(rc = check_writable(path, dbpath)) && !(rc = wd__repolock_shared(&r->lock, path)))
+        wd__reserve_make(&r->reserve, path);
+    if (!rc)
+        rc = wd__db_open(&r->db, dbpath, r->readonly, 0);
     if (!rc)
         rc = wd__chunkstore_sqlite_open(&r->store, r->db);
     if (rc) {
@@ -106,6 +127,8 @@ void wd_repo_close(wd_repo *repo)
     if (repo->store)
         repo->store->ops->close(repo->store);
     wd__db_close(repo->db);
+    wd__reserve_release(&repo->reserve);
+    wd__repolock_close(&repo->lock);
     free(repo->dir);
     free(repo);
 }
@@ -236,4 +259,81 @@ int wd_tag(wd_repo *repo, const char *name, const char *ref)
         return rc;
     }
     return wd__db_commit(repo->db);
+}
+
+int wd_untag(wd_repo *repo, const char *name)
+{
+    if (repo->readonly)
+        return wd__error(WD_EUSAGE, "repository is open read-only");
+    int rc = wd__db_exec(repo->db, "BEGIN IMMEDIATE");
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    if ((rc = wd__db_prepare(repo->db, &st, "DELETE FROM name WHERE name = ?1")) == 0) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (s != SQLITE_DONE)
+            rc = wd__db_error(repo->db, s, "deleting name");
+        else if (sqlite3_changes(repo->db) == 0)
+            rc = wd__error(WD_ENOTFOUND, "no name '%s'; 'wdrepo tag -l' lists the names", name);
+    }
+    if (!rc)
+        rc = wd__db_commit(repo->db);
+    if (rc)
+        sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+void wd_names_free(wd_name_info *names, size_t count)
+{
+    for (size_t i = 0; names && i < count; i++)
+        free(names[i].name);
+    free(names);
+}
+
+int wd_names(wd_repo *repo, wd_name_info **out, size_t *out_count)
+{
+    *out = NULL;
+    *out_count = 0;
+    sqlite3_stmt *st;
+    int rc = wd__db_prepare(repo->db, &st,
+                            "SELECT n.name, n.object, n.created, o.kind FROM name n "
+                            "LEFT JOIN object o ON o.id = n.object ORDER BY n.name");
+    if (rc)
+        return rc;
+    wd_name_info *names = NULL;
+    size_t n = 0, cap = 0;
+    int row;
+    while ((row = wd__db_step(repo->db, st, "listing names")) > 0) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            wd_name_info *grown = realloc(names, cap * sizeof *grown);
+            if (!grown) {
+                row = WD_NOMEM();
+                break;
+            }
+            names = grown;
+        }
+        wd_name_info *ni = &names[n];
+        memset(ni, 0, sizeof *ni);
+        if (!(ni->name = strdup((const char *)sqlite3_column_text(st, 0)))) {
+            row = WD_NOMEM();
+            break;
+        }
+        n++;
+        if (sqlite3_column_bytes(st, 1) == WD_HASH_SIZE)
+            wd__hex(ni->id, sqlite3_column_blob(st, 1));
+        ni->created = sqlite3_column_int64(st, 2);
+        if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+            snprintf(ni->kind, sizeof ni->kind, "%s", (const char *)sqlite3_column_text(st, 3));
+    }
+    sqlite3_finalize(st);
+    if (row < 0) {
+        wd_names_free(names, n);
+        return row;
+    }
+    *out = names;
+    *out_count = n;
+    return 0;
 }
