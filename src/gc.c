@@ -183,6 +183,22 @@ static int compact_old(wd_repo *repo, wd_gc_result *res)
  * full disk has). */
 #define SHRINK_STEP_PAGES 64
 
+/* Every this many steps (64 MiB of pages), the log is folded back when
+ * that cannot grow the database file, so pages moved down do not pile up
+ * in the log: SQLite's own checkpoint every 1000 pages is off during gc. */
+#define SHRINK_STEPS_PER_CHECKPOINT 16
+
+/* Whether a checkpoint now would only write inside the database file as it
+ * is on disk (after a full disk, committed pages may exist only in the log,
+ * and the file must not grow for pages about to be cut off). */
+static int checkpoint_fits(wd_repo *repo)
+{
+    uint64_t pages = 0, page_size = 0;
+    if (query_u64(repo->db, "PRAGMA page_count", &pages, NULL) || query_u64(repo->db, "PRAGMA page_size", &page_size, NULL))
+        return 0;
+    return pages * page_size <= file_size(repo->dir, WD_DB_FILE);
+}
+
 /* Hands the free pages of an incremental-vacuum database back to the file
  * system, SHRINK_STEP_PAGES per transaction. Each step writes a few pages
  * (pointer map, freelist trunk, and any page moved down from the end), so
@@ -190,7 +206,9 @@ static int compact_old(wd_repo *repo, wd_gc_result *res)
  * chunks are already gone; the next gc goes on. */
 static void shrink(wd_repo *repo, wd_gc_result *res)
 {
-    for (;;) {
+    for (unsigned step = 1;; step++) {
+        if (step % SHRINK_STEPS_PER_CHECKPOINT == 0 && checkpoint_fits(repo))
+            sqlite3_exec(repo->db, "PRAGMA wal_checkpoint(PASSIVE)", NULL, NULL, NULL);
         uint64_t free_pages = 0;
         int rc = wd__db_exec(repo->db, "BEGIN IMMEDIATE");
         if (!rc)
