@@ -63,7 +63,8 @@ int cmd_gc(cli_ctx *ctx, int argc, char **argv)
                  "a one-time rewrite, which needs %s free; free some space and run 'wdrepo gc' again",
                  needs);
     if (r.shrink_pending)
-        cli_info(ctx, "note: readers still use the old pages; the file shrinks further when the last of them ends");
+        cli_info(ctx, "note: the file has not shrunk fully yet (readers were using the old pages, or a step "
+                      "failed); it does when the last reader ends, or at the next gc");
     if (!json_flag)
         return CLI_EXIT_OK;
     cJSON *j = cJSON_CreateObject();

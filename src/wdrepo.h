@@ -429,7 +429,8 @@ typedef struct {
     uint64_t file_bytes_after;   /* and after (a dry run changes nothing) */
     int compacted;               /* a repository made before auto-vacuum was rewritten once (VACUUM) */
     uint64_t compact_needs;      /* non-zero: that rewrite was skipped for want of this much free space */
-    int shrink_pending;          /* readers kept the log from being folded back now; the last to close does it */
+    int shrink_pending;          /* not shrunk fully yet: readers kept the log from being folded back (the
+                                    last to close does it), or a step failed (the next gc goes on) */
 } wd_gc_result;
 
 /* Deletes every chunk no object references and gives the space back to

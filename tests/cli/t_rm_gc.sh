@@ -126,6 +126,27 @@ pycheck "$T/out" 'assert d["freed_bytes"] > 4000000 and d["file_bytes_after"] < 
 after=$(repo_bytes)
 [ "$after" -le $((small + 262144)) ] || fail "repository still $after bytes after rm + gc (was $small before the model)"
 
+# --- a repository made before auto-vacuum is rewritten once, then shrinks -------------
+auto_vacuum() {
+    python3 - "$REPO/repo.db" "$1" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+if sys.argv[2] != "get":
+    c.execute("PRAGMA auto_vacuum = " + sys.argv[2])
+    c.execute("VACUUM")
+print(c.execute("PRAGMA auto_vacuum").fetchone()[0])
+EOF
+}
+[ "$(auto_vacuum NONE)" -eq 0 ] || fail "could not make an old-style repository"
+expect 0 wd add-base "$T/mid" --name mid
+expect 0 wd rm mid
+expect 0 wd gc --json
+pycheck "$T/out" 'assert d["compacted"] and d["compact_needs"] == 0 and d["freed_bytes"] > 4000000, d'
+[ "$(auto_vacuum get)" -eq 2 ] || fail "gc did not turn an old repository to incremental auto-vacuum"
+[ "$(repo_bytes)" -le $((small + 262144)) ] || fail "old-style repository still $(repo_bytes) bytes after gc"
+expect 0 wd checkout base "$T/co-base2"
+same_tree "$MODELS/base-bf16" "$T/co-base2"
+
 # --- a commit killed mid-way: gc frees its chunks and the reserve it left -------------
 WDREPO_FAULT=txn:2 "$WDREPO" -R "$REPO" -q add-base "$T/mid" --name mid >/dev/null 2>&1
 [ $? -eq 137 ] || fail "add-base with WDREPO_FAULT=txn:2 was not killed"
