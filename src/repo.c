@@ -82,14 +82,25 @@ int wd_repo_init(const char *path)
  * open database file". */
 static int check_writable(const char *dir, const char *dbpath)
 {
-    const char *what = dbpath;
-    if (faccessat(AT_FDCWD, dbpath, W_OK, AT_EACCESS) == 0) {
-        what = dir;
-        if (faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) == 0)
-            return 0;
+    char side[2][PATH_MAX + 8];
+    snprintf(side[0], sizeof side[0], "%s-wal", dbpath);
+    snprintf(side[1], sizeof side[1], "%s-shm", dbpath);
+    /* A log file another user left (an older wdrepo's reader) would make
+     * every write fail with "attempt to write a readonly database". */
+    const char *const paths[] = {dbpath, dir, side[0], side[1]};
+    for (size_t i = 0; i < 4; i++) {
+        if (faccessat(AT_FDCWD, paths[i], W_OK, AT_EACCESS) == 0 || (i >= 2 && errno == ENOENT))
+            continue;
+        if (i >= 2 && errno == EACCES)
+            return wd__error(WD_EIO,
+                             "cannot write to repository '%s': '%s': %s; if no wdrepo command is running there, an "
+                             "older wdrepo reading as another user left it: remove it",
+                             dir, paths[i], strerror(errno));
+        return wd__error(WD_EIO,
+                         "cannot write to repository '%s': '%s': %s (log, inspect, checkout and export only read it)",
+                         dir, paths[i], strerror(errno));
     }
-    return wd__error(WD_EIO, "cannot write to repository '%s': '%s': %s (log, inspect, checkout and export only read it)",
-                     dir, what, strerror(errno));
+    return 0;
 }
 
 int wd_repo_open(wd_repo **out, const char *path, unsigned flags)

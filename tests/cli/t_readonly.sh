@@ -120,6 +120,23 @@ EOF
     expect 0 wd tag -l
     grep -q '^in-the-log ' "$T/out" || fail "the owner lost the killed writer's commit"
     case $(listing "$REPO") in *repo.db-wal*|*repo.db-shm*) fail "the owner left the log behind: $(listing "$REPO")" ;; esac
+
+    # What an older wdrepo left behind: another user's read-only -wal/-shm in
+    # a repository nobody owns. nobody still reads; its writes are refused
+    # naming the file (not "attempt to write a readonly database"), and work
+    # once it is gone.
+    chown -R 65534:65534 "$REPO"
+    : >"$REPO/repo.db-wal"
+    head -c 32768 /dev/zero >"$REPO/repo.db-shm"
+    chmod 444 "$REPO/repo.db-wal" "$REPO/repo.db-shm"
+    expect 0 as_other "$WDREPO" -R "$REPO" log --json
+    expect_fail_line as_other "$WDREPO" -R "$REPO" tag other-name ft
+    grep -q "repo.db-wal': Permission denied; .* remove it" "$T/err" || fail "unclear refusal beside a foreign log: $(cat "$T/err")"
+    rm -f "$REPO/repo.db-wal" "$REPO/repo.db-shm"
+    expect 0 as_other "$WDREPO" -R "$REPO" tag other-name ft
+    expect 0 as_other "$WDREPO" -R "$REPO" tag -d other-name
+    case $(listing "$REPO") in *repo.db-wal*|*repo.db-shm*) fail "nobody's writes left the log behind" ;; esac
+    chown -R 0:0 "$REPO"
 fi
 
 # --- read-only mounts (root) --------------------------------------------------------
