@@ -231,6 +231,7 @@ static void shrink(wd_repo *repo, wd_gc_result *res)
             break;
         }
         if (wd__db_commit(repo->db)) {
+            sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
             res->shrink_pending = 1;
             break;
         }
