@@ -123,6 +123,8 @@ int cmd_save_delta(cli_ctx *ctx, int argc, char **argv);
 int cmd_load_delta(cli_ctx *ctx, int argc, char **argv);
 int cmd_hash(cli_ctx *ctx, int argc, char **argv);
 int cmd_fsck(cli_ctx *ctx, int argc, char **argv);
+int cmd_rm(cli_ctx *ctx, int argc, char **argv);
+int cmd_gc(cli_ctx *ctx, int argc, char **argv);
 
 /* ---- repository --------------------------------------------------------- */
 

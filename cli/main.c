@@ -34,6 +34,8 @@ static const cli_command commands[] = {
     {"export", cmd_export, "write a delta as a deltatensors .wdelta file"},
     {"tag", cmd_tag, "attach a name to an object (moving the name if it exists)"},
     {"hash", cmd_hash, "print the model hash of a folder (no repository needed)"},
+    {"rm", cmd_rm, "remove objects (and, with --recursive, what is built on them)"},
+    {"gc", cmd_gc, "delete unreferenced chunks and give the space back"},
     {"save-delta", cmd_save_delta, "write a fine-tune's delta as a deltatensors .wdelta file"},
     {"load-delta", cmd_load_delta, "rebuild a fine-tune folder from a .wdelta file and its base"},
     {"fsck", cmd_fsck, "verify every stored chunk and record; exit 3 when damage is found"},

@@ -138,15 +138,12 @@ int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db)
     s->db = db;
     s->owner = pthread_self();
     pthread_mutex_init(&s->lookup_mu, NULL);
-    const char *path = sqlite3_db_filename(db, "main");
-    int rc = sqlite3_open_v2(path && *path ? path : ":memory:", &s->lookup_db,
-                             SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        rc = wd__db_error(s->lookup_db, rc, "opening chunk lookup");
+    int rc = wd__db_open_reader(&s->lookup_db, db);
+    if (rc) {
+        wd__error_context(rc, "opening chunk lookup");
         st_close(&s->base);
         return rc;
     }
-    sqlite3_busy_timeout(s->lookup_db, 30000);
 
     rc = wd__db_prepare(db, &s->has, "SELECT 1 FROM chunk WHERE id = ?1");
     if (!rc)

@@ -813,6 +813,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
 done:
     wd__sha256_free(model_hasher);
     wd__chunk_batch_abort(&w.batch);
+    rc = wd__gc_after_failure(repo, rc, w.batch.new_bytes);
     for (size_t i = 0; jobs && i < 2 * batch_cap; i++) {
         wd__buf_free(&jobs[i].enc);
         wd__buf_free(&jobs[i].z);

@@ -11,8 +11,13 @@
 #define WD_APPLICATION_ID 1464095312 /* 'WDRP' */
 
 /* Opens (creating when create is set) the database file at path and brings
- * its schema up to date (not when readonly). */
+ * its schema up to date (not when readonly). A readonly open works on a
+ * repository this process cannot write and leaves no file behind (db.c
+ * says how). */
 int wd__db_open(sqlite3 **out, const char *path, int readonly, int create);
+/* A second, read-only connection to db's database file, opened the same way
+ * (so it creates no file that db would not). */
+int wd__db_open_reader(sqlite3 **out, sqlite3 *db);
 void wd__db_close(sqlite3 *db);
 
 /* Runs SQL without results; maps failures to WD_* codes with a message. */

@@ -706,6 +706,7 @@ done:
     if (have_pipe)
         pipe_free(&pipe);
     wd__chunk_batch_abort(&batch);
+    rc = wd__gc_after_failure(repo, rc, batch.new_bytes);
     for (size_t i = 0; wr && i < n_file * WD__WF__COUNT; i++)
         wd__astream_writer_free(&wr[i]);
     free(wr);

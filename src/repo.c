@@ -4,6 +4,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,32 @@ int wd_repo_init(const char *path)
     return 0;
 }
 
+/* A writing command needs the database and its directory (SQLite keeps
+ * repo.db-wal and repo.db-shm there): say so before SQLite says "unable to
+ * open database file". */
+static int check_writable(const char *dir, const char *dbpath)
+{
+    char side[2][PATH_MAX + 8];
+    snprintf(side[0], sizeof side[0], "%s-wal", dbpath);
+    snprintf(side[1], sizeof side[1], "%s-shm", dbpath);
+    /* A log file another user left (an older wdrepo's reader) would make
+     * every write fail with "attempt to write a readonly database". */
+    const char *const paths[] = {dbpath, dir, side[0], side[1]};
+    for (size_t i = 0; i < 4; i++) {
+        if (faccessat(AT_FDCWD, paths[i], W_OK, AT_EACCESS) == 0 || (i >= 2 && errno == ENOENT))
+            continue;
+        if (i >= 2 && errno == EACCES)
+            return wd__error(WD_EIO,
+                             "cannot write to repository '%s': '%s': %s; if no wdrepo command is running there, an "
+                             "older wdrepo reading as another user left it: remove it",
+                             dir, paths[i], strerror(errno));
+        return wd__error(WD_EIO,
+                         "cannot write to repository '%s': '%s': %s (log, inspect, checkout and export only read it)",
+                         dir, paths[i], strerror(errno));
+    }
+    return 0;
+}
+
 int wd_repo_open(wd_repo **out, const char *path, unsigned flags)
 {
     if (!is_repo_dir(path))
@@ -85,10 +112,15 @@ int wd_repo_open(wd_repo **out, const char *path, unsigned flags)
         free(r);
         return WD_NOMEM();
     }
+    r->lock = (wd_repolock)WD_REPOLOCK_INIT;
     r->readonly = (flags & WD_OPEN_READONLY) != 0;
     char dbpath[PATH_MAX];
     snprintf(dbpath, sizeof dbpath, "%s/%s", path, WD_DB_FILE);
-    int rc = wd__db_open(&r->db, dbpath, r->readonly, 0);
+    int rc = 0;
+    if (!r->readonly && !(rc = check_writable(path, dbpath)) && !(rc = wd__repolock_shared(&r->lock, path)))
+        wd__reserve_make(&r->reserve, path);
+    if (!rc)
+        rc = wd__db_open(&r->db, dbpath, r->readonly, 0);
     if (!rc)
         rc = wd__chunkstore_sqlite_open(&r->store, r->db);
     if (rc) {
@@ -106,6 +138,8 @@ void wd_repo_close(wd_repo *repo)
     if (repo->store)
         repo->store->ops->close(repo->store);
     wd__db_close(repo->db);
+    wd__reserve_release(&repo->reserve);
+    wd__repolock_close(&repo->lock);
     free(repo->dir);
     free(repo);
 }
@@ -236,4 +270,81 @@ int wd_tag(wd_repo *repo, const char *name, const char *ref)
         return rc;
     }
     return wd__db_commit(repo->db);
+}
+
+int wd_untag(wd_repo *repo, const char *name)
+{
+    if (repo->readonly)
+        return wd__error(WD_EUSAGE, "repository is open read-only");
+    int rc = wd__db_exec(repo->db, "BEGIN IMMEDIATE");
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    if ((rc = wd__db_prepare(repo->db, &st, "DELETE FROM name WHERE name = ?1")) == 0) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (s != SQLITE_DONE)
+            rc = wd__db_error(repo->db, s, "deleting name");
+        else if (sqlite3_changes(repo->db) == 0)
+            rc = wd__error(WD_ENOTFOUND, "no name '%s'; 'wdrepo tag -l' lists the names", name);
+    }
+    if (!rc)
+        rc = wd__db_commit(repo->db);
+    if (rc)
+        sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+void wd_names_free(wd_name_info *names, size_t count)
+{
+    for (size_t i = 0; names && i < count; i++)
+        free(names[i].name);
+    free(names);
+}
+
+int wd_names(wd_repo *repo, wd_name_info **out, size_t *out_count)
+{
+    *out = NULL;
+    *out_count = 0;
+    sqlite3_stmt *st;
+    int rc = wd__db_prepare(repo->db, &st,
+                            "SELECT n.name, n.object, n.created, o.kind FROM name n "
+                            "LEFT JOIN object o ON o.id = n.object ORDER BY n.name");
+    if (rc)
+        return rc;
+    wd_name_info *names = NULL;
+    size_t n = 0, cap = 0;
+    int row;
+    while ((row = wd__db_step(repo->db, st, "listing names")) > 0) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            wd_name_info *grown = realloc(names, cap * sizeof *grown);
+            if (!grown) {
+                row = WD_NOMEM();
+                break;
+            }
+            names = grown;
+        }
+        wd_name_info *ni = &names[n];
+        memset(ni, 0, sizeof *ni);
+        if (!(ni->name = strdup((const char *)sqlite3_column_text(st, 0)))) {
+            row = WD_NOMEM();
+            break;
+        }
+        n++;
+        if (sqlite3_column_bytes(st, 1) == WD_HASH_SIZE)
+            wd__hex(ni->id, sqlite3_column_blob(st, 1));
+        ni->created = sqlite3_column_int64(st, 2);
+        if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+            snprintf(ni->kind, sizeof ni->kind, "%s", (const char *)sqlite3_column_text(st, 3));
+    }
+    sqlite3_finalize(st);
+    if (row < 0) {
+        wd_names_free(names, n);
+        return row;
+    }
+    *out = names;
+    *out_count = n;
+    return 0;
 }

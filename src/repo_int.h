@@ -12,6 +12,8 @@
 #include "buf.h"
 #include "chunkstore.h"
 #include "dtype.h"
+#include "repolock.h"
+#include "reserve.h"
 #include "wdrepo.h"
 
 struct wd_repo {
@@ -19,6 +21,8 @@ struct wd_repo {
     sqlite3 *db;
     int readonly;
     wd_chunkstore *store;
+    wd_repolock lock;     /* held shared while a writable handle is open */
+    wd_reserve reserve;   /* a writable handle's room for cleaning up after a full disk */
 };
 
 /* Elements per chunk for a dtype: pieces of a tensor line up element for
@@ -161,5 +165,12 @@ static inline void wd__bind_hash(sqlite3_stmt *st, int i, const uint8_t h[WD_HAS
  * more hex digits alone (it would shadow a hash prefix). */
 int wd__name_valid(const char *name);
 int wd__name_set(wd_repo *repo, const char *name, const uint8_t id[WD_HASH_SIZE]);
+
+/* For a writing command that failed with rc after storing stored_bytes of
+ * new chunks (which nothing references): when no other command is writing,
+ * removes them again at once and gives the space back (gc.c); either way
+ * adds to the message what is left. Returns rc. Called once the command has
+ * rolled back what it had open. */
+int wd__gc_after_failure(wd_repo *repo, int rc, uint64_t stored_bytes);
 
 #endif

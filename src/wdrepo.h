@@ -493,6 +493,73 @@ typedef struct {
 int wd_fsck(wd_repo *repo, unsigned flags, const wd_options *opt, wd_fsck_report **out);
 void wd_fsck_free(wd_fsck_report *report);
 
+/* ---- Removing: rm, names, gc ---------------------------------------------- */
+
+/* wd_rm flag: also remove every object built on one of refs (the deltas
+ * taken against it, theirs, and so on). */
+#define WD_RM_RECURSIVE 1u
+
+/* An object wd_rm removed. */
+typedef struct {
+    char id[WD_HEX_SIZE];
+    char kind[8];  /* "base" or "delta" */
+    char **names;  /* the names that pointed at it, removed with it; sorted */
+    size_t n_names;
+} wd_removed_info;
+
+/* Removes the objects refs name, with their files, tensors, arrays and
+ * names, in one transaction. An object that other objects (not themselves
+ * among refs) are built on is refused with WD_EEXISTS, the message listing
+ * them, unless WD_RM_RECURSIVE, which removes them too. The chunks stay
+ * until wd_gc. *out (may be NULL) gets the removed objects, children before
+ * parents; free it with wd_rm_free. */
+int wd_rm(wd_repo *repo, const char *const *refs, size_t n_refs, unsigned flags, wd_removed_info **out,
+          size_t *out_count);
+void wd_rm_free(wd_removed_info *removed, size_t count);
+
+/* Deletes name (the object stays). WD_ENOTFOUND if there is no such name. */
+int wd_untag(wd_repo *repo, const char *name);
+
+typedef struct {
+    char *name;
+    char id[WD_HEX_SIZE]; /* the object it names */
+    char kind[8];         /* "base" or "delta" */
+    int64_t created;      /* unix seconds it was set */
+} wd_name_info;
+
+/* Every name, sorted byte-wise. Free with wd_names_free. */
+int wd_names(wd_repo *repo, wd_name_info **out, size_t *out_count);
+void wd_names_free(wd_name_info *names, size_t count);
+
+#define WD_GC_DRY_RUN 1u
+#define WD_GC_DEFAULT_WAIT_MS 30000
+
+typedef struct {
+    unsigned flags; /* WD_GC_* */
+    /* How long to wait for commands that are writing (gc cannot run beside
+     * them): 0 = WD_GC_DEFAULT_WAIT_MS, negative = not at all. */
+    int wait_ms;
+} wd_gc_opts;
+
+typedef struct {
+    uint64_t n_chunks;           /* chunks stored before */
+    uint64_t n_unreferenced;     /* chunks no object references: removed (dry run: would be) */
+    uint64_t unreferenced_bytes; /* their stored bytes */
+    uint64_t file_bytes_before;  /* repo.db and repo.db-wal on disk, before */
+    uint64_t file_bytes_after;   /* and after (a dry run changes nothing) */
+    int compacted;               /* a repository made before auto-vacuum was rewritten once (VACUUM) */
+    uint64_t compact_needs;      /* non-zero: that rewrite was skipped for want of this much free space */
+    int shrink_pending;          /* not shrunk fully yet: readers kept the log from being folded back (the
+                                    last to close does it), or a step failed (the next gc goes on) */
+} wd_gc_result;
+
+/* Deletes every chunk no object references and gives the space back to
+ * the file system. Waits (o->wait_ms) until no other command writes the
+ * repository and keeps new ones from starting meanwhile: a command that is
+ * writing may hold chunks it has not referenced yet. WD_EBUSY when the wait
+ * runs out. Readers are never blocked. */
+int wd_gc(wd_repo *repo, const wd_gc_opts *o, wd_gc_result *out);
+
 #ifdef __cplusplus
 }
 #endif
