@@ -17,6 +17,10 @@ unset WDREPO_DIR
 LC_ALL=C
 export LC_ALL
 
+# The interpreter itself, not a version manager's shim in front of it
+# (pyenv's costs about a second a call; the tests call python many times).
+PY=$(python3 -c 'import sys; print(sys.executable)') || { echo "FAIL: python3 not found" >&2; exit 1; }
+
 T=$(mktemp -d "${TMPDIR:-/tmp}/wdcli.XXXXXX") || { echo "FAIL: mktemp" >&2; exit 1; }
 trap 'rm -rf "$T"' EXIT
 trap 'exit 1' HUP INT TERM
@@ -72,7 +76,7 @@ expect_usage() {
 # py FILE EXPR: evaluates EXPR with d = the JSON in FILE (and h = hashes.json)
 # and prints the result (strings bare, None as "null", the rest as JSON).
 py() {
-    python3 - "$1" "$2" "$WD_FIXTURES/hashes.json" <<'EOF'
+    "$PY" - "$1" "$2" "$WD_FIXTURES/hashes.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1], encoding="utf-8"))
 h = json.load(open(sys.argv[3], encoding="utf-8"))
@@ -84,7 +88,7 @@ EOF
 # pycheck FILE 'python statements': runs them with d and h as in py; a
 # failing assert makes the test fail with its message.
 pycheck() {
-    python3 - "$1" "$2" "$WD_FIXTURES/hashes.json" <<'EOF' || fail "check failed on $1"
+    "$PY" - "$1" "$2" "$WD_FIXTURES/hashes.json" <<'EOF' || fail "check failed on $1"
 import json, sys
 d = json.load(open(sys.argv[1], encoding="utf-8"))
 h = json.load(open(sys.argv[3], encoding="utf-8"))
@@ -94,7 +98,7 @@ EOF
 
 # model_hash NAME: the expected model hash of fixture folder NAME.
 model_hash() {
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["models"][sys.argv[2]]["model_hash"])' \
+    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["models"][sys.argv[2]]["model_hash"])' \
         "$WD_FIXTURES/hashes.json" "$1"
 }
 
@@ -122,7 +126,7 @@ repo_bytes() {
 # on_tty CMD...: runs CMD with stdout and stderr on a pseudo-terminal;
 # the combined output goes to $T/out, the status to $rc.
 on_tty() {
-    python3 - "$@" >"$T/out" <<'EOF'
+    "$PY" - "$@" >"$T/out" <<'EOF'
 import os, pty, sys
 pid, fd = pty.fork()
 if pid == 0:
