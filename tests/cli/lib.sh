@@ -20,6 +20,7 @@ export LC_ALL
 # The interpreter itself, not a version manager's shim in front of it
 # (pyenv's costs about a second a call; the tests call python many times).
 PY=$(python3 -c 'import sys; print(sys.executable)') || { echo "FAIL: python3 not found" >&2; exit 1; }
+python3() { "$PY" "$@"; }
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/wdcli.XXXXXX") || { echo "FAIL: mktemp" >&2; exit 1; }
 trap 'rm -rf "$T"' EXIT
