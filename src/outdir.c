@@ -95,16 +95,7 @@ int wd__outdir_commit(wd__outdir *od)
     } else if ((rc = wd__temp_rename(&od->tmp, od->target))) {
         return rc;
     }
-    char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", od->target);
-    char *slash = strrchr(parent, '/');
-    if (slash)
-        slash[slash == parent] = '\0';
-    int dfd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { /* make the rename durable; a failure here loses nothing written */
-        fsync(dfd);
-        close(dfd);
-    }
+    wd__sync_parent(od->target);
     return 0;
 }
 

@@ -139,16 +139,7 @@ int wd__outfile_commit(wd__outfile *f)
         rc = wd__error_errno(WD_EIO, "cannot write '%s'", f->name);
     if (!rc && (rc = wd__temp_rename(&f->tmp, f->target)) == 0) {
         f->fd = -1; /* closed by the rename */
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s", f->target);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            slash[slash == dir] = '\0';
-        int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) { /* make the rename durable; a failure here loses nothing written */
-            fsync(dfd);
-            close(dfd);
-        }
+        wd__sync_parent(f->target);
     }
     wd__outfile_abort(f);
     return rc;

@@ -41,6 +41,10 @@ int wd__temp_create(wd__temp *t, const char *target, int is_dir);
  * the temporary is still there and registered (wd__temp_discard it). */
 int wd__temp_rename(wd__temp *t, const char *target);
 
+/* Syncs the folder holding path, so that a rename into it survives a
+ * crash. Best effort: a failure loses nothing already written. */
+void wd__sync_parent(const char *path);
+
 /* Puts the finished temporary folder in the place of the existing folder
  * target; afterwards t names the previous folder, still registered, for
  * wd__temp_discard to delete. Atomic where the file system can exchange two
