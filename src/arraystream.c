@@ -259,6 +259,7 @@ int wd__arange_fetch(wd_chunkstore *cs, const wd_astream *a, uint64_t begin, uin
     if ((total + WD_ASTREAM_CHUNK - 1) / WD_ASTREAM_CHUNK != a->n_chunks)
         return wd__error(WD_ECORRUPT, "array has %zu chunks for %llu bytes", a->n_chunks, (unsigned long long)total);
     r->a = a;
+    r->cs = cs;
     r->begin = begin;
     r->end = end;
     r->n = 0;
@@ -301,13 +302,13 @@ int wd__arange_fetch(wd_chunkstore *cs, const wd_astream *a, uint64_t begin, uin
     return 0;
 }
 
-int wd__arange_decode(const wd_arange *r, void *dctx, uint8_t *out, uint8_t *tmp, uint8_t *tmp2)
+int wd__arange_decode(const wd_arange *r, void *dctx, uint8_t *out, uint8_t *tmp, uint8_t *tmp2, int how)
 {
     for (size_t i = 0; i < r->n; i++) {
         uint64_t cstart = (uint64_t)(r->first_chunk + i) * WD_ASTREAM_CHUNK;
         size_t len = (size_t)r->raw_size[i];
         const uint8_t *id = r->a->chunks + (r->first_chunk + i) * WD_HASH_SIZE;
-        int rc = wd__chunk_decode(dctx, id, r->codec[i], r->z[i].data, r->z[i].len, len, tmp);
+        int rc = wd__chunk_decode(r->cs, dctx, id, r->codec[i], r->z[i].data, r->z[i].len, len, tmp, how);
         if (rc)
             return array_where(rc, r->a);
         chunk_decode(r->a, tmp2, tmp, len);
@@ -351,7 +352,7 @@ int wd__astream_read(wd_chunkstore *cs, const wd_astream *a, uint64_t begin, uin
             if (r.codec[i] != WD_CODEC_RAW && !(dctx = ZSTD_createDCtx()))
                 rc = WD_NOMEM();
         if (!rc)
-            rc = wd__arange_decode(&r, dctx, out + (off - begin), tmp, tmp2);
+            rc = wd__arange_decode(&r, dctx, out + (off - begin), tmp, tmp2, WD_DECODE_CHECK);
         off = next;
     }
     wd__arange_free(&r);

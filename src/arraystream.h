@@ -97,6 +97,7 @@ void wd__astream_clear(wd_astream *a);
  * the calling thread (store access) and decoded later on any thread. */
 typedef struct {
     const wd_astream *a;
+    wd_chunkstore *cs; /* the store the chunks came from */
     uint64_t begin, end;
     size_t first_chunk, n;
     wd_buf *z;          /* n compressed chunks */
@@ -107,8 +108,9 @@ typedef struct {
 
 int wd__arange_fetch(wd_chunkstore *cs, const wd_astream *a, uint64_t begin, uint64_t end, wd_arange *r);
 /* Decodes the range into out (end - begin bytes). tmp, tmp2: scratch of
- * WD_ASTREAM_CHUNK bytes each. dctx: ZSTD_DCtx*. */
-int wd__arange_decode(const wd_arange *r, void *dctx, uint8_t *out, uint8_t *tmp, uint8_t *tmp2);
+ * WD_ASTREAM_CHUNK bytes each. dctx: ZSTD_DCtx*. how: WD_DECODE_CHECK or
+ * WD_DECODE_TRUSTED (chunkstore.h). */
+int wd__arange_decode(const wd_arange *r, void *dctx, uint8_t *out, uint8_t *tmp, uint8_t *tmp2, int how);
 void wd__arange_free(wd_arange *r);
 
 /* Reads bytes [begin, end) of an array straight away (calling thread). */

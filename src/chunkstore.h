@@ -57,6 +57,9 @@ typedef struct {
 
 struct wd_chunkstore {
     const wd_chunkstore_ops *ops;
+    /* Chunks of this store this process has decoded and checked against
+     * their ids (chunkproven.h); NULL: none remembered. */
+    struct wd__proven *proven;
 };
 
 /* Puts grouped into transactions of about WD_CHUNK_BATCH_BYTES, so a long
@@ -100,15 +103,27 @@ int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db);
  * zctx is a ZSTD_CCtx* the caller keeps per thread. */
 int wd__chunk_compress(void *zctx, int level, const void *raw, size_t len, size_t section_len, wd_buf *out,
                        int *out_codec);
-/* Decodes a stored chunk into out (exactly raw_size bytes) and checks it
- * against its id, the SHA-256 of those bytes: every reader of stored data
- * goes through here, so damage is found before a decoded byte is used.
- * Sizes are checked before any output is produced (frames whose size
- * disagrees, or raw_size over WD_CHUNK_RAW_MAX). zctx: ZSTD_DCtx*. On
- * failure: WD_ECORRUPT, "chunk <short id>: stored data is damaged (why);
- * run 'wdrepo fsck'"; wd__chunk_error_where adds where the chunk is used. */
-int wd__chunk_decode(void *zctx, const uint8_t id[WD_HASH_SIZE], int codec, const void *data, size_t len,
-                     uint64_t raw_size, uint8_t *out);
+/* How wd__chunk_decode checks its output against the chunk's id. */
+enum {
+    /* SHA-256 of the output against the id, unless cs has proven this chunk
+     * in this process already (chunkproven.c); then as WD_DECODE_TRUSTED. */
+    WD_DECODE_CHECK = 0,
+    /* Sizes only, as every decode checks them: for a caller that checks its
+     * whole result against a recorded hash before anything leaves it, and
+     * looks for the damaged chunk with WD_DECODE_CHECK when that fails. */
+    WD_DECODE_TRUSTED = 1
+};
+
+/* Decodes a stored chunk into out (exactly raw_size bytes) and, as `how`
+ * says, checks it against its id, the SHA-256 of those bytes: every reader
+ * of stored data goes through here, so damage is found before a decoded
+ * byte is used. Sizes are checked before any output is produced (frames
+ * whose size disagrees, or raw_size over WD_CHUNK_RAW_MAX). cs: the store
+ * the chunk came from (NULL: always hash). zctx: ZSTD_DCtx*. On failure:
+ * WD_ECORRUPT, "chunk <short id>: stored data is damaged (why); run 'wdrepo
+ * fsck'"; wd__chunk_error_where adds where the chunk is used. */
+int wd__chunk_decode(wd_chunkstore *cs, void *zctx, const uint8_t id[WD_HASH_SIZE], int codec, const void *data,
+                     size_t len, uint64_t raw_size, uint8_t *out, int how);
 
 /* cs->ops->get, a failure naming the chunk ("chunk <short id>: ...") like
  * wd__chunk_decode's, so callers can say where it is used. */

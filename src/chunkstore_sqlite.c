@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "chunkproven.h"
 #include "db.h"
 #include "error.h"
 #include "fault.h"
@@ -122,6 +123,7 @@ static void st_close(wd_chunkstore *cs)
     if (s->lookup_db)
         sqlite3_close(s->lookup_db);
     pthread_mutex_destroy(&s->lookup_mu);
+    wd__proven_free(s->base.proven);
     free(s);
 }
 
@@ -138,7 +140,9 @@ int wd__chunkstore_sqlite_open(wd_chunkstore **out, sqlite3 *db)
     s->db = db;
     s->owner = pthread_self();
     pthread_mutex_init(&s->lookup_mu, NULL);
-    int rc = wd__db_open_reader(&s->lookup_db, db);
+    int rc = wd__proven_new(&s->base.proven);
+    if (!rc)
+        rc = wd__db_open_reader(&s->lookup_db, db);
     if (rc) {
         wd__error_context(rc, "opening chunk lookup");
         st_close(&s->base);

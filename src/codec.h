@@ -77,6 +77,10 @@ typedef struct {
      * later passes (0: one chunk). Bounds the reader's memory at 4 bytes an
      * element of it. */
     size_t cache_elems;
+    /* Optional: the caller's room for cache_elems floats, kept from tensor
+     * to tensor. A fresh buffer per tensor is fresh pages, and faulting them
+     * in cost a lossy commit a fifth of its time. */
+    float *cache_buf;
 } wd_delta_src;
 
 /* Fills *src to read from an array of n deltas the caller keeps alive. */
@@ -107,6 +111,7 @@ typedef struct {
     int parallel;   /* passes run on src->pool */
     float *buf;     /* cached: the whole tensor */
     int cached;
+    int buf_owned;  /* buf is the reader's (not src->cache_buf) */
     float **wbuf;   /* not cached: one chunk per worker slot */
 } wd__reader;
 

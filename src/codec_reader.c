@@ -109,9 +109,13 @@ int wd__reader_init(wd__reader *r, const wd_delta_src *src)
     if (src->n <= cache) {
         /* Read once and kept: the later passes then cost no I/O. */
         r->cached = 1;
-        r->buf = malloc((size_t)src->n * sizeof *r->buf);
-        if (!r->buf)
-            return WD_NOMEM();
+        if (src->cache_buf && src->n <= src->cache_elems) {
+            r->buf = src->cache_buf;
+        } else {
+            r->buf_owned = 1;
+            if (!(r->buf = malloc((size_t)src->n * sizeof *r->buf)))
+                return WD_NOMEM();
+        }
         run_ctx c = {r, 0, default_range, r, NULL, NULL, 1};
         return run_units(r, &c, wd__reader_units(r));
     }
@@ -147,7 +151,8 @@ void wd__reader_free(wd__reader *r)
 {
     if (!r)
         return;
-    free(r->buf);
+    if (r->buf_owned)
+        free(r->buf);
     r->buf = NULL;
     for (int w = 0; r->wbuf && w < r->nworkers; w++)
         free(r->wbuf[w]);

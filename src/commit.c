@@ -705,14 +705,16 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     for (int i = 0; cctxs && i < nworkers; i++)
         cctxs[i] = scr[i].cctx;
     wd_lossy_sink sink = {repo->store, wd__chunk_batch_put, &w.batch, scr ? scr[0].cctx : NULL, w.level, cctxs};
+    wd_lossy_encoder *enc = NULL;
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {
         work_tensor *wt = &wts[i];
         if (!wt->lossy_pending)
             continue;
         wd_codec_fidelity fid;
         memset(&fid, 0, sizeof fid);
-        rc = wd__lossy_encode_tensor(repo, f, wt->src, wt->parent, lossy_strategy, lossy_option, &sink, pool,
-                                     &wt->lossy, &fid);
+        if (!enc && (rc = wd__lossy_encoder_new(&enc, repo, f, pool)))
+            break;
+        rc = wd__lossy_encode_tensor(enc, wt->src, wt->parent, lossy_strategy, lossy_option, &sink, &wt->lossy, &fid);
         if (!rc)
             rc = wd__chunk_batch_flush(&w.batch);
         if (!rc)
@@ -727,6 +729,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         w.done += wt->src->t->nbytes;
         progress(&w);
     }
+    wd__lossy_encoder_free(enc);
     free(cctxs);
     if (!rc)
         rc = wd__chunk_batch_flush(&w.batch);

@@ -302,16 +302,7 @@ static int pair_read_par(void *ud, int worker, uint64_t begin, size_t count, flo
             br = s->raw2;
         if (rc)
             return rc;
-        for (size_t i = 0; i < count; i++) {
-            uint16_t hf, hb;
-            memcpy(&hf, fr + 2 * i, 2);
-            memcpy(&hb, br + 2 * i, 2);
-            uint32_t uf = (uint32_t)hf << 16, ub = (uint32_t)hb << 16;
-            float xf, xb;
-            memcpy(&xf, &uf, 4);
-            memcpy(&xb, &ub, 4);
-            out[i] = xf - xb;
-        }
+        wd__bf16_sub(out, fr, br, count);
         return 0;
     }
     size_t raw_need = (fes > bes ? fes : bes) * count;
@@ -322,8 +313,8 @@ static int pair_read_par(void *ud, int worker, uint64_t begin, size_t count, flo
         rc = wd__tref_f32(f, begin, count, out, s->raw);
     if (!rc)
         rc = wd__tref_f32(b, begin, count, s->tmp, s->raw);
-    for (size_t i = 0; !rc && i < count; i++)
-        out[i] = out[i] - s->tmp[i];
+    if (!rc)
+        wd__f32_sub(out, out, s->tmp, count);
     return rc;
 }
 
@@ -361,11 +352,11 @@ static void encoded_clear(encoded *e)
  * of at most WD_LOSSY_CACHE_ELEMS elements is read once (the codec keeps 4
  * bytes an element). *e holds the codec's output arrays; cleared on error. */
 static int encode_tensor(encoded *e, size_t ti, const wd__wdelta_tensor *t, const pair *p,
-                         int version, wd_pool *pool, pair_slot *slots)
+                         int version, wd_pool *pool, pair_slot *slots, float *cache)
 {
     pair_src ps = {&p->ft, &p->base, slots};
     wd_delta_src src = {.n = t->n, .read = pair_read, .ud = &ps, .chunk = 0, .pool = pool,
-                        .read_par = pair_read_par, .cache_elems = WD_LOSSY_CACHE_ELEMS};
+                        .read_par = pair_read_par, .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = cache};
     memset(e, 0, sizeof *e);
     e->ti = ti;
     int rc;
@@ -658,13 +649,19 @@ static int save_pairs(wd__outfile *of, const pair *pairs, size_t np,
         rc = wd__error(WD_ENOMEM, "cannot start a thread");
     progress pg;
     prog_start(&pg, opt, "save-delta", elems);
+    /* One cache for every tensor (WD_LOSSY_CACHE_ELEMS floats): the codecs
+     * are done with it when encode_tensor returns. */
+    float *cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *cache);
+    if (!cache && !rc)
+        rc = WD_NOMEM();
     for (size_t ti = 0; !rc && ti < n; ti++) {
         encoded e;
-        rc = encode_tensor(&e, ti, &ts[ti], &pairs[order[ti]], version, pool, slots);
+        rc = encode_tensor(&e, ti, &ts[ti], &pairs[order[ti]], version, pool, slots, cache);
         if (!rc)
             rc = writer_give(&wt, &e);
         prog_add(&pg, ts[ti].n);
     }
+    free(cache);
     if (have_writer) {
         int wrc = writer_stop(&wt);
         if (!rc)

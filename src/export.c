@@ -127,7 +127,7 @@ static int exact_read_par(void *ud, int worker, uint64_t begin, size_t count, fl
 /* Encodes ot from its exact delta against parent, the codec's passes on
  * pool (each worker slot with its own cursors: two pieces of float32). */
 static int encode_exact(wd_repo *repo, wd_pool *pool, out_tensor *ot, const wd_stored_tensor *parent, int strategy,
-                        double option, int version, double *worst)
+                        double option, int version, float *cache, double *worst)
 {
     int nx = wd__pool_size(pool);
     exact_delta *x = calloc((size_t)nx, sizeof *x);
@@ -141,7 +141,7 @@ static int encode_exact(wd_repo *repo, wd_pool *pool, out_tensor *ot, const wd_s
             rc = wd__piece_scratch_new(&x[i].ps);
     }
     wd_delta_src src = {.n = ot->t->nelem, .read = exact_read, .ud = x, .pool = pool, .read_par = exact_read_par,
-                        .cache_elems = WD_LOSSY_CACHE_ELEMS};
+                        .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = cache};
     wd_codec_fidelity fid;
     memset(&fid, 0, sizeof fid);
     if (!rc) {
@@ -326,6 +326,7 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
     out_tensor *ots = NULL;
     const char **names = NULL;
     uint8_t *buf = NULL;
+    float *cache = NULL; /* the codecs' tensor cache when re-encoding */
     size_t n = 0;
     wd__wdelta_writer *w = NULL;
     cJSON *rec = NULL;
@@ -437,7 +438,12 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
             break;
         }
         const wd_stored_tensor *pt = &obj->parent->tensors[j];
-        rc = encode_exact(repo, pool, ot, pt, target, option, version, &worst);
+        /* One cache for every tensor (WD_LOSSY_CACHE_ELEMS floats). */
+        if (!cache && !(cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *cache))) {
+            rc = WD_NOMEM();
+            break;
+        }
+        rc = encode_exact(repo, pool, ot, pt, target, option, version, cache, &worst);
         reencoded |= ot->t->lossy != NULL;
         if (rc)
             break;
@@ -524,6 +530,7 @@ done:
     }
     cJSON_Delete(rec);
     free(ots);
+    free(cache);
     free(names);
     free(buf);
     free(strategy);

@@ -274,8 +274,8 @@ static int scan_one(void *ctx, size_t i, int worker)
     else if (j->raw_size < 0 || j->raw_size > (int64_t)WD_CHUNK_RAW_MAX)
         snprintf(j->why, sizeof j->why, "stored data is damaged (claims %lld raw bytes, over the %u limit)",
                  (long long)j->raw_size, WD_CHUNK_RAW_MAX);
-    else if (wd__chunk_decode(b->dctx[worker], j->id, j->codec, j->data.data, j->data.len, (uint64_t)j->raw_size,
-                              b->out[worker]))
+    else if (wd__chunk_decode(NULL, b->dctx[worker], j->id, j->codec, j->data.data, j->data.len,
+                              (uint64_t)j->raw_size, b->out[worker], WD_DECODE_CHECK))
         damage_reason(j->why, sizeof j->why);
     return 0;
 }

@@ -11,6 +11,9 @@
  * Memory: per worker slot one parent piece and one fine-tune piece as
  * float32 (4 MiB each at most) and a codec chunk; the cache (at most 4 x
  * WD_LOSSY_CACHE_ELEMS bytes); the codec's outputs (the encoded arrays).
+ * The worker slots and the cache belong to a wd_lossy_encoder and serve
+ * every tensor of a commit: allocated anew per tensor, their pages were
+ * faulted in again each time.
  */
 #include "lossy_encode.h"
 
@@ -67,9 +70,7 @@ static int read_delta_par(void *ud, int worker, uint64_t begin, size_t count, fl
         if (rc)
             return rc;
         size_t avail = (size_t)(d->plan.nelem - off), take = count < avail ? count : avail;
-        const float *ft = d->ft + off, *par = d->par + off;
-        for (size_t i = 0; i < take; i++)
-            out[i] = ft[i] - par[i];
+        wd__f32_sub(out, d->ft + off, d->par + off, take);
         out += take;
         begin += take;
         count -= take;
@@ -94,8 +95,7 @@ static void readers_free(delta_reader *d, int n)
     free(d);
 }
 
-static int readers_new(delta_reader **out, int n, wd_repo *repo, const wd_folder *folder,
-                       const wd_folder_tensor *src, const wd_stored_tensor *parent)
+static int readers_new(delta_reader **out, int n, wd_repo *repo, const wd_folder *folder)
 {
     delta_reader *d = calloc((size_t)n, sizeof *d);
     if (!d)
@@ -103,8 +103,6 @@ static int readers_new(delta_reader **out, int n, wd_repo *repo, const wd_folder
     for (int i = 0; i < n; i++) {
         d[i].repo = repo;
         d[i].folder = folder;
-        d[i].src = src;
-        d[i].parent = parent;
         d[i].cached_k = -1;
         d[i].par = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
         d[i].ft = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
@@ -251,17 +249,60 @@ static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, in
     return rc;
 }
 
-int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_folder_tensor *src,
-                            const wd_stored_tensor *parent, int strategy, double option, const wd_lossy_sink *sink,
-                            wd_pool *pool, wd_lossy **out, wd_codec_fidelity *fid)
+struct wd_lossy_encoder {
+    wd_repo *repo;
+    const wd_folder *folder;
+    struct wd_pool *pool;
+    int nreaders;
+    delta_reader *d; /* one per worker slot */
+    float *cache;    /* WD_LOSSY_CACHE_ELEMS floats */
+};
+
+int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder *folder, struct wd_pool *pool)
 {
+    wd_lossy_encoder *enc = calloc(1, sizeof *enc);
+    if (!enc)
+        return WD_NOMEM();
+    enc->repo = repo;
+    enc->folder = folder;
+    enc->pool = pool;
+    enc->nreaders = pool ? wd__pool_size(pool) : 1;
+    int rc = readers_new(&enc->d, enc->nreaders, repo, folder);
+    if (!rc && !(enc->cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->cache)))
+        rc = WD_NOMEM();
+    if (rc) {
+        wd__lossy_encoder_free(enc);
+        return rc;
+    }
+    *out = enc;
+    return 0;
+}
+
+void wd__lossy_encoder_free(wd_lossy_encoder *enc)
+{
+    if (!enc)
+        return;
+    readers_free(enc->d, enc->nreaders);
+    free(enc->cache);
+    free(enc);
+}
+
+int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, const wd_stored_tensor *parent,
+                            int strategy, double option, const wd_lossy_sink *sink, wd_lossy **out,
+                            wd_codec_fidelity *fid)
+{
+    wd_pool *pool = enc->pool;
+    delta_reader *d = enc->d;
+    for (int i = 0; i < enc->nreaders; i++) {
+        d[i].src = src;
+        d[i].parent = parent;
+        d[i].cached_k = -1;
+    }
     const wd_st_tensor *t = src->t;
-    int nreaders = pool ? wd__pool_size(pool) : 1;
-    delta_reader *d = NULL;
     wd_lossy *L = calloc(1, sizeof *L);
-    int rc = !L ? WD_NOMEM() : readers_new(&d, nreaders, repo, folder, src, parent);
+    int rc = !L ? WD_NOMEM() : 0;
     wd_delta_src ds = {.n = t->nelem, .read = read_delta, .ud = d, .pool = pool, .read_par = read_delta_par,
-                       .cache_elems = WD_LOSSY_CACHE_ELEMS};
+                       .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = enc->cache};
     uint64_t ce = parent->chunk_elems;
     if (!rc) {
         L->strategy = strategy;
@@ -297,7 +338,6 @@ int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_fol
             wd__int4_clear(&e);
         }
     }
-    readers_free(d, nreaders);
     if (rc) {
         wd__lossy_free(L);
         return rc;

@@ -27,14 +27,20 @@ typedef struct {
 
 struct wd_pool;
 
-/* Encodes src (of folder) against parent's float32 reconstruction with
- * strategy (WD__WS_*) and option (sparsity or outlier fraction), stores the
- * arrays and returns the lossy description in *out (wd__lossy_free). parent
- * must have src's dtype and shape, and a float32-convertible dtype. With a
- * pool (may be NULL), the passes run on its workers; the arrays are the same
- * either way. */
-int wd__lossy_encode_tensor(wd_repo *repo, const wd_folder *folder, const wd_folder_tensor *src,
-                            const wd_stored_tensor *parent, int strategy, double option, const wd_lossy_sink *sink,
-                            struct wd_pool *pool, wd_lossy **out, wd_codec_fidelity *fid);
+/* What encoding the tensors of one folder needs from tensor to tensor: the
+ * per-worker readers and the cache. With a pool (may be NULL), the passes
+ * run on its workers; the arrays are the same either way. */
+typedef struct wd_lossy_encoder wd_lossy_encoder;
+int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder *folder, struct wd_pool *pool);
+void wd__lossy_encoder_free(wd_lossy_encoder *enc);
+
+/* Encodes src (of the encoder's folder) against parent's float32
+ * reconstruction with strategy (WD__WS_*) and option (sparsity or outlier
+ * fraction), stores the arrays and returns the lossy description in *out
+ * (wd__lossy_free). parent must have src's dtype and shape, and a
+ * float32-convertible dtype. */
+int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, const wd_stored_tensor *parent,
+                            int strategy, double option, const wd_lossy_sink *sink, wd_lossy **out,
+                            wd_codec_fidelity *fid);
 
 #endif

@@ -319,7 +319,8 @@ int wd__stream_read(wd_repo *repo, const uint8_t *chunks, size_t n_chunks, wd_bu
         }
         if ((rc = wd__buf_reserve(out, out->len + raw + 1)))
             break;
-        if ((rc = wd__chunk_decode(dctx, id, codec, z.data, z.len, raw, out->data + out->len)))
+        if ((rc = wd__chunk_decode(repo->store, dctx, id, codec, z.data, z.len, raw, out->data + out->len,
+                                   WD_DECODE_CHECK)))
             break;
         out->len += raw;
     }

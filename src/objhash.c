@@ -132,7 +132,8 @@ int wd__object_walk(wd_repo *repo, const wd_object *obj, const wd_walk_opts *o, 
     wd_sha256 *hn = NULL, *hf = NULL;
     int rc = jobs && ps ? 0 : WD_NOMEM();
     for (int i = 0; !rc && i < nslots; i++)
-        rc = wd__piece_scratch_new(&ps[i]);
+        if (!(rc = wd__piece_scratch_new(&ps[i])) && o->trusted)
+            wd__piece_scratch_set_check(ps[i], WD_DECODE_TRUSTED);
     for (size_t i = 0; !rc && i < 2 * cap; i++) {
         size_t elems = i % cap < big_cap ? WD_CHUNK_TARGET : SMALL_ELEMS;
         jobs[i].nat = malloc(i % cap < big_cap ? WD_CHUNK_TARGET : SMALL_ELEMS * 8);

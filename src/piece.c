@@ -44,6 +44,7 @@ struct wd_piece_scratch {
     ZSTD_DCtx *dctx;
     uint8_t *tmp, *tmp2, *nat; /* WD_CHUNK_RAW_MAX bytes each */
     float *f;                  /* WD_CHUNK_RAW_MAX floats: a piece of 1-byte elements as float32 */
+    int how;                   /* WD_DECODE_CHECK or WD_DECODE_TRUSTED */
     wd_buf arr[3];             /* decoded array slices */
 };
 
@@ -63,6 +64,11 @@ int wd__piece_scratch_new(wd_piece_scratch **out)
     }
     *out = s;
     return 0;
+}
+
+void wd__piece_scratch_set_check(wd_piece_scratch *s, int how)
+{
+    s->how = how;
 }
 
 void wd__piece_scratch_free(wd_piece_scratch *s)
@@ -117,6 +123,41 @@ static void bf16_widen(float *restrict dst, const uint8_t *restrict src, size_t 
     }
 }
 #endif
+
+void wd__f32_sub(float *out, const float *a, const float *b, size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(out + i, _mm_sub_ps(_mm_loadu_ps(a + i), _mm_loadu_ps(b + i)));
+#endif
+    for (; i < n; i++)
+        out[i] = a[i] - b[i];
+}
+
+void wd__bf16_sub(float *restrict out, const uint8_t *restrict a, const uint8_t *restrict b, size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (; i + 8 <= n; i += 8) {
+        __m128i va = _mm_loadu_si128((const __m128i *)(const void *)(a + 2 * i));
+        __m128i vb = _mm_loadu_si128((const __m128i *)(const void *)(b + 2 * i));
+        __m128 lo = _mm_sub_ps(_mm_castsi128_ps(_mm_unpacklo_epi16(zero, va)),
+                               _mm_castsi128_ps(_mm_unpacklo_epi16(zero, vb)));
+        __m128 hi = _mm_sub_ps(_mm_castsi128_ps(_mm_unpackhi_epi16(zero, va)),
+                               _mm_castsi128_ps(_mm_unpackhi_epi16(zero, vb)));
+        _mm_storeu_ps(out + i, lo);
+        _mm_storeu_ps(out + i + 4, hi);
+    }
+#endif
+    for (; i < n; i++) {
+        uint16_t ha, hb;
+        memcpy(&ha, a + 2 * i, 2);
+        memcpy(&hb, b + 2 * i, 2);
+        out[i] = wd__bf16_to_f32(ha) - wd__bf16_to_f32(hb);
+    }
+}
 
 void wd__to_f32(float *restrict dst, const uint8_t *restrict src, size_t n, wd_dtype dt)
 {
@@ -346,6 +387,7 @@ int wd__piece_fetch(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, int mo
     plan->n_steps = 0;
     plan->dtype = t->dtype;
     plan->mode = mode;
+    plan->cs = repo->store;
     plan->begin = k * t->chunk_elems;
     if (plan->begin >= t->nelem)
         return wd__error(WD_ECORRUPT, "tensor '%s': piece %llu is past its end", t->name, (unsigned long long)k);
@@ -363,7 +405,7 @@ static int slice(wd_piece_scratch *sc, int i, const wd_arange *r, uint8_t **out)
     if (rc)
         return rc;
     *out = sc->arr[i].data;
-    return wd__arange_decode(r, sc->dctx, sc->arr[i].data, sc->tmp, sc->tmp2);
+    return wd__arange_decode(r, sc->dctx, sc->arr[i].data, sc->tmp, sc->tmp2, sc->how);
 }
 
 static int64_t index_at(const uint8_t *p, size_t isz, uint64_t j)
@@ -493,8 +535,8 @@ int wd__piece_decode(const wd_piece_plan *plan, wd_piece_scratch *sc, void *out)
         switch (s->op) {
         case OP_PLANES:
         case OP_DELTA:
-            rc = wd__chunk_decode(sc->dctx, s->t->chunks + s->k * WD_HASH_SIZE, s->codec, s->z.data, s->z.len,
-                                  s->raw_size, sc->tmp);
+            rc = wd__chunk_decode(plan->cs, sc->dctx, s->t->chunks + s->k * WD_HASH_SIZE, s->codec, s->z.data,
+                                  s->z.len, s->raw_size, sc->tmp, sc->how);
             if (rc)
                 rc = tensor_where(rc, s->t);
             else if (s->op == OP_PLANES)

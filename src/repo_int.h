@@ -118,6 +118,11 @@ typedef struct {
     /* Optional, on the calling thread: native bytes hashed so far grew by. */
     void (*progress)(void *ud, uint64_t bytes);
     void *ud;
+    /* Decode chunks without checking each against its id
+     * (WD_DECODE_TRUSTED): only for a caller that compares model_hash with
+     * the recorded one before anything it wrote is used, and walks again
+     * without this to name the damaged chunk when they differ. */
+    int trusted;
 } wd_walk_opts;
 
 /* One pass over obj's reconstruction in name order (or o->names order):

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Any id: the bytes are decoded in full before they are compared with it. */
     static const uint8_t id[WD_HASH_SIZE];
     if (out && dctx)
-        wd__chunk_decode(dctx, id, codec, data + 5, size - 5, raw, out);
+        wd__chunk_decode(NULL, dctx, id, codec, data + 5, size - 5, raw, out, WD_DECODE_CHECK);
     free(out);
     return 0;
 }

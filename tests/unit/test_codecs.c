@@ -1033,6 +1033,67 @@ static void test_streaming(void)
 
 /* ---- Small and odd inputs ----------------------------------------------------- */
 
+/* int4's vectorised passes against the definition, element by element:
+ * zero points of -0.0 and +0.0 (the last zero in index order wins when the
+ * extreme is zero), codes of values exactly halfway between two codes
+ * (half to even), lengths that are not a multiple of four, a NaN among
+ * the outliers. */
+static void test_int4_lanes(void)
+{
+    enum { N = 1003 };
+    static float d[N];
+    wd_delta_src src;
+    wd_int4_delta e;
+    for (int round = 0; round < 48; round++) {
+        size_t n = N - (size_t)(round % 7);
+        int signs = round % 3; /* 0: all >= 0, 1: all <= 0, 2: both */
+        for (size_t i = 0; i < n; i++) {
+            uint64_t r = rnd();
+            float v = (float)(r % 1000) / 64.0f; /* multiples of 1/64: many exact halves */
+            if (r % 5 == 0)
+                v = (r >> 20) & 1 ? -0.0f : 0.0f;
+            if (signs == 1 || (signs == 2 && ((r >> 30) & 1)))
+                v = -v;
+            d[i] = v;
+        }
+        d[(size_t)(rnd() % n)] = 1000.0f; /* the outlier */
+        if (round % 4 == 3)
+            d[(size_t)(rnd() % n)] = NAN;
+        wd__delta_src_mem(&src, d, n);
+        CHECK_RC(wd__int4_encode(&e, &src, 1.0 / (double)n, 2, NULL), 0);
+        /* the definition: extremes of the non-outliers, the later of equal values */
+        uint64_t out_at = (uint64_t)((int32_t *)e.outlier_idx)[0];
+        int have = 0;
+        float mn = 0, mx = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i == out_at || isnan(d[i]))
+                continue;
+            if (!have || d[i] <= mn)
+                mn = d[i];
+            if (!have || d[i] >= mx)
+                mx = d[i];
+            have = 1;
+        }
+        int nan_left = 0;
+        for (size_t i = 0; i < n; i++)
+            nan_left |= i != out_at && isnan(d[i]);
+        if (!nan_left) {
+            CHECK(e.zero_point == wd__f64_to_f16(mn));
+            CHECK(e.scale == wd__f64_to_f16(((double)mx - (double)mn) / 15.0));
+        }
+        float zp = wd__f16_to_f32(e.zero_point), sc = wd__f16_to_f32(e.scale);
+        int bad = 0;
+        for (size_t i = 0; i < n && sc != 0.0f && !nan_left; i++) {
+            float t = (d[i] - zp) / sc;
+            int q = isnan(t) ? 0 : (int)fminf(fmaxf(rintf(t), 0.0f), 15.0f);
+            uint8_t b = e.packed[i >> 1];
+            bad += ((i & 1) ? (b & 15) : (b >> 4)) != q;
+        }
+        CHECK(bad == 0);
+        wd__int4_clear(&e);
+    }
+}
+
 static void test_edges(void)
 {
     wd_delta_src src;
@@ -1267,6 +1328,7 @@ int main(void)
     test_counts();
     test_numpy_vectors();
     test_edges();
+    test_int4_lanes();
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
         test_fixture(&fixtures[i]);
     test_streaming();

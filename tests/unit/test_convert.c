@@ -3,7 +3,9 @@
  * the scalar definitions (dtype.h/dtype.c): every bfloat16 pattern widened,
  * and float32 patterns narrowed (a stride through all 2^32, plus the edges:
  * ties, NaNs, infinities, the largest finite values), at every alignment of
- * the vector loops' tails. WD_CONVERT_ALL=1 narrows all 2^32 patterns.
+ * the vector loops' tails; and the delta readers' subtractions (wd__f32_sub,
+ * wd__bf16_sub) bit for bit against one scalar subtraction an element.
+ * WD_CONVERT_ALL=1 narrows all 2^32 patterns.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +37,46 @@ static void check_narrow(const uint32_t *bits, size_t n)
     free(out);
 }
 
+/* a - b for pairs of bfloat16 patterns (a sweep of all 65536 against a
+ * shuffled copy, NaNs, infinities and zeros included), at both alignments */
+static void check_sub(void)
+{
+    enum { N = 65536 };
+    uint8_t *a = malloc(2 * N + 2), *b = malloc(2 * N + 2);
+    float *fa = malloc(N * sizeof *fa), *fb = malloc(N * sizeof *fb), *out = malloc(N * sizeof *out);
+    for (uint32_t i = 0; i < N; i++) {
+        uint16_t x = (uint16_t)i, y = (uint16_t)(i * 40503u + 7u); /* odd multiplier: a permutation */
+        memcpy(a + 2 * i, &x, 2);
+        memcpy(b + 2 * i, &y, 2);
+        fa[i] = wd__bf16_to_f32(x);
+        fb[i] = wd__bf16_to_f32(y);
+    }
+    for (size_t off = 0; off < 2; off++) {
+        int ok = 1;
+        wd__bf16_sub(out, a + 2 * off, b + 2 * off, N - off);
+        for (size_t i = 0; i + off < N; i++) {
+            float want = fa[i + off] - fb[i + off];
+            ok &= !memcmp(&out[i], &want, 4);
+        }
+        CHECK(ok);
+        ok = 1;
+        wd__f32_sub(out, fa + off, fb + off, N - off);
+        for (size_t i = 0; i + off < N; i++) {
+            float want = fa[i + off] - fb[i + off];
+            ok &= !memcmp(&out[i], &want, 4);
+        }
+        CHECK(ok);
+    }
+    free(a);
+    free(b);
+    free(fa);
+    free(fb);
+    free(out);
+}
+
 int main(void)
 {
+    check_sub();
     /* widening: all 65536 patterns, then back (exact for every non-NaN) */
     uint8_t *src = malloc(2 * 65536 + 2);
     float *f = malloc(65537 * sizeof *f);

@@ -93,15 +93,15 @@ static void test_chunk_damage(void)
 
     CHECK_RC(wd__chunk_compress(c, 1, raw, N, N / 2, &z, &codec), 0);
     CHECK(codec == WD_CODEC_SECTIONS && z.data[4] == 0); /* first section raw */
-    CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), 0);
+    CHECK_RC(wd__chunk_decode(NULL, d, id, codec, z.data, z.len, N, out, WD_DECODE_CHECK), 0);
     z.data[4 + 5 + 100] ^= 0x01;
-    CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), WD_ECORRUPT);
+    CHECK_RC(wd__chunk_decode(NULL, d, id, codec, z.data, z.len, N, out, WD_DECODE_CHECK), WD_ECORRUPT);
     CHECK(strstr(wd_errmsg(), want) && strstr(wd_errmsg(), "(hash mismatch); run 'wdrepo fsck'"));
 
     /* The same bytes stored raw. */
-    CHECK_RC(wd__chunk_decode(d, id, WD_CODEC_RAW, raw, N, N, out), 0);
+    CHECK_RC(wd__chunk_decode(NULL, d, id, WD_CODEC_RAW, raw, N, N, out, WD_DECODE_CHECK), 0);
     raw[7] ^= 0x80;
-    CHECK_RC(wd__chunk_decode(d, id, WD_CODEC_RAW, raw, N, N, out), WD_ECORRUPT);
+    CHECK_RC(wd__chunk_decode(NULL, d, id, WD_CODEC_RAW, raw, N, N, out, WD_DECODE_CHECK), WD_ECORRUPT);
     CHECK(strstr(wd_errmsg(), "hash mismatch") != NULL);
     raw[7] ^= 0x80;
 
@@ -115,11 +115,11 @@ static void test_chunk_damage(void)
     int refused = 0, tried = 0;
     for (size_t at = 6; at < z.len; at++, tried++) {
         z.data[at] ^= 0x04;
-        refused += wd__chunk_decode(d, id, codec, z.data, z.len, N, out) == WD_ECORRUPT;
+        refused += wd__chunk_decode(NULL, d, id, codec, z.data, z.len, N, out, WD_DECODE_CHECK) == WD_ECORRUPT;
         z.data[at] ^= 0x04;
     }
     CHECK(tried > 0 && refused == tried);
-    CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), 0);
+    CHECK_RC(wd__chunk_decode(NULL, d, id, codec, z.data, z.len, N, out, WD_DECODE_CHECK), 0);
     wd__buf_free(&z);
     ZSTD_freeCCtx(c);
     ZSTD_freeDCtx(d);
@@ -141,21 +141,21 @@ static void test_chunk_container(void)
     for (size_t s = 0; s < sizeof sections / sizeof *sections; s++) {
         CHECK_RC(wd__chunk_compress(c, 1, raw, N, sections[s], &z, &codec), 0);
         memset(out, 0, N);
-        CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), 0);
+        CHECK_RC(wd__chunk_decode(NULL, d, id, codec, z.data, z.len, N, out, WD_DECODE_CHECK), 0);
         CHECK(memcmp(raw, out, N) == 0);
         /* A wrong size, a truncation or a flipped length is refused. */
-        CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N - 1, out), WD_ECORRUPT);
-        CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len - 1, N, out), WD_ECORRUPT);
+        CHECK_RC(wd__chunk_decode(NULL, d, id, codec, z.data, z.len, N - 1, out, WD_DECODE_CHECK), WD_ECORRUPT);
+        CHECK_RC(wd__chunk_decode(NULL, d, id, codec, z.data, z.len - 1, N, out, WD_DECODE_CHECK), WD_ECORRUPT);
         if (codec == WD_CODEC_SECTIONS) {
             z.data[5] ^= 0x40;
-            CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), WD_ECORRUPT);
+            CHECK_RC(wd__chunk_decode(NULL, d, id, codec, z.data, z.len, N, out, WD_DECODE_CHECK), WD_ECORRUPT);
             z.data[5] ^= 0x40;
             z.data[4] = 9; /* unknown section codec */
-            CHECK_RC(wd__chunk_decode(d, id, codec, z.data, z.len, N, out), WD_ECORRUPT);
+            CHECK_RC(wd__chunk_decode(NULL, d, id, codec, z.data, z.len, N, out, WD_DECODE_CHECK), WD_ECORRUPT);
         }
     }
-    CHECK_RC(wd__chunk_decode(d, id, 7, raw, 10, 10, out), WD_ECORRUPT);
-    CHECK_RC(wd__chunk_decode(d, id, WD_CODEC_RAW, raw, 10, WD_CHUNK_RAW_MAX + 1ull, out), WD_ECORRUPT);
+    CHECK_RC(wd__chunk_decode(NULL, d, id, 7, raw, 10, 10, out, WD_DECODE_CHECK), WD_ECORRUPT);
+    CHECK_RC(wd__chunk_decode(NULL, d, id, WD_CODEC_RAW, raw, 10, WD_CHUNK_RAW_MAX + 1ull, out, WD_DECODE_CHECK), WD_ECORRUPT);
     /* Incompressible data is kept raw. */
     for (size_t i = 0; i < N; i++)
         raw[i] = (uint8_t)next();
