@@ -124,6 +124,15 @@ size_t cli_edit_distance(const char *a, const char *b);
  * value: WD_OUT_ORIGINAL. Returns CLI_CONTINUE, or 2 after the usage error. */
 int cli_out_dtype(cli_ctx *ctx, const cli_spec *spec, const char *value, wd_out_dtype *out);
 
+/* " 'NAME'", " 'NAME' (was 3f0a1b2c3d4e)" when the name moved from object
+ * was, or "" without a name: how add-base, commit and tag name a name. */
+void cli_fmt_name(char *buf, size_t size, const char *name, const char *was);
+
+/* Strategy options for people: {"sparsity":0.90000000000000002} reads
+ * "sparsity 0.9", several joined by ", "; text that is not a JSON object
+ * is shown as it is. */
+void cli_fmt_options(char *buf, size_t size, const char *options_json);
+
 /* ---- commands (cmd_*.c) ------------------------------------------------- */
 
 typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv);
