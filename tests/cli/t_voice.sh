@@ -4,7 +4,8 @@
 # every common spelling, -j 0 means all cores, a command's flags bundle with
 # the globals in front of it, mistyped commands get a suggestion, -R finds
 # the repository in a project folder, errors name their file, inspect shows
-# options readably and moving a name says where it was.
+# options readably and moving a name says where it was. The man page renders
+# without warnings and names every option; the bash completion completes.
 . tests/cli/lib.sh
 GEN=${WD_BUILD:?}/tools/gen_model
 "$GEN" -q --preset tiny --seed 3 "$T/base" --finetune "$T/ft" || fail "gen_model failed"
@@ -87,4 +88,29 @@ expect 0 wd commit "$T/ft" --on b --name v1
 grep -q "'v1' (was " "$T/err" || fail "commit --name moving a name does not say so"
 expect 0 wd add-base "$T/base" --name v1
 grep -q "'v1' (was ${ft%"${ft#????????????}"})" "$T/err" || fail "add-base --name moving a name"
+# ---- the man page and the bash completion -----------------------------------------------
+if command -v groff >/dev/null; then
+    groff -ww -man -z wdrepo.1 >"$T/out" 2>"$T/err" || fail "groff cannot read wdrepo.1"
+    [ -s "$T/err" ] && fail "wdrepo.1 renders with warnings"
+else
+    note "groff missing (tests/deps.sh installs groff-base): man page not rendered"
+fi
+# every long option of every command's table, and every command, is in the man page
+for o in $(sed -n 's/^ *{"\([a-z][a-z-]*\)", [^"]*CLI_OPT_.*/\1/p' cli/*.c cli/cli.h | sort -u); do
+    grep -qF -- "\\-\\-$(echo "$o" | sed 's/-/\\-/g')" wdrepo.1 || fail "wdrepo.1 does not describe --$o"
+done
+for c in $(sed -n 's/^    {"\([a-z-]*\)", cmd_.*/\1/p' cli/main.c); do
+    grep -q "^\.BR* $(echo "$c" | sed 's/-/\\\\-/g')\( \|$\)" wdrepo.1 || fail "wdrepo.1 does not describe the command $c"
+done
+PATH="${WDREPO%/*}:$PATH" REPO="$REPO" bash -c '
+. completion/wdrepo.bash
+c() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _wdrepo; echo "${COMPREPLY[*]}"; }
+c wdrepo chec
+c wdrepo -R "$REPO" checkout s
+c wdrepo commit ft --strategy q
+c wdrepo log --on' >"$T/out" 2>"$T/err" || fail "the completion script fails"
+[ "$(sed -n 1p "$T/out")" = checkout ] || fail "completion of a command"
+[ "$(sed -n 2p "$T/out")" = sp ] || fail "completion of a reference: $(sed -n 2p "$T/out")"
+[ "$(sed -n 3p "$T/out")" = quantized ] || fail "completion of --strategy"
+[ "$(sed -n 4p "$T/out")" = --oneline ] || fail "completion of log's options"
 exit 0
