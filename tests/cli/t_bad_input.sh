@@ -186,7 +186,7 @@ expect_usage "$WDREPO"
 expect_usage "$WDREPO" frobnicate
 expect_usage "$WDREPO" --frobnicate log
 expect_usage wd log --frobnicate
-expect_usage wd log extra-argument
+expect_usage wd log a-ref extra-argument
 expect_usage wd add-base
 expect_usage wd add-base "$MODELS/base-f32" --name
 expect_usage wd add-base "$MODELS/base-f32" --json=yes
