@@ -117,9 +117,12 @@ bench: all ## time add-base/commit/checkout on a generated Qwen2.5-0.5B-shaped m
 demo: all ## build a small demo model and walk through init/add-base/commit/checkout/log/inspect
 	@BUILD=$(BUILD) sh tests/demo.sh
 
-install: all ## install wdrepo, libwdrepo.a, wdrepo.h and wdrepo.pc under $(DESTDIR)$(PREFIX)
+install: all ## install wdrepo, libwdrepo.a, wdrepo.h, wdrepo.pc, the man page and the bash completion under $(DESTDIR)$(PREFIX)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 755 $(WDREPO) $(DESTDIR)$(PREFIX)/bin/wdrepo
+	install -m 644 wdrepo.1 $(DESTDIR)$(PREFIX)/share/man/man1/wdrepo.1
+	install -m 644 completion/wdrepo.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/wdrepo
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libwdrepo.a
 	install -m 644 src/wdrepo.h $(DESTDIR)$(PREFIX)/include/wdrepo.h
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: wdrepo\nDescription: content-addressed repository for model weights\nVersion: 0.1.0\nRequires.private: $(PKGS)\nLibs: -L$${libdir} -lwdrepo\nLibs.private: -lm -pthread\nCflags: -I$${includedir}\n' \
@@ -127,7 +130,8 @@ install: all ## install wdrepo, libwdrepo.a, wdrepo.h and wdrepo.pc under $(DEST
 
 uninstall: ## remove what install put in place
 	rm -f $(DESTDIR)$(PREFIX)/bin/wdrepo $(DESTDIR)$(PREFIX)/lib/libwdrepo.a \
-	      $(DESTDIR)$(PREFIX)/include/wdrepo.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/wdrepo.pc
+	      $(DESTDIR)$(PREFIX)/include/wdrepo.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/wdrepo.pc \
+	      $(DESTDIR)$(PREFIX)/share/man/man1/wdrepo.1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions/wdrepo
 
 clean: ## remove build outputs
 	rm -rf build build-san build-fuzz

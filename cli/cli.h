@@ -106,6 +106,33 @@ typedef struct {
 int cli_strategy_opts(cli_ctx *ctx, const cli_spec *spec, const cli_strategy_args *a,
                       const char *default_strategy, unsigned flags, wd_strategy_opts *out);
 
+/* ---- one voice (issue 8: args.c, dtype_opt.c) --------------------------- */
+
+#define CLI_STR_(x) #x
+#define CLI_STR(x) CLI_STR_(x) /* a macro's value as a string literal */
+
+/* "1 or 2", or "an integer in [1, 22]": how every range error words an
+ * integer option ("--level 23: expected an integer in [1, 22]"). */
+void cli_fmt_int_range(char buf[64], long min, long max);
+
+/* Levenshtein distance of a and b ((size_t)-1 when either is longer than
+ * 64 bytes): "did you mean" for commands and options. */
+size_t cli_edit_distance(const char *a, const char *b);
+
+/* Reads a --dtype value: the names inspect prints (F32, BF16, F16), torch's
+ * and numpy's (float32, torch.bfloat16, fp16, half...), any case. NULL
+ * value: WD_OUT_ORIGINAL. Returns CLI_CONTINUE, or 2 after the usage error. */
+int cli_out_dtype(cli_ctx *ctx, const cli_spec *spec, const char *value, wd_out_dtype *out);
+
+/* " 'NAME'", " 'NAME' (was 3f0a1b2c3d4e)" when the name moved from object
+ * was, or "" without a name: how add-base, commit and tag name a name. */
+void cli_fmt_name(char *buf, size_t size, const char *name, const char *was);
+
+/* Strategy options for people: {"sparsity":0.90000000000000002} reads
+ * "sparsity 0.9", several joined by ", "; text that is not a JSON object
+ * is shown as it is. */
+void cli_fmt_options(char *buf, size_t size, const char *options_json);
+
 /* ---- commands (cmd_*.c) ------------------------------------------------- */
 
 typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv);
@@ -132,6 +159,10 @@ int cmd_gc(cli_ctx *ctx, int argc, char **argv);
  * found from the current directory upwards. Prints the error and returns 1
  * on failure, 0 on success. */
 int cli_open_repo(cli_ctx *ctx, unsigned flags, wd_repo **out);
+
+/* Whether dir holds a repository in dir/.wdrepo (which sub, of size bytes,
+ * receives): what -R DIR names when DIR is no repository itself. */
+int cli_holds_repo(const char *dir, char *sub, size_t size);
 
 /* ---- signals (main.c) --------------------------------------------------- */
 

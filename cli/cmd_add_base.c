@@ -56,11 +56,12 @@ int cmd_add_base(cli_ctx *ctx, int argc, char **argv)
     cli_fmt_short_id(smh, res.model_hash);
     if (strcmp(res.id, res.model_hash))
         snprintf(other, sizeof other, " (same weights as %s, other files)", smh);
+    char named[256];
+    cli_fmt_name(named, sizeof named, name_opt, res.name_was);
     if (res.already_present)
-        cli_info(ctx, "base %s%s already stored: %s", sid, other, sizes);
+        cli_info(ctx, "base %s%s%s already stored: %s", sid, res.name_was[0] ? named : "", other, sizes);
     else
-        cli_info(ctx, "added base %s%s%s%s%s: %s", sid, name_opt ? " '" : "",
-                 name_opt ? name_opt : "", name_opt ? "'" : "", other, sizes);
+        cli_info(ctx, "added base %s%s%s: %s", sid, named, other, sizes);
     if (json_flag)
         return cli_json_print(ctx, cli_json_write_result(&res, "base"));
     printf("%s\n", res.model_hash);

@@ -34,15 +34,14 @@ int cmd_checkout(cli_ctx *ctx, int argc, char **argv)
     int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
     if (rc != CLI_CONTINUE)
         return rc;
-    int out_dtype = dtype_opt ? wd_out_dtype_parse(dtype_opt) : WD_OUT_ORIGINAL;
-    if (out_dtype < 0)
-        return cli_usage_error(ctx, &spec, "bad value '%s' for option '--dtype' (expected float32, bfloat16 or float16)",
-                               dtype_opt);
+    wd_out_dtype out_dtype;
+    if ((rc = cli_out_dtype(ctx, &spec, dtype_opt, &out_dtype)) != CLI_CONTINUE)
+        return rc;
     wd_repo *repo;
     if ((rc = cli_open_repo(ctx, WD_OPEN_READONLY, &repo)) != CLI_EXIT_OK)
         return rc;
     wd_options opt = cli_wd_options(ctx);
-    rc = wd_checkout_as(repo, pos[0], pos[1], force_flag ? WD_CHECKOUT_FORCE : 0, (wd_out_dtype)out_dtype, &opt);
+    rc = wd_checkout_as(repo, pos[0], pos[1], force_flag ? WD_CHECKOUT_FORCE : 0, out_dtype, &opt);
     cli_progress_clear(ctx);
     if (rc != WD_OK) {
         rc = cli_lib_error(ctx, rc);

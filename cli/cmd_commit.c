@@ -74,11 +74,13 @@ int cmd_commit(cli_ctx *ctx, int argc, char **argv)
     cli_fmt_write_sizes(sizes, sizeof sizes, &res);
     cli_fmt_short_id(sid, res.id);
     cli_fmt_short_id(spid, parent[0] ? parent : on_opt);
+    char named[256];
+    cli_fmt_name(named, sizeof named, name_opt, res.name_was);
     if (res.already_present)
-        cli_info(ctx, "delta %s on %s (%s) already stored: %s", sid, spid, strategy, sizes);
+        cli_info(ctx, "delta %s%s on %s (%s) already stored: %s", sid, res.name_was[0] ? named : "",
+                 spid, strategy, sizes);
     else
-        cli_info(ctx, "committed delta %s%s%s%s on %s (%s): %s", sid, name_opt ? " '" : "",
-                 name_opt ? name_opt : "", name_opt ? "'" : "", spid, strategy, sizes);
+        cli_info(ctx, "committed delta %s%s on %s (%s): %s", sid, named, spid, strategy, sizes);
     cli_info(ctx, "  %llu unchanged, %llu encoded, %llu whole, %llu dropped",
              (unsigned long long)res.n_unchanged, (unsigned long long)res.n_encoded,
              (unsigned long long)res.n_whole, (unsigned long long)res.n_dropped);

@@ -45,7 +45,7 @@ int cmd_export(cli_ctx *ctx, int argc, char **argv)
     memset(&eo, 0, sizeof eo);
     if (version_opt) {
         if (strcmp(version_opt, "1") && strcmp(version_opt, "2"))
-            return cli_usage_error(ctx, &spec, "bad value '%s' for option '--format-version' (expected 1 or 2)",
+            return cli_usage_error(ctx, &spec, "--format-version %s: expected 1 or 2",
                                    version_opt);
         eo.format_version = atoi(version_opt);
     }

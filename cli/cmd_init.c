@@ -23,6 +23,14 @@ int cmd_init(cli_ctx *ctx, int argc, char **argv)
     const char *env = getenv("WDREPO_DIR");
     if (!path)
         path = env && *env ? env : ".wdrepo";
+    char sub[PATH_MAX];
+    if (cli_holds_repo(path, sub, sizeof sub)) {
+        /* other commands take -R DIR to mean DIR/.wdrepo (like git -C):
+         * a second repository in DIR would shadow it */
+        cli_errorf(ctx, "'%s' already holds a repository in '%s'; use that one (-R '%s')", path, sub,
+                   path);
+        return CLI_EXIT_FAIL;
+    }
     rc = wd_repo_init(path);
     if (rc != WD_OK)
         return cli_lib_error(ctx, rc);

@@ -6,6 +6,8 @@
  */
 #include "cli.h"
 
+#include <errno.h>
+
 #include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,9 +122,10 @@ static void print_file(const wd_wdelta_info *info)
         const wd_wdelta_tensor_info *ti = &info->tensors[i];
         char shape[16 * 22 + 4];
         cli_fmt_shape(shape, sizeof shape, ti->ndim, ti->shape);
+        char options[256];
         cli_fmt_size(size, ti->nbytes);
-        const char *cells[6] = {ti->name, ti->dtype, shape, ti->strategy, size,
-                                ti->options_json ? ti->options_json : ""};
+        cli_fmt_options(options, sizeof options, ti->options_json);
+        const char *cells[6] = {ti->name, ti->dtype, shape, ti->strategy, size, options};
         cli_table_add(t, cells);
     }
     cli_table_print(t, stdout);
@@ -242,8 +245,10 @@ static void print_header(const wd_inspect_info *info, const char *path)
     if (o->parent_model_hash[0])
         add_kv(t, "parent hash", o->parent_model_hash);
     add_kv(t, "strategy", o->strategy ? o->strategy : "");
-    if (o->options_json && strcmp(o->options_json, "{}") != 0)
-        add_kv(t, "options", o->options_json);
+    if (o->options_json && strcmp(o->options_json, "{}") != 0) {
+        cli_fmt_options(buf, sizeof buf, o->options_json);
+        add_kv(t, "options", buf);
+    }
     cli_fmt_time(a, o->created);
     add_kv(t, "created", a);
     if (o->message && *o->message)
@@ -343,6 +348,16 @@ int cmd_inspect(cli_ctx *ctx, int argc, char **argv)
         return rc;
     if (is_wdelta_file(pos[0]))
         return inspect_file(ctx, pos[0]);
+    /* "x.wdelta" that is no file is a mistyped path, not an unknown name */
+    size_t len = strlen(pos[0]);
+    struct stat st;
+    if (len > 7 && strcmp(pos[0] + len - 7, ".wdelta") == 0) {
+        if (stat(pos[0], &st) != 0)
+            cli_errorf(ctx, "cannot read '%s': %s", pos[0], strerror(errno));
+        else
+            cli_errorf(ctx, "cannot read '%s': not a regular file", pos[0]);
+        return CLI_EXIT_FAIL;
+    }
     wd_inspect_info *info = NULL;
     rc = load_from_repo(ctx, pos[0], &info);
     if (rc != CLI_EXIT_OK)

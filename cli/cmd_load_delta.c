@@ -40,13 +40,12 @@ int cmd_load_delta(cli_ctx *ctx, int argc, char **argv)
     int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
     if (rc != CLI_CONTINUE)
         return rc;
-    int out_dtype = dtype_opt ? wd_out_dtype_parse(dtype_opt) : WD_OUT_ORIGINAL;
-    if (out_dtype < 0)
-        return cli_usage_error(ctx, &spec, "bad value '%s' for option '--dtype' (expected "
-                               "float32, bfloat16 or float16)", dtype_opt);
+    wd_out_dtype out_dtype;
+    if ((rc = cli_out_dtype(ctx, &spec, dtype_opt, &out_dtype)) != CLI_CONTINUE)
+        return rc;
     unsigned flags = (force_flag ? WD_CHECKOUT_FORCE : 0) | (no_verify_flag ? WD_LOAD_NO_VERIFY : 0);
     wd_options opt = cli_wd_options(ctx);
-    rc = wd_load_delta_from_paths(pos[0], pos[1], pos[2], (wd_out_dtype)out_dtype, flags, &opt);
+    rc = wd_load_delta_from_paths(pos[0], pos[1], pos[2], out_dtype, flags, &opt);
     cli_progress_clear(ctx);
     if (rc != WD_OK)
         return cli_lib_error(ctx, rc);

@@ -1,26 +1,32 @@
 /*
- * cmd_log.c - `wdrepo log`: every base and delta, newest first. On a
- * terminal a lineage tree (bases as roots, each delta under its parent);
- * otherwise aligned plain lines with a parent column; --json for scripts.
+ * cmd_log.c - `wdrepo log [REF]`: every base and delta (or REF's lineage),
+ * newest first. On a terminal a lineage tree (bases as roots, each delta
+ * under its parent); otherwise aligned plain lines with a parent column;
+ * --oneline one short line each; --json for scripts.
  */
 #include "cli.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static int json_flag;
+static int json_flag, oneline_flag, max_count = -1;
 
 static const cli_opt opts[] = {
+    {"max-count", 'n', CLI_OPT_INT, &max_count, "N", "show the N newest objects only", 0, INT32_MAX},
+    {"oneline", 0, CLI_OPT_FLAG, &oneline_flag, NULL,
+     "one line per object: id, names, kind and strategy, parent", 0, 0},
     {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print an array of objects as JSON", 0, 0},
     {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
 };
+static const char *const args[] = {"REF", NULL};
 
 static const cli_spec spec = {
-    "log", "[--json]",
+    "log", "[REF] [-n N] [--oneline | --json]",
     "List bases and deltas, newest first, with parent, strategy, names, stored and\n"
-    "raw sizes, creation time and message. On a terminal the list is a tree: each\n"
-    "delta is indented under its parent.\n",
-    opts, NULL, 0, 0,
+    "raw sizes, creation time and message; with REF, only REF, what it is built on\n"
+    "and what is built on it. A parent is shown by its name when it has one. On a\n"
+    "terminal the list is a tree: each delta is indented under its parent.\n",
+    opts, args, 0, 1,
 };
 
 enum { C_ID, C_PARENT, C_KIND, C_STRATEGY, C_NAMES, C_STORED, C_RAW, C_RATIO, C_ERR, C_CREATED,
@@ -96,17 +102,112 @@ static void add_object(cli_table *t, const wd_object_info *o, const char *id_cel
     free(b.message);
 }
 
-static void print_plain(const wd_object_info *objs, size_t n)
+static void print_plain(const wd_object_info *objs, size_t n, char *const *parent_cells)
 {
     cli_table *t = new_table(1);
     for (size_t i = 0; i < n; i++) {
-        char sid[CLI_SHORT_ID + 1], spid[CLI_SHORT_ID + 1];
+        char sid[CLI_SHORT_ID + 1];
         cli_fmt_short_id(sid, objs[i].id);
-        cli_fmt_short_id(spid, objs[i].parent[0] ? objs[i].parent : "-");
-        add_object(t, &objs[i], sid, spid);
+        add_object(t, &objs[i], sid, parent_cells[i]);
     }
     cli_table_print(t, stdout);
     cli_table_free(t);
+}
+
+/* --oneline: "2dd5eb1de2b8  ft,v1  delta/lossless  base" (names "-" when
+ * none; a base's parent "-"). No header: one object a line for scripts
+ * and shell completion. */
+static void print_oneline(const wd_object_info *objs, size_t n, char *const *parent_cells)
+{
+    cli_table *t = cli_table_new(4);
+    for (size_t i = 0; i < n; i++) {
+        char sid[CLI_SHORT_ID + 1], kind[64], names[1024];
+        size_t len = 0;
+        cli_fmt_short_id(sid, objs[i].id);
+        names[0] = '\0';
+        for (size_t k = 0; k < objs[i].n_names && len < sizeof names; k++)
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", k ? "," : "",
+                                    objs[i].names[k]);
+        if (strcmp(objs[i].kind, "base") == 0)
+            snprintf(kind, sizeof kind, "base");
+        else
+            snprintf(kind, sizeof kind, "%s/%s", objs[i].kind,
+                     objs[i].strategy ? objs[i].strategy : "?");
+        const char *cells[4] = {sid, objs[i].n_names ? names : "-", kind, parent_cells[i]};
+        cli_table_add(t, cells);
+    }
+    cli_table_print(t, stdout);
+    cli_table_free(t);
+}
+
+/* ---- lineage ------------------------------------------------------------ */
+
+/* Index of the object with id hex among objs (by_id: indices sorted by
+ * id), or n. */
+static size_t lookup(const wd_object_info *objs, const size_t *by_id, size_t n, const char *hex)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(objs[by_id[mid]].id, hex);
+        if (c == 0)
+            return by_id[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return n;
+}
+
+static const wd_object_info *sort_objs;
+static int cmp_by_id(const void *a, const void *b);
+
+/* parent[i]: index of object i's parent, or n (a base, or a parent not
+ * stored). A self-parent (only a corrupt repository) counts as none. */
+static size_t *parent_indices(const wd_object_info *objs, size_t n)
+{
+    size_t *by_id = cli_xmalloc(sizeof *by_id * (n ? n : 1));
+    size_t *parent = cli_xmalloc(sizeof *parent * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        by_id[i] = i;
+    sort_objs = objs;
+    qsort(by_id, n, sizeof *by_id, cmp_by_id);
+    for (size_t i = 0; i < n; i++) {
+        parent[i] = objs[i].parent[0] ? lookup(objs, by_id, n, objs[i].parent) : n;
+        if (parent[i] == i)
+            parent[i] = n;
+    }
+    free(by_id);
+    return parent;
+}
+
+/* keep[i] = 1 for ref, its ancestors and its descendants. Every walk up a
+ * parent chain is bounded by n steps, so a corrupt repository's parent
+ * cycle cannot hang it; state: 0 unknown, 1 descends from ref, 2 does not. */
+static void mark_lineage(const size_t *parent, size_t n, size_t ref, char *keep)
+{
+    char *state = cli_xmalloc(n ? n : 1);
+    size_t *path = cli_xmalloc(sizeof *path * (n + 1));
+    memset(state, 0, n);
+    memset(keep, 0, n);
+    state[ref] = 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 0, x = i;
+        while (x < n && state[x] == 0 && len <= n) {
+            path[len++] = x;
+            x = parent[x];
+        }
+        char verdict = x < n && state[x] == 1 ? 1 : 2;
+        while (len)
+            state[path[--len]] = verdict;
+    }
+    for (size_t i = 0; i < n; i++)
+        keep[i] = state[i] == 1;
+    for (size_t x = parent[ref], steps = 0; x < n && steps < n; x = parent[x], steps++)
+        keep[x] = 1;
+    free(path);
+    free(state);
 }
 
 /* ---- tree view ---------------------------------------------------------- */
@@ -129,7 +230,6 @@ typedef struct {
 } tree;
 
 /* qsort has no context argument in C11; these two serve its comparators. */
-static const wd_object_info *sort_objs;
 static const size_t *sort_newest;
 
 static int cmp_by_id(const void *a, const void *b)
@@ -294,15 +394,21 @@ static void print_tree(const wd_object_info *objs, size_t n)
 
 int cmd_log(cli_ctx *ctx, int argc, char **argv)
 {
-    int npos, rc = cli_parse(ctx, &spec, argc, argv, NULL, &npos);
+    char *pos[1];
+    int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
     if (rc != CLI_CONTINUE)
         return rc;
+    if (json_flag && oneline_flag)
+        return cli_usage_error(ctx, &spec, "--oneline and --json cannot go together");
     wd_repo *repo;
     if ((rc = cli_open_repo(ctx, WD_OPEN_READONLY, &repo)) != CLI_EXIT_OK)
         return rc;
     wd_object_info *objs = NULL;
     size_t n = 0;
-    rc = wd_log(repo, &objs, &n);
+    char ref_id[WD_HEX_SIZE];
+    rc = npos ? wd_resolve(repo, pos[0], ref_id) : WD_OK;
+    if (rc == WD_OK)
+        rc = wd_log(repo, &objs, &n);
     if (rc != WD_OK) {
         rc = cli_lib_error(ctx, rc);
         wd_repo_close(repo);
@@ -310,24 +416,64 @@ int cmd_log(cli_ctx *ctx, int argc, char **argv)
     }
     wd_repo_close(repo);
 
+    /* The objects shown, in log order: shallow copies into shown (the
+     * strings stay owned by objs), each with its parent's cell, the
+     * parent's first name or its short id, found in the whole log. */
+    size_t *parent = parent_indices(objs, n);
+    char *keep = cli_xmalloc(n ? n : 1);
+    memset(keep, 1, n);
+    if (npos) {
+        size_t ref = n;
+        for (size_t i = 0; i < n && ref == n; i++)
+            if (strcmp(objs[i].id, ref_id) == 0)
+                ref = i;
+        if (ref < n)
+            mark_lineage(parent, n, ref, keep);
+    }
+    wd_object_info *shown = cli_xmalloc(sizeof *shown * (n ? n : 1));
+    char **parent_cells = cli_xmalloc(sizeof *parent_cells * (n ? n : 1));
+    size_t n_shown = 0;
+    for (size_t i = 0; i < n && (max_count < 0 || n_shown < (size_t)max_count); i++) {
+        if (!keep[i])
+            continue;
+        char cell[CLI_SHORT_ID + 1];
+        const char *pc;
+        if (parent[i] < n && objs[parent[i]].n_names) {
+            pc = objs[parent[i]].names[0];
+        } else {
+            cli_fmt_short_id(cell, objs[i].parent[0] ? objs[i].parent : "-");
+            pc = cell;
+        }
+        parent_cells[n_shown] = cli_xstrdup(pc);
+        shown[n_shown++] = objs[i];
+    }
+    free(keep);
+    free(parent);
+
     if (json_flag) {
         cJSON *arr = cJSON_CreateArray();
-        if (!arr) {
-            wd_log_free(objs, n);
+        for (size_t i = 0; arr && i < n_shown; i++)
+            cJSON_AddItemToArray(arr, cli_json_object_info(&shown[i]));
+        rc = arr ? cli_json_print(ctx, arr) : CLI_EXIT_FAIL;
+        if (!arr)
             cli_errorf(ctx, "out of memory");
-            return CLI_EXIT_FAIL;
-        }
-        for (size_t i = 0; i < n; i++)
-            cJSON_AddItemToArray(arr, cli_json_object_info(&objs[i]));
-        wd_log_free(objs, n);
-        return cli_json_print(ctx, arr);
+    } else {
+        if (n == 0)
+            cli_info(ctx, "the repository is empty");
+        else if (n_shown == 0)
+            ;
+        else if (oneline_flag)
+            print_oneline(shown, n_shown, parent_cells);
+        else if (ctx->stdout_tty)
+            print_tree(shown, n_shown);
+        else
+            print_plain(shown, n_shown, parent_cells);
+        rc = cli_finish_stdout(ctx);
     }
-    if (n == 0)
-        cli_info(ctx, "the repository is empty");
-    else if (ctx->stdout_tty)
-        print_tree(objs, n);
-    else
-        print_plain(objs, n);
+    for (size_t i = 0; i < n_shown; i++)
+        free(parent_cells[i]);
+    free(parent_cells);
+    free(shown);
     wd_log_free(objs, n);
-    return cli_finish_stdout(ctx);
+    return rc;
 }

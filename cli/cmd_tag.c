@@ -141,7 +141,8 @@ int cmd_tag(cli_ctx *ctx, int argc, char **argv)
     wd_repo *repo;
     if ((rc = cli_open_repo(ctx, 0, &repo)) != CLI_EXIT_OK)
         return rc;
-    rc = wd_tag(repo, pos[0], pos[1]);
+    char was[WD_HEX_SIZE];
+    rc = wd_tag_move(repo, pos[0], pos[1], was);
     if (rc != WD_OK) {
         rc = cli_lib_error(ctx, rc);
         wd_repo_close(repo);
@@ -150,7 +151,13 @@ int cmd_tag(cli_ctx *ctx, int argc, char **argv)
     if (wd_resolve(repo, pos[0], id) == WD_OK) {
         char sid[CLI_SHORT_ID + 1];
         cli_fmt_short_id(sid, id);
-        cli_info(ctx, "'%s' -> %s", pos[0], sid);
+        if (was[0]) {
+            char swas[CLI_SHORT_ID + 1];
+            cli_fmt_short_id(swas, was);
+            cli_info(ctx, "'%s' -> %s (was %s)", pos[0], sid, swas);
+        } else {
+            cli_info(ctx, "'%s' -> %s", pos[0], sid);
+        }
     }
     wd_repo_close(repo);
     return CLI_EXIT_OK;

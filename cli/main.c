@@ -82,6 +82,33 @@ static const cli_command *find_command(const char *name)
     return NULL;
 }
 
+/* "did you mean": the command within 2 edits (and fewer than half its
+ * letters) of what was typed, else one it starts, else NULL. */
+static const char *nearest_command(const char *typed)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        size_t d = cli_edit_distance(typed, commands[i].name);
+        if (d < best_d && 2 * d < strlen(commands[i].name)) {
+            best = commands[i].name;
+            best_d = d;
+        }
+    }
+    for (size_t i = 0; !best && *typed && i < N_COMMANDS; i++)
+        if (strncmp(commands[i].name, typed, strlen(typed)) == 0)
+            best = commands[i].name;
+    return best;
+}
+
+static int unknown_command(cli_ctx *ctx, const cli_spec *spec, const char *typed)
+{
+    const char *near = nearest_command(typed);
+    if (near)
+        return cli_usage_error(ctx, spec, "unknown command '%s'; did you mean '%s'?", typed, near);
+    return cli_usage_error(ctx, spec, "unknown command '%s'", typed);
+}
+
 static const char *const help_args[] = {"COMMAND", NULL};
 static const cli_spec help_spec = {
     "help", "[COMMAND]", "Show the help of COMMAND, or list the commands.\n", NULL, help_args, 0,
@@ -100,11 +127,27 @@ static int cmd_help(cli_ctx *ctx, int argc, char **argv)
     }
     const cli_command *c = find_command(pos[0]);
     if (!c)
-        return cli_usage_error(ctx, &help_spec, "unknown command '%s'", pos[0]);
+        return unknown_command(ctx, &help_spec, pos[0]);
     /* Each command prints its own help when given -h. */
     static char dash_h[] = "-h";
     char *sub_argv[3] = {pos[0], dash_h, NULL};
     return c->fn(ctx, 2, sub_argv);
+}
+
+int cli_holds_repo(const char *dir, char *sub, size_t size)
+{
+    char db[PATH_MAX + 32];
+    if ((size_t)snprintf(sub, size, "%s/.wdrepo", dir) >= size)
+        return 0;
+    snprintf(db, sizeof db, "%s/repo.db", sub);
+    return access(db, F_OK) == 0;
+}
+
+static int is_repo(const char *dir)
+{
+    char db[PATH_MAX + 16];
+    snprintf(db, sizeof db, "%s/repo.db", dir);
+    return access(db, F_OK) == 0;
 }
 
 int cli_open_repo(cli_ctx *ctx, unsigned flags, wd_repo **out)
@@ -112,11 +155,31 @@ int cli_open_repo(cli_ctx *ctx, unsigned flags, wd_repo **out)
     char *found = NULL;
     const char *path = ctx->repo_path;
     const char *env = getenv("WDREPO_DIR");
+    const char *given = path ? "-R" : NULL;
+    char sub[PATH_MAX];
     int rc;
 
     *out = NULL;
-    if (!path && env && *env)
+    if (!path && env && *env) {
         path = env;
+        given = "$WDREPO_DIR";
+    }
+    if (given && !is_repo(path)) {
+        /* Like git -C: a project folder holding .wdrepo names that
+         * repository. Anything else gets advice that cannot create a second
+         * repository beside the one meant. */
+        if (cli_holds_repo(path, sub, sizeof sub)) {
+            path = sub;
+        } else {
+            cli_errorf(ctx,
+                       "%s names '%s', which is not a wdrepo repository (no repo.db there or in "
+                       "its .wdrepo); %s, or create one there with 'wdrepo init'",
+                       given, path,
+                       given[0] == '-' ? "give the repository's folder"
+                                       : "set WDREPO_DIR to the repository's folder or unset it");
+            return CLI_EXIT_FAIL;
+        }
+    }
     if (!path) {
         char cwd[PATH_MAX];
         if (!getcwd(cwd, sizeof cwd)) {
@@ -223,9 +286,15 @@ int main(int argc, char **argv)
         return cli_usage_error(&ctx, &main_spec, "missing command");
     const cli_command *c = find_command(argv[cmd_index]);
     if (!c)
-        return cli_usage_error(&ctx, &main_spec, "unknown command '%s'", argv[cmd_index]);
-    /* The command sees argv[0] = its own name, like a program of its own. */
-    rc = c->fn(&ctx, argc - cmd_index, argv + cmd_index);
+        return unknown_command(&ctx, &main_spec, argv[cmd_index]);
+    /* The command sees argv[0] = its own name, like a program of its own,
+     * then the options given in front of it (globals, and its own flags
+     * bundled with them as in -qf), then the rest. argv has room: the
+     * words only move. */
+    char *name = argv[cmd_index];
+    memmove(argv + 2, argv + 1, sizeof *argv * (size_t)(cmd_index - 1));
+    argv[1] = name;
+    rc = c->fn(&ctx, argc - 1, argv + 1);
     cli_progress_clear(&ctx);
     cli_signal_wait();
     return rc;

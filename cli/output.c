@@ -435,3 +435,48 @@ void cli_fmt_write_sizes(char *buf, size_t size, const wd_write_result *r)
     snprintf(buf, size, "%" PRIu64 " tensor%s, raw %s, stored %s (%s), new %s", r->n_tensors,
              r->n_tensors == 1 ? "" : "s", raw, stored, ratio, fresh);
 }
+
+void cli_fmt_name(char *buf, size_t size, const char *name, const char *was)
+{
+    char swas[CLI_SHORT_ID + 1];
+    if (!name) {
+        buf[0] = '\0';
+        return;
+    }
+    if (!was || !*was) {
+        snprintf(buf, size, " '%s'", name);
+        return;
+    }
+    cli_fmt_short_id(swas, was);
+    snprintf(buf, size, " '%s' (was %s)", name, swas);
+}
+
+void cli_fmt_options(char *buf, size_t size, const char *options_json)
+{
+    cJSON *j = options_json ? cJSON_Parse(options_json) : NULL;
+    size_t n = 0;
+    buf[0] = '\0';
+    if (!cJSON_IsObject(j)) {
+        snprintf(buf, size, "%s", options_json ? options_json : "");
+        cJSON_Delete(j);
+        return;
+    }
+    /* %.15g: the shortest form of what was typed (0.9, not
+     * 0.90000000000000002, which is only how the double is stored) */
+    for (const cJSON *e = j->child; e && n < size; e = e->next) {
+        const char *sep = n ? ", " : "";
+        int w;
+        if (cJSON_IsNumber(e))
+            w = snprintf(buf + n, size - n, "%s%s %.15g", sep, e->string, e->valuedouble);
+        else if (cJSON_IsString(e))
+            w = snprintf(buf + n, size - n, "%s%s %s", sep, e->string, e->valuestring);
+        else if (cJSON_IsBool(e))
+            w = snprintf(buf + n, size - n, "%s%s %s", sep, e->string, cJSON_IsTrue(e) ? "true" : "false");
+        else
+            w = snprintf(buf + n, size - n, "%s%s ...", sep, e->string);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+    cJSON_Delete(j);
+}

@@ -17,8 +17,7 @@ static int number(cli_ctx *ctx, const cli_spec *spec, const char *name, const ch
     char *end;
     double d = strtod(v, &end);
     if (!*v || *end)
-        return cli_usage_error(ctx, spec, "bad value '%s' for option '--%s' (expected a number)",
-                               v, name);
+        return cli_usage_error(ctx, spec, "--%s %s: expected a number", name, v);
     *out = d;
     *set |= bit;
     return CLI_CONTINUE;
@@ -33,7 +32,28 @@ int cli_strategy_opts(cli_ctx *ctx, const cli_spec *spec, const cli_strategy_arg
     if (rc == CLI_CONTINUE)
         rc = number(ctx, spec, "outlier-fraction", a->outlier_fraction, WD_SET_OUTLIER_FRACTION,
                     &out->outlier_fraction, &out->set);
-    if (rc == CLI_CONTINUE && wd_strategy_check(out, default_strategy, flags) != WD_OK)
-        rc = cli_usage_error(ctx, spec, "%s", wd_errmsg());
+    if (rc == CLI_CONTINUE && wd_strategy_check(out, default_strategy, flags) != WD_OK) {
+        /* The library names the fields of wd_strategy_opts; the user typed
+         * the options: "outlier_fraction 2: ..." reads "--outlier-fraction 2: ...",
+         * the value shown as given. */
+        const char *msg = wd_errmsg();
+        static const struct {
+            const char *field, *option;
+            size_t arg;
+        } names[] = {{"sparsity", "--sparsity", 1}, {"outlier_fraction", "--outlier-fraction", 2}};
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+            size_t n = strlen(names[i].field);
+            if (strncmp(msg, names[i].field, n) || msg[n] != ' ')
+                continue;
+            const char *given = names[i].arg == 1 ? a->sparsity : a->outlier_fraction;
+            const char *rest = msg + n;
+            /* "sparsity 1.5: expected ..." shows the value as typed */
+            const char *colon = strchr(rest, ':');
+            if (given && colon && strncmp(rest, " applies", 8) != 0)
+                return cli_usage_error(ctx, spec, "%s %s%s", names[i].option, given, colon);
+            return cli_usage_error(ctx, spec, "%s%s", names[i].option, rest);
+        }
+        rc = cli_usage_error(ctx, spec, "%s", msg);
+    }
     return rc;
 }

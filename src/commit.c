@@ -798,7 +798,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     if (!rc && !exists && lossy_strategy >= 0)
         rc = wd__object_set_hashes(repo, id, model_hash, NULL);
     if (!rc && name)
-        rc = wd__name_set(repo, name, id);
+        rc = wd__name_set_was(repo, name, id, res->name_was);
     if (rc) {
         sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
         goto done;

@@ -43,6 +43,11 @@ int wd__db_error(sqlite3 *db, int sqlite_rc, const char *what)
         return wd__error(code, "%s: repository is busy (another wdrepo is writing); try again", what);
     if ((sqlite_rc & 0xff) == SQLITE_FULL)
         return wd__error(code, "%s: disk full; the repository is unchanged", what);
+    /* Damage is about a file: name it, so the message leads somewhere
+     * (the callers that know the object add it in front). */
+    const char *file = db && code == WD_ECORRUPT ? sqlite3_db_filename(db, "main") : NULL;
+    if (file && *file)
+        return wd__error(code, "'%s': %s: %s", file, what, msg);
     return wd__error(code, "%s: %s", what, msg);
 }
 

@@ -238,8 +238,28 @@ int wd_resolve(wd_repo *repo, const char *ref, char out[WD_HEX_SIZE])
 
 int wd__name_set(wd_repo *repo, const char *name, const uint8_t id[WD_HASH_SIZE])
 {
+    return wd__name_set_was(repo, name, id, NULL);
+}
+
+int wd__name_set_was(wd_repo *repo, const char *name, const uint8_t id[WD_HASH_SIZE], char was[WD_HEX_SIZE])
+{
     sqlite3_stmt *st;
-    int rc = wd__db_prepare(repo->db, &st,
+    int rc;
+    if (was) {
+        /* read inside the caller's write transaction: what this very call moves */
+        was[0] = '\0';
+        if ((rc = wd__db_prepare(repo->db, &st, "SELECT object FROM name WHERE name = ?1")))
+            return rc;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW && sqlite3_column_bytes(st, 0) == WD_HASH_SIZE &&
+            memcmp(sqlite3_column_blob(st, 0), id, WD_HASH_SIZE) != 0)
+            wd__hex(was, sqlite3_column_blob(st, 0));
+        sqlite3_finalize(st);
+        if (s != SQLITE_ROW && s != SQLITE_DONE)
+            return wd__db_error(repo->db, s, "reading name");
+    }
+    rc = wd__db_prepare(repo->db, &st,
                             "INSERT INTO name(name, object, created) VALUES (?1, ?2, ?3) "
                             "ON CONFLICT(name) DO UPDATE SET object = excluded.object, created = excluded.created");
     if (rc)
@@ -254,6 +274,13 @@ int wd__name_set(wd_repo *repo, const char *name, const uint8_t id[WD_HASH_SIZE]
 
 int wd_tag(wd_repo *repo, const char *name, const char *ref)
 {
+    return wd_tag_move(repo, name, ref, NULL);
+}
+
+int wd_tag_move(wd_repo *repo, const char *name, const char *ref, char was[WD_HEX_SIZE])
+{
+    if (was)
+        was[0] = '\0';
     if (!wd__name_valid(name))
         return wd__error(WD_EUSAGE,
                          "invalid name '%s': use letters, digits and ._-+/ (not 4+ hex digits alone, no leading '-' or '.')",
@@ -264,12 +291,17 @@ int wd_tag(wd_repo *repo, const char *name, const char *ref)
         return rc;
     if ((rc = wd__db_exec(repo->db, "BEGIN IMMEDIATE")))
         return rc;
-    rc = wd__name_set(repo, name, id);
+    rc = wd__name_set_was(repo, name, id, was);
     if (rc) {
         sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
+        if (was)
+            was[0] = '\0';
         return rc;
     }
-    return wd__db_commit(repo->db);
+    rc = wd__db_commit(repo->db);
+    if (rc && was)
+        was[0] = '\0';
+    return rc;
 }
 
 int wd_untag(wd_repo *repo, const char *name)

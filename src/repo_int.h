@@ -170,6 +170,9 @@ static inline void wd__bind_hash(sqlite3_stmt *st, int i, const uint8_t h[WD_HAS
  * more hex digits alone (it would shadow a hash prefix). */
 int wd__name_valid(const char *name);
 int wd__name_set(wd_repo *repo, const char *name, const uint8_t id[WD_HASH_SIZE]);
+/* wd__name_set, and was gets the object name pointed at before (hex), or ""
+ * when the name is new or already pointed at id; was may be NULL. */
+int wd__name_set_was(wd_repo *repo, const char *name, const uint8_t id[WD_HASH_SIZE], char was[WD_HEX_SIZE]);
 
 /* For a writing command that failed with rc after storing stored_bytes of
  * new chunks (which nothing references): when no other command is writing,

@@ -51,16 +51,16 @@ int wd__strategy_resolve(wd__strategy *out, const wd_strategy_opts *so,
      * caller meant something the result would not have. */
     if (has_sp && out->strategy != WD__WS_SPARSE)
         return wd__error(WD_EUSAGE, "sparsity applies to strategy sparse, not %s",
-                         name ? name : "none");
+                         name ? name : "to no strategy given");
     if (has_of && out->strategy != WD__WS_INT4)
         return wd__error(WD_EUSAGE, "outlier_fraction applies to strategy int4, not %s",
-                         name ? name : "none");
+                         name ? name : "to no strategy given");
     if (out->strategy == WD__WS_SPARSE) {
         /* k = floor(n * (1 - sparsity)) must keep something: 1 is refused,
          * 0 keeps every element (deltatensors' bounds) */
         out->option = has_sp ? so->sparsity : WD_DEFAULT_SPARSITY;
         if (!(out->option >= 0 && out->option < 1))
-            return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), not %g", out->option);
+            return wd__error(WD_EUSAGE, "sparsity %g: expected a number in [0, 1)", out->option);
         snprintf(out->options_json, sizeof out->options_json, "{\"sparsity\":%.17g}",
                  out->option);
     } else if (out->strategy == WD__WS_INT4) {
@@ -68,7 +68,7 @@ int wd__strategy_resolve(wd__strategy *out, const wd_strategy_opts *so,
          * 1): refused rather than quietly turned into something else */
         out->option = has_of ? so->outlier_fraction : WD_DEFAULT_OUTLIER_FRACTION;
         if (!(out->option > 0 && out->option <= 1))
-            return wd__error(WD_EUSAGE, "outlier_fraction must be in (0, 1], not %g",
+            return wd__error(WD_EUSAGE, "outlier_fraction %g: expected a number in (0, 1]",
                              out->option);
         snprintf(out->options_json, sizeof out->options_json, "{\"outlier_fraction\":%.17g}",
                  out->option);

@@ -387,6 +387,7 @@ static int check_record(const wd__wdelta_tensor *t, int field, wd_dtype dt, uint
 
 struct wd__wdelta {
     int fd;                   /* -1 for a memory buffer */
+    char *path;               /* as opened, for error messages; NULL for a memory buffer */
     const unsigned char *mem; /* borrowed buffer, or NULL */
     uint64_t size;
     int version;
@@ -1060,7 +1061,8 @@ static int open_common(wd__wdelta *d, int check)
 
 int wd__wdelta_verify_checksum(const wd__wdelta *d)
 {
-    return verify_checksum(d, d->records_start);
+    int rc = verify_checksum(d, d->records_start);
+    return rc && d->path ? wd__error_context(rc, "'%s'", d->path) : rc;
 }
 
 /* The header and the record framing, after the prefix was checked. */
@@ -1119,13 +1121,17 @@ int wd__wdelta_open_ex(wd__wdelta **out, const char *path, unsigned flags)
     }
     struct stat st;
     int rc = 0;
-    if (fstat(d->fd, &st) != 0)
+    if (!(d->path = strdup(path)))
+        rc = WD_NOMEM();
+    else if (fstat(d->fd, &st) != 0)
         rc = wd__error_errno(WD_EIO, "cannot stat '%s'", path);
     else if (!S_ISREG(st.st_mode))
         rc = wd__error(WD_EBADINPUT, "'%s' is not a regular file", path);
     if (!rc) {
         d->size = (uint64_t)st.st_size;
         rc = open_common(d, !(flags & WD__WDELTA_OPEN_NO_CHECKSUM));
+        if (rc)
+            rc = wd__error_context(rc, "'%s'", path); /* the one place that knows the file */
     }
     if (rc) {
         wd__wdelta_close(d);
@@ -1141,6 +1147,7 @@ void wd__wdelta_close(wd__wdelta *d)
         return;
     if (d->fd >= 0)
         close(d->fd);
+    free(d->path);
     free(d->tensors);
     free(d->sorted);
     free(d->by_record);

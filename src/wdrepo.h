@@ -97,6 +97,8 @@ typedef struct {
     uint64_t n_encoded;    /* delta: tensors stored as a delta */
     uint64_t n_whole;      /* delta: new, reshaped or retyped tensors stored whole */
     uint64_t n_dropped;    /* delta: parent tensors the fine-tune does not have */
+    char name_was[WD_HEX_SIZE]; /* the object the name given pointed at before this call moved
+                                   it; "" when the name was new or already there (or not given) */
 } wd_write_result;
 
 /* Stores the model folder dir as a base. name (may be NULL) is attached as a
@@ -559,6 +561,14 @@ typedef struct {
  * writing may hold chunks it has not referenced yet. WD_EBUSY when the wait
  * runs out. Readers are never blocked. */
 int wd_gc(wd_repo *repo, const wd_gc_opts *o, wd_gc_result *out);
+
+/* ---- Names moved (issue 8) ---------------------------------------------- */
+
+/* wd_tag, and was (may be NULL) gets the id the name pointed at before it
+ * moved, or "" when the name was new or already pointed there, as read in
+ * the same transaction. (add-base and commit report the same in
+ * wd_write_result.name_was.) */
+int wd_tag_move(wd_repo *repo, const char *name, const char *ref, char was[WD_HEX_SIZE]);
 
 #ifdef __cplusplus
 }

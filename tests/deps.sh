@@ -3,7 +3,7 @@
 # (run as root, or with sudo available). Installs nothing when all is there.
 # Usage: sh tests/deps.sh [bench]   ("bench" adds the benchmark's tools)
 set -e
-pkgs="make gcc pkg-config libsqlite3-dev sqlite3 libzstd-dev libcjson-dev libssl-dev clang libclang-rt-14-dev zstd python3"
+pkgs="make gcc pkg-config libsqlite3-dev sqlite3 libzstd-dev libcjson-dev libssl-dev clang libclang-rt-14-dev zstd python3 groff-base bsdutils"
 [ "${1:-}" = bench ] && pkgs="$pkgs hyperfine time openssl"
 missing=""
 for p in $pkgs; do

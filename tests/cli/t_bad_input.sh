@@ -186,7 +186,7 @@ expect_usage "$WDREPO"
 expect_usage "$WDREPO" frobnicate
 expect_usage "$WDREPO" --frobnicate log
 expect_usage wd log --frobnicate
-expect_usage wd log extra-argument
+expect_usage wd log a-ref extra-argument
 expect_usage wd add-base
 expect_usage wd add-base "$MODELS/base-f32" --name
 expect_usage wd add-base "$MODELS/base-f32" --json=yes
@@ -195,7 +195,7 @@ expect_usage wd tag only-a-name
 expect_usage wd inspect
 expect_usage wd hash
 expect_usage wd -j abc log
-expect_usage wd -j 0 log
+expect_usage wd -j -1 log
 expect_usage wd --level 99 log
 expect_usage wd -j
 expect_usage wd commit "$MODELS/ft-f32" --on base --strategy bogus

@@ -113,7 +113,7 @@ for id in "$base" "$ft" "$ft2"; do
     grep -q "^$(short "$id") " "$T/out" || fail "plain log has no line starting with $(short "$id")"
 done
 head -n 1 "$T/out" | grep -q '^ID  *PARENT' || fail "plain log has no header"
-grep "^$(short "$ft2") " "$T/out" | grep -q "$(short "$ft")" || fail "plain log does not show ft2's parent"
+grep "^$(short "$ft2") " "$T/out" | grep -q "^$(short "$ft2")  *ft  " || fail "plain log does not show ft2's parent by its name"
 grep "^$(short "$ft2") " "$T/out" | grep -q 'second$' || fail "plain log does not end ft2's line with the message's first line"
 grep -q 'with a second line' "$T/out" && fail "plain log shows more than the message's first line"
 [ "$(nlines "$T/out")" -eq 4 ] || fail "plain log: expected a header and 3 lines"

@@ -25,18 +25,18 @@ refused_alike() { # what, options...
     e=$(sed -n 1p "$T/err")
     [ "$c" = "$s" ] && [ "$s" = "$e" ] ||
         fail "$what: commit, save-delta and export disagree: '$c' / '$s' / '$e'"
-    echo "$c" | grep -q "$what" || fail "$what: message '$c'"
+    echo "$c" | grep -q -- "$what" || fail "$what: message '$c'"
     [ -e "$T/x.wdelta" ] && fail "$what: a refused save-delta or export left a file"
     return 0
 }
-refused_alike "sparsity must be in \[0, 1)" --strategy sparse --sparsity 1
-refused_alike "sparsity must be in \[0, 1)" --strategy sparse --sparsity -0.1
-refused_alike "sparsity must be in \[0, 1)" --strategy sparse --sparsity nan
-refused_alike "outlier_fraction must be in (0, 1\]" --strategy int4 --outlier-fraction 0
-refused_alike "outlier_fraction must be in (0, 1\]" --strategy int4 --outlier-fraction 1.5
+refused_alike "^wdrepo: --sparsity 1: expected a number in \[0, 1)$" --strategy sparse --sparsity 1
+refused_alike "^wdrepo: --sparsity -0.1: expected a number in \[0, 1)$" --strategy sparse --sparsity -0.1
+refused_alike "^wdrepo: --sparsity nan: expected a number in \[0, 1)$" --strategy sparse --sparsity nan
+refused_alike "^wdrepo: --outlier-fraction 0: expected a number in (0, 1\]$" --strategy int4 --outlier-fraction 0
+refused_alike "^wdrepo: --outlier-fraction 1.5: expected a number in (0, 1\]$" --strategy int4 --outlier-fraction 1.5
 refused_alike "expected a number" --strategy sparse --sparsity 0.5x
-refused_alike "sparsity applies to strategy sparse" --strategy quantized --sparsity 0.5
-refused_alike "outlier_fraction applies to strategy int4" --strategy sparse --outlier-fraction 0.1
+refused_alike "--sparsity applies to strategy sparse" --strategy quantized --sparsity 0.5
+refused_alike "--outlier-fraction applies to strategy int4" --strategy sparse --outlier-fraction 0.1
 # unknown strategies: commit also knows lossless, the .wdelta commands do not
 expect_usage wd commit "$FT" --on base --strategy bogus
 grep -q "unknown strategy 'bogus' (valid: lossless, sparse, quantized, int4)" "$T/err" ||
