@@ -34,6 +34,7 @@
 typedef struct {
     const wd_stored_tensor *t;
     int stored;               /* 1: stream t->lossy's arrays */
+    size_t rank;              /* v1 re-export: place in the imported file's record order (SIZE_MAX: none) */
     wd__wdelta_tensor entry;
     wd_sparse_delta sp;
     wd_quant_delta q;
@@ -312,6 +313,20 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(((const out_tensor *)a)->t->name, ((const out_tensor *)b)->t->name);
 }
 
+static int cmp_name_key(const void *key, const void *elem)
+{
+    return strcmp((const char *)key, ((const out_tensor *)elem)->t->name);
+}
+
+/* Ranked tensors first, by rank; the others after them, by name. */
+static int cmp_rank(const void *a, const void *b)
+{
+    const out_tensor *x = a, *y = b;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
+    return strcmp(x->t->name, y->t->name);
+}
+
 int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *eo, const wd_options *opt)
 {
     uint8_t id[WD_HASH_SIZE];
@@ -409,19 +424,21 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
      * name. The parent_hash covers the tensors in that order. */
     qsort(ots, n, sizeof *ots, cmp_name);
     if (version == 1 && rec) {
+        /* A name's first place in the recorded order is its rank (a name
+         * listed twice or unknown is ignored); binary searches and one sort
+         * keep this O(n log n) for files of 10^5 tensors. */
         const cJSON *order = cJSON_GetObjectItemCaseSensitive(rec, "record_order");
+        for (size_t i = 0; i < n; i++)
+            ots[i].rank = SIZE_MAX;
         size_t pos = 0;
         const cJSON *s;
         cJSON_ArrayForEach(s, order)
         {
-            for (size_t i = pos; cJSON_IsString(s) && i < n; i++)
-                if (!strcmp(ots[i].t->name, s->valuestring)) {
-                    out_tensor tmp = ots[i];
-                    memmove(&ots[pos + 1], &ots[pos], (i - pos) * sizeof *ots);
-                    ots[pos++] = tmp;
-                    break;
-                }
+            out_tensor *hit = cJSON_IsString(s) ? bsearch(s->valuestring, ots, n, sizeof *ots, cmp_name_key) : NULL;
+            if (hit && hit->rank == SIZE_MAX)
+                hit->rank = pos++;
         }
+        qsort(ots, n, sizeof *ots, cmp_rank);
     }
     double worst = 0;
     int reencoded = 0;

@@ -91,6 +91,13 @@ ok wd -q import "$T/fts.wdelta" --name imp
 ok wd -q export imp "$T/imp.wdelta"
 cmp "$T/fts.wdelta" "$T/imp.wdelta" || fail "an imported delta does not export byte-identical"
 
+# format 1 keeps deltatensors 0.2.0's record order, which an imported file
+# records and its export restores (placed by binary search, not a scan)
+ok "$WDREPO" -q save-delta "$T/sd1.wdelta" "$T/ft" "$T/base" --strategy int4 --format-version 1
+ok wd -q import "$T/sd1.wdelta" --name imp1
+ok wd -q export imp1 "$T/imp1.wdelta" --format-version 1
+cmp "$T/sd1.wdelta" "$T/imp1.wdelta" || fail "an imported format-1 file does not export byte-identical"
+
 ok "$WDREPO" -q save-delta "$T/sd.wdelta" "$T/ft" "$T/base" --strategy sparse
 ok "$WDREPO" -q load-delta "$T/sd.wdelta" "$T/base" "$T/ld"
 python3 - "$T/ld/model.safetensors" "$NS" <<'EOF' || fail "load-delta output does not hold the $NS tensors"
