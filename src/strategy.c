@@ -50,11 +50,11 @@ int wd__strategy_resolve(wd__strategy *out, const wd_strategy_opts *so,
     /* An option for another strategy is refused rather than ignored: the
      * caller meant something the result would not have. */
     if (has_sp && out->strategy != WD__WS_SPARSE)
-        return wd__error(WD_EUSAGE, "sparsity applies to strategy sparse, not %s",
-                         name ? name : "to no strategy given");
+        return name ? wd__error(WD_EUSAGE, "sparsity applies to strategy sparse, not %s", name)
+                    : wd__error(WD_EUSAGE, "sparsity applies to strategy sparse, and no strategy was given");
     if (has_of && out->strategy != WD__WS_INT4)
-        return wd__error(WD_EUSAGE, "outlier_fraction applies to strategy int4, not %s",
-                         name ? name : "to no strategy given");
+        return name ? wd__error(WD_EUSAGE, "outlier_fraction applies to strategy int4, not %s", name)
+                    : wd__error(WD_EUSAGE, "outlier_fraction applies to strategy int4, and no strategy was given");
     if (out->strategy == WD__WS_SPARSE) {
         /* k = floor(n * (1 - sparsity)) must keep something: 1 is refused,
          * 0 keeps every element (deltatensors' bounds) */
