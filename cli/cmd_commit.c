@@ -34,6 +34,23 @@ static const cli_spec spec = {
     opts, args, 1, 1,
 };
 
+/* A fine-tune that lacks, or has in another shape, more than half of the
+ * parent's tensors was most likely committed on the wrong parent: the
+ * delta then costs about a whole model. Like git's warnings it is printed
+ * under -q too, as -q silences what goes well, not what may be a mistake. */
+static void warn_wrong_parent(cli_ctx *ctx, const wd_write_result *r)
+{
+    uint64_t off = r->n_dropped + r->n_reshaped;
+    if (!r->n_parent_tensors || off * 2 <= r->n_parent_tensors)
+        return;
+    cli_progress_clear(ctx);
+    fprintf(stderr,
+            "wdrepo: warning: %llu of the %llu tensors of '%s' are not in the fine-tune and %llu have another "
+            "shape or dtype (%llu tensors stored whole): is --on the right parent?\n",
+            (unsigned long long)r->n_dropped, (unsigned long long)r->n_parent_tensors, on_opt,
+            (unsigned long long)r->n_reshaped, (unsigned long long)r->n_whole);
+}
+
 int cmd_commit(cli_ctx *ctx, int argc, char **argv)
 {
     char *pos[1];
@@ -82,6 +99,7 @@ int cmd_commit(cli_ctx *ctx, int argc, char **argv)
     cli_info(ctx, "  %llu unchanged, %llu encoded, %llu whole, %llu dropped",
              (unsigned long long)res.n_unchanged, (unsigned long long)res.n_encoded,
              (unsigned long long)res.n_whole, (unsigned long long)res.n_dropped);
+    warn_wrong_parent(ctx, &res);
     if (json_flag) {
         cJSON *j = cli_json_write_result(&res, "delta");
         if (parent[0])

@@ -39,16 +39,25 @@ int cmd_import(cli_ctx *ctx, int argc, char **argv)
     wd_repo_close(repo);
     if (rc != WD_OK)
         return cli_lib_error(ctx, rc);
-    char sizes[256], sid[CLI_SHORT_ID + 1];
+    char sizes[256], sid[CLI_SHORT_ID + 1], spid[CLI_SHORT_ID + 1];
     cli_fmt_write_sizes(sizes, sizeof sizes, &res);
     cli_fmt_short_id(sid, res.id);
+    cli_fmt_short_id(spid, res.parent);
     if (res.already_present)
-        cli_info(ctx, "delta %s already stored: %s", sid, sizes);
+        cli_info(ctx, "delta %s on %s (%s) already stored: %s", sid, spid, res.strategy, sizes);
     else
-        cli_info(ctx, "imported delta %s%s%s%s: %s", sid, name_opt ? " '" : "", name_opt ? name_opt : "",
-                 name_opt ? "'" : "", sizes);
-    if (json_flag)
-        return cli_json_print(ctx, cli_json_write_result(&res, "delta"));
+        cli_info(ctx, "imported delta %s%s%s%s on %s (%s): %s", sid, name_opt ? " '" : "", name_opt ? name_opt : "",
+                 name_opt ? "'" : "", spid, res.strategy, sizes);
+    if (json_flag) {
+        cJSON *j = cli_json_write_result(&res, "delta");
+        if (!j || !cJSON_AddStringToObject(j, "parent", res.parent) ||
+            !cJSON_AddStringToObject(j, "strategy", res.strategy)) {
+            cJSON_Delete(j);
+            cli_errorf(ctx, "out of memory");
+            return CLI_EXIT_FAIL;
+        }
+        return cli_json_print(ctx, j);
+    }
     printf("%s\n", res.id);
     return cli_finish_stdout(ctx);
 }

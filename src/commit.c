@@ -623,6 +623,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
                 res->n_encoded++;
             else
                 res->n_whole++;
+            res->n_reshaped += j >= 0 && !wt->parent;
         }
     }
 
@@ -748,6 +749,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         }
     }
     if (parent) {
+        res->n_parent_tensors = parent->n_tensors;
         for (size_t i = 0; i < parent->n_tensors; i++)
             if (wd__folder_find(f, parent->tensors[i].name) < 0)
                 res->n_dropped++;
@@ -872,6 +874,8 @@ int wd_commit(wd_repo *repo, const char *ft_dir, const char *parent_ref, const w
     rc = store_folder(repo, ft_dir, parent, copt ? copt->name : NULL, copt ? copt->message : NULL, lossy, option,
                       options, opt, &res);
     wd__object_free(parent);
+    wd__hex(res.parent, pid);
+    snprintf(res.strategy, sizeof res.strategy, "%s", lossy < 0 ? "lossless" : wd__lossy_encoding(lossy));
     if (!rc && out)
         *out = res;
     return rc;

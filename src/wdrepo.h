@@ -97,6 +97,12 @@ typedef struct {
     uint64_t n_encoded;    /* delta: tensors stored as a delta */
     uint64_t n_whole;      /* delta: new, reshaped or retyped tensors stored whole */
     uint64_t n_dropped;    /* delta: parent tensors the fine-tune does not have */
+    /* (issue 8, inputs and outputs) */
+    uint64_t n_parent_tensors; /* delta: tensors of the parent */
+    uint64_t n_reshaped;       /* delta: parent tensors the fine-tune has in another shape or
+                                  dtype (counted in n_whole too) */
+    char parent[WD_HEX_SIZE];  /* delta: the parent's id (import: the one it matched) */
+    char strategy[16];         /* delta: "lossless", "sparse", "quantized", "int4" */
 } wd_write_result;
 
 /* Stores the model folder dir as a base. name (may be NULL) is attached as a
