@@ -187,6 +187,8 @@ struct chunk_pipe {
     cbatch b[2];
     size_t cap, n[2];
     int cur, running;
+    const wd_options *opt; /* progress: array bytes read from the file */
+    uint64_t done, total;
 };
 
 static int prepare_job(void *ctx, size_t i, int worker)
@@ -339,6 +341,9 @@ static int copy_array(chunk_pipe *pipe, wd_astream_writer *w, const wd__wdelta *
         }
         if (!rc)
             rc = pipe_push(pipe, w, len);
+        pipe->done += len;
+        if (pipe->opt && pipe->opt->progress)
+            pipe->opt->progress(pipe->opt->progress_ud, "import", pipe->done, pipe->total);
     }
     return rc;
 }
@@ -719,6 +724,12 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     have_pipe = 1;
     if ((rc = pipe_init(&pipe, pool, &batch)))
         goto done;
+    pipe.opt = opt;
+    for (size_t i = 0; i < n_file; i++)
+        for (int f = 0; f < WD__WF__COUNT; f++) {
+            const wd__wdelta_field *fl = wd__wdelta_field_of(wd__wdelta_tensor_at(d, i), f);
+            pipe.total += fl ? fl->nbytes : 0;
+        }
     for (size_t i = 0; !rc && i < n_file; i++) {
         const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
         long j = wd__object_find(parent, t->name);
