@@ -162,6 +162,8 @@ out:
     return rc;
 }
 
+static int index_tensors(wd_folder *f, const char *dir, unsigned flags);
+
 int wd__folder_open(wd_folder **out, const char *dir)
 {
     return wd__folder_open_ex(out, dir, 0);
@@ -180,6 +182,53 @@ int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags)
     int rc = scan(f);
     if (rc)
         goto fail;
+    if ((rc = index_tensors(f, dir, flags)))
+        goto fail;
+    *out = f;
+    return 0;
+fail:
+    wd__folder_close(f);
+    return rc;
+}
+
+int wd__folder_open_file(wd_folder **out, const char *path)
+{
+    wd_folder *f = calloc(1, sizeof *f);
+    const char *slash = strrchr(path, '/');
+    if (!f || !(f->files = calloc(1, sizeof *f->files))) {
+        free(f);
+        return WD_NOMEM();
+    }
+    int rc = 0;
+    struct stat sb;
+    if (!(f->dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".")) ||
+        !(f->files[0].path = strdup(slash ? slash + 1 : path)))
+        rc = WD_NOMEM();
+    else if (stat(path, &sb) != 0)
+        rc = wd__error_errno(errno == ENOENT ? WD_ENOTFOUND : WD_EIO, "cannot open '%s'", path);
+    else if (!S_ISREG(sb.st_mode))
+        rc = wd__error(WD_EBADINPUT, "'%s' is not a regular file", path);
+    else {
+        f->n_files = 1;
+        f->files[0].size = (uint64_t)sb.st_size;
+        f->files[0].is_shard = 1;
+        rc = wd__st_open(&f->files[0].st, path);
+    }
+    if (!rc)
+        rc = index_tensors(f, path, 0);
+    if (rc) {
+        wd__folder_close(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+/* Sorts f's files and indexes the tensors of its shards by name; checks
+ * what a model folder must satisfy (scan's conditions aside). */
+static int index_tensors(wd_folder *f, const char *dir, unsigned flags)
+{
+    int rc = 0;
     qsort(f->files, f->n_files, sizeof *f->files, cmp_file);
     size_t n = 0;
     for (size_t i = 0; i < f->n_files; i++)
@@ -187,20 +236,16 @@ int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags)
             n += f->files[i].st->n_tensors;
     if (!n && !f->n_files) {
         rc = wd__error(WD_EBADINPUT, "'%s' is empty; expected *.safetensors files", dir);
-        goto fail;
+        return rc;
     }
     int any_shard = 0;
     for (size_t i = 0; i < f->n_files; i++)
         any_shard |= f->files[i].is_shard;
-    if (!any_shard) {
-        rc = wd__error(WD_EBADINPUT, "'%s' holds no *.safetensors file", dir);
-        goto fail;
-    }
+    if (!any_shard) 
+        return wd__error(WD_EBADINPUT, "'%s' holds no *.safetensors file", dir);
     f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
-    if (!f->tensors) {
-        rc = WD_NOMEM();
-        goto fail;
-    }
+    if (!f->tensors)
+        return WD_NOMEM();
     for (size_t i = 0; i < f->n_files; i++) {
         if (!f->files[i].is_shard)
             continue;
@@ -219,17 +264,13 @@ int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags)
             rc = wd__error(WD_EBADINPUT, "tensor '%s' appears in both '%s' and '%s' of '%s'",
                            f->tensors[i].name, f->files[f->tensors[i - 1].file].path,
                            f->files[f->tensors[i].file].path, dir);
-            goto fail;
+            return rc;
         }
     }
     for (size_t i = 0; !(flags & WD_FOLDER_TRUST_INDEX) && i < f->n_files; i++)
         if (wd__shardindex_is_index(f->files[i].path) && (rc = check_index(f, &f->files[i])))
-            goto fail;
-    *out = f;
+            return rc;
     return 0;
-fail:
-    wd__folder_close(f);
-    return rc;
 }
 
 long wd__folder_find(const wd_folder *f, const char *name)

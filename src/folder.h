@@ -49,6 +49,10 @@ int wd__folder_open(wd_folder **out, const char *dir);
 int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags);
 void wd__folder_close(wd_folder *f);
 
+/* The model of one safetensors file at path, as the folder holding just
+ * that file (its only file; the name need not end in .safetensors). */
+int wd__folder_open_file(wd_folder **out, const char *path);
+
 /* Index of tensor name in f->tensors, or -1. */
 long wd__folder_find(const wd_folder *f, const char *name);
 

@@ -28,6 +28,7 @@
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
+#include "spool.h"
 #include "wdelta.h"
 
 /* The names the parent_hash covers, in its order. */
@@ -704,7 +705,19 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     wd_astream_writer *wr = NULL;
     size_t n_file = 0;
     wd_chunk_batch batch = {repo->store, 0, 0, 0};
-    int rc = wd__wdelta_open(&d, path);
+    /* A pipe cannot be pread: standard input is read through a copy in the
+     * repository folder (on the file system that will hold the data). */
+    wd__temp spool = {.fd = -1, .slot = -1};
+    const char *shown = path;
+    int rc = 0;
+    if (wd__is_stdin(path)) {
+        rc = wd__spool_stdin(&spool, repo->dir);
+        path = spool.path;
+        shown = "standard input";
+    }
+    if (!rc)
+        rc = wd__wdelta_open(&d, path);
+    wd__temp_discard(&spool); /* the open file stays readable */
     if (rc)
         return rc;
     n_file = wd__wdelta_count(d);
@@ -765,9 +778,9 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     if ((rc = wd__manifest_end(&m, id)))
         goto done;
 
-    const char *slash = strrchr(path, '/');
+    const char *slash = strrchr(shown, '/');
     char message[512];
-    snprintf(message, sizeof message, "imported from %s", slash ? slash + 1 : path);
+    snprintf(message, sizeof message, "imported from %s", slash ? slash + 1 : shown);
     /* What checkout will write, and the chain hash over the tensors the
      * delta encodes: hashed outside any transaction. Skipped when the
      * object is already stored, unless it vanishes before the insert. */
