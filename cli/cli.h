@@ -106,6 +106,18 @@ typedef struct {
 int cli_strategy_opts(cli_ctx *ctx, const cli_spec *spec, const cli_strategy_args *a,
                       const char *default_strategy, unsigned flags, wd_strategy_opts *out);
 
+/* ---- --exclude (exclude_opt.c) ------------------------------------------ */
+
+/* Takes every "--exclude GLOB" and "--exclude=GLOB" out of argv (argc
+ * updated; values of the command's other options are left alone) into
+ * *out (cli_xmalloc'd, pointing into argv; free it), before cli_parse.
+ * Returns CLI_CONTINUE, or 2 after printing a usage error. */
+int cli_take_excludes(cli_ctx *ctx, const cli_spec *spec, int *argc, char **argv, const char ***out,
+                      size_t *n_out);
+#define CLI_EXCLUDE_OPT(dummy)                                                                   \
+    {"exclude", 0, CLI_OPT_STR, &(dummy), "GLOB",                                               \
+     "leave out files and folders whose path matches GLOB (repeatable; 'original/' a folder)", 0, 0}
+
 /* ---- commands (cmd_*.c) ------------------------------------------------- */
 
 typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv);

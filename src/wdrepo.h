@@ -105,6 +105,17 @@ typedef struct {
     char strategy[16];         /* delta: "lossless", "sparse", "quantized", "int4" */
 } wd_write_result;
 
+/* (issue 8) What of a model folder add-base and commit leave out: every
+ * file and folder whose path relative to the folder (names joined by '/')
+ * matches one of the fnmatch(3) globs, a folder also as "path/" (so
+ * "original/" leaves out the folder original). Flags 0: '*' matches '/'
+ * too. Files in subfolders are stored with their relative paths and come
+ * back on checkout; only the top level's *.safetensors are weights. */
+typedef struct {
+    const char *const *exclude;
+    size_t n_exclude;
+} wd_folder_filter;
+
 /* Stores the model folder dir as a base. name (may be NULL) is attached as a
  * name to the base stored or found. Adding the same folder again stores
  * nothing; a folder with stored weights but other files, shard layout or
@@ -112,6 +123,9 @@ typedef struct {
  * that shares the weights' chunks (docs/FORMAT.md section 3). */
 int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_options *opt,
                 wd_write_result *out);
+/* wd_add_base leaving out what ff (may be NULL) excludes. */
+int wd_add_base_ex(wd_repo *repo, const char *dir, const char *name, const wd_folder_filter *ff,
+                   const wd_options *opt, wd_write_result *out);
 
 /* Strategy options: commit, export's re-encoding and the .wdelta writers
  * read them alike. An option is given when its WD_SET_* bit is in set, or
@@ -151,6 +165,9 @@ typedef struct {
     double sparsity;
     double outlier_fraction;
     unsigned set;            /* WD_SET_* */
+    /* (issue 8) globs of what to leave out of ft_dir, as in wd_folder_filter */
+    const char *const *exclude;
+    size_t n_exclude;
 } wd_commit_opts;
 
 /* Stores the fine-tune folder ft_dir as a delta against parent_ref (a base or
