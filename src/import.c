@@ -624,15 +624,19 @@ static int find_same(wd_repo *repo, const wd__wdelta *d, const wd_object *parent
     sqlite3_bind_text(st, 2, strategy, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, options, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)parent->n_tensors);
-    int row;
+    int row = 0;
     while (!rc && !*found && (row = wd__db_step(repo->db, st, "looking for the same delta")) > 0) {
         if (sqlite3_column_bytes(st, 0) != WD_HASH_SIZE)
             continue;
         uint8_t id[WD_HASH_SIZE];
         memcpy(id, sqlite3_column_blob(st, 0), WD_HASH_SIZE);
         wd_object *obj = NULL;
-        if ((rc = wd__object_load(repo, id, &obj)))
-            break;
+        if ((rc = wd__object_load(repo, id, &obj))) {
+            /* a damaged candidate is not the one: the file gets its own id */
+            if (rc == WD_ECORRUPT)
+                rc = 0;
+            continue;
+        }
         int same = obj->n_tensors == parent->n_tensors, zero = 0;
         for (size_t i = 0; !rc && same && i < parent->n_tensors; i++) {
             const wd_stored_tensor *t = &obj->tensors[i], *pt = &parent->tensors[i];

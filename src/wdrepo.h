@@ -262,12 +262,18 @@ int wd_inspect(wd_repo *repo, const char *ref, wd_inspect_info **out);
 void wd_inspect_free(wd_inspect_info *info);
 
 /* Hashes the model in folder dir (model hash, SPEC section 4) without a
- * repository. */
+ * repository. dir may also be one safetensors file, or "-" for one read
+ * from standard input (copied to a temporary file in $TMPDIR first): the
+ * hash of the model of a folder holding just that file. */
 int wd_model_hash(const char *dir, const wd_options *opt, char out[WD_HEX_SIZE]);
 
 /* ---- .wdelta exchange with a repository ----------------------------------- */
 
-/* Imports a deltatensors .wdelta file as a delta. Its parent is found by
+/* Imports a deltatensors .wdelta file as a delta (path "-": standard input,
+ * copied to a temporary file in the repository folder first). When the
+ * file describes a stored delta exactly (one exported from it), that
+ * delta is the result (out->already_present); out->parent and
+ * out->strategy tell what it was stored on. Its parent is found by
  * parent_hash among the repository's bases (hashing each candidate's
  * tensors restricted to the file's, v1 in record order) and deltas (their
  * float32 reconstruction, for chain links). A missing parent is WD_ENOTFOUND
@@ -384,7 +390,8 @@ typedef struct {
     wd_wdelta_tensor_info *tensors; /* sorted by name (header order) */
 } wd_wdelta_info;
 
-/* Reads and fully validates path (checksum included). Free with
+/* Reads and fully validates path (checksum included; "-": standard input,
+ * copied to a temporary file in $TMPDIR first). Free with
  * wd_inspect_file_free. Errors: WD_EBADINPUT, WD_ENOTFOUND, WD_EIO. */
 int wd_inspect_file(wd_wdelta_info **out, const char *path);
 void wd_inspect_file_free(wd_wdelta_info *info);
