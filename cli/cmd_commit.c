@@ -31,7 +31,10 @@ static const cli_spec spec = {
     "nothing new. Strategies: lossless (default; every file comes back\n"
     "byte-identical), and deltatensors' lossy ones: sparse (top 1-X of |delta|),\n"
     "quantized (1-bit sign and a float16 scale per row), int4 (4-bit codes with\n"
-    "float16 outliers). Lossy deltas record each tensor's reconstruction error.\n",
+    "float16 outliers). Lossy deltas record each tensor's reconstruction error.\n"
+    "When more than half of REF's tensors are missing from FT_DIR or reshaped,\n"
+    "a warning asks whether REF is the right parent (printed even with -q).\n"
+    "Subfolders and --exclude: as for add-base.\n",
     opts, args, 1, 1,
 };
 

@@ -12,14 +12,16 @@ static const cli_opt opts[] = {
     {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print the result as a JSON object", 0, 0},
     {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
 };
-static const char *const args[] = {"FILE.wdelta", NULL};
+static const char *const args[] = {"FILE.wdelta|-", NULL};
 
 static const cli_spec spec = {
-    "import", "FILE.wdelta [--name N] [--json]",
+    "import", "FILE.wdelta|- [--name N] [--json]",
     "Store a deltatensors .wdelta file (format v1 or v2) as a delta and print its\n"
     "id. Its parent is the stored model whose tensors hash to the file's\n"
     "parent_hash (a base, or for chain files a delta's float32 reconstruction);\n"
-    "add that base first. Importing the same file twice stores nothing new.\n",
+    "add that base first. The summary and --json name the parent it matched.\n"
+    "Importing the same file twice stores nothing new, and a file exported from a\n"
+    "stored delta gives back that delta. FILE '-' is standard input.\n",
     opts, args, 1, 1,
 };
 

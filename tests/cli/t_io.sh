@@ -1,6 +1,6 @@
 #!/bin/sh
-# t_io.sh - inputs and outputs: '-' for standard input and output (import,
-# inspect, hash, export, save-delta), hash of single files and of several
+# t_io.sh - inputs and outputs: '-' for standard input (import, inspect,
+# hash; export and save-delta to '-' are in t_safe_outputs.sh), hash of single files and of several
 # paths, import naming its parent, an exported delta importing back as
 # itself, the wrong-parent warning of commit, and import/export progress on
 # a terminal.
@@ -11,8 +11,6 @@ B=$(model_hash base-bf16)
 # ---- hash ------------------------------------------------------------------
 expect 0 "$WDREPO" hash "$MODELS/base-f32/model.safetensors"
 [ "$(cat "$T/out")" = "$(model_hash base-f32)" ] || fail "hash of a single file"
-"$WDREPO" hash - <"$MODELS/base-f32/model.safetensors" >"$T/out" 2>"$T/err" || fail "hash - failed"
-[ "$(cat "$T/out")" = "$(model_hash base-f32)" ] || fail "hash - (redirected file)"
 cat "$MODELS/base-f32/model.safetensors" | "$WDREPO" hash - >"$T/out" 2>"$T/err" || fail "hash - from a pipe failed"
 [ "$(cat "$T/out")" = "$(model_hash base-f32)" ] || fail "hash - (pipe)"
 expect 0 "$WDREPO" hash "$MODELS/base-bf16" "$MODELS/base-f32"
@@ -33,31 +31,24 @@ assert d["strategy"] == "sparse", d'
 file_id=$(py "$T/out" 'd["id"]')
 grep -q "on ${B%"${B#????????????}"} (sparse)" "$T/err" || fail "import does not say which parent it matched"
 expect 0 wd rm "$file_id"
-wd import - <"$W/v2/sparse.wdelta" >"$T/out" 2>"$T/err" || fail "import - failed"
-[ "$(cat "$T/out")" = "$file_id" ] || fail "import - gave another id"
-expect 0 wd inspect "$file_id" --json
-[ "$(py "$T/out" 'd["message"]')" = "imported from standard input" ] || fail "import - message"
 cat "$W/v2/sparse.wdelta" | wd import - >"$T/out" 2>"$T/err" || fail "import - from a pipe failed"
 [ "$(cat "$T/out")" = "$file_id" ] || fail "import - (pipe) gave another id"
+expect 0 wd inspect "$file_id" --json
+[ "$(py "$T/out" 'd["message"]')" = "imported from standard input" ] || fail "import - message"
 ls -a "$REPO" | grep -q 'tmp' && fail "import - left a temporary in the repository"
 cat "$W/v1/int4.wdelta" | "$WDREPO" inspect - --json >"$T/out" 2>"$T/err" || fail "inspect - failed"
 [ "$(py "$T/out" 'd["strategy"]')" = int4 ] || fail "inspect - read something else"
 printf 'not a delta' | wd import - >"$T/out" 2>"$T/err" && fail "import of garbage from a pipe succeeded"
 
-# ---- export / save-delta to '-' --------------------------------------------
-expect 0 wd export "$file_id" "$T/file.wdelta"
-wd export "$file_id" - >"$T/stdout.wdelta" 2>"$T/err" || fail "export - failed"
-cmp "$T/file.wdelta" "$T/stdout.wdelta" || fail "export - differs from export FILE"
-"$WDREPO" save-delta - "$MODELS/ft-bf16" "$MODELS/base-bf16" >"$T/sd.wdelta" 2>"$T/err" || fail "save-delta - failed"
-"$WDREPO" -q save-delta "$T/sd-file.wdelta" "$MODELS/ft-bf16" "$MODELS/base-bf16" >/dev/null 2>&1 || fail "save-delta"
-cmp "$T/sd.wdelta" "$T/sd-file.wdelta" || fail "save-delta - differs from save-delta FILE"
+# (export and save-delta to '-': t_safe_outputs.sh)
 
 # ---- an exported delta imports back as itself --------------------------------
 for s in sparse quantized int4; do
     expect 0 wd -q commit "$MODELS/ft-bf16" --on base --strategy $s
     id=$(cat "$T/out")
     for v in 2 1; do
-        [ $s = int4 ] && [ $v = 1 ] && continue # v1 re-encodes int4: another delta
+        # v1 re-encodes int4 (another delta); sparse alone shows v1's order
+        [ $s != sparse ] && [ $v = 1 ] && continue
         expect 0 wd -q export "$id" "$T/rt.wdelta" --force --format-version $v
         expect 0 wd import "$T/rt.wdelta" --json
         [ "$(py "$T/out" 'd["id"]')" = "$id" ] || fail "$s v$v: export then import gave another object"
