@@ -133,6 +133,18 @@ void cli_fmt_name(char *buf, size_t size, const char *name, const char *was);
  * is shown as it is. */
 void cli_fmt_options(char *buf, size_t size, const char *options_json);
 
+/* ---- --exclude (exclude_opt.c) ------------------------------------------ */
+
+/* Takes every "--exclude GLOB" and "--exclude=GLOB" out of argv (argc
+ * updated; values of the command's other options are left alone) into
+ * *out (cli_xmalloc'd, pointing into argv; free it), before cli_parse.
+ * Returns CLI_CONTINUE, or 2 after printing a usage error. */
+int cli_take_excludes(cli_ctx *ctx, const cli_spec *spec, int *argc, char **argv, const char ***out,
+                      size_t *n_out);
+#define CLI_EXCLUDE_OPT(dummy)                                                                   \
+    {"exclude", 0, CLI_OPT_STR, &(dummy), "GLOB",                                               \
+     "leave out files and folders whose path matches GLOB (repeatable; 'original/' a folder)", 0, 0}
+
 /* ---- commands (cmd_*.c) ------------------------------------------------- */
 
 typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv);

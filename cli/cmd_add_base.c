@@ -4,44 +4,60 @@
  * another folder with the same weights was stored first (then the summary
  * names the id this folder got).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
-static const char *name_opt;
+static const char *name_opt, *exclude_dummy;
 static int json_flag;
 
 static const cli_opt opts[] = {
     {"name", 0, CLI_OPT_STR, &name_opt, "N", "attach name N to the base", 0, 0},
     {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print the result as a JSON object", 0, 0},
+    CLI_EXCLUDE_OPT(exclude_dummy),
     {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
 };
 static const char *const args[] = {"DIR", NULL};
 
 static const cli_spec spec = {
-    "add-base", "DIR [--name N] [--json]",
+    "add-base", "DIR [--name N] [--exclude GLOB]... [--json]",
     "Store the model folder DIR (its *.safetensors shards, shard layout and other\n"
     "files) as a base, losslessly, and print its model hash on stdout. Adding the\n"
     "same folder again stores nothing new. A folder with the same weights as a\n"
     "stored base but other files (a README, a fixed tokenizer) or another shard\n"
     "layout becomes a base of its own, sharing the weights' chunks; its id is\n"
-    "then not the model hash (the summary and --json give it; --name names it).\n",
+    "then not the model hash (the summary and --json give it; --name names it).\n"
+    "Files in subfolders (original/, onnx/) are stored with their paths and come\n"
+    "back on checkout; only the top level's *.safetensors are the weights. Hidden\n"
+    "folders (.git, .cache) are skipped; --exclude leaves out more.\n",
     opts, args, 1, 1,
 };
 
 int cmd_add_base(cli_ctx *ctx, int argc, char **argv)
 {
     char *pos[1];
-    int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
+    const char **exclude;
+    size_t n_exclude;
+    int npos, rc = cli_take_excludes(ctx, &spec, &argc, argv, &exclude, &n_exclude);
     if (rc != CLI_CONTINUE)
         return rc;
-    wd_repo *repo;
-    if ((rc = cli_open_repo(ctx, 0, &repo)) != CLI_EXIT_OK)
+    rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
+    if (rc != CLI_CONTINUE) {
+        free(exclude);
         return rc;
+    }
+    wd_folder_filter filter = {exclude, n_exclude};
+    wd_repo *repo;
+    if ((rc = cli_open_repo(ctx, 0, &repo)) != CLI_EXIT_OK) {
+        free(exclude);
+        return rc;
+    }
 
     wd_options opt = cli_wd_options(ctx);
     wd_write_result res = {0};
-    rc = wd_add_base(repo, pos[0], name_opt, &opt, &res);
+    rc = wd_add_base_ex(repo, pos[0], name_opt, &filter, &opt, &res);
+    free(exclude);
     cli_progress_clear(ctx);
     if (rc != WD_OK) {
         rc = cli_lib_error(ctx, rc);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *on_opt, *message_opt, *name_opt;
+static const char *on_opt, *message_opt, *name_opt, *exclude_dummy;
 static cli_strategy_args strategy_args;
 static int json_flag;
 
@@ -18,23 +18,58 @@ static const cli_opt opts[] = {
     {"message", 'm', CLI_OPT_STR, &message_opt, "MSG", "a message kept with the delta", 0, 0},
     {"name", 0, CLI_OPT_STR, &name_opt, "N", "attach name N to the delta", 0, 0},
     {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print the result as a JSON object", 0, 0},
+    CLI_EXCLUDE_OPT(exclude_dummy),
     {NULL, 0, CLI_OPT_FLAG, NULL, NULL, NULL, 0, 0},
 };
 static const char *const args[] = {"FT_DIR", NULL};
 
 static const cli_spec spec = {
-    "commit", "FT_DIR --on REF [--strategy S] [--sparsity X] [--outlier-fraction X] [-m MSG] [--name N] [--json]",
+    "commit", "FT_DIR --on REF [--strategy S] [--sparsity X] [--outlier-fraction X] [-m MSG] [--name N] [--exclude GLOB]... [--json]",
     "Store the fine-tune folder FT_DIR as a delta against REF (a base, or a delta:\n"
     "then against that delta's reconstruction, forming a chain) and print the delta\n"
     "id on stdout. Committing the same thing twice yields the same id and stores\n"
     "nothing new. Strategies: lossless (default; every file comes back\n"
     "byte-identical), and deltatensors' lossy ones: sparse (top 1-X of |delta|),\n"
     "quantized (1-bit sign and a float16 scale per row), int4 (4-bit codes with\n"
-    "float16 outliers). Lossy deltas record each tensor's reconstruction error.\n",
+    "float16 outliers). Lossy deltas record each tensor's reconstruction error.\n"
+    "When more than half of REF's tensors are missing from FT_DIR or reshaped,\n"
+    "a warning asks whether REF is the right parent (printed even with -q).\n"
+    "Subfolders and --exclude: as for add-base.\n",
     opts, args, 1, 1,
 };
 
+/* A fine-tune that lacks, or has in another shape, more than half of the
+ * parent's tensors was most likely committed on the wrong parent: the
+ * delta then costs about a whole model. Like git's warnings it is printed
+ * under -q too, as -q silences what goes well, not what may be a mistake. */
+static void warn_wrong_parent(cli_ctx *ctx, const wd_write_result *r)
+{
+    uint64_t off = r->n_dropped + r->n_reshaped;
+    if (!r->n_parent_tensors || off * 2 <= r->n_parent_tensors)
+        return;
+    cli_progress_clear(ctx);
+    fprintf(stderr,
+            "wdrepo: warning: %llu of the %llu tensors of '%s' are not in the fine-tune and %llu have another "
+            "shape or dtype (%llu tensors stored whole): is --on the right parent?\n",
+            (unsigned long long)r->n_dropped, (unsigned long long)r->n_parent_tensors, on_opt,
+            (unsigned long long)r->n_reshaped, (unsigned long long)r->n_whole);
+}
+
+static int cmd_commit_run(cli_ctx *ctx, int argc, char **argv, const char *const *exclude, size_t n_exclude);
+
 int cmd_commit(cli_ctx *ctx, int argc, char **argv)
+{
+    const char **exclude;
+    size_t n_exclude;
+    int rc = cli_take_excludes(ctx, &spec, &argc, argv, &exclude, &n_exclude);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    rc = cmd_commit_run(ctx, argc, argv, exclude, n_exclude);
+    free(exclude);
+    return rc;
+}
+
+static int cmd_commit_run(cli_ctx *ctx, int argc, char **argv, const char *const *exclude, size_t n_exclude)
 {
     char *pos[1];
     int npos, rc = cli_parse(ctx, &spec, argc, argv, pos, &npos);
@@ -55,7 +90,7 @@ int cmd_commit(cli_ctx *ctx, int argc, char **argv)
     wd_options opt = cli_wd_options(ctx);
     wd_commit_opts copt = {.strategy = strategy, .message = message_opt, .name = name_opt,
                            .sparsity = so.sparsity, .outlier_fraction = so.outlier_fraction,
-                           .set = so.set};
+                           .set = so.set, .exclude = exclude, .n_exclude = n_exclude};
     wd_write_result res = {0};
     rc = wd_commit(repo, pos[0], on_opt, &copt, &opt, &res);
     cli_progress_clear(ctx);
@@ -84,6 +119,7 @@ int cmd_commit(cli_ctx *ctx, int argc, char **argv)
     cli_info(ctx, "  %llu unchanged, %llu encoded, %llu whole, %llu dropped",
              (unsigned long long)res.n_unchanged, (unsigned long long)res.n_encoded,
              (unsigned long long)res.n_whole, (unsigned long long)res.n_dropped);
+    warn_wrong_parent(ctx, &res);
     if (json_flag) {
         cJSON *j = cli_json_write_result(&res, "delta");
         if (parent[0])

@@ -25,9 +25,10 @@ static const cli_spec spec = {
     "Show the object REF names (a full id, a unique hex prefix of 4+ digits, or a\n"
     "name): its id, kind, parent, model hash, strategy, time, message, names and\n"
     "sizes, then every tensor (dtype, shape, size, stored size, encoding, error for\n"
-    "lossy strategies) and every file of the folder. An existing FILE.wdelta is read\n"
-    "without a repository: deltatensors' inspect() fields (path, size_mb, version,\n"
-    "parent_hash, strategy, n_tensors, tensors) and each tensor's options and arrays.\n",
+    "lossy strategies) and every file of the folder. An existing FILE.wdelta ('-':\n"
+    "standard input) is read without a repository: deltatensors' inspect() fields\n"
+    "(path, size_mb, version, parent_hash, strategy, n_tensors, tensors) and each\n"
+    "tensor's options and arrays.\n",
     opts, args, 1, 1,
 };
 
@@ -40,6 +41,8 @@ static int is_wdelta_file(const char *arg)
 {
     size_t n = strlen(arg);
     struct stat st;
+    if (!strcmp(arg, "-")) /* standard input: a .wdelta file (names never start with '-') */
+        return 1;
     return n > 7 && strcmp(arg + n - 7, ".wdelta") == 0 && stat(arg, &st) == 0 &&
            S_ISREG(st.st_mode);
 }

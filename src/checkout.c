@@ -180,6 +180,15 @@ static int write_plain(wd_repo *repo, const wd_stored_file *sf, int fd, const ch
     return rc;
 }
 
+/* Checks a stored file's path (plain names joined by '/', FORMAT.md
+ * section 1) and creates the subfolders it lies in under tmpdir. */
+static int file_parents(const char *tmpdir, const wd_stored_file *sf)
+{
+    if (!wd__rel_path_ok(sf->path))
+        return wd__error(WD_ECORRUPT, "stored file name '%s' is unsafe; refusing to write it", sf->path);
+    return strchr(sf->path, '/') ? wd__make_parents(tmpdir, sf->path) : 0;
+}
+
 /* Writes every file of obj into tmpdir. Shard headers are laid out first;
  * then the tensors are rebuilt in name order on the pool, each piece written
  * at its final offset by the worker that rebuilt it, while this thread
@@ -219,10 +228,8 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
         oc.total += obj->tensors[i].nbytes;
     for (size_t i = 0; !rc && i < obj->n_files; i++) {
         const wd_stored_file *sf = &obj->files[i];
-        if (!wd__plain_name_ok(sf->path)) {
-            rc = wd__error(WD_ECORRUPT, "stored file name '%s' is unsafe; refusing to write it", sf->path);
+        if ((rc = file_parents(tmpdir, sf)))
             break;
-        }
         if (asprintf(&paths[i], "%s/%s", tmpdir, sf->path) < 0) {
             paths[i] = NULL;
             rc = WD_NOMEM();

@@ -532,7 +532,7 @@ static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, 
 
 static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const char *name,
                         const char *message, int lossy_strategy, double lossy_option, const char *options_json,
-                        const wd_options *opt, wd_write_result *res)
+                        const wd_folder_filter *filter, const wd_options *opt, wd_write_result *res)
 {
     if (repo->readonly)
         return wd__error(WD_EUSAGE, "repository is open read-only");
@@ -541,7 +541,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
                          "invalid name '%s': use letters, digits and ._-+/ (not 4+ hex digits alone, no leading '-' or '.')",
                          name);
     wd_folder *f = NULL;
-    int rc = wd__folder_open(&f, dir);
+    int rc = wd__folder_open_excluding(&f, dir, 0, filter ? filter->exclude : NULL, filter ? filter->n_exclude : 0);
     if (rc)
         return rc;
 
@@ -623,6 +623,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
                 res->n_encoded++;
             else
                 res->n_whole++;
+            res->n_reshaped += j >= 0 && !wt->parent;
         }
     }
 
@@ -751,6 +752,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         }
     }
     if (parent) {
+        res->n_parent_tensors = parent->n_tensors;
         for (size_t i = 0; i < parent->n_tensors; i++)
             if (wd__folder_find(f, parent->tensors[i].name) < 0)
                 res->n_dropped++;
@@ -840,9 +842,15 @@ done:
 
 int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_options *opt, wd_write_result *out)
 {
+    return wd_add_base_ex(repo, dir, name, NULL, opt, out);
+}
+
+int wd_add_base_ex(wd_repo *repo, const char *dir, const char *name, const wd_folder_filter *ff,
+                   const wd_options *opt, wd_write_result *out)
+{
     wd_write_result res;
     memset(&res, 0, sizeof res);
-    int rc = store_folder(repo, dir, NULL, name, NULL, -1, 0, "{}", opt, &res);
+    int rc = store_folder(repo, dir, NULL, name, NULL, -1, 0, "{}", ff, opt, &res);
     if (!rc && out)
         *out = res;
     return rc;
@@ -873,8 +881,10 @@ int wd_commit(wd_repo *repo, const char *ft_dir, const char *parent_ref, const w
     wd_write_result res;
     memset(&res, 0, sizeof res);
     rc = store_folder(repo, ft_dir, parent, copt ? copt->name : NULL, copt ? copt->message : NULL, lossy, option,
-                      options, opt, &res);
+                      options, copt ? &(wd_folder_filter){copt->exclude, copt->n_exclude} : NULL, opt, &res);
     wd__object_free(parent);
+    wd__hex(res.parent, pid);
+    snprintf(res.strategy, sizeof res.strategy, "%s", lossy < 0 ? "lossless" : wd__lossy_encoding(lossy));
     if (!rc && out)
         *out = res;
     return rc;

@@ -1334,6 +1334,8 @@ static int copy_other_files(const wd_folder *base, const char *dir, wd_out_dtype
         char *src = NULL, *dst = NULL;
         if (asprintf(&src, "%s/%s", base->dir, name) < 0 || asprintf(&dst, "%s/%s", dir, name) < 0)
             rc = WD_NOMEM();
+        else if ((rc = wd__make_parents(dir, name)))
+            ;
         else if (!strcmp(name, "config.json") && out_dtype != WD_OUT_ORIGINAL)
             rc = wd__hfconfig_write(src, dst, wd__out_dtype_name(out_dtype));
         else

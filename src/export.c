@@ -239,7 +239,21 @@ static double option_of(const char *options, const char *key, double dflt)
 }
 
 /* Writes the bytes of (tensor, field) into the open record. */
-static int write_record(wd_repo *repo, wd__wdelta_writer *w, const out_tensor *ot, int field, uint8_t *buf)
+/* Progress of the records written, by bytes. */
+typedef struct {
+    const wd_options *opt;
+    uint64_t done, total;
+} out_progress;
+
+static void report(out_progress *p, uint64_t bytes)
+{
+    p->done += bytes;
+    if (p->opt && p->opt->progress)
+        p->opt->progress(p->opt->progress_ud, "export", p->done, p->total);
+}
+
+static int write_record(wd_repo *repo, wd__wdelta_writer *w, const out_tensor *ot, int field, uint8_t *buf,
+                        out_progress *pg)
 {
     const wd_lossy *L = ot->t->lossy;
     if (ot->stored) {
@@ -256,6 +270,7 @@ static int write_record(wd_repo *repo, wd__wdelta_writer *w, const out_tensor *o
                 rc = wd__wdelta_writer_write(w, buf, (size_t)(end - off));
             if (rc)
                 return rc;
+            report(pg, end - off);
         }
         return 0;
     }
@@ -518,13 +533,24 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         goto done;
     size_t ti;
     int field;
+    out_progress pg = {opt, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        const int *fields;
+        size_t nf = wd__wdelta_fields_of(ots[i].entry.strategy, &fields);
+        for (size_t k = 0; k < nf; k++)
+            pg.total += record_count(&ots[i], fields[k]) * wd__dtype_size(record_dtype(&ots[i], fields[k]));
+    }
     while (!rc && wd__wdelta_writer_next(w, &ti, &field)) {
         const out_tensor *ot = &ots[ti];
         uint64_t dims[1] = {record_count(ot, field)};
         rc = wd__wdelta_writer_record(w, ot->t->name, strlen(ot->t->name), field, record_dtype(ot, field), 1, dims);
         /* An empty record is complete as soon as it is opened. */
+        uint64_t before = pg.done;
         if (!rc && dims[0])
-            rc = write_record(repo, w, ot, field, buf);
+            rc = write_record(repo, w, ot, field, buf, &pg);
+        /* records written from memory at once */
+        if (!rc && pg.done == before)
+            report(&pg, dims[0] * wd__dtype_size(record_dtype(ot, field)));
         if (rc)
             rc = wd__error_context(rc, "tensor '%s', array '%s'", ot->t->name, wd__wdelta_field_name(field));
     }

@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,61 +58,145 @@ void wd__folder_close(wd_folder *f)
     free(f);
 }
 
-static int scan(wd_folder *f)
+/* 1 if path (relative to the folder) matches one of the --exclude globs;
+ * a folder also as "path/", so that "original/" and "original/" followed
+ * by '*' leave the whole folder out. fnmatch without flags: '*' crosses
+ * '/'. */
+static int excluded(const wd_folder *f, const char *path, int is_dir)
 {
-    DIR *d = opendir(f->dir);
-    if (!d)
-        return wd__error_errno(errno == ENOENT ? WD_ENOTFOUND : WD_EIO, "cannot open folder '%s'", f->dir);
-    size_t cap = 0;
+    char with_slash[PATH_MAX];
+    snprintf(with_slash, sizeof with_slash, "%s/", path);
+    for (size_t i = 0; i < f->n_exclude; i++)
+        if (!fnmatch(f->exclude[i], path, 0) || (is_dir && !fnmatch(f->exclude[i], with_slash, 0)))
+            return 1;
+    return 0;
+}
+
+static int add_file(wd_folder *f, size_t *cap, const char *path, const char *full, const struct stat *sb)
+{
+    if (f->n_files == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        wd_folder_file *nf = realloc(f->files, ncap * sizeof *nf);
+        if (!nf)
+            return WD_NOMEM();
+        f->files = nf;
+        *cap = ncap;
+    }
+    wd_folder_file *ff = &f->files[f->n_files];
+    memset(ff, 0, sizeof *ff);
+    if (!(ff->path = strdup(path)))
+        return WD_NOMEM();
+    f->n_files++;
+    ff->size = (uint64_t)sb->st_size;
+    /* Weights are the top level's shards: a subfolder's *.safetensors
+     * (an ONNX export, an original checkpoint) is a file like any other. */
+    ff->is_shard = !strchr(path, '/') && ends_with(path, ".safetensors");
+    return ff->is_shard ? wd__st_open(&ff->st, full) : 0;
+}
+
+/* Adds the files of folder rel ("" for the top) and, recursively, of its
+ * subfolders, to depth WD_FOLDER_MAX_DEPTH. Hidden folders are skipped;
+ * symbolic links to files are followed (the Hugging Face cache links its
+ * files to blobs elsewhere), links to folders are refused (they may leave
+ * the folder or loop). */
+static int scan_dir(wd_folder *f, const char *rel, int depth, size_t *cap)
+{
+    char *dpath = NULL;
+    if (asprintf(&dpath, "%s%s%s", f->dir, *rel ? "/" : "", rel) < 0)
+        return WD_NOMEM();
+    DIR *d = opendir(dpath);
+    if (!d) {
+        int rc = wd__error_errno(errno == ENOENT ? WD_ENOTFOUND : WD_EIO, "cannot open folder '%s'", dpath);
+        free(dpath);
+        return rc;
+    }
     int rc = 0;
     struct dirent *e;
     while (!rc && (e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        char *full = NULL;
-        if (asprintf(&full, "%s/%s", f->dir, e->d_name) < 0) {
+        char *full = NULL, *path = NULL;
+        if (asprintf(&full, "%s/%s", dpath, e->d_name) < 0 ||
+            asprintf(&path, "%s%s%s", rel, *rel ? "/" : "", e->d_name) < 0) {
+            free(full);
             rc = WD_NOMEM();
             break;
         }
-        struct stat sb;
-        if (stat(full, &sb) != 0) {
+        struct stat sb, lsb;
+        if (lstat(full, &lsb) != 0 || stat(full, &sb) != 0) {
             rc = wd__error_errno(WD_EIO, "cannot stat '%s'", full);
         } else if (S_ISDIR(sb.st_mode)) {
-            if (e->d_name[0] != '.')
+            if (e->d_name[0] == '.' || excluded(f, path, 1))
+                ;
+            else if (S_ISLNK(lsb.st_mode))
                 rc = wd__error(WD_EBADINPUT,
-                               "'%s' is a subdirectory; model folders must be flat (move it out)", full);
+                               "'%s' is a symbolic link to a folder, which is not followed (remove it, or "
+                               "leave it out with --exclude '%s')", full, path);
+            else if (!wd__plain_name_ok(e->d_name))
+                rc = wd__error(WD_EBADINPUT, "folder name '%s' in '%s' is not storable", e->d_name, dpath);
+            else if (depth >= WD_FOLDER_MAX_DEPTH)
+                rc = wd__error(WD_EBADINPUT, "'%s' is nested deeper than %d folders", full, WD_FOLDER_MAX_DEPTH);
+            else
+                rc = scan_dir(f, path, depth + 1, cap);
+        } else if (excluded(f, path, 0)) {
+            ;
         } else if (!S_ISREG(sb.st_mode)) {
             rc = wd__error(WD_EBADINPUT, "'%s' is not a regular file", full);
         } else if (!wd__plain_name_ok(e->d_name)) {
-            rc = wd__error(WD_EBADINPUT, "file name '%s' in '%s' is not storable", e->d_name, f->dir);
+            rc = wd__error(WD_EBADINPUT, "file name '%s' in '%s' is not storable", e->d_name, dpath);
         } else {
-            if (f->n_files == cap) {
-                size_t ncap = cap ? cap * 2 : 16;
-                wd_folder_file *nf = realloc(f->files, ncap * sizeof *nf);
-                if (!nf) {
-                    free(full);
-                    rc = WD_NOMEM();
-                    break;
-                }
-                f->files = nf;
-                cap = ncap;
-            }
-            wd_folder_file *ff = &f->files[f->n_files];
-            memset(ff, 0, sizeof *ff);
-            if (!(ff->path = strdup(e->d_name))) {
-                rc = WD_NOMEM();
-            } else {
-                f->n_files++;
-                ff->size = (uint64_t)sb.st_size;
-                ff->is_shard = ends_with(e->d_name, ".safetensors");
-                if (ff->is_shard)
-                    rc = wd__st_open(&ff->st, full);
-            }
+            rc = add_file(f, cap, path, full, &sb);
         }
         free(full);
+        free(path);
     }
     closedir(d);
+    free(dpath);
     return rc;
+}
+
+static int scan(wd_folder *f)
+{
+    size_t cap = 0;
+    return scan_dir(f, "", 0, &cap);
+}
+
+int wd__rel_path_ok(const char *path)
+{
+    if (!path[0] || strlen(path) >= PATH_MAX / 2)
+        return 0;
+    char part[NAME_MAX + 1];
+    for (const char *p = path;;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 0 || len > NAME_MAX)
+            return 0;
+        memcpy(part, p, len);
+        part[len] = '\0';
+        if (!wd__plain_name_ok(part))
+            return 0;
+        if (!slash)
+            return 1;
+        p = slash + 1;
+    }
+}
+
+int wd__make_parents(const char *root, const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s/%s", root, path) >= (int)sizeof buf)
+        return wd__error(WD_EUSAGE, "path '%s/%s' is too long", root, path);
+    size_t skip = strlen(root) + 1;
+    for (char *p = strchr(buf + skip, '/'); p; p = strchr(p + 1, '/')) {
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            int rc = wd__error_errno(WD_EIO, "cannot create folder '%s'", buf);
+            *p = '/';
+            return rc;
+        }
+        *p = '/';
+    }
+    return 0;
 }
 
 /* Reads the shard index file ff (its size checked against the limit
@@ -162,6 +248,8 @@ out:
     return rc;
 }
 
+static int index_tensors(wd_folder *f, const char *dir, unsigned flags);
+
 int wd__folder_open(wd_folder **out, const char *dir)
 {
     return wd__folder_open_ex(out, dir, 0);
@@ -169,17 +257,72 @@ int wd__folder_open(wd_folder **out, const char *dir)
 
 int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags)
 {
+    return wd__folder_open_excluding(out, dir, flags, NULL, 0);
+}
+
+int wd__folder_open_excluding(wd_folder **out, const char *dir, unsigned flags, const char *const *exclude,
+                              size_t n_exclude)
+{
     wd_folder *f = calloc(1, sizeof *f);
     if (!f || !(f->dir = strdup(dir))) {
         free(f);
         return WD_NOMEM();
     }
+    f->exclude = exclude;
+    f->n_exclude = n_exclude;
     size_t dl = strlen(f->dir);
     while (dl > 1 && f->dir[dl - 1] == '/')
         f->dir[--dl] = '\0';
     int rc = scan(f);
     if (rc)
         goto fail;
+    if ((rc = index_tensors(f, dir, flags)))
+        goto fail;
+    *out = f;
+    return 0;
+fail:
+    wd__folder_close(f);
+    return rc;
+}
+
+int wd__folder_open_file(wd_folder **out, const char *path)
+{
+    wd_folder *f = calloc(1, sizeof *f);
+    const char *slash = strrchr(path, '/');
+    if (!f || !(f->files = calloc(1, sizeof *f->files))) {
+        free(f);
+        return WD_NOMEM();
+    }
+    int rc = 0;
+    struct stat sb;
+    if (!(f->dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".")) ||
+        !(f->files[0].path = strdup(slash ? slash + 1 : path)))
+        rc = WD_NOMEM();
+    else if (stat(path, &sb) != 0)
+        rc = wd__error_errno(errno == ENOENT ? WD_ENOTFOUND : WD_EIO, "cannot open '%s'", path);
+    else if (!S_ISREG(sb.st_mode))
+        rc = wd__error(WD_EBADINPUT, "'%s' is not a regular file", path);
+    else {
+        f->n_files = 1;
+        f->files[0].size = (uint64_t)sb.st_size;
+        f->files[0].is_shard = 1;
+        rc = wd__st_open(&f->files[0].st, path);
+    }
+    if (!rc)
+        rc = index_tensors(f, path, 0);
+    if (rc) {
+        wd__folder_close(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+/* Sorts f's files and indexes the tensors of its shards by name; checks
+ * what a model folder must satisfy (scan's conditions aside). */
+static int index_tensors(wd_folder *f, const char *dir, unsigned flags)
+{
+    int rc = 0;
     qsort(f->files, f->n_files, sizeof *f->files, cmp_file);
     size_t n = 0;
     for (size_t i = 0; i < f->n_files; i++)
@@ -187,20 +330,16 @@ int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags)
             n += f->files[i].st->n_tensors;
     if (!n && !f->n_files) {
         rc = wd__error(WD_EBADINPUT, "'%s' is empty; expected *.safetensors files", dir);
-        goto fail;
+        return rc;
     }
     int any_shard = 0;
     for (size_t i = 0; i < f->n_files; i++)
         any_shard |= f->files[i].is_shard;
-    if (!any_shard) {
-        rc = wd__error(WD_EBADINPUT, "'%s' holds no *.safetensors file", dir);
-        goto fail;
-    }
+    if (!any_shard) 
+        return wd__error(WD_EBADINPUT, "'%s' holds no *.safetensors file", dir);
     f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
-    if (!f->tensors) {
-        rc = WD_NOMEM();
-        goto fail;
-    }
+    if (!f->tensors)
+        return WD_NOMEM();
     for (size_t i = 0; i < f->n_files; i++) {
         if (!f->files[i].is_shard)
             continue;
@@ -219,17 +358,13 @@ int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags)
             rc = wd__error(WD_EBADINPUT, "tensor '%s' appears in both '%s' and '%s' of '%s'",
                            f->tensors[i].name, f->files[f->tensors[i - 1].file].path,
                            f->files[f->tensors[i].file].path, dir);
-            goto fail;
+            return rc;
         }
     }
     for (size_t i = 0; !(flags & WD_FOLDER_TRUST_INDEX) && i < f->n_files; i++)
         if (wd__shardindex_is_index(f->files[i].path) && (rc = check_index(f, &f->files[i])))
-            goto fail;
-    *out = f;
+            return rc;
     return 0;
-fail:
-    wd__folder_close(f);
-    return rc;
 }
 
 long wd__folder_find(const wd_folder *f, const char *name)

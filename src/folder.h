@@ -12,8 +12,8 @@
 #include "wdrepo.h"
 
 typedef struct {
-    char *path;      /* plain file name inside the folder */
-    int is_shard;    /* name ends in .safetensors */
+    char *path;      /* path inside the folder: plain names joined by '/' */
+    int is_shard;    /* at the top level, name ends in .safetensors */
     uint64_t size;
     wd_st_file *st;  /* shards only: open and validated */
 } wd_folder_file;
@@ -31,12 +31,20 @@ typedef struct {
     size_t n_tensors;
     wd_folder_tensor *tensors; /* sorted by name (byte order = code point order) */
     uint64_t tensor_bytes;
+    const char *const *exclude; /* --exclude globs (the caller's), while opening */
+    size_t n_exclude;
 } wd_folder;
 
-/* Opens dir: every regular file at its top level (symlinks followed) is
- * kept; *.safetensors files are validated shards. Hidden subdirectories
- * (.git, .cache) are ignored; any other subdirectory is refused, as are
- * folders without a shard and tensor names repeated across shards. A shard
+/* Subfolders deeper than this are refused. */
+#define WD_FOLDER_MAX_DEPTH 32
+
+/* Opens dir: every regular file (symlinks followed) at its top level and
+ * in its subfolders is kept, with its path relative to dir; the top
+ * level's *.safetensors files are validated shards, the weights (a
+ * subfolder's are plain files). Hidden subfolders (.git, .cache) are
+ * ignored; symbolic links to folders, special files and names that are
+ * not storable are refused, as are folders without a shard and tensor
+ * names repeated across shards. A shard
  * index (*.safetensors.index.json) must agree with the shards
  * (shardindex.h): every command that reads a model folder refuses one that
  * points outside the folder, at a missing shard, or at the wrong shard. */
@@ -47,7 +55,16 @@ int wd__folder_open(wd_folder **out, const char *dir);
  * was stored even if an older wdrepo stored an index it would now refuse. */
 #define WD_FOLDER_TRUST_INDEX 1u
 int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags);
+/* wd__folder_open_ex leaving out every file and folder whose relative
+ * path matches one of the n_exclude fnmatch(3) globs (a folder also as
+ * "path/"); the globs must outlive the call only. */
+int wd__folder_open_excluding(wd_folder **out, const char *dir, unsigned flags, const char *const *exclude,
+                              size_t n_exclude);
 void wd__folder_close(wd_folder *f);
+
+/* The model of one safetensors file at path, as the folder holding just
+ * that file (its only file; the name need not end in .safetensors). */
+int wd__folder_open_file(wd_folder **out, const char *path);
 
 /* Index of tensor name in f->tensors, or -1. */
 long wd__folder_find(const wd_folder *f, const char *name);
@@ -60,5 +77,14 @@ int wd__folder_hash(const wd_folder *f, uint8_t out[WD_HASH_SIZE]);
 /* 1 if name is safe as a file name inside a folder we write: non-empty,
  * not "." or "..", no '/', no control characters. */
 int wd__plain_name_ok(const char *name);
+
+/* 1 if path is safe as a file's path inside a folder we write: plain
+ * names (wd__plain_name_ok) joined by single '/', so no '..', no absolute
+ * path, no empty part. */
+int wd__rel_path_ok(const char *path);
+
+/* Creates the folders between root and the file path (relative, checked
+ * with wd__rel_path_ok), for writing it; existing ones are kept. */
+int wd__make_parents(const char *root, const char *path);
 
 #endif

@@ -754,7 +754,7 @@ static int check_files(fsck *f, size_t obj, wd_manifest *m, shards *sh)
         int len = sqlite3_column_bytes(st, 3);
         path = path ? path : "";
         snprintf(where, sizeof where, "object %s file '%s'", oid, path);
-        if (!wd__plain_name_ok(path)) {
+        if (!wd__rel_path_ok(path)) {
             rc = object_problem(f, "object", obj, "file '%s': not a plain file name", path);
             continue;
         }

@@ -28,6 +28,7 @@
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
+#include "spool.h"
 #include "wdelta.h"
 
 /* The names the parent_hash covers, in its order. */
@@ -187,6 +188,8 @@ struct chunk_pipe {
     cbatch b[2];
     size_t cap, n[2];
     int cur, running;
+    const wd_options *opt; /* progress: array bytes read from the file */
+    uint64_t done, total;
 };
 
 static int prepare_job(void *ctx, size_t i, int worker)
@@ -339,6 +342,9 @@ static int copy_array(chunk_pipe *pipe, wd_astream_writer *w, const wd__wdelta *
         }
         if (!rc)
             rc = pipe_push(pipe, w, len);
+        pipe->done += len;
+        if (pipe->opt && pipe->opt->progress)
+            pipe->opt->progress(pipe->opt->progress_ud, "import", pipe->done, pipe->total);
     }
     return rc;
 }
@@ -562,6 +568,124 @@ static int object_exists(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], int *exi
     return 0;
 }
 
+/* 1 if stored lossy tensor a encodes exactly what b does. */
+static int same_lossy(const wd_lossy *a, const wd_lossy *b)
+{
+    if (a->strategy != b->strategy || a->n_cols != b->n_cols || a->layout != b->layout || a->scale != b->scale ||
+        a->zero_point != b->zero_point)
+        return 0;
+    for (int f = 0; f < WD__WF__COUNT; f++) {
+        const wd_astream *x = &a->arrays[f], *y = &b->arrays[f];
+        if (x->count != y->count || x->n_chunks != y->n_chunks || (x->count && x->dtype != y->dtype) ||
+            (x->n_chunks && memcmp(x->chunks, y->chunks, x->n_chunks * WD_HASH_SIZE)))
+            return 0;
+    }
+    return 1;
+}
+
+/* 1 if header entry a is written as b is. */
+static int same_entry(const wd__wdelta_tensor *a, const wd__wdelta_tensor *b)
+{
+    return a->strategy == b->strategy && !strcmp(a->dtype, b->dtype) && !strcmp(a->base_dtype, b->base_dtype) &&
+           (a->strategy != WD__WS_SPARSE || a->sparsity == b->sparsity) &&
+           (a->strategy != WD__WS_INT4 || a->outlier_fraction == b->outlier_fraction) &&
+           a->n_outliers == b->n_outliers && a->int4_layout == b->int4_layout && a->has == b->has &&
+           a->n_keys == b->n_keys && !memcmp(a->key_order, b->key_order, (size_t)a->n_keys);
+}
+
+/* A stored delta that the file describes exactly: on the same parent,
+ * with the same tensors, the file's lossy tensors encoded by the same
+ * arrays (compared by chunk id) and header entries, all others unchanged.
+ * An exported delta so comes back as the object it was exported from: the
+ * file cannot carry a committed delta's own files (another config.json,
+ * shard layout), so the manifest id computed from the file alone differs.
+ * A tensor the stored delta keeps unchanged ("same") goes out as a zero
+ * delta; such a match holds only if the reconstructions hash alike, which
+ * *check_hash asks of the caller (*want_hash is the stored model hash).
+ * Sets *found and out when one exists. */
+static int find_same(wd_repo *repo, const wd__wdelta *d, const wd_object *parent, const char *strategy,
+                     const char *options, wd_lossy **lossy, uint8_t out[WD_HASH_SIZE], int *found,
+                     int *check_hash, uint8_t want_hash[WD_HASH_SIZE])
+{
+    *found = 0;
+    *check_hash = 0;
+    /* What export writes for a committed delta: records in name order. */
+    int version = wd__wdelta_version(d);
+    for (size_t i = 0; version == 1 && i < wd__wdelta_count(d); i++)
+        if (wd__wdelta_tensor_by_record(d, i) != wd__wdelta_tensor_at(d, i))
+            return 0;
+    sqlite3_stmt *st;
+    int rc = wd__db_prepare(repo->db, &st,
+                            "SELECT id FROM object WHERE kind = 'delta' AND parent = ?1 AND strategy = ?2 "
+                            "AND options = ?3 AND n_tensors = ?4 AND wdelta IS NULL ORDER BY created, id");
+    if (rc)
+        return rc;
+    wd__bind_hash(st, 1, parent->id);
+    sqlite3_bind_text(st, 2, strategy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, options, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)parent->n_tensors);
+    int row = 0;
+    while (!rc && !*found && (row = wd__db_step(repo->db, st, "looking for the same delta")) > 0) {
+        if (sqlite3_column_bytes(st, 0) != WD_HASH_SIZE)
+            continue;
+        uint8_t id[WD_HASH_SIZE];
+        memcpy(id, sqlite3_column_blob(st, 0), WD_HASH_SIZE);
+        wd_object *obj = NULL;
+        if ((rc = wd__object_load(repo, id, &obj))) {
+            /* a damaged candidate is not the one: the file gets its own id */
+            if (rc == WD_ECORRUPT)
+                rc = 0;
+            continue;
+        }
+        int same = obj->n_tensors == parent->n_tensors, zero = 0;
+        for (size_t i = 0; !rc && same && i < parent->n_tensors; i++) {
+            const wd_stored_tensor *t = &obj->tensors[i], *pt = &parent->tensors[i];
+            same = !strcmp(t->name, pt->name) && t->dtype == pt->dtype && t->nelem == pt->nelem;
+            if (!same || !lossy[i]) {
+                same = same && !strcmp(t->encoding, "same");
+                continue;
+            }
+            const wd__wdelta_tensor *ft = wd__wdelta_find(d, t->name, strlen(t->name));
+            double option = ft && ft->strategy == WD__WS_INT4 ? ft->outlier_fraction : ft ? ft->sparsity : 0;
+            wd__wdelta_tensor e;
+            if (!ft) {
+                same = 0;
+            } else if (t->lossy) {
+                same = same_lossy(t->lossy, lossy[i]) && !(rc = wd__lossy_entry(t, version, option, &e)) &&
+                       same_entry(&e, ft);
+            } else if (!strcmp(t->encoding, "same")) {
+                /* export's entry for a tensor it encodes itself */
+                memset(&e, 0, sizeof e);
+                e.name = t->name;
+                e.name_len = strlen(t->name);
+                e.strategy = ft->strategy;
+                e.ndim = t->ndim;
+                memcpy(e.shape, t->shape, sizeof e.shape);
+                snprintf(e.dtype, sizeof e.dtype, "float32");
+                if (version == 2)
+                    snprintf(e.base_dtype, sizeof e.base_dtype, "%s", wd__dtype_numpy_name(pt->dtype));
+                e.sparsity = e.outlier_fraction = option;
+                e.n_outliers = ft->n_outliers;
+                same = !(rc = wd__wdelta_tensor_fill(&e, version)) && same_entry(&e, ft);
+                zero = 1;
+            } else {
+                same = 0;
+            }
+        }
+        if (!rc && same) {
+            memcpy(out, id, WD_HASH_SIZE);
+            memcpy(want_hash, obj->model_hash, WD_HASH_SIZE);
+            *found = 1;
+            *check_hash = zero;
+        }
+        wd__object_free(obj);
+    }
+    if (!rc && row < 0)
+        rc = row;
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Import runs in four steps, and only the last holds the write lock for
  * more than a group of chunk inserts: find the parent (recorded hashes, or
  * a rebuild on the pool); copy the arrays (read and checked here,
@@ -585,7 +709,19 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     wd_astream_writer *wr = NULL;
     size_t n_file = 0;
     wd_chunk_batch batch = {repo->store, 0, 0, 0};
-    int rc = wd__wdelta_open(&d, path);
+    /* A pipe cannot be pread: standard input is read through a copy in the
+     * repository folder (on the file system that will hold the data). */
+    wd__temp spool = {.fd = -1, .slot = -1};
+    const char *shown = path;
+    int rc = 0;
+    if (wd__is_stdin(path)) {
+        rc = wd__spool_stdin(&spool, repo->dir);
+        path = spool.path;
+        shown = "standard input";
+    }
+    if (!rc)
+        rc = wd__wdelta_open(&d, path);
+    wd__temp_discard(&spool); /* the open file stays readable */
     if (rc)
         return rc;
     n_file = wd__wdelta_count(d);
@@ -605,6 +741,12 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     have_pipe = 1;
     if ((rc = pipe_init(&pipe, pool, &batch)))
         goto done;
+    pipe.opt = opt;
+    for (size_t i = 0; i < n_file; i++)
+        for (int f = 0; f < WD__WF__COUNT; f++) {
+            const wd__wdelta_field *fl = wd__wdelta_field_of(wd__wdelta_tensor_at(d, i), f);
+            pipe.total += fl ? fl->nbytes : 0;
+        }
     for (size_t i = 0; !rc && i < n_file; i++) {
         const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
         long j = wd__object_find(parent, t->name);
@@ -640,18 +782,22 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     if ((rc = wd__manifest_end(&m, id)))
         goto done;
 
-    const char *slash = strrchr(path, '/');
+    const char *slash = strrchr(shown, '/');
     char message[512];
-    snprintf(message, sizeof message, "imported from %s", slash ? slash + 1 : path);
+    snprintf(message, sizeof message, "imported from %s", slash ? slash + 1 : shown);
     /* What checkout will write, and the chain hash over the tensors the
      * delta encodes: hashed outside any transaction. Skipped when the
      * object is already stored, unless it vanishes before the insert. */
-    uint8_t model_hash[WD_HASH_SIZE], f32_hash[WD_HASH_SIZE];
-    int n_f32 = 0, hashed = 0, exists = 0;
-    if ((rc = object_exists(repo, id, &exists)))
+    uint8_t model_hash[WD_HASH_SIZE], f32_hash[WD_HASH_SIZE], own_id[WD_HASH_SIZE], same_id[WD_HASH_SIZE],
+        same_hash[WD_HASH_SIZE];
+    int n_f32 = 0, hashed = 0, exists = 0, same = 0, check_hash = 0;
+    memcpy(own_id, id, WD_HASH_SIZE);
+    if ((rc = object_exists(repo, id, &exists)) ||
+        (!exists &&
+         (rc = find_same(repo, d, parent, strategy, options, lossy, same_id, &same, &check_hash, same_hash))))
         goto done;
     for (;;) {
-        if (!exists && !hashed) {
+        if ((!exists && !hashed) || (same && check_hash && !hashed)) {
             wd_object draft;
             rc = draft_object(id, parent, lossy, &draft);
             if (!rc)
@@ -662,9 +808,20 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
                 goto done;
             hashed = 1;
         }
+        if (same && check_hash && memcmp(model_hash, same_hash, WD_HASH_SIZE))
+            same = 0;
+        if (same) {
+            memcpy(id, same_id, WD_HASH_SIZE);
+            exists = 1;
+        }
         if ((rc = wd__db_exec(repo->db, "BEGIN IMMEDIATE")))
             goto done;
         rc = object_exists(repo, id, &exists);
+        if (!rc && !exists && same) { /* removed meanwhile: the file's own id after all */
+            memcpy(id, own_id, WD_HASH_SIZE);
+            same = 0;
+            rc = object_exists(repo, id, &exists);
+        }
         if (!rc && !exists && !hashed) {
             sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
             continue;
@@ -688,6 +845,9 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         wd__hex(out->id, id);
         out->already_present = exists;
         out->n_tensors = parent->n_tensors;
+        out->n_parent_tensors = parent->n_tensors;
+        wd__hex(out->parent, parent->id);
+        snprintf(out->strategy, sizeof out->strategy, "%s", strategy);
         for (size_t i = 0; i < parent->n_tensors; i++) {
             out->tensor_bytes += parent->tensors[i].nbytes;
             if (lossy[i]) {
@@ -701,6 +861,8 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         out->new_bytes = batch.new_bytes;
         if (!exists)
             wd__hex(out->model_hash, model_hash);
+        else if (same)
+            wd__hex(out->model_hash, same_hash);
     }
 done:
     if (have_pipe)

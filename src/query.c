@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "db.h"
 #include "error.h"
 #include "folder.h"
 #include "hash.h"
 #include "repo_int.h"
+#include "spool.h"
 
 #define OBJECT_COLUMNS                                                                              \
     "o.id, o.kind, o.parent, o.model_hash, o.parent_model_hash, o.strategy, o.options, o.message, " \
@@ -231,8 +233,21 @@ fail:
 int wd_model_hash(const char *dir, const wd_options *opt, char out[WD_HEX_SIZE])
 {
     (void)opt;
-    wd_folder *f;
-    int rc = wd__folder_open(&f, dir);
+    wd_folder *f = NULL;
+    /* A file (or standard input) is the model of a folder holding just
+     * that file: the hash covers tensors only, whatever their file. */
+    struct stat sb;
+    wd__temp spool = {.fd = -1, .slot = -1};
+    int rc = 0;
+    if (wd__is_stdin(dir)) {
+        if (!(rc = wd__spool_stdin(&spool, NULL)))
+            rc = wd__folder_open_file(&f, spool.path);
+        wd__temp_discard(&spool); /* the open shard stays readable */
+    } else if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        rc = wd__folder_open_file(&f, dir);
+    } else {
+        rc = wd__folder_open(&f, dir);
+    }
     if (rc)
         return rc;
     uint8_t h[WD_HASH_SIZE];

@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "spool.h"
 #include "wdelta.h"
 #include "wdrepo.h"
 
@@ -74,9 +75,19 @@ int wd_inspect_file(wd_wdelta_info **out, const char *path)
 {
     *out = NULL;
     wd__wdelta *d;
-    int rc = wd__wdelta_open(&d, path);
+    wd__temp spool = {.fd = -1, .slot = -1};
+    const char *shown = path;
+    int rc = 0;
+    if (wd__is_stdin(path)) { /* read through a copy: the reader seeks */
+        rc = wd__spool_stdin(&spool, NULL);
+        path = spool.path;
+    }
+    if (!rc)
+        rc = wd__wdelta_open(&d, path);
+    wd__temp_discard(&spool); /* the open file stays readable */
     if (rc)
         return rc;
+    path = shown;
     wd_wdelta_info *info = calloc(1, sizeof *info);
     size_t n = wd__wdelta_count(d);
     if (!info || !(info->path = strdup(path)) ||

@@ -99,7 +99,24 @@ typedef struct {
     uint64_t n_dropped;    /* delta: parent tensors the fine-tune does not have */
     char name_was[WD_HEX_SIZE]; /* the object the name given pointed at before this call moved
                                    it; "" when the name was new or already there (or not given) */
+    /* (issue 8, inputs and outputs) */
+    uint64_t n_parent_tensors; /* delta: tensors of the parent */
+    uint64_t n_reshaped;       /* delta: parent tensors the fine-tune has in another shape or
+                                  dtype (counted in n_whole too) */
+    char parent[WD_HEX_SIZE];  /* delta: the parent's id (import: the one it matched) */
+    char strategy[16];         /* delta: "lossless", "sparse", "quantized", "int4" */
 } wd_write_result;
+
+/* (issue 8) What of a model folder add-base and commit leave out: every
+ * file and folder whose path relative to the folder (names joined by '/')
+ * matches one of the fnmatch(3) globs, a folder also as "path/" (so
+ * "original/" leaves out the folder original). Flags 0: '*' matches '/'
+ * too. Files in subfolders are stored with their relative paths and come
+ * back on checkout; only the top level's *.safetensors are weights. */
+typedef struct {
+    const char *const *exclude;
+    size_t n_exclude;
+} wd_folder_filter;
 
 /* Stores the model folder dir as a base. name (may be NULL) is attached as a
  * name to the base stored or found. Adding the same folder again stores
@@ -108,6 +125,9 @@ typedef struct {
  * that shares the weights' chunks (docs/FORMAT.md section 3). */
 int wd_add_base(wd_repo *repo, const char *dir, const char *name, const wd_options *opt,
                 wd_write_result *out);
+/* wd_add_base leaving out what ff (may be NULL) excludes. */
+int wd_add_base_ex(wd_repo *repo, const char *dir, const char *name, const wd_folder_filter *ff,
+                   const wd_options *opt, wd_write_result *out);
 
 /* Strategy options: commit, export's re-encoding and the .wdelta writers
  * read them alike. An option is given when its WD_SET_* bit is in set, or
@@ -147,6 +167,9 @@ typedef struct {
     double sparsity;
     double outlier_fraction;
     unsigned set;            /* WD_SET_* */
+    /* (issue 8) globs of what to leave out of ft_dir, as in wd_folder_filter */
+    const char *const *exclude;
+    size_t n_exclude;
 } wd_commit_opts;
 
 /* Stores the fine-tune folder ft_dir as a delta against parent_ref (a base or
@@ -241,12 +264,18 @@ int wd_inspect(wd_repo *repo, const char *ref, wd_inspect_info **out);
 void wd_inspect_free(wd_inspect_info *info);
 
 /* Hashes the model in folder dir (model hash, SPEC section 4) without a
- * repository. */
+ * repository. dir may also be one safetensors file, or "-" for one read
+ * from standard input (copied to a temporary file in $TMPDIR first): the
+ * hash of the model of a folder holding just that file. */
 int wd_model_hash(const char *dir, const wd_options *opt, char out[WD_HEX_SIZE]);
 
 /* ---- .wdelta exchange with a repository ----------------------------------- */
 
-/* Imports a deltatensors .wdelta file as a delta. Its parent is found by
+/* Imports a deltatensors .wdelta file as a delta (path "-": standard input,
+ * copied to a temporary file in the repository folder first). When the
+ * file describes a stored delta exactly (one exported from it), that
+ * delta is the result (out->already_present); out->parent and
+ * out->strategy tell what it was stored on. Its parent is found by
  * parent_hash among the repository's bases (hashing each candidate's
  * tensors restricted to the file's, v1 in record order) and deltas (their
  * float32 reconstruction, for chain links). A missing parent is WD_ENOTFOUND
@@ -363,7 +392,8 @@ typedef struct {
     wd_wdelta_tensor_info *tensors; /* sorted by name (header order) */
 } wd_wdelta_info;
 
-/* Reads and fully validates path (checksum included). Free with
+/* Reads and fully validates path (checksum included; "-": standard input,
+ * copied to a temporary file in $TMPDIR first). Free with
  * wd_inspect_file_free. Errors: WD_EBADINPUT, WD_ENOTFOUND, WD_EIO. */
 int wd_inspect_file(wd_wdelta_info **out, const char *path);
 void wd_inspect_file_free(wd_wdelta_info *info);

@@ -59,9 +59,10 @@ expect_fail_line wd add-base "$T/no-shards"
 unchanged "add-base of a folder without shards"
 expect_fail_line wd add-base "$MODELS/base-f32/model.safetensors"
 unchanged "add-base of a file"
-# A visible subdirectory is refused (folders must be flat: nothing of a
-# subtree could be restored faithfully); hidden ones (.git, .cache) are ignored.
-cp -R "$MODELS/base-bf16" "$T/with-sub" && mkdir "$T/with-sub/sub" && echo x >"$T/with-sub/sub/notes.txt"
+# Subfolders are stored (t_subfolders.sh), but a symbolic link to a folder
+# is refused (it may lead out of the folder, or loop); hidden folders (.git,
+# .cache) are ignored.
+cp -R "$MODELS/base-bf16" "$T/with-sub" && ln -s "$T" "$T/with-sub/sub"
 expect_fail_line wd add-base "$T/with-sub"
 grep -q 'sub' "$T/err" || fail "the error does not name the subdirectory"
 unchanged "add-base of a folder with a subdirectory"
