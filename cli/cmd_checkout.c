@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +68,20 @@ static int take_only(int argc, char **argv, const char **globs, size_t *n)
     return out;
 }
 
+/* 1 if glob matches a file of ref, or ref cannot be read (checkout then
+ * says why). */
+static int glob_matches(wd_repo *repo, const char *ref, const char *glob)
+{
+    wd_inspect_info *info = NULL;
+    if (wd_inspect(repo, ref, &info) != WD_OK)
+        return 1;
+    int hit = 0;
+    for (size_t i = 0; !hit && i < info->n_files; i++)
+        hit = fnmatch(glob, info->files[i].path, 0) == 0;
+    wd_inspect_free(info);
+    return hit;
+}
+
 int cmd_checkout(cli_ctx *ctx, int argc, char **argv)
 {
     char *pos[2];
@@ -89,6 +104,17 @@ int cmd_checkout(cli_ctx *ctx, int argc, char **argv)
         free(globs);
         return rc;
     }
+    /* A glob that matches nothing is a usage error (exit 2), said before
+     * any work; the library refuses it too, but its WD_EUSAGE also covers
+     * a bad REF, which is not. */
+    for (size_t g = 0; g < n_globs; g++)
+        if (!glob_matches(repo, pos[0], globs[g])) {
+            wd_repo_close(repo);
+            rc = cli_usage_error(ctx, &spec, "--only '%s' matches no file of '%s' ('wdrepo inspect %s' lists them)",
+                                 globs[g], pos[0], pos[0]);
+            free(globs);
+            return rc;
+        }
     wd_options opt = cli_wd_options(ctx);
     wd_checkout_opts co;
     memset(&co, 0, sizeof co);
@@ -98,11 +124,6 @@ int cmd_checkout(cli_ctx *ctx, int argc, char **argv)
     rc = wd_checkout_ex(repo, pos[0], pos[1], force_flag ? WD_CHECKOUT_FORCE : 0, &co, &opt);
     cli_progress_clear(ctx);
     free(globs);
-    if (rc == WD_EUSAGE) {
-        /* A glob that matches nothing is the command line's fault. */
-        wd_repo_close(repo);
-        return cli_usage_error(ctx, &spec, "%s", wd_errmsg());
-    }
     if (rc != WD_OK) {
         rc = cli_lib_error(ctx, rc);
         wd_repo_close(repo);
