@@ -68,18 +68,23 @@ static int take_only(int argc, char **argv, const char **globs, size_t *n)
     return out;
 }
 
-/* 1 if glob matches a file of ref, or ref cannot be read (checkout then
- * says why). */
-static int glob_matches(wd_repo *repo, const char *ref, const char *glob)
+/* The first of globs that matches no file of ref, or NULL (also when ref
+ * cannot be read: checkout then says why). */
+static const char *unmatched_glob(wd_repo *repo, const char *ref, const char **globs, size_t n)
 {
     wd_inspect_info *info = NULL;
-    if (wd_inspect(repo, ref, &info) != WD_OK)
-        return 1;
-    int hit = 0;
-    for (size_t i = 0; !hit && i < info->n_files; i++)
-        hit = fnmatch(glob, info->files[i].path, 0) == 0;
+    if (!n || wd_inspect(repo, ref, &info) != WD_OK)
+        return NULL;
+    const char *missing = NULL;
+    for (size_t g = 0; !missing && g < n; g++) {
+        int hit = 0;
+        for (size_t i = 0; !hit && i < info->n_files; i++)
+            hit = fnmatch(globs[g], info->files[i].path, 0) == 0;
+        if (!hit)
+            missing = globs[g];
+    }
     wd_inspect_free(info);
-    return hit;
+    return missing;
 }
 
 int cmd_checkout(cli_ctx *ctx, int argc, char **argv)
@@ -107,14 +112,14 @@ int cmd_checkout(cli_ctx *ctx, int argc, char **argv)
     /* A glob that matches nothing is a usage error (exit 2), said before
      * any work; the library refuses it too, but its WD_EUSAGE also covers
      * a bad REF, which is not. */
-    for (size_t g = 0; g < n_globs; g++)
-        if (!glob_matches(repo, pos[0], globs[g])) {
-            wd_repo_close(repo);
-            rc = cli_usage_error(ctx, &spec, "--only '%s' matches no file of '%s' ('wdrepo inspect %s' lists them)",
-                                 globs[g], pos[0], pos[0]);
-            free(globs);
-            return rc;
-        }
+    const char *missing = unmatched_glob(repo, pos[0], globs, n_globs);
+    if (missing) {
+        wd_repo_close(repo);
+        rc = cli_usage_error(ctx, &spec, "--only '%s' matches no file of '%s' ('wdrepo inspect %s' lists them)",
+                             missing, pos[0], pos[0]);
+        free(globs);
+        return rc;
+    }
     wd_options opt = cli_wd_options(ctx);
     wd_checkout_opts co;
     memset(&co, 0, sizeof co);

@@ -207,6 +207,9 @@ int wd_sql(wd_repo *repo, const char *sql, wd_sql_row_fn fn, void *ud)
         wd__db_close(db);
         return rc;
     }
+    /* Defensive mode: no writable_schema, no direct writes to shadow
+     * tables, whatever the authorizer lets through. */
+    sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
     guard g = {{0}};
     sqlite3_set_authorizer(db, authorize, &g);
     sqlite3_stmt *st = NULL;
