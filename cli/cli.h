@@ -164,6 +164,11 @@ int cmd_hash(cli_ctx *ctx, int argc, char **argv);
 int cmd_fsck(cli_ctx *ctx, int argc, char **argv);
 int cmd_rm(cli_ctx *ctx, int argc, char **argv);
 int cmd_gc(cli_ctx *ctx, int argc, char **argv);
+/* read-only queries (issue 8) */
+int cmd_stats(cli_ctx *ctx, int argc, char **argv);
+int cmd_diff(cli_ctx *ctx, int argc, char **argv);
+int cmd_show(cli_ctx *ctx, int argc, char **argv);
+int cmd_sql(cli_ctx *ctx, int argc, char **argv);
 
 /* ---- repository --------------------------------------------------------- */
 

@@ -30,6 +30,10 @@ static const cli_command commands[] = {
     {"checkout", cmd_checkout, "write a stored model back as a folder"},
     {"log", cmd_log, "list bases and deltas with their lineage, newest first"},
     {"inspect", cmd_inspect, "show one object: fields, tensors, files"},
+    {"diff", cmd_diff, "compare two objects tensor by tensor and file by file"},
+    {"show", cmd_show, "write one stored file (REF:PATH) to standard output"},
+    {"stats", cmd_stats, "bytes stored by kind, dedup and compression, database size"},
+    {"sql", cmd_sql, "run a read-only SQL query on the repository's views"},
     {"import", cmd_import, "store a deltatensors .wdelta file as a delta; print its id"},
     {"export", cmd_export, "write a delta as a deltatensors .wdelta file"},
     {"tag", cmd_tag, "attach a name to an object (moving the name if it exists)"},
@@ -51,7 +55,7 @@ static const cli_opt main_opts[] = {
 };
 
 /* The program's help text lists the command table; built once in main. */
-static char main_description[2048];
+static char main_description[4096];
 
 static cli_spec main_spec = {
     "", "[-R PATH] [-q] [-j N] [--level N] [--version] [-h] COMMAND [ARGS]",

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,11 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <cjson/cJSON.h>
+
 #include "error.h"
 #include "folder.h"
+#include "hfconfig.h"
 #include "hash.h"
 #include "outdir.h"
 #include "piece.h"
@@ -196,7 +200,7 @@ static int file_parents(const char *tmpdir, const wd_stored_file *sf)
  * same pass (*out_hash; not computed with --dtype, whose weights have no
  * recorded hash). */
 static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir, wd_out_dtype out_dtype,
-                        const wd_options *opt, uint8_t out_hash[WD_HASH_SIZE])
+                        int trusted, const wd_options *opt, uint8_t out_hash[WD_HASH_SIZE])
 {
     wd_pool *pool = NULL;
     int rc = wd__pool_new(&pool, opt ? opt->threads : 0);
@@ -251,11 +255,12 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
         }
     }
     if (!rc) {
-        /* The pieces of the model's own dtype are checked as a whole against
-         * the model hash (the caller's hash_mismatch): hashing every chunk
-         * besides would double the SHA-256 work. */
+        /* trusted: the caller compares out_hash with the model hash (every
+         * tensor written in its own dtype), which checks the pieces as a
+         * whole; hashing every chunk besides would double the SHA-256 work.
+         * Otherwise each chunk is checked against its id. */
         wd_walk_opts wo = {.pool = pool, .on_piece = write_piece, .f32_for = converted,
-                           .progress = write_progress, .ud = &oc, .trusted = out_dtype == WD_OUT_ORIGINAL};
+                           .progress = write_progress, .ud = &oc, .trusted = trusted};
         rc = wd__object_walk(repo, obj, &wo, out_dtype == WD_OUT_ORIGINAL ? out_hash : NULL, NULL, NULL);
     }
     for (size_t i = 0; fds && i < obj->n_files; i++) {
@@ -330,7 +335,7 @@ int wd_checkout_as(wd_repo *repo, const char *ref, const char *out_dir, unsigned
     wd_object *obj = NULL;
     uint8_t written[WD_HASH_SIZE];
     if (!(rc = wd__resolve(repo, ref, id)) && !(rc = wd__object_load(repo, id, &obj)))
-        rc = write_folder(repo, obj, od.tmp.path, out_dtype, opt, written);
+        rc = write_folder(repo, obj, od.tmp.path, out_dtype, out_dtype == WD_OUT_ORIGINAL, opt, written);
     if (!rc && out_dtype == WD_OUT_ORIGINAL && memcmp(written, obj->model_hash, WD_HASH_SIZE))
         rc = hash_mismatch(repo, obj, opt, written, obj->model_hash);
     /* The written shards are parsed again as a reader will: headers,
@@ -340,6 +345,215 @@ int wd_checkout_as(wd_repo *repo, const char *ref, const char *out_dir, unsigned
     if (!rc)
         rc = wd__outdir_commit(&od);
     wd__outdir_abort(&od);
+    wd__object_free(obj);
+    return rc;
+}
+
+/* ---- subsets (--only) and what --dtype rewrites -------------------------
+ * wd_checkout_ex writes a view of the object holding only the selected
+ * files and the tensors of the selected shards, through the same
+ * write_folder as a full checkout. */
+
+/* sub gets obj's selected files and the tensors stored in them (shallow
+ * copies: they point into obj, which must outlive sub). A glob matching no
+ * file is a usage error naming it. */
+static int select_files(const wd_object *obj, const wd_checkout_opts *co, wd_object *sub, int *all_shards)
+{
+    *sub = *obj;
+    sub->files = calloc(obj->n_files ? obj->n_files : 1, sizeof *sub->files);
+    sub->tensors = calloc(obj->n_tensors ? obj->n_tensors : 1, sizeof *sub->tensors);
+    sub->n_files = sub->n_tensors = 0;
+    if (!sub->files || !sub->tensors)
+        return WD_NOMEM();
+    for (size_t g = 0; g < co->n_only; g++) {
+        size_t hits = 0;
+        for (size_t i = 0; i < obj->n_files; i++)
+            hits += fnmatch(co->only[g], obj->files[i].path, 0) == 0;
+        if (!hits)
+            return wd__error(WD_EUSAGE, "--only '%s' matches no file of the object (%zu files; 'wdrepo inspect' lists them)",
+                             co->only[g], obj->n_files);
+    }
+    *all_shards = 1;
+    for (size_t i = 0; i < obj->n_files; i++) {
+        const wd_stored_file *sf = &obj->files[i];
+        int take = co->n_only == 0;
+        for (size_t g = 0; !take && g < co->n_only; g++)
+            take = fnmatch(co->only[g], sf->path, 0) == 0;
+        if (take)
+            sub->files[sub->n_files++] = *sf;
+        else if (sf->is_shard)
+            *all_shards = 0;
+    }
+    /* Tensors stay in name order, as the walk wants them. */
+    for (size_t i = 0; i < obj->n_tensors; i++)
+        for (size_t f = 0; f < sub->n_files; f++)
+            if (sub->files[f].is_shard && !strcmp(sub->files[f].path, obj->tensors[i].file)) {
+                sub->tensors[sub->n_tensors++] = obj->tensors[i];
+                break;
+            }
+    return 0;
+}
+
+/* Reads a small file whole (at most limit bytes); 1 if it is larger. */
+static int read_small(const char *path, size_t limit, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return wd__error_errno(WD_EIO, "cannot read '%s'", path);
+    char *buf = malloc(limit + 1);
+    size_t n = buf ? fread(buf, 1, limit + 1, f) : 0;
+    int err = ferror(f);
+    fclose(f);
+    if (!buf)
+        return WD_NOMEM();
+    if (err || n > limit) {
+        free(buf);
+        return err ? wd__error(WD_EIO, "cannot read '%s'", path) : 1;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* An index file's metadata.total_size, the tensor bytes of the folder, set
+ * to total. Only the number's text is replaced, so the file keeps its
+ * layout; an index without a numeric total_size, or where the key appears
+ * more than once in the text, is left as it was. Index files are bounded
+ * like config.json (16 MiB). */
+static int rewrite_total_size(const char *path, uint64_t total)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_small(path, (size_t)16 << 20, &text, &len);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    const cJSON *meta = root ? cJSON_GetObjectItemCaseSensitive(root, "metadata") : NULL;
+    const cJSON *ts = meta ? cJSON_GetObjectItemCaseSensitive(meta, "total_size") : NULL;
+    const char *key = "\"total_size\"";
+    char *at = cJSON_IsNumber(ts) ? strstr(text, key) : NULL;
+    if (at && strstr(at + 1, key))
+        at = NULL;
+    if (at) {
+        char *p = at + strlen(key);
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        if (*p == ':')
+            p++;
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        char *end = p;
+        while (*end && strchr("0123456789.eE+-", *end))
+            end++;
+        char num[32];
+        int nl = snprintf(num, sizeof num, "%llu", (unsigned long long)total);
+        char *tmp = NULL;
+        if (end > p && asprintf(&tmp, "%s.total-size", path) >= 0) {
+            int fd = -1;
+            rc = wd__file_create(tmp, &fd);
+            if (!rc)
+                rc = wd__file_write(fd, text, (size_t)(p - text), tmp);
+            if (!rc)
+                rc = wd__file_write(fd, num, (size_t)nl, tmp);
+            if (!rc)
+                rc = wd__file_write(fd, end, len - (size_t)(end - text), tmp);
+            if (fd >= 0)
+                rc = wd__file_close(fd, tmp, rc);
+            if (!rc && rename(tmp, path) != 0)
+                rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
+            if (rc)
+                unlink(tmp);
+            free(tmp);
+        } else if (end > p) {
+            rc = WD_NOMEM();
+        }
+    }
+    cJSON_Delete(root);
+    free(text);
+    return rc;
+}
+
+/* With --dtype: config.json's torch_dtype/dtype and each index's
+ * total_size as load-delta and the written shards have them. */
+static int rewrite_for_dtype(const char *dir, const wd_object *sub, wd_out_dtype out_dtype, uint64_t weight_bytes)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < sub->n_files; i++) {
+        const char *name = sub->files[i].path;
+        char *path = NULL, *tmp = NULL;
+        size_t nl = strlen(name), sl = strlen(".safetensors.index.json");
+        if (asprintf(&path, "%s/%s", dir, name) < 0) {
+            path = NULL;
+            rc = WD_NOMEM();
+        } else if (!strcmp(name, "config.json")) {
+            if (asprintf(&tmp, "%s/.config.json.dtype", dir) < 0) {
+                tmp = NULL;
+                rc = WD_NOMEM();
+            } else {
+                rc = wd__hfconfig_write(path, tmp, wd__out_dtype_name(out_dtype));
+                if (!rc && rename(tmp, path) != 0)
+                    rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
+                if (rc)
+                    unlink(tmp);
+            }
+        } else if (nl > sl && !strcmp(name + nl - sl, ".safetensors.index.json")) {
+            rc = rewrite_total_size(path, weight_bytes);
+        }
+        free(path);
+        free(tmp);
+    }
+    return rc;
+}
+
+int wd_checkout_ex(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags, wd_checkout_opts *co,
+                   const wd_options *opt)
+{
+    if (!co)
+        return wd_checkout(repo, ref, out_dir, flags, opt);
+    co->n_files = co->n_files_total = 0;
+    co->n_tensors = co->weight_bytes = 0;
+    co->verified = 0;
+    const wd__keep keep[] = {{repo->dir, "the repository"}};
+    wd__outdir od;
+    int rc = wd__outdir_begin(&od, out_dir, flags, keep, 1);
+    if (rc)
+        return rc;
+    uint8_t id[WD_HASH_SIZE], written[WD_HASH_SIZE];
+    wd_object *obj = NULL, sub;
+    memset(&sub, 0, sizeof sub);
+    int all_shards = 0, n_shards = 0;
+    if (!(rc = wd__resolve(repo, ref, id)) && !(rc = wd__object_load(repo, id, &obj)))
+        rc = select_files(obj, co, &sub, &all_shards);
+    /* The model hash covers every tensor: it can be checked only when every
+     * shard was written in its own dtypes; then it checks the chunks too. */
+    int full = all_shards && co->out_dtype == WD_OUT_ORIGINAL;
+    if (!rc)
+        rc = write_folder(repo, &sub, od.tmp.path, co->out_dtype, full, opt, written);
+    for (size_t i = 0; !rc && i < sub.n_tensors; i++)
+        co->weight_bytes += sub.tensors[i].nelem *
+                            wd__dtype_size(wd__dtype_written(sub.tensors[i].dtype, co->out_dtype));
+    if (!rc && full && memcmp(written, obj->model_hash, WD_HASH_SIZE))
+        rc = hash_mismatch(repo, obj, opt, written, obj->model_hash);
+    if (!rc && co->out_dtype != WD_OUT_ORIGINAL)
+        rc = rewrite_for_dtype(od.tmp.path, &sub, co->out_dtype, co->weight_bytes);
+    for (size_t i = 0; i < sub.n_files; i++)
+        n_shards += sub.files[i].is_shard;
+    /* Shards written are parsed again; a subset without one has none to
+     * parse (each file was rebuilt from chunks checked against their ids). */
+    if (!rc && n_shards)
+        rc = verify_folder(od.tmp.path);
+    if (!rc)
+        rc = wd__outdir_commit(&od);
+    wd__outdir_abort(&od);
+    if (!rc) {
+        co->n_files = sub.n_files;
+        co->n_files_total = obj->n_files;
+        co->n_tensors = sub.n_tensors;
+        co->verified = full ? WD_VERIFIED_MODEL_HASH : WD_VERIFIED_CHUNKS;
+    }
+    free(sub.files);
+    free(sub.tensors);
     wd__object_free(obj);
     return rc;
 }

@@ -600,6 +600,140 @@ int wd_gc(wd_repo *repo, const wd_gc_opts *o, wd_gc_result *out);
  * wd_write_result.name_was.) */
 int wd_tag_move(wd_repo *repo, const char *name, const char *ref, char was[WD_HEX_SIZE]);
 
+/* ---- Queries: stats, diff, show, sql, checkout subsets -------------------- */
+
+/* Stored bytes of one kind of data. Each distinct chunk is counted once, in
+ * the first kind (in the order wd_stats lists them) that references it. */
+typedef struct {
+    char kind[24];         /* "base", a delta strategy ("lossless", "sparse", "quantized", "int4"),
+                              "files" (non-weight files), "shard headers", "unreferenced" */
+    uint64_t n_objects;    /* objects of that kind; 0 for the last three */
+    uint64_t n_chunks;     /* distinct chunks counted here */
+    uint64_t stored_bytes; /* their compressed bytes */
+    uint64_t raw_bytes;    /* their bytes before compression */
+} wd_stats_kind;
+
+typedef struct {
+    uint64_t n_objects, n_bases, n_deltas, n_names, n_chunks;
+    uint64_t stored_bytes;     /* compressed bytes of every chunk */
+    uint64_t raw_bytes;        /* their bytes before compression */
+    uint64_t referenced_bytes; /* compressed bytes summed over every reference: a chunk used by two
+                                  objects (or twice by one) counts twice */
+    uint64_t logical_bytes;    /* every object's files as checkout writes them */
+    size_t n_kinds;
+    wd_stats_kind *kinds;      /* bases, strategies (sorted), files, shard headers, unreferenced */
+    uint64_t db_bytes;         /* repo.db on disk */
+    uint64_t wal_bytes;        /* repo.db-wal on disk (0 when absent) */
+    uint64_t page_size, page_count, free_pages; /* free_pages * page_size: free space inside repo.db */
+} wd_stats;
+
+/* Space used by the repository. Reads chunk sizes without their data;
+ * memory is bounded by 48 bytes per chunk. Free with wd_stats_free. */
+int wd_stats_get(wd_repo *repo, wd_stats **out);
+void wd_stats_free(wd_stats *stats);
+
+enum {
+    WD_DIFF_SAME = 0,    /* bit-identical */
+    WD_DIFF_CHANGED = 1, /* same dtype and shape, some elements differ */
+    WD_DIFF_RETYPED = 2, /* dtype or shape differs (elements not compared) */
+    WD_DIFF_ONLY_A = 3,  /* only in the first object */
+    WD_DIFF_ONLY_B = 4   /* only in the second object */
+};
+
+typedef struct {
+    char *name;
+    int status;                  /* WD_DIFF_* */
+    char dtype_a[12], dtype_b[12]; /* "" on the side that lacks it */
+    int ndim_a, ndim_b;
+    uint64_t shape_a[WD_MAX_DIMS], shape_b[WD_MAX_DIMS];
+    uint64_t nelem;              /* elements compared (SAME and CHANGED) */
+    uint64_t n_changed;          /* elements whose bit patterns differ */
+    double max_abs_diff;         /* max |a - b| as float32 values; NaN if not compared or float8 */
+    double rel_norm;             /* ||a - b|| / ||a||; 0 when equal, INFINITY when ||a|| = 0 < ||a - b|| */
+} wd_diff_tensor;
+
+typedef struct {
+    char *path;
+    int status;                  /* WD_DIFF_SAME, CHANGED, ONLY_A or ONLY_B */
+    int is_shard;
+    uint64_t size_a, size_b;     /* 0 on the side that lacks it */
+} wd_diff_file;
+
+typedef struct {
+    char id_a[WD_HEX_SIZE], id_b[WD_HEX_SIZE];
+    size_t n_tensors;
+    wd_diff_tensor *tensors;     /* every tensor of either side, sorted by name */
+    size_t n_files;
+    wd_diff_file *files;         /* every file of either side, sorted by path; shards compare by
+                                    their stored header, non-weight files by content */
+    size_t n_differ;             /* tensors and files not WD_DIFF_SAME */
+} wd_diff_result;
+
+/* Compares the reconstructions of ref_a and ref_b tensor by tensor, piece
+ * by piece on opt's thread pool (memory: two pieces of each worker slot);
+ * tensors whose stored pieces are the same chunks are not decoded. Free
+ * with wd_diff_free. */
+int wd_diff(wd_repo *repo, const char *ref_a, const char *ref_b, const wd_options *opt, wd_diff_result **out);
+void wd_diff_free(wd_diff_result *diff);
+
+/* Receives bytes of a stream; returns 0, or non-zero to stop (that value
+ * becomes the caller's result, so return a WD_* code). */
+typedef int (*wd_write_fn)(void *ud, const void *data, size_t len);
+
+/* Streams the stored file path of object ref to fn, chunk by chunk (each
+ * checked against its id; one chunk in memory). A *.safetensors shard is
+ * refused (WD_EUSAGE: its tensors are stored apart; checkout --only writes
+ * it); a path ref does not have is WD_ENOTFOUND naming the first files it
+ * has. */
+int wd_show(wd_repo *repo, const char *ref, const char *path, wd_write_fn fn, void *ud);
+
+/* What wd_checkout_ex verified. */
+enum {
+    WD_VERIFIED_MODEL_HASH = 1, /* every weight written, hashed to the recorded model hash */
+    WD_VERIFIED_CHUNKS = 2      /* each file rebuilt from chunks checked against their ids; the
+                                   model hash could not be checked (shards left out, or --dtype) */
+};
+
+typedef struct {
+    const char *const *only;     /* fnmatch(3) globs on file paths: write only the files matching one
+                                    (NULL or n_only 0: every file). A glob matching no file is WD_EUSAGE */
+    size_t n_only;
+    wd_out_dtype out_dtype;      /* as wd_checkout_as; config.json's torch_dtype/dtype and an index's
+                                    metadata.total_size are then rewritten to match */
+    /* Out: */
+    size_t n_files;              /* files written */
+    size_t n_files_total;        /* files the object has */
+    uint64_t n_tensors;          /* tensors written */
+    uint64_t weight_bytes;       /* tensor bytes written (in the written dtypes) */
+    int verified;                /* WD_VERIFIED_* */
+} wd_checkout_opts;
+
+/* wd_checkout with a subset of files and/or another dtype (co may be NULL:
+ * wd_checkout). */
+int wd_checkout_ex(wd_repo *repo, const char *ref, const char *out_dir, unsigned flags, wd_checkout_opts *co,
+                   const wd_options *opt);
+
+/* One value of a wd_sql row. */
+enum { WD_SQL_INTEGER = 1, WD_SQL_FLOAT = 2, WD_SQL_TEXT = 3, WD_SQL_BLOB = 4, WD_SQL_NULL = 5 };
+typedef struct {
+    int type;            /* WD_SQL_* */
+    int64_t i;           /* INTEGER */
+    double f;            /* FLOAT */
+    const char *text;    /* TEXT (UTF-8, NUL-terminated), BLOB bytes; valid during the callback */
+    size_t len;          /* bytes of text or blob */
+} wd_sql_value;
+
+/* Called once with the column names (row NULL) and then once a row; returns
+ * 0 to go on, non-zero (a WD_* code) to stop. */
+typedef int (*wd_sql_row_fn)(void *ud, int ncols, const char *const *names, const wd_sql_value *row);
+
+/* Runs one read-only SELECT on a read-only connection of its own, against
+ * the documented views (docs/SQL.md: objects, names, tensors, files,
+ * chunks, arrays) as well as the tables. Anything but a single statement
+ * that only reads (writes, ATTACH, state-changing pragmas, transactions,
+ * extensions) is WD_EUSAGE. Rows are streamed. */
+int wd_sql(wd_repo *repo, const char *sql, wd_sql_row_fn fn, void *ud);
+
 #ifdef __cplusplus
 }
 #endif
