@@ -31,7 +31,7 @@ _wdrepo()
         cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
         words=("${COMP_WORDS[@]}") cword=$COMP_CWORD
     fi
-    local commands="init add-base commit checkout log inspect import export tag hash rm gc save-delta load-delta fsck help"
+    local commands="init add-base commit checkout log inspect diff show stats sql import export tag hash rm gc save-delta load-delta fsck help"
     local globals="-R --repo -q --quiet -j --jobs --level -h --help"
 
     # the command: the first word that is not an option or an option's value
@@ -46,7 +46,7 @@ _wdrepo()
 
     case $prev in
     -R | --repo) COMPREPLY=($(compgen -d -- "$cur")); return ;;
-    -j | --jobs | --level | -n | --max-count | --wait | --sparsity | --outlier-fraction | -m | --message | --name) return ;;
+    -j | --jobs | --level | -n | --max-count | --wait | --sparsity | --outlier-fraction | -m | --message | --name | --exclude | --only) return ;;
     --strategy)
         if [ "$cmd" = commit ]; then
             COMPREPLY=($(compgen -W "lossless sparse quantized int4" -- "$cur"))
@@ -71,9 +71,13 @@ _wdrepo()
     local opts="" args=files
     case $cmd in
     init) args=none ;;
-    add-base) opts="--name --json --level"; args=dirs ;;
-    commit) opts="--on --strategy --sparsity --outlier-fraction -m --message --name --json --level"; args=dirs ;;
-    checkout) opts="-f --force --dtype"; args=ref-then-dirs ;;
+    add-base) opts="--name --exclude --json --level"; args=dirs ;;
+    commit) opts="--on --strategy --sparsity --outlier-fraction -m --message --name --exclude --json --level"; args=dirs ;;
+    checkout) opts="-f --force --dtype --only"; args=ref-then-dirs ;;
+    diff) opts="--json --exit-code"; args=refs ;;
+    show) args=refs ;;
+    stats) opts="--json"; args=none ;;
+    sql) opts="--json"; args=none ;;
     log) opts="-n --max-count --oneline --json"; args=refs ;;
     inspect) opts="--json"; args=refs-and-files ;;
     import) opts="--name --json"; args=files ;;
@@ -99,7 +103,7 @@ _wdrepo()
     for ((i = i + 1; i < cword; i++)); do
         case ${words[i]} in
         -R | --repo | -j | --jobs | --level | --on | --strategy | --sparsity | --outlier-fraction | \
-            -m | --message | --name | --dtype | --format-version | -n | --max-count | --wait) ((i++)) ;;
+            -m | --message | --name | --dtype | --format-version | -n | --max-count | --wait | --exclude | --only) ((i++)) ;;
         -*) ;;
         *) ((npos++)) ;;
         esac
