@@ -541,7 +541,8 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
                          "invalid name '%s': use letters, digits and ._-+/ (not 4+ hex digits alone, no leading '-' or '.')",
                          name);
     wd_folder *f = NULL;
-    int rc = wd__folder_open_excluding(&f, dir, 0, filter ? filter->exclude : NULL, filter ? filter->n_exclude : 0);
+    int rc = wd__folder_open_excluding(&f, dir, 0, filter ? filter->exclude : NULL, filter ? filter->n_exclude : 0,
+                                       repo->dir);
     if (rc)
         return rc;
 

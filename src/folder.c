@@ -126,7 +126,8 @@ static int scan_dir(wd_folder *f, const char *rel, int depth, size_t *cap)
         if (lstat(full, &lsb) != 0 || stat(full, &sb) != 0) {
             rc = wd__error_errno(WD_EIO, "cannot stat '%s'", full);
         } else if (S_ISDIR(sb.st_mode)) {
-            if (e->d_name[0] == '.' || excluded(f, path, 1))
+            if (e->d_name[0] == '.' || excluded(f, path, 1) ||
+                (f->has_never && sb.st_dev == f->never_dev && sb.st_ino == f->never_ino))
                 ;
             else if (S_ISLNK(lsb.st_mode))
                 rc = wd__error(WD_EBADINPUT,
@@ -257,11 +258,11 @@ int wd__folder_open(wd_folder **out, const char *dir)
 
 int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags)
 {
-    return wd__folder_open_excluding(out, dir, flags, NULL, 0);
+    return wd__folder_open_excluding(out, dir, flags, NULL, 0, NULL);
 }
 
 int wd__folder_open_excluding(wd_folder **out, const char *dir, unsigned flags, const char *const *exclude,
-                              size_t n_exclude)
+                              size_t n_exclude, const char *never)
 {
     wd_folder *f = calloc(1, sizeof *f);
     if (!f || !(f->dir = strdup(dir))) {
@@ -270,6 +271,12 @@ int wd__folder_open_excluding(wd_folder **out, const char *dir, unsigned flags, 
     }
     f->exclude = exclude;
     f->n_exclude = n_exclude;
+    struct stat nsb;
+    if (never && stat(never, &nsb) == 0) {
+        f->has_never = 1;
+        f->never_dev = nsb.st_dev;
+        f->never_ino = nsb.st_ino;
+    }
     size_t dl = strlen(f->dir);
     while (dl > 1 && f->dir[dl - 1] == '/')
         f->dir[--dl] = '\0';

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "safetensors.h"
 #include "wdrepo.h"
@@ -33,6 +34,9 @@ typedef struct {
     uint64_t tensor_bytes;
     const char *const *exclude; /* --exclude globs (the caller's), while opening */
     size_t n_exclude;
+    int has_never;              /* never_dev/ino: a folder never read (the repository) */
+    dev_t never_dev;
+    ino_t never_ino;
 } wd_folder;
 
 /* Subfolders deeper than this are refused. */
@@ -57,9 +61,12 @@ int wd__folder_open(wd_folder **out, const char *dir);
 int wd__folder_open_ex(wd_folder **out, const char *dir, unsigned flags);
 /* wd__folder_open_ex leaving out every file and folder whose relative
  * path matches one of the n_exclude fnmatch(3) globs (a folder also as
- * "path/"); the globs must outlive the call only. */
+ * "path/"); the globs must outlive the call only. never (may be NULL) is a
+ * folder left out wherever it appears, compared by device and inode: the
+ * repository, which a model folder may hold (`-R model/repo`), and which
+ * is being written while the model is read. */
 int wd__folder_open_excluding(wd_folder **out, const char *dir, unsigned flags, const char *const *exclude,
-                              size_t n_exclude);
+                              size_t n_exclude, const char *never);
 void wd__folder_close(wd_folder *f);
 
 /* The model of one safetensors file at path, as the folder holding just

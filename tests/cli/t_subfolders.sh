@@ -93,3 +93,14 @@ expect 0 wd fsck
 expect 0 wd -q checkout plain "$T/co-plain"
 same_tree "$MODELS/base-bf16" "$T/co-plain"
 echo "ok"
+
+# A repository inside the model folder (-R model/repo) is never read as part
+# of the model: it is being written while the model is read.
+cp -r "$MODELS/base-bf16" "$T/inner"
+expect 0 "$WDREPO" -R "$T/inner/repo" init
+expect 0 "$WDREPO" -R "$T/inner/repo" add-base "$T/inner" --name inner --json
+py "$T/out" 'd["id"]' >"$T/inner-id"
+expect 0 "$WDREPO" -R "$T/inner/repo" sql "SELECT path FROM files" --json
+grep -q 'repo/' "$T/out" && fail "the repository inside the model folder was stored as model files"
+[ "$(cat "$T/inner-id")" = "$(model_hash base-bf16)" ] || fail "the repository changed the model's id"
+echo "ok"
