@@ -37,7 +37,10 @@ assert sorted([a["already_present"], b["already_present"]]) == [False, True], (a
 loser = a if a["already_present"] else b
 winner = b if loser is a else a
 assert loser["new_bytes"] == 0, loser
-assert winner["new_bytes"] > 0, winner
+# The winner's own new_bytes may be 0: the loser can have stored every
+# chunk first (seen under the sanitizers); the log's new_bytes, checked
+# below, holds what both stored.
+assert winner["new_bytes"] >= 0, winner
 assert loser["stored_bytes"] == winner["stored_bytes"], (a, b)
 EOF
 }
