@@ -528,6 +528,39 @@ static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, 
     return rc;
 }
 
+/* Progress inside a lossy tensor, by the pieces of the delta read: a
+ * tensor of the cache's size is read once, a bigger one once per codec
+ * pass (the embedding alone is a quarter of a 0.5B model). */
+typedef struct {
+    writer *w;
+    uint64_t base, nbytes, nelem;
+    unsigned reads; /* reads of the tensor the encoding makes */
+    unsigned step;  /* 64ths of the tensor reported so far: at most 64 calls a tensor */
+} lossy_progress;
+
+static unsigned lossy_passes(int strategy)
+{
+    /* histogram passes (about one and a half), then the codec's own */
+    return strategy == WD__WS_QUANTIZED ? 1 : strategy == WD__WS_SPARSE ? 3 : 4;
+}
+
+static void lossy_progress_fn(void *ud, uint64_t elems_read)
+{
+    lossy_progress *lp = ud;
+    double frac = lp->nelem ? (double)elems_read / ((double)lp->nelem * lp->reads) : 1.0;
+    unsigned step = frac >= 1.0 ? 64 : (unsigned)(frac * 64);
+    if (step <= lp->step)
+        return;
+    lp->step = step;
+    uint64_t add = frac >= 1.0 ? lp->nbytes : (uint64_t)(frac * (double)lp->nbytes);
+    if (add >= lp->nbytes && lp->nbytes)
+        add = lp->nbytes - 1; /* the tensor's end is reported when it is stored */
+    if (lp->base + add > lp->w->done) {
+        lp->w->done = lp->base + add;
+        progress(lp->w);
+    }
+}
+
 /* The shared body of add-base (parent == NULL) and commit. */
 
 static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const char *name,
@@ -708,14 +741,20 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         cctxs[i] = scr[i].cctx;
     wd_lossy_sink sink = {repo->store, wd__chunk_batch_put, &w.batch, scr ? scr[0].cctx : NULL, w.level, cctxs};
     wd_lossy_encoder *enc = NULL;
+    lossy_progress lp = {&w, 0, 0, 0, 1, 0};
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {
         work_tensor *wt = &wts[i];
         if (!wt->lossy_pending)
             continue;
         wd_codec_fidelity fid;
         memset(&fid, 0, sizeof fid);
-        if (!enc && (rc = wd__lossy_encoder_new(&enc, repo, f, pool)))
+        if (!enc && (rc = wd__lossy_encoder_new(&enc, repo, f, pool, lossy_progress_fn, &lp)))
             break;
+        lp.base = w.done;
+        lp.nbytes = wt->src->t->nbytes;
+        lp.nelem = wt->src->t->nelem;
+        lp.reads = wt->src->t->nelem <= WD_LOSSY_CACHE_ELEMS ? 1 : lossy_passes(lossy_strategy);
+        lp.step = 0;
         rc = wd__lossy_encode_tensor(enc, wt->src, wt->parent, lossy_strategy, lossy_option, &sink, &wt->lossy, &fid);
         if (!rc)
             rc = wd__chunk_batch_flush(&w.batch);
@@ -728,7 +767,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         wt->all_zero = 0;
         for (int fi = 0; fi < WD__WF__COUNT; fi++)
             wt->stored_bytes += wt->lossy->arrays[fi].stored_bytes;
-        w.done += wt->src->t->nbytes;
+        w.done = lp.base + wt->src->t->nbytes;
         progress(&w);
     }
     wd__lossy_encoder_free(enc);

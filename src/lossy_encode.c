@@ -17,6 +17,7 @@
  */
 #include "lossy_encode.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@
 
 /* One worker slot's view of the delta: the pieces it decoded last. */
 typedef struct {
+    wd_lossy_encoder *enc;
     wd_repo *repo;
     const wd_folder *folder;
     const wd_folder_tensor *src;
@@ -37,6 +39,20 @@ typedef struct {
     uint8_t *raw;     /* fine-tune piece, native */
     int64_t cached_k; /* piece held in par/ft, -1 if none */
 } delta_reader;
+
+struct wd_lossy_encoder {
+    wd_repo *repo;
+    const wd_folder *folder;
+    struct wd_pool *pool;
+    int nreaders;
+    delta_reader *d; /* one per worker slot */
+    float *cache;    /* WD_LOSSY_CACHE_ELEMS floats */
+    /* Elements of the current tensor read so far (every pass, every
+     * worker); reported by worker slot 0, the calling thread. */
+    atomic_uint_fast64_t read;
+    wd_lossy_progress_fn progress;
+    void *progress_ud;
+};
 
 static int load_piece(delta_reader *d, uint64_t k)
 {
@@ -63,6 +79,7 @@ static int load_piece(delta_reader *d, uint64_t k)
 static int read_delta_par(void *ud, int worker, uint64_t begin, size_t count, float *out)
 {
     delta_reader *d = &((delta_reader *)ud)[worker];
+    size_t n0 = count;
     uint64_t ce = d->parent->chunk_elems;
     while (count) {
         uint64_t k = begin / ce, off = begin - k * ce;
@@ -75,6 +92,9 @@ static int read_delta_par(void *ud, int worker, uint64_t begin, size_t count, fl
         begin += take;
         count -= take;
     }
+    uint64_t read = atomic_fetch_add(&d->enc->read, n0) + n0;
+    if (worker == 0 && d->enc->progress)
+        d->enc->progress(d->enc->progress_ud, read);
     return 0;
 }
 
@@ -249,16 +269,9 @@ static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, in
     return rc;
 }
 
-struct wd_lossy_encoder {
-    wd_repo *repo;
-    const wd_folder *folder;
-    struct wd_pool *pool;
-    int nreaders;
-    delta_reader *d; /* one per worker slot */
-    float *cache;    /* WD_LOSSY_CACHE_ELEMS floats */
-};
 
-int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder *folder, struct wd_pool *pool)
+int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder *folder, struct wd_pool *pool,
+                          wd_lossy_progress_fn progress, void *progress_ud)
 {
     wd_lossy_encoder *enc = calloc(1, sizeof *enc);
     if (!enc)
@@ -267,7 +280,12 @@ int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder
     enc->folder = folder;
     enc->pool = pool;
     enc->nreaders = pool ? wd__pool_size(pool) : 1;
+    enc->progress = progress;
+    enc->progress_ud = progress_ud;
+    atomic_init(&enc->read, 0);
     int rc = readers_new(&enc->d, enc->nreaders, repo, folder);
+    for (int i = 0; !rc && i < enc->nreaders; i++)
+        enc->d[i].enc = enc;
     if (!rc && !(enc->cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->cache)))
         rc = WD_NOMEM();
     if (rc) {
@@ -298,6 +316,7 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
         d[i].parent = parent;
         d[i].cached_k = -1;
     }
+    atomic_store(&enc->read, 0);
     const wd_st_tensor *t = src->t;
     wd_lossy *L = calloc(1, sizeof *L);
     int rc = !L ? WD_NOMEM() : 0;

@@ -31,7 +31,12 @@ struct wd_pool;
  * per-worker readers and the cache. With a pool (may be NULL), the passes
  * run on its workers; the arrays are the same either way. */
 typedef struct wd_lossy_encoder wd_lossy_encoder;
-int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder *folder, struct wd_pool *pool);
+/* Called on the calling thread, now and then during a tensor's encoding,
+ * with the elements of the delta read so far in all passes (a tensor over
+ * WD_LOSSY_CACHE_ELEMS is read once a pass, a smaller one once). */
+typedef void (*wd_lossy_progress_fn)(void *ud, uint64_t elems_read);
+int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder *folder, struct wd_pool *pool,
+                          wd_lossy_progress_fn progress, void *progress_ud);
 void wd__lossy_encoder_free(wd_lossy_encoder *enc);
 
 /* Encodes src (of the encoder's folder) against parent's float32

@@ -220,6 +220,65 @@ static void test_failures(wd_repo *r, const char *dbpath)
     CHECK(count_entries(tmp) == 1);
 }
 
+/* A folder holding model.safetensors with one bf16 tensor "w" of n
+ * elements (a pseudo-random pattern; bump changes every 7th element). */
+static void write_one_tensor(const char *dir, size_t n, int bump)
+{
+    mkdir(dir, 0755);
+    char *file = path2(dir, "model.safetensors");
+    FILE *f = fopen(file, "wb");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    char hdr[256];
+    int hl = snprintf(hdr, sizeof hdr, "{\"w\":{\"dtype\":\"BF16\",\"shape\":[%zu],\"data_offsets\":[0,%zu]}}",
+                      n, 2 * n);
+    while (hl % 8)
+        hdr[hl++] = ' ';
+    uint64_t len = (uint64_t)hl;
+    fwrite(&len, 8, 1, f);
+    fwrite(hdr, 1, (size_t)hl, f);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        uint16_t v = (uint16_t)(0x3c00u + ((x >> 16) & 0x3ff)); /* values in [2^-7, 2^-6) */
+        if (bump && i % 7 == 0)
+            v = (uint16_t)(v + 1);
+        fwrite(&v, 2, 1, f);
+    }
+    fclose(f);
+}
+
+typedef struct {
+    uint64_t total, n_inside;
+} progress_seen;
+
+static void record_progress(void *ud, const char *stage, uint64_t done, uint64_t total)
+{
+    progress_seen *p = ud;
+    (void)stage;
+    p->total = total;
+    p->n_inside += done > 0 && done < total;
+}
+
+/* A lossy commit reports progress within a tensor, piece by piece: the
+ * only tensor here (3M elements, three codec chunks) used to show 0 until
+ * it was stored. */
+static void test_lossy_progress(wd_repo *r)
+{
+    char *base = path2(tmp, "pbase"), *ft = path2(tmp, "pft");
+    write_one_tensor(base, (size_t)3 << 20, 0);
+    write_one_tensor(ft, (size_t)3 << 20, 1);
+    wd_write_result res;
+    CHECK_RC(wd_add_base(r, base, "pbase", NULL, &res), 0);
+    progress_seen seen = {0, 0};
+    wd_options opt = {.threads = 1, .progress = record_progress, .progress_ud = &seen};
+    wd_commit_opts co = {.strategy = "int4"};
+    CHECK_RC(wd_commit(r, ft, "pbase", &co, &opt, &res), 0);
+    CHECK(seen.total == (uint64_t)6 << 20);
+    CHECK(seen.n_inside >= 1);
+}
+
 int main(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/wd-test-repo-XXXXXX");
@@ -238,6 +297,7 @@ int main(void)
         test_roundtrip(r);
         test_refs(r, dbpath);
         test_failures(r, dbpath);
+        test_lossy_progress(r);
         wd_repo_close(r);
     }
     char cmd[512];
