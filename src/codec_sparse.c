@@ -71,14 +71,24 @@ void wd__sparse_clear(wd_sparse_delta *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Kept entries of one unit, in index order. Entries whose key equals the
- * cut's threshold are marked: how many of those are taken depends on the
- * units before, so the merge decides. */
+/* Kept entries of one unit, in index order: those above the cut's
+ * threshold as (index, value), those equal to it (ties: how many of them
+ * are taken depends on the units before, so the merge decides) as two
+ * bitmaps over the unit, position and sign, since a tie's value is its sign
+ * and the threshold's bits. Ties can be most of a tensor: an embedding whose
+ * rows mostly did not change has a delta of zeros, and with k above the
+ * nonzero count every zero is a tie at a zero threshold. As entries they
+ * cost 13 bytes each (78 MB for a batch of six units of 1M elements, the
+ * peak of a sparse commit); as bitmaps 2 bits. */
 typedef struct {
     int64_t *idx;
     float *val;
-    uint8_t *tie;
+    uint8_t *tie; /* unused: wd__entries_grow's third array */
     size_t n, cap;
+    uint64_t *tie_at, *tie_neg; /* bitmaps of count bits */
+    size_t tie_words;
+    uint64_t begin;
+    size_t count, n_ties;
     double norm2, err2, max_abs; /* over the unit; err2 and max_abs without ties */
 } sparse_unit;
 
@@ -102,6 +112,21 @@ static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_
     sparse_unit *s = &c->units[u - c->u0];
     s->n = 0;
     s->norm2 = s->err2 = s->max_abs = 0;
+    s->begin = begin;
+    s->count = count;
+    s->n_ties = 0;
+    size_t words = (count + 63) / 64;
+    if (words > s->tie_words) {
+        free(s->tie_at);
+        free(s->tie_neg);
+        s->tie_at = malloc(words * sizeof *s->tie_at);
+        s->tie_neg = malloc(words * sizeof *s->tie_neg);
+        s->tie_words = s->tie_at && s->tie_neg ? words : 0;
+        if (!s->tie_words)
+            return WD_NOMEM();
+    }
+    memset(s->tie_at, 0, words * sizeof *s->tie_at);
+    memset(s->tie_neg, 0, words * sizeof *s->tie_neg);
     uint32_t thr = c->cut.thr;
     double acc[4] = {0, 0, 0, 0}; /* ||d||^2 without one long chain of adds */
     for (size_t i = 0; i < count; i++)
@@ -110,19 +135,81 @@ static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_
     for (size_t i = 0; i < count; i++) {
         double x = d[i];
         uint32_t key = wd__abs_key(d[i]);
-        if (key >= thr) {
+        if (key > thr) {
             if (s->n == s->cap && wd__entries_grow(&s->idx, &s->val, &s->tie, &s->cap, s->n + 1))
                 return WD_NOMEM();
             s->idx[s->n] = (int64_t)(begin + i);
             s->val[s->n] = d[i];
-            s->tie[s->n] = key == thr;
             s->n++;
+        } else if (key == thr) {
+            s->tie_at[i >> 6] |= (uint64_t)1 << (i & 63);
+            if (signbit(d[i]))
+                s->tie_neg[i >> 6] |= (uint64_t)1 << (i & 63);
+            s->n_ties++;
         } else {
             s->err2 += x * x;
             max_update(&s->max_abs, fabs(x));
         }
     }
     return 0;
+}
+
+#define MERGE_OUT 4096 /* entries a unit's merge hands to emit at a time */
+
+/* Emits unit s's kept entries in index order: every entry above the cut,
+ * and each tie while the cut still takes them (ties not taken count as
+ * errors, in index order). *j counts what was kept; more than k means the
+ * source changed between passes (the caller reports it). */
+static int merge_unit(const sparse_unit *s, const wd_topk_cut *cut, uint64_t *eq_seen, int64_t *out_idx,
+                      float *out_val, uint64_t *j, uint64_t k, double *err2, double *max_abs,
+                      wd_sparse_emit_fn emit, void *ud)
+{
+    size_t e = 0, n_out = 0;
+    size_t w = 0;
+    uint64_t bits = s->n_ties && s->tie_words ? s->tie_at[0] : 0;
+    size_t words = s->n_ties ? (s->count + 63) / 64 : 0;
+    uint32_t tie_bits = cut->thr;
+    for (;;) {
+        /* the next tie's offset in the unit, or SIZE_MAX */
+        while (!bits && w + 1 < words)
+            bits = s->tie_at[++w];
+        size_t tie = bits ? w * 64 + (size_t)__builtin_ctzll(bits) : SIZE_MAX;
+        size_t ent = e < s->n ? (size_t)((uint64_t)s->idx[e] - s->begin) : SIZE_MAX;
+        if (tie == SIZE_MAX && ent == SIZE_MAX)
+            break;
+        if (ent < tie) {
+            out_idx[n_out] = s->idx[e];
+            out_val[n_out] = s->val[e];
+            n_out++;
+            e++;
+        } else {
+            bits &= bits - 1;
+            uint32_t vb = tie_bits | (uint32_t)((s->tie_neg[tie >> 6] >> (tie & 63)) & 1) << 31;
+            float x;
+            memcpy(&x, &vb, sizeof x);
+            if (!wd__topk_take(cut, cut->thr, eq_seen)) {
+                *err2 += (double)x * x;
+                max_update(max_abs, fabs((double)x));
+                continue;
+            }
+            out_idx[n_out] = (int64_t)(s->begin + tie);
+            out_val[n_out] = x;
+            n_out++;
+        }
+        if (n_out == MERGE_OUT) {
+            if ((*j += n_out) > k)
+                return 0;
+            int rc = emit(ud, out_idx, out_val, n_out);
+            if (rc)
+                return rc;
+            n_out = 0;
+        }
+    }
+    if (!n_out)
+        return 0;
+    if ((*j += n_out) > k)
+        return 0;
+    return emit(ud, out_idx, out_val, n_out);
 }
 
 int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse_emit_fn emit, void *ud,
@@ -139,11 +226,15 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
     sparse_ctx c;
     memset(&c, 0, sizeof c);
     size_t batch = 0;
+    int64_t *out_idx = NULL;
+    float *out_val = NULL;
     int rc = wd__reader_init(&r, src);
     if (rc)
         goto done;
     batch = wd__reader_batch(&r);
-    if (!(c.units = calloc(batch, sizeof *c.units))) {
+    out_idx = malloc(MERGE_OUT * sizeof *out_idx);
+    out_val = malloc(MERGE_OUT * sizeof *out_val);
+    if (!(c.units = calloc(batch, sizeof *c.units)) || !out_idx || !out_val) {
         rc = WD_NOMEM();
         goto done;
     }
@@ -151,9 +242,8 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
         goto done;
 
     /* Final pass, a batch of units at a time: workers collect each unit's
-     * entries, then they go out in unit order, so indices come out sorted
-     * and ties at the cut are taken first by index. Untaken ties are
-     * squeezed out of a unit's arrays in place before it is emitted. */
+     * entries and ties, then they go out in unit order (merge_unit), so
+     * indices come out sorted and ties at the cut are taken first by index. */
     uint64_t j = 0, eq_seen = 0;
     double norm2 = 0, err2 = 0, max_abs = 0;
     size_t units = wd__reader_units(&r);
@@ -167,23 +257,9 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
             norm2 += s->norm2;
             err2 += s->err2;
             max_update(&max_abs, s->max_abs);
-            size_t kept = 0;
-            for (size_t e = 0; e < s->n; e++) {
-                if (s->tie[e] && !wd__topk_take(&c.cut, c.cut.thr, &eq_seen)) {
-                    double x = s->val[e];
-                    err2 += x * x;
-                    max_update(&max_abs, fabs(x));
-                    continue;
-                }
-                s->idx[kept] = s->idx[e];
-                s->val[kept] = s->val[e];
-                kept++;
-            }
-            j += kept;
+            rc = merge_unit(s, &c.cut, &eq_seen, out_idx, out_val, &j, k, &err2, &max_abs, emit, ud);
             if (j > k)
                 break;
-            if (kept)
-                rc = emit(ud, s->idx, s->val, kept);
         }
     }
     if (!rc && j != k) /* the source changed between passes */
@@ -196,9 +272,14 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
             *out_k = k;
     }
 done:
-    for (size_t u = 0; c.units && u < batch; u++)
+    for (size_t u = 0; c.units && u < batch; u++) {
         wd__entries_free(c.units[u].idx, c.units[u].val, c.units[u].tie);
+        free(c.units[u].tie_at);
+        free(c.units[u].tie_neg);
+    }
     free(c.units);
+    free(out_idx);
+    free(out_val);
     wd__reader_free(&r);
     return rc;
 }

@@ -1094,6 +1094,48 @@ static void test_int4_lanes(void)
     }
 }
 
+/* sparse when most of the delta is zero and k exceeds the nonzeros: every
+ * zero is a tie at a zero threshold (kept as bitmaps), the first k - nnz of
+ * them by index are taken with their signs, over several units and merge
+ * blocks. */
+static void test_sparse_zero_ties(void)
+{
+    enum { N = 3000000 };
+    float *d = calloc(N, sizeof *d);
+    CHECK(d != NULL);
+    if (!d)
+        return;
+    size_t nnz = 0;
+    for (size_t i = 0; i < N; i++) {
+        uint64_t r = rnd();
+        if (r % 23 == 0) {
+            d[i] = (float)((r >> 8) % 1000 + 1) / 128.0f * ((r >> 40) & 1 ? -1.0f : 1.0f);
+            nnz++;
+        } else if ((r >> 20) & 1) {
+            d[i] = -0.0f;
+        }
+    }
+    wd_delta_src src;
+    wd__delta_src_mem(&src, d, N);
+    src.chunk = (size_t)1 << 20;
+    wd_sparse_delta sp;
+    CHECK_RC(wd__sparse_encode(&sp, &src, 0.9, NULL), 0);
+    uint64_t k = wd__sparse_k(N, 0.9);
+    CHECK(sp.k == k && k > nnz);
+    size_t j = 0, zeros = 0, bad = 0;
+    for (size_t i = 0; i < N && j <= k; i++) {
+        int take = d[i] != 0.0f || zeros++ < k - nnz;
+        if (!take)
+            continue;
+        if (j == k || (uint64_t)sp.indices[j] != i || memcmp(&sp.values[j], &d[i], 4))
+            bad++;
+        j++;
+    }
+    CHECK(bad == 0 && j == k);
+    wd__sparse_clear(&sp);
+    free(d);
+}
+
 static void test_edges(void)
 {
     wd_delta_src src;
@@ -1329,6 +1371,7 @@ int main(void)
     test_numpy_vectors();
     test_edges();
     test_int4_lanes();
+    test_sparse_zero_ties();
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
         test_fixture(&fixtures[i]);
     test_streaming();
