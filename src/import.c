@@ -720,7 +720,7 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         shown = "standard input";
     }
     if (!rc)
-        rc = wd__wdelta_open(&d, path);
+        rc = wd__spool_error(&spool, wd__wdelta_open(&d, path));
     wd__temp_discard(&spool); /* the open file stays readable */
     if (rc)
         return rc;

@@ -241,7 +241,7 @@ int wd_model_hash(const char *dir, const wd_options *opt, char out[WD_HEX_SIZE])
     int rc = 0;
     if (wd__is_stdin(dir)) {
         if (!(rc = wd__spool_stdin(&spool, NULL)))
-            rc = wd__folder_open_file(&f, spool.path);
+            rc = wd__spool_error(&spool, wd__folder_open_file(&f, spool.path));
         wd__temp_discard(&spool); /* the open shard stays readable */
     } else if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
         rc = wd__folder_open_file(&f, dir);

@@ -51,3 +51,22 @@ int wd__spool_stdin(wd__temp *t, const char *dir)
     free(buf);
     return rc;
 }
+
+int wd__spool_error(const wd__temp *t, int rc)
+{
+    if (!rc || !t->path[0])
+        return rc;
+    /* Messages quote the file they are about: say what the user gave. */
+    const char *msg = wd_errmsg();
+    char quoted[PATH_MAX + 3];
+    snprintf(quoted, sizeof quoted, "'%s'", t->path);
+    const char *at = strstr(msg, quoted);
+    size_t skip = strlen(quoted);
+    if (!at) {
+        at = strstr(msg, t->path);
+        skip = strlen(t->path);
+    }
+    if (!at)
+        return rc;
+    return wd__error(rc, "%.*sstandard input%s", (int)(at - msg), msg, at + skip);
+}

@@ -16,5 +16,9 @@ int wd__is_stdin(const char *path);
  * too; the caller removes it with wd__temp_discard (also after an error).
  * Memory: one 1 MiB buffer; disk: the size of the input. */
 int wd__spool_stdin(wd__temp *t, const char *dir);
+/* rc, with the copy's path in the current message (a reader's "'<path>':
+ * not a .wdelta file") replaced by "standard input": call it before
+ * wd__temp_discard, which forgets the path. */
+int wd__spool_error(const wd__temp *t, int rc);
 
 #endif

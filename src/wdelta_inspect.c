@@ -83,7 +83,7 @@ int wd_inspect_file(wd_wdelta_info **out, const char *path)
         path = spool.path;
     }
     if (!rc)
-        rc = wd__wdelta_open(&d, path);
+        rc = wd__spool_error(&spool, wd__wdelta_open(&d, path));
     wd__temp_discard(&spool); /* the open file stays readable */
     if (rc)
         return rc;

@@ -36,6 +36,13 @@ cat "$W/v2/sparse.wdelta" | wd import - >"$T/out" 2>"$T/err" || fail "import - f
 expect 0 wd inspect "$file_id" --json
 [ "$(py "$T/out" 'd["message"]')" = "imported from standard input" ] || fail "import - message"
 ls -a "$REPO" | grep -q 'tmp' && fail "import - left a temporary in the repository"
+# a bad input on standard input is named as such, not by the copy's path
+for c in "hash -" "inspect -"; do
+    echo garbage | "$WDREPO" $c >"$T/out" 2>"$T/err" && fail "$c took garbage"
+    grep -q '^wdrepo: standard input: ' "$T/err" || fail "$c does not name standard input: $(cat "$T/err")"
+done
+echo garbage | wd import - >"$T/out" 2>"$T/err" && fail "import - took garbage"
+grep -q '^wdrepo: standard input: ' "$T/err" || fail "import - does not name standard input: $(cat "$T/err")"
 cat "$W/v1/int4.wdelta" | "$WDREPO" inspect - --json >"$T/out" 2>"$T/err" || fail "inspect - failed"
 [ "$(py "$T/out" 'd["strategy"]')" = int4 ] || fail "inspect - read something else"
 printf 'not a delta' | wd import - >"$T/out" 2>"$T/err" && fail "import of garbage from a pipe succeeded"
