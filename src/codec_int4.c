@@ -212,6 +212,16 @@ static int outlier_one(outlier_unit *s, uint32_t thr, float x, uint64_t pos)
 }
 
 #if defined(__SSE2__)
+/* A zero that is no candidate (thr > 0) may become an extreme: the last one
+ * in index order decides the extreme's sign. */
+static void note_zero(int *zero_seen, float *last_zero, float x)
+{
+    if (x == 0.0f) {
+        *zero_seen = 1;
+        *last_zero = x;
+    }
+}
+
 /* Pass A over d[0, count) four elements at a time: a group of four with no
  * candidate and no NaN (the common case) only moves the extremes, lane by
  * lane; any other group goes element by element through outlier_one. Lane
@@ -238,10 +248,7 @@ static int outlier_run_sse2(outlier_unit *s, uint32_t thr, const float *d, uint6
                 int rc = outlier_one(s, thr, d[k], begin + k);
                 if (rc)
                     return rc;
-                if (d[k] == 0.0f && !(wd__abs_key(d[k]) >= thr)) {
-                    zero_seen = 1;
-                    last_zero = d[k];
-                }
+                note_zero(&zero_seen, &last_zero, d[k]);
             }
             continue;
         }
@@ -258,10 +265,7 @@ static int outlier_run_sse2(outlier_unit *s, uint32_t thr, const float *d, uint6
         int rc = outlier_one(s, thr, d[i], begin + i);
         if (rc)
             return rc;
-        if (d[i] == 0.0f && !(wd__abs_key(d[i]) >= thr)) {
-            zero_seen = 1;
-            last_zero = d[i];
-        }
+        note_zero(&zero_seen, &last_zero, d[i]);
     }
     if (vhave) {
         float m[4], M[4];

@@ -390,13 +390,14 @@ static int encode_tensor(encoded *e, size_t ti, const wd__wdelta_tensor *t, cons
  * The bound is low so that the tests' small models take this path too. */
 #define SPARSE_STREAM_BYTES ((uint64_t)1 << 20)
 
-/* An unnamed file in $TMPDIR (or /tmp): it vanishes with the process,
- * whatever kills it. */
-static int spill_open(int *out)
+/* An unnamed file in $TMPDIR (or /tmp, *dir_out says which): it vanishes
+ * with the process, whatever kills it. */
+static int spill_open(int *out, const char **dir_out)
 {
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir)
         dir = "/tmp";
+    *dir_out = dir;
     int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
         /* file systems without O_TMPFILE: a named file, unlinked at once */
@@ -455,8 +456,7 @@ static int write_sparse_streamed(wd__wdelta_writer *w, size_t ti, const wd__wdel
                         .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = cache};
     uint64_t k = wd__sparse_k(t->n, t->sparsity);
     sparse_stream s = {w, -1, 0, NULL};
-    s.dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    int rc = spill_open(&s.spill);
+    int rc = spill_open(&s.spill, &s.dir);
     if (!rc)
         rc = wd__wdelta_writer_record(w, t->name, t->name_len, WD__WF_INDICES, WD_DT_I64, 1, &k);
     uint64_t got = 0;
