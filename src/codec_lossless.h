@@ -33,4 +33,7 @@ int wd__delta_encode(uint8_t *dst, const uint8_t *ft, const uint8_t *parent, siz
 void wd__delta_decode(uint8_t *dst, const uint8_t *enc, const uint8_t *parent, size_t nelem,
                       wd_dtype dt);
 
+/* Test hook: 1 makes the transforms use only their scalar loops. */
+void wd__lossless_scalar(int on);
+
 #endif
