@@ -334,5 +334,12 @@ void wd__int4_lut(float lut[16], uint16_t scale, uint16_t zero_point);
  *     f32(f32(base[j] + 0.0f) + f32(outlier_val)) (0.2.0/0.3.0 add a zero
  *     there first, which turns a -0.0 base into +0.0). */
 int wd__int4_apply(const wd_int4_delta *e, uint64_t begin, float *buf, size_t count);
+/* Layout 2's arithmetic on the n elements from begin in f, the one loop
+ * behind wd__int4_apply and the repository's piece decoder: codes[0] is the
+ * packed byte holding element begin's code; the m outliers of the range are
+ * idx[0..m) (absolute positions, increasing, inside it: the caller checks
+ * stored ones) with float16 values vals[0..m). */
+void wd__int4_apply_l2(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes,
+                       const void *idx, unsigned idx_bytes, uint64_t m, const void *vals);
 
 #endif

@@ -644,6 +644,41 @@ static uint8_t code_at(const uint8_t *packed, uint64_t c)
     return (c & 1) ? (uint8_t)(b & 0x0fu) : (uint8_t)(b >> 4);
 }
 
+/* Codes of elements [i0, i1) of a range starting at element begin, whose
+ * code byte for begin is codes[0]: a pair of elements a byte, no test per
+ * element. */
+static void apply_codes(float *f, size_t i0, size_t i1, uint64_t begin, const uint8_t *codes, const float lut[16])
+{
+    size_t i = i0;
+    const uint8_t *c = codes + (((begin + i) >> 1) - (begin >> 1));
+    if (i < i1 && ((begin + i) & 1)) { /* a low nibble first */
+        f[i] = f[i] + lut[*c & 15];
+        c++;
+        i++;
+    }
+    for (; i + 1 < i1; i += 2, c++) {
+        f[i] = f[i] + lut[*c >> 4];
+        f[i + 1] = f[i + 1] + lut[*c & 15];
+    }
+    if (i < i1)
+        f[i] = f[i] + lut[*c >> 4];
+}
+
+void wd__int4_apply_l2(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes,
+                       const void *idx, unsigned idx_bytes, uint64_t m, const void *vals)
+{
+    size_t i = 0;
+    for (uint64_t j = 0; j < m; j++) {
+        size_t at = (size_t)((uint64_t)wd__idx_at(idx, idx_bytes, j) - begin);
+        apply_codes(f, i, at, begin, codes, lut);
+        uint16_t h;
+        memcpy(&h, (const uint8_t *)vals + 2 * j, 2);
+        f[at] = f[at] + wd__f16_to_f32(h);
+        i = at + 1;
+    }
+    apply_codes(f, i, n, begin, codes, lut);
+}
+
 int wd__int4_apply(const wd_int4_delta *e, uint64_t begin, float *buf, size_t count)
 {
     if (begin > e->n || count > e->n - begin)
@@ -653,21 +688,27 @@ int wd__int4_apply(const wd_int4_delta *e, uint64_t begin, float *buf, size_t co
     wd__int4_lut(lut, e->scale, e->zero_point);
     /* j: outliers before the current position, i.e. the next one to meet */
     uint64_t j = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, e->n_outliers, begin);
+    if (e->layout == 2) {
+        uint64_t j1 = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, e->n_outliers, begin + count);
+        wd__int4_apply_l2(buf, count, begin, lut, e->packed + begin / 2,
+                          (const uint8_t *)e->outlier_idx + j * e->idx_bytes, e->idx_bytes, j1 - j,
+                          e->outlier_vals + j);
+        return 0;
+    }
     uint64_t next = j < e->n_outliers ? (uint64_t)wd__idx_at(e->outlier_idx, e->idx_bytes, j)
                                       : UINT64_MAX;
     for (size_t k = 0; k < count; k++) {
         uint64_t i = begin + k;
         if (i == next) {
             float v = wd__f16_to_f32(e->outlier_vals[j]);
-            if (e->layout == 1) /* the zero inserted for the outlier is added first */
-                buf[k] = buf[k] + 0.0f;
+            /* the zero inserted for the outlier is added first */
+            buf[k] = buf[k] + 0.0f;
             buf[k] = buf[k] + v;
             j++;
             next = j < e->n_outliers ? (uint64_t)wd__idx_at(e->outlier_idx, e->idx_bytes, j)
                                      : UINT64_MAX;
         } else {
-            uint64_t c = e->layout == 2 ? i : i - j;
-            buf[k] = buf[k] + lut[code_at(e->packed, c)];
+            buf[k] = buf[k] + lut[code_at(e->packed, i - j)];
         }
     }
     return 0;

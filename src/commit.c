@@ -488,10 +488,56 @@ static int lossy_candidate(const wd_st_tensor *t, const wd_stored_tensor *pt)
            !memcmp(pt->shape, t->shape, sizeof(uint64_t) * (size_t)t->ndim);
 }
 
-/* The model hash of what checkout will write for a lossy commit, computed from
- * the stored chunks (all committed by now) before the final transaction, so
- * the write lock is never held while decoding: the object is assembled in
- * memory from the work, its tensors borrowing the work's chunks and arrays. */
+/* The model hash of a lossy commit: what checkout will write, every tensor
+ * in name order (the folder's order), its name then its native bytes,
+ * computed as the tensors are encoded so the write lock is never held while
+ * hashing and nothing is decoded twice. A tensor stored exactly contributes
+ * the fine-tune's own bytes, read again from its file (the page cache has
+ * them); a lossy one its reconstruction, handed over by the encoder as it
+ * rebuilds it from the arrays it just made (int4, quantized; sparse is sealed
+ * from the store, below). Only the model hash: the float32 chain hash (what a
+ * deltatensors file built on this delta names as parent_hash) is for a rare
+ * use, and import and export compute it on the pool when a file needs it. */
+typedef struct {
+    wd_sha256 *h;
+    size_t next;              /* tensors before it are hashed */
+    const char *pending_name; /* hashed before the first bytes handed over */
+    uint8_t *buf;             /* WD_CHUNK_TARGET bytes */
+} lossy_seal;
+
+static int seal_exact_until(lossy_seal *ls, const wd_folder *f, const work_tensor *wts, size_t end)
+{
+    for (; ls->next < end; ls->next++) {
+        const work_tensor *wt = &wts[ls->next];
+        const wd_st_tensor *t = wt->src->t;
+        wd__sha256_update(ls->h, wt->src->name, strlen(wt->src->name));
+        for (uint64_t off = 0; off < t->nbytes; off += WD_CHUNK_TARGET) {
+            size_t len = (size_t)(t->nbytes - off < WD_CHUNK_TARGET ? t->nbytes - off : WD_CHUNK_TARGET);
+            int rc = wd__st_read(f->files[wt->file_index].st, t, off, ls->buf, len);
+            if (rc)
+                return rc;
+            wd__sha256_update(ls->h, ls->buf, len);
+        }
+    }
+    return 0;
+}
+
+static int seal_recon(void *ud, const uint8_t *native, size_t nbytes)
+{
+    lossy_seal *ls = ud;
+    if (ls->pending_name) {
+        wd__sha256_update(ls->h, ls->pending_name, strlen(ls->pending_name));
+        ls->pending_name = NULL;
+    }
+    wd__sha256_update(ls->h, native, nbytes);
+    return 0;
+}
+
+/* The model hash of a sparse commit, computed from the stored chunks (all
+ * committed by now) before the final transaction, so the write lock is never
+ * held while decoding: the object is assembled in memory from the work, its
+ * tensors borrowing the work's chunks and arrays. (Sparse streams its arrays
+ * to the store as it makes them, so they are not at hand to rebuild from.) */
 static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, work_tensor *wts,
                               uint8_t model_hash[WD_HASH_SIZE])
 {
@@ -742,6 +788,10 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     wd_lossy_sink sink = {repo->store, wd__chunk_batch_put, &w.batch, scr ? scr[0].cctx : NULL, w.level, cctxs};
     wd_lossy_encoder *enc = NULL;
     lossy_progress lp = {&w, 0, 0, 0, 1, 0};
+    lossy_seal ls = {NULL, 0, NULL, NULL};
+    int incremental = lossy_strategy >= 0 && lossy_strategy != WD__WS_SPARSE;
+    if (!rc && incremental && !(rc = wd__sha256_new(&ls.h)) && !(ls.buf = malloc(WD_CHUNK_TARGET)))
+        rc = WD_NOMEM();
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {
         work_tensor *wt = &wts[i];
         if (!wt->lossy_pending)
@@ -750,14 +800,22 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         memset(&fid, 0, sizeof fid);
         if (!enc && (rc = wd__lossy_encoder_new(&enc, repo, f, pool, lossy_progress_fn, &lp)))
             break;
+        if (incremental && (rc = seal_exact_until(&ls, f, wts, i)))
+            break;
         lp.base = w.done;
         lp.nbytes = wt->src->t->nbytes;
         lp.nelem = wt->src->t->nelem;
         lp.reads = wt->src->t->nelem <= WD_LOSSY_CACHE_ELEMS ? 1 : lossy_passes(lossy_strategy);
         lp.step = 0;
-        rc = wd__lossy_encode_tensor(enc, wt->src, wt->parent, lossy_strategy, lossy_option, &sink, &wt->lossy, &fid);
+        int rebuilt = 0;
+        ls.pending_name = wt->src->name;
+        rc = wd__lossy_encode_tensor(enc, wt->src, wt->parent, lossy_strategy, lossy_option, &sink, &wt->lossy, &fid,
+                                     incremental ? seal_recon : NULL, &ls, &rebuilt);
+        if (!rc && incremental && !rebuilt)
+            rc = wd__error(WD_ERROR, "internal: tensor '%s' was not rebuilt for the model hash", wt->src->name);
         if (!rc)
             rc = wd__chunk_batch_flush(&w.batch);
+        ls.next = i + 1;
         if (!rc)
             rc = wd__lossy_params(wt->lossy, NULL, 0, &wt->lossy->params_json);
         if (rc)
@@ -774,6 +832,10 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     free(cctxs);
     if (!rc)
         rc = wd__chunk_batch_flush(&w.batch);
+    if (!rc && incremental && !(rc = seal_exact_until(&ls, f, wts, f->n_tensors)))
+        wd__sha256_final(ls.h, model_hash);
+    wd__sha256_free(ls.h);
+    free(ls.buf);
 
     if (rc)
         goto done;
@@ -809,11 +871,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     if (rc)
         goto done;
 
-    /* Only the model hash: the float32 chain hash (what a deltatensors file
-     * built on this delta names as parent_hash) would double the hashing
-     * of every lossy commit for a rare use, and import and export compute
-     * it on the pool when a file needs it. */
-    if (lossy_strategy >= 0 && (rc = seal_before_insert(repo, pool, f, wts, model_hash)))
+    if (lossy_strategy == WD__WS_SPARSE && (rc = seal_before_insert(repo, pool, f, wts, model_hash)))
         goto done;
 
     res->n_tensors = f->n_tensors;

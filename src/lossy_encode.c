@@ -10,7 +10,9 @@
  * (pread of the fine-tune, the parent's pieces decoded anew).
  * Memory: per worker slot one parent piece and one fine-tune piece as
  * float32 (4 MiB each at most) and a codec chunk; the cache (at most 4 x
- * WD_LOSSY_CACHE_ELEMS bytes); the codec's outputs (the encoded arrays).
+ * WD_LOSSY_CACHE_ELEMS bytes) and, for int4 and quantized, the parent cache
+ * (as much) and the rebuilt pieces in flight (at most 2 x RECON_BATCH MiB);
+ * the codec's outputs (the encoded arrays).
  * The worker slots and the cache belong to a wd_lossy_encoder and serve
  * every tensor of a commit: allocated anew per tensor, their pages were
  * faulted in again each time.
@@ -47,12 +49,36 @@ struct wd_lossy_encoder {
     int nreaders;
     delta_reader *d; /* one per worker slot */
     float *cache;    /* WD_LOSSY_CACHE_ELEMS floats */
+    /* The parent's float32 pieces of a tensor of at most
+     * WD_LOSSY_CACHE_ELEMS elements, kept as the first pass decodes them so
+     * the reconstruction (recon_pass) needs no second decode: par_state[k]
+     * is 0 (not kept), 1 (being copied by one worker) or 2 (kept). */
+    float *par_cache; /* WD_LOSSY_CACHE_ELEMS floats */
+    _Atomic unsigned char *par_state;
+    void *par_state_mem; /* par_state, to free (free() takes no _Atomic) */
+    size_t par_pieces;
+    struct recon_job *recon_jobs; /* 2 x recon_batch, allocated at the first rebuild */
+    size_t recon_batch;
     /* Elements of the current tensor read so far (every pass, every
      * worker); reported by worker slot 0, the calling thread. */
     atomic_uint_fast64_t read;
     wd_lossy_progress_fn progress;
     void *progress_ud;
 };
+
+/* Copies parent piece k into the encoder's parent cache if the tensor fits
+ * and no other worker has (two may load the same piece when codec units
+ * straddle pieces). */
+static void keep_parent_piece(wd_lossy_encoder *enc, uint64_t k, uint64_t ce, const float *par, size_t n)
+{
+    if (k >= enc->par_pieces)
+        return;
+    unsigned char expect = 0;
+    if (!atomic_compare_exchange_strong(&enc->par_state[k], &expect, 1))
+        return;
+    memcpy(enc->par_cache + k * ce, par, n * sizeof *par);
+    atomic_store(&enc->par_state[k], 2);
+}
 
 static int load_piece(delta_reader *d, uint64_t k)
 {
@@ -70,6 +96,7 @@ static int load_piece(delta_reader *d, uint64_t k)
         return rc;
     wd__to_f32(d->ft, d->raw, n, t->dtype);
     d->cached_k = (int64_t)k;
+    keep_parent_piece(d->enc, k, d->parent->chunk_elems, d->par, n);
     return 0;
 }
 
@@ -270,6 +297,134 @@ static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, in
 }
 
 
+/* ---- The reconstruction, for the commit's model hash --------------------
+ *
+ * Right after an int4 or quantized encoding its arrays are still in memory,
+ * and for a tensor the cache holds, so are the parent's float32 pieces: the
+ * pieces checkout will write are rebuilt from them (the codec's own apply,
+ * narrowed to the dtype) on the pool's worker threads, while the calling
+ * thread hands the finished ones, in order, to the caller's hash. Without
+ * this the commit decoded the parent and the stored arrays a second time,
+ * a third of a lossy commit's time. Memory: two batches of at most
+ * RECON_BATCH native pieces (1 MiB each); the float32 work happens in the
+ * worker slots' own buffers or in place in the parent cache. */
+#define RECON_BATCH 16
+
+typedef struct recon_job {
+    uint64_t k;
+    size_t nbytes;
+    uint8_t *nat; /* WD_CHUNK_TARGET bytes */
+} recon_job;
+
+/* The jobs live as long as the encoder: a model of many small tensors
+ * would otherwise map and unmap megabytes per tensor. */
+static int recon_jobs_get(wd_lossy_encoder *enc, recon_job **out, size_t *batch)
+{
+    if (!enc->recon_jobs) {
+        size_t b = (size_t)enc->nreaders * 2 < RECON_BATCH ? (size_t)enc->nreaders * 2 : RECON_BATCH;
+        recon_job *jobs = calloc(2 * b, sizeof *jobs);
+        if (!jobs)
+            return WD_NOMEM();
+        enc->recon_jobs = jobs;
+        enc->recon_batch = b;
+        for (size_t i = 0; i < 2 * b; i++)
+            if (!(jobs[i].nat = malloc(WD_CHUNK_TARGET)))
+                return WD_NOMEM(); /* the encoder frees what was allocated */
+    }
+    *out = enc->recon_jobs;
+    *batch = enc->recon_batch;
+    return 0;
+}
+
+typedef struct {
+    wd_lossy_encoder *enc;
+    const wd_int4_delta *i4; /* one of these two */
+    const wd_quant_delta *q;
+    recon_job *jobs;
+    wd_dtype dtype;
+    uint64_t ce, n;
+} recon_ctx;
+
+static int recon_piece(void *p, size_t i, int worker)
+{
+    recon_ctx *c = p;
+    recon_job *j = &c->jobs[i];
+    wd_lossy_encoder *enc = c->enc;
+    delta_reader *d = &enc->d[worker];
+    uint64_t begin = j->k * c->ce;
+    size_t n = (size_t)(c->n - begin < c->ce ? c->n - begin : c->ce);
+    float *f;
+    int rc = 0;
+    if (j->k < enc->par_pieces && atomic_load(&enc->par_state[j->k]) == 2) {
+        f = enc->par_cache + begin; /* its last use: rebuilt in place */
+    } else {
+        d->cached_k = -1; /* d->par is about to hold something else */
+        f = d->par;
+        rc = wd__piece_fetch(d->repo, d->parent, j->k, WD_PIECE_F32, &d->plan);
+        if (!rc)
+            rc = wd__piece_decode(&d->plan, d->ps, f);
+    }
+    if (!rc)
+        rc = c->i4 ? wd__int4_apply(c->i4, begin, f, n) : wd__quant_apply(c->q, begin, f, n);
+    if (rc)
+        return rc;
+    wd__from_f32(j->nat, f, n, c->dtype);
+    j->nbytes = n * wd__dtype_size(c->dtype);
+    return 0;
+}
+
+static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce, const wd_int4_delta *i4,
+                      const wd_quant_delta *q, wd_lossy_recon_fn emit, void *emit_ud)
+{
+    uint64_t npieces = (t->nelem + ce - 1) / ce;
+    recon_job *jobs = NULL;
+    size_t batch = 0;
+    int rc = recon_jobs_get(enc, &jobs, &batch);
+    if (rc)
+        return rc;
+    recon_ctx c[2] = {{enc, i4, q, jobs, t->dtype, ce, t->nelem}, {enc, i4, q, jobs + batch, t->dtype, ce, t->nelem}};
+    size_t nb[2] = {0, 0};
+    uint64_t next = 0;
+    int cur = 0, running = 0;
+    while (!rc && (next < npieces || nb[cur])) {
+        if (!nb[cur]) { /* the first batch */
+            for (; nb[cur] < batch && next < npieces; nb[cur]++)
+                c[cur].jobs[nb[cur]].k = next++;
+            if (enc->pool) {
+                wd__pool_start(enc->pool, nb[cur], recon_piece, &c[cur]);
+                running = 1;
+            } else {
+                for (size_t i = 0; !rc && i < nb[cur]; i++)
+                    rc = recon_piece(&c[cur], i, 0);
+            }
+            continue;
+        }
+        if (running) {
+            running = 0;
+            if ((rc = wd__pool_wait(enc->pool)))
+                break;
+        }
+        int nxt = !cur;
+        nb[nxt] = 0;
+        for (; nb[nxt] < batch && next < npieces; nb[nxt]++)
+            c[nxt].jobs[nb[nxt]].k = next++;
+        if (nb[nxt] && enc->pool) {
+            wd__pool_start(enc->pool, nb[nxt], recon_piece, &c[nxt]);
+            running = 1;
+        }
+        for (size_t i = 0; !rc && i < nb[cur]; i++)
+            rc = emit(emit_ud, c[cur].jobs[i].nat, c[cur].jobs[i].nbytes);
+        nb[cur] = 0;
+        if (!enc->pool)
+            for (size_t i = 0; !rc && i < nb[nxt]; i++)
+                rc = recon_piece(&c[nxt], i, 0);
+        cur = nxt;
+    }
+    if (running)
+        wd__pool_wait(enc->pool);
+    return rc;
+}
+
 int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder *folder, struct wd_pool *pool,
                           wd_lossy_progress_fn progress, void *progress_ud)
 {
@@ -288,6 +443,12 @@ int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder
         enc->d[i].enc = enc;
     if (!rc && !(enc->cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->cache)))
         rc = WD_NOMEM();
+    /* Pieces are at least WD_CHUNK_TARGET / 8 elements (8-byte dtypes). */
+    size_t max_pieces = WD_LOSSY_CACHE_ELEMS / (WD_CHUNK_TARGET / 8) + 1;
+    if (!rc && !(enc->par_cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->par_cache)))
+        rc = WD_NOMEM();
+    if (!rc && !(enc->par_state = enc->par_state_mem = calloc(max_pieces, sizeof *enc->par_state)))
+        rc = WD_NOMEM();
     if (rc) {
         wd__lossy_encoder_free(enc);
         return rc;
@@ -302,12 +463,17 @@ void wd__lossy_encoder_free(wd_lossy_encoder *enc)
         return;
     readers_free(enc->d, enc->nreaders);
     free(enc->cache);
+    free(enc->par_cache);
+    free(enc->par_state_mem);
+    for (size_t i = 0; enc->recon_jobs && i < 2 * enc->recon_batch; i++)
+        free(enc->recon_jobs[i].nat);
+    free(enc->recon_jobs);
     free(enc);
 }
 
 int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, const wd_stored_tensor *parent,
                             int strategy, double option, const wd_lossy_sink *sink, wd_lossy **out,
-                            wd_codec_fidelity *fid)
+                            wd_codec_fidelity *fid, wd_lossy_recon_fn recon, void *recon_ud, int *recon_done)
 {
     wd_pool *pool = enc->pool;
     delta_reader *d = enc->d;
@@ -318,6 +484,14 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
     }
     atomic_store(&enc->read, 0);
     const wd_st_tensor *t = src->t;
+    *recon_done = 0;
+    /* The parent cache serves a tensor the codec's cache holds whole. */
+    int rebuild = recon && strategy != WD__WS_SPARSE;
+    enc->par_pieces = rebuild && t->nelem <= WD_LOSSY_CACHE_ELEMS
+                          ? (size_t)((t->nelem + parent->chunk_elems - 1) / parent->chunk_elems)
+                          : 0;
+    for (size_t k = 0; k < enc->par_pieces; k++)
+        atomic_store(&enc->par_state[k], 0);
     wd_lossy *L = calloc(1, sizeof *L);
     int rc = !L ? WD_NOMEM() : 0;
     wd_delta_src ds = {.n = t->nelem, .read = read_delta, .ud = d, .pool = pool, .read_par = read_delta_par,
@@ -332,6 +506,8 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
             uint64_t rows;
             wd__quant_layout(t->ndim, t->shape, &rows, &L->n_cols);
             rc = wd__quant_encode(&q, &ds, L->n_cols, fid);
+            if (!rc && recon && !(rc = recon_pass(enc, t, ce, NULL, &q, recon, recon_ud)))
+                *recon_done = 1;
             if (!rc)
                 rc = store_array(sink, pool, L, WD__WF_SCALES, WD_DT_F16, WD_AT_PLANES, q.scales, rows * 2);
             if (!rc)
@@ -346,6 +522,8 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
                 L->zero_point = e.zero_point;
                 rc = piece_index(L, e.outlier_idx, e.idx_bytes, e.n_outliers, t->nelem, ce);
             }
+            if (!rc && recon && !(rc = recon_pass(enc, t, ce, &e, NULL, recon, recon_ud)))
+                *recon_done = 1;
             if (!rc)
                 rc = store_array(sink, pool, L, WD__WF_OUTLIER_IDX, e.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64, WD_AT_GAPS,
                                  e.outlier_idx, e.n_outliers * e.idx_bytes);
@@ -357,6 +535,7 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
             wd__int4_clear(&e);
         }
     }
+    enc->par_pieces = 0;
     if (rc) {
         wd__lossy_free(L);
         return rc;

@@ -39,13 +39,20 @@ int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder
                           wd_lossy_progress_fn progress, void *progress_ud);
 void wd__lossy_encoder_free(wd_lossy_encoder *enc);
 
+/* Receives the tensor's reconstruction, the native bytes checkout will
+ * write, in element order and on the calling thread. */
+typedef int (*wd_lossy_recon_fn)(void *ud, const uint8_t *native, size_t nbytes);
+
 /* Encodes src (of the encoder's folder) against parent's float32
  * reconstruction with strategy (WD__WS_*) and option (sparsity or outlier
  * fraction), stores the arrays and returns the lossy description in *out
  * (wd__lossy_free). parent must have src's dtype and shape, and a
- * float32-convertible dtype. */
+ * float32-convertible dtype. With recon set, an int4 or quantized tensor is
+ * also rebuilt from the arrays still in memory and handed to recon, and
+ * *recon_done set to 1; sparse streams its arrays out as it makes them, so
+ * its reconstruction must come from the store (*recon_done 0). */
 int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, const wd_stored_tensor *parent,
                             int strategy, double option, const wd_lossy_sink *sink, wd_lossy **out,
-                            wd_codec_fidelity *fid);
+                            wd_codec_fidelity *fid, wd_lossy_recon_fn recon, void *recon_ud, int *recon_done);
 
 #endif

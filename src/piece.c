@@ -476,32 +476,7 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
     float lut[16];
     wd__int4_lut(lut, L->scale, L->zero_point);
     if (L->layout == 2) {
-        /* Every position has a code: apply them all in one branch-free
-         * loop, then give each outlier its own value against the base it
-         * had (kept aside first, in tmp2, free once the slices are
-         * decoded: 4 MiB holds a piece's n <= 2^20 floats). */
-        float *saved = (float *)(void *)sc->tmp2;
-        for (uint64_t j = 0; j < m; j++)
-            saved[j] = f[index_at(a0, isz, j) - (int64_t)begin];
-        const uint8_t *codes = a2 + (begin / 2 - s->base0 / 2);
-        size_t i = 0;
-        if (begin & 1) { /* a piece starting on a low nibble */
-            f[0] = f[0] + lut[codes[0] & 15];
-            codes++;
-            i = 1;
-        }
-        for (; i + 1 < n; i += 2, codes++) {
-            f[i] = f[i] + lut[*codes >> 4];
-            f[i + 1] = f[i + 1] + lut[*codes & 15];
-        }
-        if (i < n)
-            f[i] = f[i] + lut[*codes >> 4];
-        for (uint64_t j = 0; j < m; j++) {
-            uint16_t h;
-            memcpy(&h, a1 + 2 * j, 2);
-            size_t at = (size_t)(index_at(a0, isz, j) - (int64_t)begin);
-            f[at] = saved[j] + wd__f16_to_f32(h);
-        }
+        wd__int4_apply_l2(f, n, begin, lut, a2 + (begin / 2 - s->base0 / 2), a0, (unsigned)isz, m, a1);
         return 0;
     }
     uint64_t j = 0, next = m ? (uint64_t)index_at(a0, isz, 0) : UINT64_MAX;

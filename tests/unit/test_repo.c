@@ -279,6 +279,90 @@ static void test_lossy_progress(wd_repo *r)
     CHECK(seen.n_inside >= 1);
 }
 
+/* A model of three tensors, by name: "a" (bfloat16, n_a elements), "ab"
+ * (int32, stored exactly by every strategy: it sits between the lossy ones
+ * in the model hash's name order) and "b" (bfloat16, 3 pieces). */
+static void write_three(const char *dir, size_t n_a, int bump)
+{
+    mkdir(dir, 0755);
+    FILE *f = fopen(path2(dir, "model.safetensors"), "wb");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    size_t n_ab = 1000, n_b = (size_t)3 << 19;
+    char hdr[512];
+    int hl = snprintf(hdr, sizeof hdr,
+                      "{\"a\":{\"dtype\":\"BF16\",\"shape\":[%zu],\"data_offsets\":[0,%zu]},"
+                      "\"ab\":{\"dtype\":\"I32\",\"shape\":[%zu],\"data_offsets\":[%zu,%zu]},"
+                      "\"b\":{\"dtype\":\"BF16\",\"shape\":[%zu,512],\"data_offsets\":[%zu,%zu]}}",
+                      n_a, 2 * n_a, n_ab, 2 * n_a, 2 * n_a + 4 * n_ab, n_b / 512, 2 * n_a + 4 * n_ab,
+                      2 * n_a + 4 * n_ab + 2 * n_b);
+    while (hl % 8)
+        hdr[hl++] = ' ';
+    uint64_t len = (uint64_t)hl;
+    fwrite(&len, 8, 1, f);
+    fwrite(hdr, 1, (size_t)hl, f);
+    uint32_t x = 777;
+    for (size_t i = 0; i < n_a + n_ab + n_b; i++) {
+        x = x * 1664525u + 1013904223u;
+        if (i >= n_a && i < n_a + n_ab) {
+            int32_t v = (int32_t)(x >> 8) + bump;
+            fwrite(&v, 4, 1, f);
+            continue;
+        }
+        /* both signs, a spread of magnitudes, some elements unchanged */
+        uint16_t v = (uint16_t)(0x3b00u + ((x >> 16) & 0x7ff)) | (uint16_t)((x & 1) << 15);
+        if (bump && (x >> 13) % 3 != 0)
+            v = (uint16_t)(v + bump * (int)((x >> 9) % 5));
+        fwrite(&v, 2, 1, f);
+    }
+    fclose(f);
+}
+
+/* A lossy commit's model hash (computed while encoding, from the arrays
+ * still in memory and the parent pieces the encoder kept) is that of what
+ * checkout writes: for each strategy, for a tensor over the encoder's cache
+ * (its parent decoded again), and on a lossy parent. */
+static void test_lossy_model_hash(wd_repo *r)
+{
+    static const char *const strategies[] = {"int4", "quantized", "sparse"};
+    char base[300], ft[300], ft2[300], big_base[300], big_ft[300]; /* path2's buffers rotate */
+    snprintf(base, sizeof base, "%s/hbase", tmp);
+    snprintf(ft, sizeof ft, "%s/hft", tmp);
+    snprintf(ft2, sizeof ft2, "%s/hft2", tmp);
+    snprintf(big_base, sizeof big_base, "%s/hbigbase", tmp);
+    snprintf(big_ft, sizeof big_ft, "%s/hbigft", tmp);
+    write_three(base, 5000, 0);
+    write_three(ft, 5000, 1);
+    write_three(ft2, 5000, 2);
+    write_three(big_base, ((size_t)8 << 20) + 4096, 0);
+    write_three(big_ft, ((size_t)8 << 20) + 4096, 1);
+    wd_write_result res;
+    wd_options opt = {.threads = 2};
+    CHECK_RC(wd_add_base(r, base, "hbase", NULL, &res), 0);
+    CHECK_RC(wd_add_base(r, big_base, "hbigbase", NULL, &res), 0);
+    char hash[WD_HEX_SIZE], name[16];
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "hco%d", i);
+        char *co = path2(tmp, name);
+        wd_commit_opts c = {.strategy = strategies[i % 3]};
+        const char *dir = i == 3 ? big_ft : ft, *on = i == 3 ? "hbigbase" : "hbase";
+        CHECK_RC(wd_commit(r, dir, on, &c, &opt, &res), 0);
+        CHECK_RC(wd_checkout(r, res.id, co, 0, &opt), 0);
+        CHECK_RC(wd_model_hash(co, &opt, hash), 0);
+        CHECK(!strcmp(hash, res.model_hash));
+        if (i == 0) { /* int4 on that int4 delta */
+            char first[WD_HEX_SIZE];
+            memcpy(first, res.id, sizeof first);
+            CHECK_RC(wd_commit(r, ft2, first, &c, &opt, &res), 0);
+            char *co2 = path2(tmp, "hco-chain");
+            CHECK_RC(wd_checkout(r, res.id, co2, 0, &opt), 0);
+            CHECK_RC(wd_model_hash(co2, &opt, hash), 0);
+            CHECK(!strcmp(hash, res.model_hash));
+        }
+    }
+}
+
 int main(void)
 {
     snprintf(tmp, sizeof tmp, "/tmp/wd-test-repo-XXXXXX");
@@ -298,6 +382,7 @@ int main(void)
         test_refs(r, dbpath);
         test_failures(r, dbpath);
         test_lossy_progress(r);
+        test_lossy_model_hash(r);
         wd_repo_close(r);
     }
     char cmd[512];
