@@ -108,8 +108,8 @@ PLANE_KERNELS(16)
 PLANE_KERNELS(32)
 PLANE_KERNELS(64)
 
-/* 2-byte elements (bfloat16, float16: nearly every model) get SSE2
- * kernels: the scalar loops above write one byte to each plane per element
+/* 2-byte elements (bfloat16, float16: nearly every model) and 4-byte ones
+ * (float32, int32) get SSE2 kernels: the scalar loops above write one byte to each plane per element
  * and test fl each time, which kept a lossless checkout or commit spending
  * a tenth of its time here. They transform 16 elements at a time and
  * return how many they did; the scalar loop finishes the rest, so the
@@ -236,6 +236,130 @@ static size_t delta_dec16_sse2(uint8_t *dst, const uint8_t *enc, const uint8_t *
     }
     return i;
 }
+/* 4-byte elements (float32 models): the same, 16 elements a step. */
+static inline __m128i rotl32x4(__m128i v)
+{
+    return _mm_or_si128(_mm_slli_epi32(v, 1), _mm_srli_epi32(v, 31));
+}
+
+static inline __m128i rotr32x4(__m128i v)
+{
+    return _mm_or_si128(_mm_srli_epi32(v, 1), _mm_slli_epi32(v, 31));
+}
+
+static inline __m128i ordered32x4(__m128i u)
+{
+    return _mm_xor_si128(u, _mm_or_si128(_mm_srai_epi32(u, 31), _mm_set1_epi32((int)0x80000000u)));
+}
+
+static inline __m128i unordered32x4(__m128i o)
+{
+    __m128i ones = _mm_set1_epi32(-1);
+    return _mm_xor_si128(o, _mm_or_si128(_mm_andnot_si128(_mm_srai_epi32(o, 31), ones), _mm_set1_epi32((int)0x80000000u)));
+}
+
+static inline __m128i zigzag32x4(__m128i d)
+{
+    return _mm_xor_si128(_mm_slli_epi32(d, 1), _mm_srai_epi32(d, 31));
+}
+
+static inline __m128i unzigzag32x4(__m128i z)
+{
+    return _mm_xor_si128(_mm_srli_epi32(z, 1), _mm_sub_epi32(_mm_setzero_si128(), _mm_and_si128(z, _mm_set1_epi32(1))));
+}
+
+/* Byte b of 16 elements (v[0..4), 4 each) to plane b, for b = 0..3. */
+static inline void split32x16(uint8_t *dst, size_t n, size_t i, const __m128i v[4])
+{
+    __m128i m = _mm_set1_epi32(0xff);
+    for (int b = 0; b < 4; b++) {
+        __m128i w[4];
+        for (int q = 0; q < 4; q++)
+            w[q] = _mm_and_si128(_mm_srli_epi32(v[q], 8 * b), m);
+        __m128i lo = _mm_packs_epi32(w[0], w[1]), hi = _mm_packs_epi32(w[2], w[3]);
+        _mm_storeu_si128((__m128i *)(void *)(dst + (size_t)b * n + i), _mm_packus_epi16(lo, hi));
+    }
+}
+
+/* The 16 elements whose bytes are at plane offset i, back together. */
+static inline void join32x16(__m128i v[4], const uint8_t *src, size_t n, size_t i)
+{
+    __m128i p0 = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+    __m128i p1 = _mm_loadu_si128((const __m128i *)(const void *)(src + n + i));
+    __m128i p2 = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * n + i));
+    __m128i p3 = _mm_loadu_si128((const __m128i *)(const void *)(src + 3 * n + i));
+    __m128i l01 = _mm_unpacklo_epi8(p0, p1), h01 = _mm_unpackhi_epi8(p0, p1);
+    __m128i l23 = _mm_unpacklo_epi8(p2, p3), h23 = _mm_unpackhi_epi8(p2, p3);
+    v[0] = _mm_unpacklo_epi16(l01, l23);
+    v[1] = _mm_unpackhi_epi16(l01, l23);
+    v[2] = _mm_unpacklo_epi16(h01, h23);
+    v[3] = _mm_unpackhi_epi16(h01, h23);
+}
+
+static size_t planes_enc32_sse2(uint8_t *dst, const uint8_t *src, size_t n, int fl)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i v[4];
+        for (int q = 0; q < 4; q++) {
+            v[q] = _mm_loadu_si128((const __m128i *)(const void *)(src + 4 * i + 16 * (size_t)q));
+            if (fl)
+                v[q] = rotl32x4(v[q]);
+        }
+        split32x16(dst, n, i, v);
+    }
+    return i;
+}
+
+static size_t planes_dec32_sse2(uint8_t *dst, const uint8_t *src, size_t n, int fl)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i v[4];
+        join32x16(v, src, n, i);
+        for (int q = 0; q < 4; q++)
+            _mm_storeu_si128((__m128i *)(void *)(dst + 4 * i + 16 * (size_t)q), fl ? rotr32x4(v[q]) : v[q]);
+    }
+    return i;
+}
+
+static size_t delta_enc32_sse2(uint8_t *dst, const uint8_t *ft, const uint8_t *pa, size_t n, int fl, int *any)
+{
+    __m128i acc = _mm_setzero_si128();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i z[4];
+        for (int q = 0; q < 4; q++) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(ft + 4 * i + 16 * (size_t)q));
+            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(pa + 4 * i + 16 * (size_t)q));
+            if (fl) {
+                a = ordered32x4(a);
+                b = ordered32x4(b);
+            }
+            z[q] = zigzag32x4(_mm_sub_epi32(a, b));
+            acc = _mm_or_si128(acc, z[q]);
+        }
+        split32x16(dst, n, i, z);
+    }
+    *any = _mm_movemask_epi8(_mm_cmpeq_epi8(acc, _mm_setzero_si128())) != 0xffff;
+    return i;
+}
+
+static size_t delta_dec32_sse2(uint8_t *dst, const uint8_t *enc, const uint8_t *pa, size_t n, int fl)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i z[4];
+        join32x16(z, enc, n, i);
+        for (int q = 0; q < 4; q++) {
+            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(pa + 4 * i + 16 * (size_t)q));
+            __m128i d = unzigzag32x4(z[q]);
+            __m128i a = fl ? unordered32x4(_mm_add_epi32(ordered32x4(b), d)) : _mm_add_epi32(b, d);
+            _mm_storeu_si128((__m128i *)(void *)(dst + 4 * i + 16 * (size_t)q), a);
+        }
+    }
+    return i;
+}
 #else
 static size_t planes_enc16_sse2(uint8_t *dst, const uint8_t *src, size_t n, int fl)
 {
@@ -258,6 +382,10 @@ static size_t delta_dec16_sse2(uint8_t *dst, const uint8_t *enc, const uint8_t *
     (void)dst, (void)enc, (void)pa, (void)n, (void)fl;
     return 0;
 }
+#define planes_enc32_sse2 planes_enc16_sse2
+#define planes_dec32_sse2 planes_dec16_sse2
+#define delta_enc32_sse2 delta_enc16_sse2
+#define delta_dec32_sse2 delta_dec16_sse2
 #endif
 
 /* Set only by the unit test, to compare the SIMD kernels with the scalar
@@ -275,7 +403,7 @@ void wd__planes_encode(uint8_t *dst, const uint8_t *src, size_t n, wd_dtype dt)
     switch (wd__dtype_size(dt)) {
     case 1: planes_enc8(dst, src, 0, n, fl); break;
     case 2: planes_enc16(dst, src, force_scalar ? 0 : planes_enc16_sse2(dst, src, n, fl), n, fl); break;
-    case 4: planes_enc32(dst, src, 0, n, fl); break;
+    case 4: planes_enc32(dst, src, force_scalar ? 0 : planes_enc32_sse2(dst, src, n, fl), n, fl); break;
     default: planes_enc64(dst, src, 0, n, fl); break;
     }
 }
@@ -286,7 +414,7 @@ void wd__planes_decode(uint8_t *dst, const uint8_t *src, size_t n, wd_dtype dt)
     switch (wd__dtype_size(dt)) {
     case 1: planes_dec8(dst, src, 0, n, fl); break;
     case 2: planes_dec16(dst, src, force_scalar ? 0 : planes_dec16_sse2(dst, src, n, fl), n, fl); break;
-    case 4: planes_dec32(dst, src, 0, n, fl); break;
+    case 4: planes_dec32(dst, src, force_scalar ? 0 : planes_dec32_sse2(dst, src, n, fl), n, fl); break;
     default: planes_dec64(dst, src, 0, n, fl); break;
     }
 }
@@ -302,7 +430,11 @@ int wd__delta_encode(uint8_t *dst, const uint8_t *ft, const uint8_t *parent, siz
         size_t i0 = force_scalar ? 0 : delta_enc16_sse2(dst, ft, parent, n, fl, &any);
         return delta_enc16(dst, ft, parent, i0, n, fl) && !any;
     }
-    case 4: return delta_enc32(dst, ft, parent, 0, n, fl);
+    case 4: {
+        int any = 0;
+        size_t i0 = force_scalar ? 0 : delta_enc32_sse2(dst, ft, parent, n, fl, &any);
+        return delta_enc32(dst, ft, parent, i0, n, fl) && !any;
+    }
     default: return delta_enc64(dst, ft, parent, 0, n, fl);
     }
 }
@@ -314,7 +446,7 @@ void wd__delta_decode(uint8_t *dst, const uint8_t *enc, const uint8_t *parent, s
     switch (wd__dtype_size(dt)) {
     case 1: delta_dec8(dst, enc, parent, 0, n, fl); break;
     case 2: delta_dec16(dst, enc, parent, force_scalar ? 0 : delta_dec16_sse2(dst, enc, parent, n, fl), n, fl); break;
-    case 4: delta_dec32(dst, enc, parent, 0, n, fl); break;
+    case 4: delta_dec32(dst, enc, parent, force_scalar ? 0 : delta_dec32_sse2(dst, enc, parent, n, fl), n, fl); break;
     default: delta_dec64(dst, enc, parent, 0, n, fl); break;
     }
 }

@@ -58,18 +58,19 @@ static void test_roundtrips(void)
     }
 }
 
-/* The SIMD kernels (2-byte elements) write the same planes as the scalar
- * loops, for every length around their 16-element step. */
+/* The SIMD kernels (2- and 4-byte elements) write the same planes as the
+ * scalar loops, for every length around their 16-element step. */
 static void test_simd_matches_scalar(void)
 {
-    static uint8_t a[1024 * 2], b[1024 * 2], e1[1024 * 2], e2[1024 * 2], d1[1024 * 2], d2[1024 * 2];
-    wd_dtype dts[] = {WD_DT_BF16, WD_DT_F16, WD_DT_I16};
+    static uint8_t a[1024 * 4], b[1024 * 4], e1[1024 * 4], e2[1024 * 4], d1[1024 * 4], d2[1024 * 4];
+    wd_dtype dts[] = {WD_DT_BF16, WD_DT_F16, WD_DT_I16, WD_DT_F32, WD_DT_I32};
     for (size_t t = 0; t < sizeof dts / sizeof *dts; t++) {
+        size_t esz = wd__dtype_size(dts[t]);
         for (size_t n = 0; n <= 1024; n = n < 40 ? n + 1 : n * 2 + 7) {
             if (n > 1024)
                 break;
-            fill(a, n * 2, 2);
-            fill(b, n * 2, 2);
+            fill(a, n * esz, esz);
+            fill(b, n * esz, esz);
             if (n > 20) /* some equal elements: zero codes */
                 memcpy(b + 10, a + 10, 20);
             for (int pass = 0; pass < 2; pass++) {
@@ -77,23 +78,23 @@ static void test_simd_matches_scalar(void)
                 wd__lossless_scalar(pass);
                 wd__planes_encode(e, a, n, dts[t]);
                 wd__planes_decode(d, e, n, dts[t]);
-                CHECK(memcmp(d, a, n * 2) == 0);
+                CHECK(memcmp(d, a, n * esz) == 0);
             }
-            CHECK(memcmp(e1, e2, n * 2) == 0);
+            CHECK(memcmp(e1, e2, n * esz) == 0);
             int z[2];
             for (int pass = 0; pass < 2; pass++) {
                 uint8_t *e = pass ? e2 : e1, *d = pass ? d2 : d1;
                 wd__lossless_scalar(pass);
                 z[pass] = wd__delta_encode(e, a, b, n, dts[t]);
                 wd__delta_decode(d, e, b, n, dts[t]);
-                CHECK(memcmp(d, a, n * 2) == 0);
+                CHECK(memcmp(d, a, n * esz) == 0);
                 CHECK(wd__delta_encode(e, a, a, n, dts[t]) == 1);
                 wd__delta_encode(e, a, b, n, dts[t]);
             }
             CHECK(z[0] == z[1]);
-            CHECK(memcmp(e1, e2, n * 2) == 0);
+            CHECK(memcmp(e1, e2, n * esz) == 0);
             if (n >= 16) { /* one differing element inside the SIMD part */
-                memcpy(b, a, n * 2);
+                memcpy(b, a, n * esz);
                 b[6] ^= 1;
                 for (int pass = 0; pass < 2; pass++) {
                     wd__lossless_scalar(pass);
