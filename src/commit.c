@@ -502,8 +502,12 @@ typedef struct {
     wd_sha256 *h;
     size_t next;              /* tensors before it are hashed */
     const char *pending_name; /* hashed before the first bytes handed over */
-    uint8_t *buf;             /* WD_CHUNK_TARGET bytes */
+    uint8_t *buf;             /* SEAL_READ bytes */
 } lossy_seal;
+
+/* Reads of exact tensors for the hash: small, as the largest tensor's
+ * encoding sets the commit's peak memory. */
+#define SEAL_READ ((size_t)256 << 10)
 
 static int seal_exact_until(lossy_seal *ls, const wd_folder *f, const work_tensor *wts, size_t end)
 {
@@ -511,8 +515,8 @@ static int seal_exact_until(lossy_seal *ls, const wd_folder *f, const work_tenso
         const work_tensor *wt = &wts[ls->next];
         const wd_st_tensor *t = wt->src->t;
         wd__sha256_update(ls->h, wt->src->name, strlen(wt->src->name));
-        for (uint64_t off = 0; off < t->nbytes; off += WD_CHUNK_TARGET) {
-            size_t len = (size_t)(t->nbytes - off < WD_CHUNK_TARGET ? t->nbytes - off : WD_CHUNK_TARGET);
+        for (uint64_t off = 0; off < t->nbytes; off += SEAL_READ) {
+            size_t len = (size_t)(t->nbytes - off < SEAL_READ ? t->nbytes - off : SEAL_READ);
             int rc = wd__st_read(f->files[wt->file_index].st, t, off, ls->buf, len);
             if (rc)
                 return rc;
@@ -790,7 +794,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     lossy_progress lp = {&w, 0, 0, 0, 1, 0};
     lossy_seal ls = {NULL, 0, NULL, NULL};
     int incremental = lossy_strategy >= 0 && lossy_strategy != WD__WS_SPARSE;
-    if (!rc && incremental && !(rc = wd__sha256_new(&ls.h)) && !(ls.buf = malloc(WD_CHUNK_TARGET)))
+    if (!rc && incremental && !(rc = wd__sha256_new(&ls.h)) && !(ls.buf = malloc(SEAL_READ)))
         rc = WD_NOMEM();
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {
         work_tensor *wt = &wts[i];

@@ -11,7 +11,7 @@
  * Memory: per worker slot one parent piece and one fine-tune piece as
  * float32 (4 MiB each at most) and a codec chunk; the cache (at most 4 x
  * WD_LOSSY_CACHE_ELEMS bytes) and, for int4 and quantized, the parent cache
- * (as much) and the rebuilt pieces in flight (at most 2 x RECON_BATCH MiB);
+ * (as much; the rebuilt pieces use the worker slots' idle buffers);
  * the codec's outputs (the encoded arrays).
  * The worker slots and the cache belong to a wd_lossy_encoder and serve
  * every tensor of a commit: allocated anew per tensor, their pages were
@@ -57,7 +57,7 @@ struct wd_lossy_encoder {
     _Atomic unsigned char *par_state;
     void *par_state_mem; /* par_state, to free (free() takes no _Atomic) */
     size_t par_pieces;
-    struct recon_job *recon_jobs; /* 2 x recon_batch, allocated at the first rebuild */
+    struct recon_job *recon_jobs; /* 2 x recon_batch, set up at the first rebuild */
     size_t recon_batch;
     /* Elements of the current tensor read so far (every pass, every
      * worker); reported by worker slot 0, the calling thread. */
@@ -305,31 +305,33 @@ static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, in
  * narrowed to the dtype) on the pool's worker threads, while the calling
  * thread hands the finished ones, in order, to the caller's hash. Without
  * this the commit decoded the parent and the stored arrays a second time,
- * a third of a lossy commit's time. Memory: two batches of at most
- * RECON_BATCH native pieces (1 MiB each); the float32 work happens in the
- * worker slots' own buffers or in place in the parent cache. */
+ * a third of a lossy commit's time. Memory: none of its own; two batches of
+ * at most RECON_BATCH native pieces (1 MiB each) sit in the worker slots'
+ * fine-tune buffers, the float32 work in their parent buffers or in place
+ * in the parent cache. */
 #define RECON_BATCH 16
 
 typedef struct recon_job {
     uint64_t k;
     size_t nbytes;
-    uint8_t *nat; /* WD_CHUNK_TARGET bytes */
+    uint8_t *nat; /* WD_CHUNK_TARGET bytes, in a worker slot's ft buffer */
 } recon_job;
 
-/* The jobs live as long as the encoder: a model of many small tensors
- * would otherwise map and unmap megabytes per tensor. */
+/* The rebuilt pieces go to the worker slots' fine-tune buffers, idle once
+ * a tensor is encoded (WD_CHUNK_TARGET floats each: room for 4 native
+ * pieces of WD_CHUNK_TARGET bytes), so the rebuild adds nothing to the
+ * peak, which comes with the largest tensor's arrays. */
 static int recon_jobs_get(wd_lossy_encoder *enc, recon_job **out, size_t *batch)
 {
     if (!enc->recon_jobs) {
-        size_t b = (size_t)enc->nreaders * 2 < RECON_BATCH ? (size_t)enc->nreaders * 2 : RECON_BATCH;
+        size_t b = (size_t)enc->nreaders < RECON_BATCH ? (size_t)enc->nreaders : RECON_BATCH;
         recon_job *jobs = calloc(2 * b, sizeof *jobs);
         if (!jobs)
             return WD_NOMEM();
+        for (size_t i = 0; i < 2 * b; i++)
+            jobs[i].nat = (uint8_t *)enc->d[i / 4].ft + (i % 4) * (size_t)WD_CHUNK_TARGET;
         enc->recon_jobs = jobs;
         enc->recon_batch = b;
-        for (size_t i = 0; i < 2 * b; i++)
-            if (!(jobs[i].nat = malloc(WD_CHUNK_TARGET)))
-                return WD_NOMEM(); /* the encoder frees what was allocated */
     }
     *out = enc->recon_jobs;
     *batch = enc->recon_batch;
@@ -422,6 +424,8 @@ static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce,
     }
     if (running)
         wd__pool_wait(enc->pool);
+    for (int i = 0; i < enc->nreaders; i++)
+        enc->d[i].cached_k = -1; /* their ft buffers held rebuilt pieces */
     return rc;
 }
 
@@ -445,8 +449,6 @@ int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder
         rc = WD_NOMEM();
     /* Pieces are at least WD_CHUNK_TARGET / 8 elements (8-byte dtypes). */
     size_t max_pieces = WD_LOSSY_CACHE_ELEMS / (WD_CHUNK_TARGET / 8) + 1;
-    if (!rc && !(enc->par_cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->par_cache)))
-        rc = WD_NOMEM();
     if (!rc && !(enc->par_state = enc->par_state_mem = calloc(max_pieces, sizeof *enc->par_state)))
         rc = WD_NOMEM();
     if (rc) {
@@ -465,8 +467,6 @@ void wd__lossy_encoder_free(wd_lossy_encoder *enc)
     free(enc->cache);
     free(enc->par_cache);
     free(enc->par_state_mem);
-    for (size_t i = 0; enc->recon_jobs && i < 2 * enc->recon_batch; i++)
-        free(enc->recon_jobs[i].nat);
     free(enc->recon_jobs);
     free(enc);
 }
@@ -486,10 +486,16 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
     const wd_st_tensor *t = src->t;
     *recon_done = 0;
     /* The parent cache serves a tensor the codec's cache holds whole. */
-    int rebuild = recon && strategy != WD__WS_SPARSE;
-    enc->par_pieces = rebuild && t->nelem <= WD_LOSSY_CACHE_ELEMS
-                          ? (size_t)((t->nelem + parent->chunk_elems - 1) / parent->chunk_elems)
-                          : 0;
+    int rebuild = recon && strategy != WD__WS_SPARSE, fits = t->nelem <= WD_LOSSY_CACHE_ELEMS;
+    enc->par_pieces = 0;
+    if (rebuild && fits && !enc->par_cache && !(enc->par_cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->par_cache)))
+        return WD_NOMEM();
+    if (!fits) { /* a big tensor: hand the parent cache's pages back while it is encoded */
+        free(enc->par_cache);
+        enc->par_cache = NULL;
+    }
+    if (rebuild && fits)
+        enc->par_pieces = (size_t)((t->nelem + parent->chunk_elems - 1) / parent->chunk_elems);
     for (size_t k = 0; k < enc->par_pieces; k++)
         atomic_store(&enc->par_state[k], 0);
     wd_lossy *L = calloc(1, sizeof *L);
