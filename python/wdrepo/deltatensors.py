@@ -262,7 +262,9 @@ def _as_array(name, v):
         raise TypeError("tensor %r: dtype %s cannot be stored" % (name, v.dtype))
     if v.dtype.byteorder == ">":
         v = v.astype(v.dtype.newbyteorder("<"))
-    return dt, np.ascontiguousarray(v)
+    if not v.flags.c_contiguous:  # (np.ascontiguousarray would make a 0-d array 1-d)
+        v = v.copy(order="C")
+    return dt, v
 
 
 def _named_tensors(d, what):
