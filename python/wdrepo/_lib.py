@@ -294,23 +294,33 @@ class _Call:
 
     def run(self, fn, *args):
         box = {}
+        done = threading.Event()
 
         def target():
-            rc = fn(*args)
-            box["rc"] = rc
-            if rc != WD_OK:
-                box["msg"] = last_error()
+            try:
+                rc = fn(*args)
+                box["rc"] = rc
+                if rc != WD_OK:
+                    box["msg"] = last_error()
+            finally:
+                done.set()
 
         t = threading.Thread(target=target, name="wdrepo-call", daemon=True)
         interrupted = False
         t.start()
-        while True:
+        # An Event, not Thread.join: a join that a KeyboardInterrupt broke off
+        # can return early the next time on Python 3.11, while the call runs.
+        while not done.is_set():
             try:
-                t.join()
-                break
+                done.wait()
             except KeyboardInterrupt:
                 interrupted = True
                 wd_cancel_request()
+        while t.is_alive():  # only the thread's last steps are left
+            try:
+                t.join()
+            except KeyboardInterrupt:
+                interrupted = True
         if interrupted or self.exc is not None:
             wd_cancel_clear()
             if interrupted:
