@@ -21,7 +21,10 @@ def fx(*p):
 
 def cli(*args, check=True):
     """Runs the wdrepo CLI; returns its stdout."""
-    r = subprocess.run([WDREPO, "-q"] + [str(a) for a in args], capture_output=True, text=True)
+    # (the sanitizer build's wdrepo has the ASan runtime linked in: it must
+    # not get the preloaded one this python3 runs with)
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    r = subprocess.run([WDREPO, "-q"] + [str(a) for a in args], capture_output=True, text=True, env=env)
     if check and r.returncode != 0:
         raise AssertionError("wdrepo %s: %s" % (" ".join(map(str, args)), r.stderr))
     return r.stdout

@@ -82,7 +82,7 @@ def _threads():
     return len(os.listdir("/proc/self/task"))
 
 
-def test_no_fd_or_thread_leak_after_1000_calls(tmp_path):
+def test_no_fd_or_thread_leak_after_many_calls(tmp_path):
     w = fx("wdelta/v2/int4-f32-mem.wdelta")
     a = {"x": np.ones((4, 4), np.float32)}
     b = {"x": np.zeros((4, 4), np.float32)}
@@ -93,7 +93,8 @@ def test_no_fd_or_thread_leak_after_1000_calls(tmp_path):
     for f in calls:  # warm up: imports, caches
         f()
     fds, threads, pythreads = _fds(), _threads(), threading.active_count()
-    for i in range(1000):
+    # 1000 calls; 250 under the sanitizers, where each costs ~10x
+    for i in range(250 if "LD_PRELOAD" in os.environ else 1000):
         calls[i % len(calls)]()
         if i % 97 == 0:  # errors release what they hold too
             with pytest.raises(ValueError):
