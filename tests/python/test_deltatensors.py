@@ -285,3 +285,21 @@ def test_tensor_missing_from_base_keyerror(tmp_path):
         dt.load_delta_from_paths(fx("wdelta/v2/int4-f32-mem.wdelta"), tmp_path, verify=False)
     with pytest.raises(KeyError):
         dt.load_delta(fx("wdelta/v2/int4-f32-mem.wdelta"), base, verify=False)
+
+
+def test_float16_base_default_dtype_as_cli(tmp_path):
+    # dtype=None keeps a float16 base's tensors float16: the same bits as
+    # load-delta writes in the base's dtype
+    rng = np.random.default_rng(3)
+    base = {"w": rng.standard_normal((32, 16)).astype(np.float16), "v": rng.standard_normal(40).astype(np.float16)}
+    ft = {k: (v.astype(np.float32) + 0.01 * rng.standard_normal(v.shape).astype(np.float32)).astype(np.float16)
+          for k, v in base.items()}
+    for n, d in (("base", base), ("ft", ft)):
+        os.mkdir(tmp_path / n)
+        write_safetensors(tmp_path / n / "model.safetensors", d)
+    dt.save_delta_from_paths(tmp_path / "d.wdelta", tmp_path / "ft", tmp_path / "base", strategy="int4")
+    got = dt.load_delta_from_paths(tmp_path / "d.wdelta", tmp_path / "base")
+    cli("load-delta", tmp_path / "d.wdelta", tmp_path / "base", tmp_path / "o")
+    ref = st.read_tensors(str(tmp_path / "o" / "model.safetensors"))
+    for k in base:
+        assert got[k].dtype == np.float16 and bits(got[k]) == bits(ref[k]), k
