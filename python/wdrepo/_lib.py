@@ -4,6 +4,7 @@ ctypes mirrors of the public structs live here; they must follow the header
 field by field (tests/python/test_abi.py checks sizes against the C compiler
 when one is there).
 """
+import _thread
 import ctypes
 import ctypes.util
 import os
@@ -305,22 +306,25 @@ class _Call:
             finally:
                 done.set()
 
-        t = threading.Thread(target=target, name="wdrepo-call", daemon=True)
-        interrupted = False
-        t.start()
-        # An Event, not Thread.join: a join that a KeyboardInterrupt broke off
-        # can return early the next time on Python 3.11, while the call runs.
+        # _thread, not threading.Thread: Thread.start() waits for the thread
+        # to begin, and a Ctrl-C in that wait would leave the call running
+        # unwatched. Waiting on an Event, not Thread.join, for the same reason
+        # (a join that an interrupt broke off can return early on 3.11).
+        interrupted = launched = False
+        try:
+            _thread.start_new_thread(target, ())
+            launched = True
+        except KeyboardInterrupt:
+            if not launched:
+                raise
+            interrupted = True
+            wd_cancel_request()
         while not done.is_set():
             try:
                 done.wait()
             except KeyboardInterrupt:
                 interrupted = True
                 wd_cancel_request()
-        while t.is_alive():  # only the thread's last steps are left
-            try:
-                t.join()
-            except KeyboardInterrupt:
-                interrupted = True
         if interrupted or self.exc is not None:
             wd_cancel_clear()
             if interrupted:
