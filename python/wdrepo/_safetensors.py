@@ -1,6 +1,9 @@
-"""Reading safetensors files into numpy arrays: each array is allocated once
-and the file's bytes are read straight into it (no intermediate copy)."""
+"""Reading safetensors files into numpy arrays: read_tensors allocates each
+array once and reads the file's bytes straight into it; map_tensors maps
+the file (no copy at all), for results the library has just written."""
 import json
+import mmap
+import os
 import struct
 
 import numpy as np
@@ -68,4 +71,31 @@ def read_tensors(path, names=None, bf16="float32"):
                 raise ValueError("safetensors tensor %r: size does not match its shape" % name)
             _readinto(f, start, arr)
             out[name] = arr.reshape(shape)
+    return out
+
+
+def map_tensors(path, names=None):
+    """The tensors of path (those in names, if given) as numpy arrays over
+    one private, copy-on-write mapping of the file: nothing is copied, the
+    arrays are writable, and the file may be removed at once (the mapping
+    keeps its pages until the last array is freed). bfloat16 tensors come
+    as uint16 bit patterns."""
+    hdr = read_header(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else b""
+    out = {}
+    for name, (dt, shape, start, end) in hdr.items():
+        if names is not None and name not in names:
+            continue
+        d = np.dtype(NP_DTYPES[dt])
+        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if n * d.itemsize != end - start or end > size:
+            raise ValueError("safetensors tensor %r: size does not match its shape" % name)
+        if n == 0:
+            out[name] = np.empty(shape, dtype=d)
+        elif start % d.itemsize:  # the library aligns; an unaligned one is copied
+            out[name] = np.frombuffer(m, dtype=np.uint8, count=end - start, offset=start).copy().view(d).reshape(shape)
+        else:
+            out[name] = np.frombuffer(m, dtype=d, count=n, offset=start).reshape(shape)
     return out

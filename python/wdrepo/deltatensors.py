@@ -196,8 +196,8 @@ def load_delta_from_paths(path, base_dir, verify=True, dtype=None, **kwargs):
         if key is not None:
             with _verified_lock:
                 _verified[key] = True
-        res = st.read_tensors(os.path.join(out, "model.safetensors"), names=set(tensors),
-                              bf16="raw" if name == "bfloat16" else "float32")
+        # float32 for dtype None too, so bfloat16 needs no widening here
+        res = st.map_tensors(os.path.join(out, "model.safetensors"), names=set(tensors))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if name is None:

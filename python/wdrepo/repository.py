@@ -6,6 +6,8 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
+
 from . import _lib as L
 from . import _safetensors as st
 from .errors import check
@@ -195,13 +197,17 @@ class Repository:
             res = {}
             for f in sorted(os.listdir(out)):
                 if f.endswith(".safetensors"):
-                    res.update(st.read_tensors(os.path.join(out, f), bf16="raw" if name == "bfloat16" else "float32"))
+                    res.update(st.map_tensors(os.path.join(out, f)))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if name == "bfloat16":
-            for n, a in res.items():
-                if a.dtype.name == "uint16":
-                    res[n] = _bf16_to_torch(a)
+        bf16 = {t for t, i in self.inspect(ref)["tensors"].items() if i["dtype"] == "BF16"} if name is None else ()
+        for n, a in res.items():
+            if name == "bfloat16" and a.dtype.name == "uint16":
+                res[n] = _bf16_to_torch(a)
+            elif n in bf16:  # numpy has no bfloat16: widened exactly
+                w = a.astype(np.uint32)
+                np.left_shift(w, np.uint32(16), out=w)  # (w <<= 16 fails on a 0-d array)
+                res[n] = w.view(np.float32)
         return {n: res[n] for n in sorted(res)}
 
     def log(self):

@@ -82,3 +82,17 @@ def test_repository_errors(tmp_path, tiny, monkeypatch):
             repo.commit(root / "ft", on="b", strategy="zip")
         with pytest.raises(TypeError):
             repo.commit(root / "ft", on="b", sparsityy=0.1)
+
+
+def test_repository_load_bf16(tmp_path):
+    with wdrepo.Repository.init(tmp_path / "r") as repo:
+        repo.add_base(fx("models/base-bf16"), name="b")
+        got = repo.load("b")
+        ref = folder_tensors(fx("models/base-bf16"))  # bfloat16 widened to float32
+        assert sorted(got) == sorted(ref)
+        for k, v in ref.items():
+            assert got[k].dtype == v.dtype and bits(got[k]) == bits(v), k
+        got["lm_head.scale"][...] = 7  # the arrays are the caller's to change
+        torch = pytest.importorskip("torch")
+        t = repo.load("b", dtype="bfloat16")["model.layers.0.norm.weight"]
+        assert t.dtype == torch.bfloat16 and np.array_equal(t.float().numpy(), ref["model.layers.0.norm.weight"])
