@@ -42,15 +42,32 @@ LIBA     := $(BUILD)/libwdrepo.a
 WDREPO   := $(BUILD)/wdrepo
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+# ---- (issue 9) shared library and Python package ----
+# libwdrepo.so.$(SOMAJOR) exports only the public wd_* functions of wdrepo.h
+# (src/libwdrepo.map); SOMAJOR changes when that interface breaks. -z defs
+# (no undefined symbol left) except under the sanitizers, whose runtime the
+# program loading the library provides (tests/python/run.sh preloads it).
+SOMAJOR  := 0
+SOVER    := $(SOMAJOR).1.0
+LIBSO    := $(BUILD)/libwdrepo.so.$(SOVER)
+PYTHON   ?= /usr/bin/python3
+# Where make install puts the Python package: Debian's python3 searches
+# /usr/local/lib/python3.N/dist-packages.
+PYSITE   ?= $(PREFIX)/lib/python$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)/dist-packages
+
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 
-.PHONY: all test check fuzz bench demo install uninstall clean help headertest
+.PHONY: pytest all test check fuzz bench demo install uninstall clean help headertest
 
-all: $(WDREPO) $(LIBA) $(TOOL_BIN) ## build the library, the wdrepo program and the test tools
+all: $(WDREPO) $(LIBA) $(LIBSO) $(TOOL_BIN) ## build the library, the wdrepo program and the test tools
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Isrc -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(PIC) -Isrc -MMD -MP -c $< -o $@
+
+# (issue 9) The library's objects go into libwdrepo.so too, so they are
+# position-independent (the CLI's are not).
+$(LIB_OBJ): PIC := -fPIC
 
 # The schema is compiled in, so an installed wdrepo needs no data files.
 $(GEN_SCHEMA): $(SCHEMA) Makefile
@@ -67,11 +84,22 @@ $(GEN_SCHEMA): $(SCHEMA) Makefile
 	} > $@
 
 $(BUILD)/gen/schema_sql.o: $(GEN_SCHEMA)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -fPIC -Wno-missing-prototypes -c $< -o $@
 
 $(LIBA): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(LIBSO): $(LIB_OBJ) src/libwdrepo.map
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libwdrepo.so.$(SOMAJOR) -Wl,--version-script=src/libwdrepo.map \
+	  $(if $(findstring -fsanitize,$(OPT)),,-Wl,-z,defs) -o $@ $(LIB_OBJ) $(LIBS)
+	ln -sf libwdrepo.so.$(SOVER) $(BUILD)/libwdrepo.so.$(SOMAJOR)
+	ln -sf libwdrepo.so.$(SOMAJOR) $(BUILD)/libwdrepo.so
+
+# The pytest suite (tests/python) against $(LIBSO); tests/run.sh runs it as
+# one of its tests. It skips (exit 0, says so) when numpy or pytest is absent.
+pytest: $(LIBSO) ## run the Python package's tests against the built shared library
+	@BUILD=$(BUILD) sh tests/python/run.sh
 
 $(WDREPO): $(CLI_OBJ) $(LIBA)
 	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LIBS)
@@ -117,18 +145,28 @@ bench: all ## time add-base/commit/checkout on a generated Qwen2.5-0.5B-shaped m
 demo: all ## build a small demo model and walk through init/add-base/commit/checkout/log/inspect
 	@BUILD=$(BUILD) sh tests/demo.sh
 
-install: all ## install wdrepo, libwdrepo.a, wdrepo.h, wdrepo.pc, the man page and the bash completion under $(DESTDIR)$(PREFIX)
+install: all ## install wdrepo, libwdrepo.a, libwdrepo.so, the Python package, wdrepo.h, wdrepo.pc, the man page and the bash completion under $(DESTDIR)$(PREFIX)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 755 $(WDREPO) $(DESTDIR)$(PREFIX)/bin/wdrepo
 	install -m 644 wdrepo.1 $(DESTDIR)$(PREFIX)/share/man/man1/wdrepo.1
 	install -m 644 completion/wdrepo.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/wdrepo
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libwdrepo.a
+	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libwdrepo.so.$(SOVER)
+	ln -sf libwdrepo.so.$(SOVER) $(DESTDIR)$(PREFIX)/lib/libwdrepo.so.$(SOMAJOR)
+	ln -sf libwdrepo.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libwdrepo.so
+	@# the Python package loads the library from $(PREFIX)/lib, written into _libpath.py
+	d=$(DESTDIR)$(PYSITE)/wdrepo && \
+	  install -d $$d && install -m 644 python/wdrepo/*.py $$d/ && \
+	  printf '# written by make install\nLIBRARY = %s\n' "'$(PREFIX)/lib/libwdrepo.so.$(SOMAJOR)'" > $$d/_libpath.py
+	-[ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ldconfig 2>/dev/null || true
 	install -m 644 src/wdrepo.h $(DESTDIR)$(PREFIX)/include/wdrepo.h
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: wdrepo\nDescription: content-addressed repository for model weights\nVersion: 0.1.0\nRequires.private: $(PKGS)\nLibs: -L$${libdir} -lwdrepo\nLibs.private: -lm -pthread\nCflags: -I$${includedir}\n' \
 	  '$(PREFIX)' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/wdrepo.pc
 
 uninstall: ## remove what install put in place
+	rm -f $(DESTDIR)$(PREFIX)/lib/libwdrepo.so $(DESTDIR)$(PREFIX)/lib/libwdrepo.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libwdrepo.so.$(SOVER)
+	rm -rf $(DESTDIR)$(PYSITE)/wdrepo
 	rm -f $(DESTDIR)$(PREFIX)/bin/wdrepo $(DESTDIR)$(PREFIX)/lib/libwdrepo.a \
 	      $(DESTDIR)$(PREFIX)/include/wdrepo.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/wdrepo.pc \
 	      $(DESTDIR)$(PREFIX)/share/man/man1/wdrepo.1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions/wdrepo

@@ -1276,7 +1276,7 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
         hrc = check(check_ud, got);
     }
     rc = wd__file_close(fd, path, hrc ? hrc : drc);
-    if (hrc || !drc)
+    if (hrc || !drc || drc == WD_ECANCELLED) /* (issue 9) cancelled: no serial retry */
         goto done;
     /* A decoding error: the serial writer finds the first one in file order
      * and reports it as it always has (a verify mismatch, though, comes

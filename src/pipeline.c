@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "cancel.h"
 #include "error.h"
 
 struct wd_pool {
@@ -45,7 +46,8 @@ static void drain(wd_pool *p, int worker)
         wd_pool_fn fn = p->fn;
         void *ctx = p->ctx;
         pthread_mutex_unlock(&p->mu);
-        int rc = fn(ctx, i, worker);
+        /* (issue 9) a binding's Ctrl-C stops the batch at the next piece */
+        int rc = wd__cancel_requested() ? wd__cancel_error() : fn(ctx, i, worker);
         if (rc) {
             pthread_mutex_lock(&p->mu);
             if (i < p->first_fail) {

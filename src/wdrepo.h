@@ -734,6 +734,19 @@ typedef int (*wd_sql_row_fn)(void *ud, int ncols, const char *const *names, cons
  * extensions) is WD_EUSAGE. Rows are streamed. */
 int wd_sql(wd_repo *repo, const char *sql, wd_sql_row_fn fn, void *ud);
 
+/* ---- Bindings: cancelling a call (issue 9) -------------------------------- */
+
+/* Status of a call stopped by wd_cancel_request(). */
+#define WD_ECANCELLED (-12)
+
+/* Makes every call running in this process (and any started later, until
+ * wd_cancel_clear) fail with WD_ECANCELLED at its next piece boundary,
+ * through its ordinary error path: temporaries removed, transactions rolled
+ * back. Safe from any thread and from a signal handler (one atomic
+ * store). For bindings: Python's Ctrl-C. */
+void wd_cancel_request(void);
+void wd_cancel_clear(void);
+
 #ifdef __cplusplus
 }
 #endif

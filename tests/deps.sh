@@ -4,6 +4,9 @@
 # Usage: sh tests/deps.sh [bench]   ("bench" adds the benchmark's tools)
 set -e
 pkgs="make gcc pkg-config libsqlite3-dev sqlite3 libzstd-dev libcjson-dev libssl-dev clang libclang-rt-14-dev zstd python3 groff-base bsdutils"
+# (issue 9) the Python package and its tests: numpy, pytest, setuptools/wheel/venv
+# for pip install --no-build-isolation ./python, torch for the torch tests
+pkgs="$pkgs python3-numpy python3-pytest python3-setuptools python3-wheel python3-venv python3-pip python3-torch"
 [ "${1:-}" = bench ] && pkgs="$pkgs hyperfine time openssl"
 missing=""
 for p in $pkgs; do

@@ -26,6 +26,8 @@ for r in "$BUILD"/fuzz/replay_*; do
     printf 'replay/%s\t%s tests/fuzz/corpus/%s\n' "$n" "$r" "$n" >>"$list"
 done
 for s in tests/cli/t_*.sh; do [ -f "$s" ] && printf 'cli/%s\tsh %s\n' "$(basename "$s" .sh)" "$s" >>"$list"; done
+# (issue 9) the Python package's pytest suite, one test here
+[ -f tests/python/run.sh ] && printf 'python/pytest\tsh tests/python/run.sh\n' >>"$list"
 
 # Each test writes OUT/N.log and OUT/N.rc (exit status, then seconds).
 # The slowest scripts start first, so two long ones do not end up last.
