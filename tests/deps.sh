@@ -4,6 +4,8 @@
 # Usage: sh tests/deps.sh [bench]   ("bench" adds the benchmark's tools)
 set -e
 pkgs="make gcc pkg-config libsqlite3-dev sqlite3 libzstd-dev libcjson-dev libssl-dev clang libclang-rt-14-dev zstd python3 groff-base bsdutils"
+# The remote tests (tests/remote/ceph.sh) run a real Ceph radosgw: ~270 MB, ~40 s to install.
+pkgs="$pkgs libcurl4-openssl-dev ceph-mon ceph-osd radosgw"
 [ "${1:-}" = bench ] && pkgs="$pkgs hyperfine time openssl"
 missing=""
 for p in $pkgs; do
