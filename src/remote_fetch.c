@@ -99,7 +99,7 @@ static int fetch_chunks(wd_repo *repo, wd_s3 *s3, const uint8_t *ids, size_t n, 
         if (!rc)
             rc = wd__chunk_batch_tick(&batch);
         if (!rc && opt && opt->progress)
-            opt->progress(opt->progress_ud, "fetch", at, n);
+            opt->progress(opt->progress_ud, "fetch", out->bytes, 0); /* bytes; the total is not known */
     }
     if (!rc)
         rc = wd__chunk_batch_flush(&batch);

@@ -80,6 +80,14 @@ static int push_chunks(wd_repo *repo, wd_s3 *s3, const uint8_t *ids, size_t n, c
     wd_buf *bodies = calloc(WD_REMOTE_ROUND, sizeof *bodies);
     int rc = reqs && bodies ? 0 : WD_NOMEM();
     wd_buf data = {0};
+    /* Progress in bytes, as every stage reports it: the total is what the
+     * local store holds of the chunks to send, with their headers. */
+    uint64_t total = 0, done = 0;
+    for (size_t i = 0; !rc && opt && opt->progress && i < n; i++) {
+        uint64_t sz = 0;
+        rc = repo->store->ops->stored_size(repo->store, ids + i * WD_HASH_SIZE, &sz);
+        total += sz + WD_RCHUNK_HEADER;
+    }
     for (size_t at = 0; !rc && at < n; at += WD_REMOTE_ROUND) {
         size_t m = n - at < WD_REMOTE_ROUND ? n - at : WD_REMOTE_ROUND;
         for (size_t i = 0; !rc && i < m; i++) {
@@ -111,6 +119,7 @@ static int push_chunks(wd_repo *repo, wd_s3 *s3, const uint8_t *ids, size_t n, c
             break;
         rc = wd__s3_run(s3, reqs, m, WD_REMOTE_PARALLEL, NULL);
         for (size_t i = 0; !rc && i < m; i++) {
+            done += reqs[i].body_len;
             if (reqs[i].result == 0) {
                 out->chunks++;
                 out->bytes += reqs[i].body_len;
@@ -124,7 +133,7 @@ static int push_chunks(wd_repo *repo, wd_s3 *s3, const uint8_t *ids, size_t n, c
         for (size_t i = 0; i < m; i++)
             wd__buf_free(&reqs[i].resp);
         if (!rc && opt && opt->progress)
-            opt->progress(opt->progress_ud, "push", at + m, n);
+            opt->progress(opt->progress_ud, "push", done, total);
     }
     for (size_t i = 0; bodies && i < WD_REMOTE_ROUND; i++)
         wd__buf_free(&bodies[i]);

@@ -81,8 +81,9 @@ static int parse_url(const char *url, char **endpoint, char **bucket, char **pre
             return wd__error(WD_EUSAGE, "'%s' names no bucket: expected http[s]://HOST[:PORT]/BUCKET[/PREFIX]",
                              url);
         if (memchr(host, '@', (size_t)(slash - host)))
-            return wd__error(WD_EUSAGE, "'%s': credentials do not belong in the URL; set AWS_ACCESS_KEY_ID "
-                                        "and AWS_SECRET_ACCESS_KEY", url);
+            /* The URL is not repeated: it holds a secret. */
+            return wd__error(WD_EUSAGE, "credentials do not belong in the remote URL; set AWS_ACCESS_KEY_ID "
+                                        "and AWS_SECRET_ACCESS_KEY");
         ep = xstrndup(url, (size_t)(slash - url));
         rest = slash + 1;
     } else {
