@@ -71,6 +71,20 @@ expect 0 "$W" -R "$T/k" pull "$S3_URL/t2" --json
 [ "$(jnum names)" = 3 ] || fail "pull after the resumed push: expected 3 names"
 expect 0 "$W" -R "$T/k" fsck
 
+note "kill -9 in the middle of a fetch, then pull again"
+run env WDREPO_FAULT=chunk:3 "$W" clone "$S3_URL/t2" "$T/kf"
+[ "$rc" -ge 128 ] || fail "the fault did not kill the clone (status $rc)"
+[ "$("$W" -R "$T/kf" sql "SELECT count(*) FROM object" | tail -n 1 | tr -d " ")" = 0 ] ||
+    fail "a fetch killed among its chunks stored objects"
+expect 0 "$W" -R "$T/kf" pull --json
+[ "$(jnum names)" = 3 ] && [ "$(jnum objects)" = 3 ] || fail "the pull after a killed clone did not complete"
+expect 0 "$W" -R "$T/kf" fsck
+
+note "progress on a terminal"
+on_tty "$W" -R "$REPO" push "$S3_URL/t4"
+[ "$rc" = 0 ] || fail "push on a terminal failed"
+grep -q 'push: *[0-9]*% ' "$T/out" || fail "no progress on a terminal"
+
 note "two concurrent pushers of overlapping models"
 expect 0 "$W" init -R "$T/e"
 expect 0 "$W" -R "$T/e" add-base "$MODELS/base-bf16" --name base
