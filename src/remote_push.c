@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <zstd.h>
+
 #include "db.h"
 #include "error.h"
 #include "fault.h"
@@ -80,6 +82,12 @@ static int push_chunks(wd_repo *repo, wd_s3 *s3, const uint8_t *ids, size_t n, c
     wd_buf *bodies = calloc(WD_REMOTE_ROUND, sizeof *bodies);
     int rc = reqs && bodies ? 0 : WD_NOMEM();
     wd_buf data = {0};
+    /* Chunks are checked against their ids before they leave: the remote
+     * never replaces a key, so a damaged chunk sent once would stay. */
+    uint8_t *raw = malloc(WD_CHUNK_RAW_MAX);
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    if (!rc && (!raw || !dctx))
+        rc = WD_NOMEM();
     /* Progress in bytes, as every stage reports it: the total is what the
      * local store holds of the chunks to send, with their headers. */
     uint64_t total = 0, done = 0;
@@ -95,6 +103,9 @@ static int push_chunks(wd_repo *repo, wd_s3 *s3, const uint8_t *ids, size_t n, c
             uint64_t raw_size;
             int codec;
             if ((rc = wd__chunk_fetch(repo->store, id, &data, &raw_size, &codec)))
+                break;
+            if ((rc = wd__chunk_decode(repo->store, dctx, id, codec, data.data, data.len, raw_size, raw,
+                                       WD_DECODE_CHECK)))
                 break;
             uint8_t head[WD_RCHUNK_HEADER] = {0};
             memcpy(head, WD_RCHUNK_MAGIC, 4);
@@ -138,6 +149,8 @@ static int push_chunks(wd_repo *repo, wd_s3 *s3, const uint8_t *ids, size_t n, c
     for (size_t i = 0; bodies && i < WD_REMOTE_ROUND; i++)
         wd__buf_free(&bodies[i]);
     wd__buf_free(&data);
+    ZSTD_freeDCtx(dctx);
+    free(raw);
     free(bodies);
     free(reqs);
     return rc;

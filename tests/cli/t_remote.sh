@@ -107,6 +107,20 @@ run "$W" -R "$T/e" push "$S3_URL/t3" ft --json
 expect 0 "$W" -R "$T/f" pull --json
 [ "$(jnum names_skipped)" = 3 ] || fail "the conflicting push moved the remote's name"
 
+note "a damaged local chunk is never sent (the remote could not replace it)"
+expect 0 "$W" init -R "$T/g"
+expect 0 "$W" -R "$T/g" add-base "$MODELS/base-bf16" --name gb
+"$PY" tests/cli/flip_chunk.py "$T/g/repo.db" file "" >"$T/flip" || fail "flip_chunk failed"
+bad=$(sed -n 1p "$T/flip" | cut -d" " -f1)
+expect_fail_line "$W" -R "$T/g" push "$S3_URL/t5"
+grep -q "damaged" "$T/err" || fail "push of a damaged chunk: unclear message"
+code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_ACCESS:$S3_SECRET" \
+    -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+    "$S3_URL/t5/chunks/$bad")
+[ "$code" = 404 ] || fail "the damaged chunk $bad is on the remote (HTTP $code)"
+run "$W" -R "$T/k" fetch "$S3_URL/t5"
+grep -q "holds no names" "$T/err" || fail "a push that met a damaged chunk left names"
+
 note "errors: one line, exit 1, local repository untouched"
 state() { wd tag -l && wd sql "SELECT count(*) FROM chunk" && wd sql "SELECT count(*) FROM object"; }
 state >"$T/before" || fail "cannot read the repository"
