@@ -6,11 +6,11 @@ DESTDIR ?=
 BUILD   ?= build
 CC      ?= cc
 
-PKGS := sqlite3 libzstd libcjson libcrypto
+PKGS := sqlite3 libzstd libcjson libcrypto libcurl
 PKG_CHECK := $(shell for p in $(PKGS); do pkg-config --exists $$p || echo $$p; done)
 ifneq ($(strip $(PKG_CHECK)),)
 ifeq ($(filter clean help,$(MAKECMDGOALS)),)
-$(error missing pkg-config packages: $(PKG_CHECK) (Debian: apt-get install libsqlite3-dev libzstd-dev libcjson-dev libssl-dev pkg-config))
+$(error missing pkg-config packages: $(PKG_CHECK) (Debian: apt-get install libsqlite3-dev libzstd-dev libcjson-dev libssl-dev libcurl4-openssl-dev pkg-config))
 endif
 endif
 

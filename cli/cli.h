@@ -169,6 +169,19 @@ int cmd_stats(cli_ctx *ctx, int argc, char **argv);
 int cmd_diff(cli_ctx *ctx, int argc, char **argv);
 int cmd_show(cli_ctx *ctx, int argc, char **argv);
 int cmd_sql(cli_ctx *ctx, int argc, char **argv);
+/* remotes (issue 10) */
+int cmd_remote(cli_ctx *ctx, int argc, char **argv);
+int cmd_push(cli_ctx *ctx, int argc, char **argv);
+int cmd_fetch(cli_ctx *ctx, int argc, char **argv);
+int cmd_pull(cli_ctx *ctx, int argc, char **argv);
+int cmd_clone(cli_ctx *ctx, int argc, char **argv);
+/* The summary of a push, fetch, pull or clone on stderr (json: stdout). */
+int cli_transfer_report(cli_ctx *ctx, const char *verb, const wd_transfer_result *r, int json);
+/* In a lazy clone, fetches the chunks ref needs (cmd_clone.c); else
+ * nothing. Returns an exit code (0 to go on). */
+int cli_remote_hydrate(cli_ctx *ctx, const char *ref);
+/* Whether arg names a configured remote of repo, or is a URL. */
+int cli_is_remote(wd_repo *repo, const char *arg);
 
 /* ---- repository --------------------------------------------------------- */
 

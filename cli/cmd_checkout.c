@@ -104,6 +104,11 @@ int cmd_checkout(cli_ctx *ctx, int argc, char **argv)
         return rc;
     }
     wd_repo *repo;
+    /* A lazy clone fetches the chunks this checkout needs first (issue 10). */
+    if ((rc = cli_remote_hydrate(ctx, pos[0])) != CLI_EXIT_OK) {
+        free(globs);
+        return rc;
+    }
     if ((rc = cli_open_repo(ctx, WD_OPEN_READONLY, &repo)) != CLI_EXIT_OK) {
         free(globs);
         return rc;

@@ -43,6 +43,11 @@ static const cli_command commands[] = {
     {"save-delta", cmd_save_delta, "write a fine-tune's delta as a deltatensors .wdelta file"},
     {"load-delta", cmd_load_delta, "rebuild a fine-tune folder from a .wdelta file and its base"},
     {"fsck", cmd_fsck, "verify every stored chunk and record; exit 3 when damage is found"},
+    {"remote", cmd_remote, "add, list or remove S3 remotes"},
+    {"push", cmd_push, "send names and their objects to an S3 remote"},
+    {"fetch", cmd_fetch, "receive a remote's objects (names unchanged)"},
+    {"pull", cmd_pull, "fetch, then set local names to the remote's"},
+    {"clone", cmd_clone, "create a repository from an S3 remote (--lazy: metadata only)"},
     {"help", cmd_help, "show the help of a command"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

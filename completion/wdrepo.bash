@@ -31,7 +31,7 @@ _wdrepo()
         cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
         words=("${COMP_WORDS[@]}") cword=$COMP_CWORD
     fi
-    local commands="init add-base commit checkout log inspect diff show stats sql import export tag hash rm gc save-delta load-delta fsck help"
+    local commands="init add-base commit checkout log inspect diff show stats sql import export tag hash rm gc save-delta load-delta fsck remote push fetch pull clone help"
     local globals="-R --repo -q --quiet -j --jobs --level -h --help"
 
     # the command: the first word that is not an option or an option's value
@@ -89,6 +89,10 @@ _wdrepo()
     save-delta) opts="--strategy --sparsity --outlier-fraction --format-version -f --force"; args=files ;;
     load-delta) opts="--dtype -f --force --no-verify"; args=files ;;
     fsck) opts="--full --json"; args=none ;;
+    remote) opts="-v --verbose"; args=none ;;
+    push) opts="-f --force --json"; args=refs ;;
+    fetch | pull) opts="--json"; args=none ;;
+    clone) opts="--lazy --json"; args=dirs ;;
     help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return ;;
     *) return ;;
     esac

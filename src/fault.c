@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_names[] = {"chunk", "txn", "write"};
+static const char *const kind_names[] = {"chunk", "txn", "write", "put"};
 #define N_KINDS (sizeof kind_names / sizeof kind_names[0])
 
 static pthread_once_t parse_once = PTHREAD_ONCE_INIT;

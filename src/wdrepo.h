@@ -747,6 +747,57 @@ int wd_sql(wd_repo *repo, const char *sql, wd_sql_row_fn fn, void *ud);
 void wd_cancel_request(void);
 void wd_cancel_clear(void);
 
+/* ---- remotes: push, fetch and clone through S3 (issue 10; docs/REMOTES.md) ---- */
+
+/* A remote as `remote add` recorded it in the repository folder's file
+ * "remotes" (the URL only: credentials are never stored). */
+typedef struct {
+    char *name;
+    char *url;
+    int lazy; /* cloned with --lazy: chunks are fetched when a checkout needs them */
+} wd_remote_info;
+
+/* name: 1-64 letters, digits, '.', '_' or '-'; url as docs/REMOTES.md says
+ * (https://HOST[:PORT]/BUCKET[/PREFIX], http://..., s3://BUCKET[/PREFIX]).
+ * WD_EEXISTS if name is taken. */
+int wd_remote_add(wd_repo *repo, const char *name, const char *url, int lazy);
+int wd_remote_rm(wd_repo *repo, const char *name);
+int wd_remote_list(wd_repo *repo, wd_remote_info **out, size_t *out_count);
+void wd_remote_list_free(wd_remote_info *remotes, size_t count);
+
+/* What a push, fetch or hydrate moved. */
+typedef struct {
+    uint64_t objects, objects_skipped; /* manifests sent/received; already there */
+    uint64_t chunks, chunks_skipped;   /* chunks moved; already on the other side */
+    uint64_t bytes;                    /* bytes of chunks and manifests moved */
+    uint64_t names, names_skipped;     /* names set; already right */
+    char **conflicts;                  /* "NAME": names left alone because they differ */
+    size_t n_conflicts;
+    double seconds;
+} wd_transfer_result;
+void wd_transfer_result_free(wd_transfer_result *r);
+
+#define WD_PUSH_FORCE 1u   /* push: move names that point elsewhere on the remote */
+#define WD_FETCH_NAMES 2u  /* fetch: set local names to the remote's (pull, clone) */
+#define WD_FETCH_LAZY 4u   /* fetch: metadata only; chunks come with wd_remote_hydrate */
+
+/* Sends refs (names, or ids: then the object without a name; none: every
+ * name) and everything they are built on to remote (a remote's name or a
+ * URL): missing chunks first, then manifests, then names, each name by a
+ * conditional write. A name that points elsewhere on the remote is left
+ * alone and listed in out->conflicts; the call then returns WD_EEXISTS
+ * after moving everything else (WD_PUSH_FORCE moves it instead). */
+int wd_push(wd_repo *repo, const char *remote, const char *const *refs, size_t n_refs, unsigned flags,
+            const wd_options *opt, wd_transfer_result *out);
+/* Receives the remote's names (names given: only those) and the objects
+ * and chunks they need; with WD_FETCH_NAMES sets the local names too (one
+ * pointing elsewhere here is a conflict, as for wd_push). */
+int wd_fetch(wd_repo *repo, const char *remote, const char *const *names, size_t n_names, unsigned flags,
+             const wd_options *opt, wd_transfer_result *out);
+/* In a repository cloned with --lazy: fetches the chunks ref and its
+ * ancestors need that are not here yet (a no-op elsewhere). */
+int wd_remote_hydrate(wd_repo *repo, const char *ref, const wd_options *opt, wd_transfer_result *out);
+
 #ifdef __cplusplus
 }
 #endif

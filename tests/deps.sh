@@ -7,6 +7,8 @@ pkgs="make gcc pkg-config libsqlite3-dev sqlite3 libzstd-dev libcjson-dev libssl
 # (issue 9) the Python package and its tests: numpy, pytest, setuptools/wheel/venv
 # for pip install --no-build-isolation ./python, torch for the torch tests
 pkgs="$pkgs python3-numpy python3-pytest python3-setuptools python3-wheel python3-venv python3-pip python3-torch"
+# The remote tests (tests/remote/ceph.sh) run a real Ceph radosgw: ~270 MB, ~40 s to install.
+pkgs="$pkgs libcurl4-openssl-dev ceph-mon ceph-osd radosgw"
 [ "${1:-}" = bench ] && pkgs="$pkgs hyperfine time openssl"
 missing=""
 for p in $pkgs; do
