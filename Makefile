@@ -66,8 +66,10 @@ $(BUILD)/%.o: %.c
 	$(CC) $(ALL_CFLAGS) $(PIC) -Isrc -MMD -MP -c $< -o $@
 
 # (issue 9) The library's objects go into libwdrepo.so too, so they are
-# position-independent (the CLI's are not).
-$(LIB_OBJ): PIC := -fPIC
+# position-independent (the CLI's are not). No semantic interposition: the
+# library's own calls may still be inlined and bound locally, as in a static
+# build (nothing outside may replace a wd__ function; the map hides them).
+$(LIB_OBJ): PIC := -fPIC -fno-semantic-interposition
 
 # The schema is compiled in, so an installed wdrepo needs no data files.
 $(GEN_SCHEMA): $(SCHEMA) Makefile
