@@ -903,7 +903,7 @@ int wd_commit(wd_repo *repo, const char *ft_dir, const char *parent_ref, const w
      * explicit value is never replaced by a default. */
     wd_strategy_opts so = {0};
     if (copt)
-        so = (wd_strategy_opts){copt->strategy, copt->sparsity, copt->outlier_fraction, copt->set};
+        so = (wd_strategy_opts){copt->strategy, copt->sparsity, copt->outlier_fraction, copt->set, copt->quality};
     wd__strategy st;
     int rc = wd__strategy_resolve(&st, &so, "lossless", 0);
     if (rc)

@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_lowbit.h"
 #include "error.h"
+#include "lowbit_store.h"
 #include "piece.h"
 #include "pipeline.h"
 
@@ -325,7 +327,9 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
     uint64_t ce = parent->chunk_elems;
     if (!rc) {
         L->strategy = strategy;
-        if (strategy == WD__WS_SPARSE) {
+        if (strategy == WD__WS_LOWBIT) { /* (issue 11) */
+            rc = wd__lowbit_store(sink, L, &ds, src->name, t->ndim, t->shape, option, fid);
+        } else if (strategy == WD__WS_SPARSE) {
             rc = encode_sparse_streamed(sink, L, &ds, option, t->nelem, ce, fid);
         } else if (strategy == WD__WS_QUANTIZED) {
             wd_quant_delta q = {0};

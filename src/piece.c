@@ -19,6 +19,7 @@
 
 #include "codec.h"
 #include "codec_lossless.h"
+#include "codec_lowbit.h"
 #include "error.h"
 #include "half.h"
 #include "hash.h"
@@ -317,6 +318,11 @@ static int fetch_lossy(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, con
     wd_chunkstore *cs = repo->store;
     uint64_t begin = plan->begin, end = begin + plan->nelem;
     s->t = t;
+    if (L->strategy == WD__WS_LOWBIT) { /* (issue 11) codes and gains of the piece's segments */
+        s->base0 = begin / L->n_cols;
+        int rc = wd__arange_fetch(cs, &L->arrays[WD__WF_PACKED], begin * 2, end * 2, &s->r[0]);
+        return rc ? rc : wd__arange_fetch(cs, &L->arrays[WD__WF_SCALES], s->base0 * 2, ((end - 1) / L->n_cols + 1) * 2, &s->r[1]);
+    }
     if (L->strategy == WD__WS_QUANTIZED) {
         uint64_t r0 = begin / L->n_cols, r1 = (end - 1) / L->n_cols + 1;
         s->base0 = r0;
@@ -431,6 +437,10 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
         rc = slice(sc, 1, &s->r[1], &a1);
     if (rc)
         return rc;
+    if (L->strategy == WD__WS_LOWBIT) {
+        wd__lowbit_apply((const uint16_t *)(void *)a0, (const uint16_t *)(void *)a1, begin, n, L->n_cols, L->step, f);
+        return 0;
+    }
     if (L->strategy == WD__WS_QUANTIZED) {
         /* A row's run at a time, so the inner loop has no row test. */
         uint64_t row = begin / L->n_cols, col = begin % L->n_cols;
