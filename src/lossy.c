@@ -96,7 +96,7 @@ int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_
     if (!cJSON_IsObject(j)) {
         rc = wd__error(WD_ECORRUPT, "tensor '%s': params are not a JSON object", t->name);
     } else if (strategy == WD__WS_LOWBIT) {
-        double seg, bits;
+        double seg = 0, bits = 0;
         if (num(j, "seg", WD_LOWBIT_SEG_MIN, WD_LOWBIT_SEG_MAX, &seg) || num(j, "step", 0, 4294967295.0, &bits) ||
             seg != (double)(uint64_t)seg || bits != (double)(uint32_t)bits) {
             rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
@@ -106,6 +106,30 @@ int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_
             memcpy(&L->step, &u, sizeof u);
             if (!(L->step > 0 && L->step <= FLT_MAX))
                 rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
+        }
+        double rk = 0;
+        const cJSON *sa = cJSON_GetObjectItemCaseSensitive(j, "sa");
+        if (!rc && !num(j, "rank", 1, WD_LOWBIT_RANK_MAX, &rk)) {
+            /* a low-rank part: whole rows of seg columns */
+            L->rank = (int)rk;
+            if (rk != (double)L->rank || t->nelem % L->n_cols || L->n_cols > WD_LOWBIT_LR_MAX_COLS || num(j, "sv", 0, 4294967295.0, &bits) ||
+                !cJSON_IsArray(sa) || cJSON_GetArraySize(sa) != L->rank)
+                rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
+            uint32_t u = (uint32_t)bits;
+            memcpy(&L->sv, &u, sizeof u);
+            int k = 0;
+            const cJSON *e;
+            cJSON_ArrayForEach(e, sa)
+            {
+                if (rc || k >= L->rank)
+                    break;
+                if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 4294967295.0)
+                    rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
+                u = (uint32_t)e->valuedouble;
+                memcpy(&L->sa[k++], &u, sizeof u);
+            }
+        } else if (!rc && cJSON_GetObjectItemCaseSensitive(j, "rank")) {
+            rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
         }
     } else if (strategy == WD__WS_QUANTIZED) {
         if (num(j, "n_cols", 1, 9007199254740992.0, &v) || t->nelem % (uint64_t)v)
@@ -188,7 +212,10 @@ int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_
     if (!rc && strategy == WD__WS_LOWBIT &&
         (L->arrays[WD__WF_PACKED].count != t->nelem || L->arrays[WD__WF_PACKED].dtype != WD_DT_I16 ||
          L->arrays[WD__WF_SCALES].count != (t->nelem + L->n_cols - 1) / L->n_cols ||
-         L->arrays[WD__WF_SCALES].dtype != WD_DT_F16))
+         L->arrays[WD__WF_SCALES].dtype != WD_DT_F16 ||
+         L->arrays[WD__WF_INDICES].count != (uint64_t)L->rank * L->n_cols ||
+         L->arrays[WD__WF_VALUES].count != (uint64_t)L->rank * (t->nelem / L->n_cols) ||
+         L->arrays[WD__WF_INDICES].dtype != WD_DT_I16 || L->arrays[WD__WF_VALUES].dtype != WD_DT_I16))
         rc = wd__error(WD_ECORRUPT, "tensor '%s': lowbit arrays do not fit its size", t->name);
     if (!rc && strategy != WD__WS_QUANTIZED && strategy != WD__WS_LOWBIT && L->n_pieces &&
         (L->before[0] != 0 ||
@@ -213,6 +240,17 @@ int wd__lossy_params(const wd_lossy *L, const wd__wdelta_tensor *e, int version,
         uint32_t u;
         memcpy(&u, &L->step, sizeof u);
         ok = ok && cJSON_AddNumberToObject(j, "seg", (double)L->n_cols) && cJSON_AddNumberToObject(j, "step", u);
+        if (L->rank) {
+            memcpy(&u, &L->sv, sizeof u);
+            ok = ok && cJSON_AddNumberToObject(j, "rank", L->rank) && cJSON_AddNumberToObject(j, "sv", u);
+            cJSON *sa = ok ? cJSON_AddArrayToObject(j, "sa") : NULL;
+            ok = ok && sa;
+            for (int k = 0; ok && k < L->rank; k++) {
+                memcpy(&u, &L->sa[k], sizeof u);
+                cJSON *x = cJSON_CreateNumber(u);
+                ok = x && cJSON_AddItemToArray(sa, x);
+            }
+        }
     }
     if (L->strategy == WD__WS_INT4) {
         ok = ok && cJSON_AddNumberToObject(j, "layout", L->layout);

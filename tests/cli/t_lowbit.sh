@@ -13,7 +13,7 @@ case $GEN in /*) ;; *) GEN=$PWD/$GEN ;; esac
 "$GEN" --preset tiny --hidden 320 --vocab 4000 --layers 1 --seed 5 -q "$T/base" --finetune "$T/ft" \
     >/dev/null 2>&1 || fail "gen_model failed"
 
-want_id=cb79d8fc92de287b48175c0bfd66004f3c6d9333171e4e773f2ad330dbef8b11
+want_id=131c8d4f50f4895ec6d2ae2b185e98094a7deb648d5db40d2af86e5a2368fc10
 for j in 1 3; do
     rm -rf "$REPO"
     expect 0 wd init
@@ -79,3 +79,11 @@ damage "UPDATE tensor_array SET dtype = 'float32' WHERE object = LB AND field = 
 damage "UPDATE tensor_array SET chunks = substr(chunks, 1, 32) WHERE object = LB AND field = 'packed' AND count > 600000"
 damage "DELETE FROM tensor_array WHERE object = LB AND field = 'scales'"
 damage "UPDATE chunk SET data = zeroblob(length(data)) WHERE id IN (SELECT substr(chunks, 1, 32) FROM tensor_array WHERE object = LB AND field = 'packed' AND count > 600000)"
+# the low-rank part of q_proj (rank 8: gen_model's fine-tune is a rank-8 update plus noise)
+Q="name = 'model.layers.0.self_attn.q_proj.weight'"
+damage "UPDATE tensor SET params = json_set(params, '\$.rank', 40) WHERE object = LB AND $Q"
+damage "UPDATE tensor SET params = json_set(params, '\$.rank', 7) WHERE object = LB AND $Q"
+damage "UPDATE tensor SET params = json_remove(params, '\$.sa[0]') WHERE object = LB AND $Q"
+damage "UPDATE tensor SET params = json_set(params, '\$.sv', -1) WHERE object = LB AND $Q"
+damage "UPDATE tensor_array SET count = count - 1 WHERE object = LB AND tensor = 'model.layers.0.self_attn.q_proj.weight' AND field = 'values'"
+damage "UPDATE tensor_array SET count = 0, chunks = x'' WHERE object = LB AND tensor = 'model.layers.0.self_attn.q_proj.weight' AND field = 'indices'"
