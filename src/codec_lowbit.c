@@ -31,6 +31,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "error.h"
 #include "half.h"
@@ -100,8 +103,38 @@ static void lr_row(float *row, const float *vd, const float *ad, int rank, uint6
     for (int k = 0; k < rank; k++) {
         const float *v = vd + (size_t)k * cols;
         float a = ad[k];
-        for (uint64_t j = 0; j < cols; j++)
+        uint64_t j = 0;
+#if defined(__SSE2__)
+        /* the same two roundings per element as the scalar loop */
+        __m128 av = _mm_set1_ps(a);
+        for (; j + 4 <= cols; j += 4)
+            _mm_storeu_ps(row + j, _mm_add_ps(_mm_loadu_ps(row + j), _mm_mul_ps(av, _mm_loadu_ps(v + j))));
+#endif
+        for (; j < cols; j++)
             row[j] = row[j] + a * v[j];
+    }
+}
+
+/* buf[k] += (lr ? lr[k] : 0) + q(codes[k]) * m for k < run; without lr the
+ * bare sum buf[k] + q * m. */
+static void add_codes(float *buf, const uint16_t *codes, const float *lr, float m, size_t run)
+{
+    size_t k = 0;
+#if defined(__SSE2__)
+    __m128 mv = _mm_set1_ps(m);
+    __m128i one = _mm_set1_epi32(1), zero = _mm_setzero_si128();
+    for (; k + 4 <= run; k += 4) {
+        __m128i z = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)(const void *)(codes + k)), zero);
+        __m128i q = _mm_xor_si128(_mm_srli_epi32(z, 1), _mm_sub_epi32(zero, _mm_and_si128(z, one)));
+        __m128 v = _mm_mul_ps(_mm_cvtepi32_ps(q), mv);
+        if (lr)
+            v = _mm_add_ps(_mm_loadu_ps(lr + k), v);
+        _mm_storeu_ps(buf + k, _mm_add_ps(_mm_loadu_ps(buf + k), v));
+    }
+#endif
+    for (; k < run; k++) {
+        float v = unzig(codes[k]) * m;
+        buf[k] = buf[k] + (lr ? lr[k] + v : v);
     }
 }
 
@@ -128,11 +161,9 @@ void wd__lowbit_apply(const uint16_t *codes, const uint16_t *gains, uint64_t beg
             for (int k = 0; k < rank; k++)
                 ad[k] = unzig(lr->acodes[(size_t)(s - s0) * (size_t)rank + (size_t)k]) * lr->sa[k];
             lr_row(row, vd, ad, rank, lr->cols);
-            for (size_t k = 0; k < run; k++)
-                buf[i + k] = buf[i + k] + (row[off + k] + unzig(codes[i + k]) * m);
+            add_codes(buf + i, codes + i, row + off, m, run);
         } else {
-            for (size_t k = 0; k < run; k++)
-                buf[i + k] = buf[i + k] + unzig(codes[i + k]) * m;
+            add_codes(buf + i, codes + i, NULL, m, run);
         }
         i += run;
         off = 0;
