@@ -10,10 +10,10 @@
 
 GEN=${WD_BUILD:?}/tools/gen_model
 case $GEN in /*) ;; *) GEN=$PWD/$GEN ;; esac
-"$GEN" --preset tiny --hidden 320 --vocab 4000 --layers 1 --seed 5 -q "$T/base" --finetune "$T/ft" \
+"$GEN" --preset tiny --hidden 320 --vocab 2000 --layers 1 --seed 5 -q "$T/base" --finetune "$T/ft" \
     >/dev/null 2>&1 || fail "gen_model failed"
 
-want_id=131c8d4f50f4895ec6d2ae2b185e98094a7deb648d5db40d2af86e5a2368fc10
+want_id=1da3b9ae82d4c63417003b7141c1ca2b34e1f1bd7a32e619abf1a19b358af529
 for j in 1 3; do
     rm -rf "$REPO"
     expect 0 wd init
@@ -56,34 +56,45 @@ expect_usage wd commit "$T/ft" --on base --strategy lowbit --quality x
 expect_usage wd commit "$T/ft" --on base --strategy int4 --quality 2
 expect_usage wd save-delta "$T/base" "$T/ft" "$T/x.wdelta" --strategy lowbit
 
-# Damage: each edit on a copy of the repository; checkout must refuse in one line.
+# Damage: each edit on its own copy of the repository (made by one python
+# process); checkout must refuse in one line.
 cp -R "$REPO" "$T/good"
-damage() { # SQL on the copy's tensor rows of lb
-    rm -rf "$REPO" "$T/co-bad"
-    cp -R "$T/good" "$REPO"
-    "$PY" - "$REPO/repo.db" "$1" <<'PYEOF' || fail "could not damage the repository"
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-db.execute(sys.argv[2].replace("LB", "(SELECT object FROM name WHERE name = 'lb')"))
-db.commit()
-PYEOF
-    expect_fail_line wd checkout lb "$T/co-bad"
-}
-damage "UPDATE tensor SET params = '{\"strategy\":\"lowbit\",\"seg\":1,\"step\":1065353216}' WHERE object = LB"
-damage "UPDATE tensor SET params = '{\"strategy\":\"lowbit\",\"seg\":320,\"step\":2143289344}' WHERE object = LB"
-damage "UPDATE tensor SET params = '{\"strategy\":\"lowbit\",\"seg\":320}' WHERE object = LB"
-damage "UPDATE tensor SET params = 'not json' WHERE object = LB"
-damage "UPDATE tensor_array SET count = count - 1 WHERE object = LB AND field = 'packed'"
-damage "UPDATE tensor_array SET count = count + 1 WHERE object = LB AND field = 'scales'"
-damage "UPDATE tensor_array SET dtype = 'float32' WHERE object = LB AND field = 'packed'"
-damage "UPDATE tensor_array SET chunks = substr(chunks, 1, 32) WHERE object = LB AND field = 'packed' AND count > 600000"
-damage "DELETE FROM tensor_array WHERE object = LB AND field = 'scales'"
-damage "UPDATE chunk SET data = zeroblob(length(data)) WHERE id IN (SELECT substr(chunks, 1, 32) FROM tensor_array WHERE object = LB AND field = 'packed' AND count > 600000)"
-# the low-rank part of q_proj (rank 8: gen_model's fine-tune is a rank-8 update plus noise)
 Q="name = 'model.layers.0.self_attn.q_proj.weight'"
-damage "UPDATE tensor SET params = json_set(params, '\$.rank', 40) WHERE object = LB AND $Q"
-damage "UPDATE tensor SET params = json_set(params, '\$.rank', 7) WHERE object = LB AND $Q"
-damage "UPDATE tensor SET params = json_remove(params, '\$.sa[0]') WHERE object = LB AND $Q"
-damage "UPDATE tensor SET params = json_set(params, '\$.sv', -1) WHERE object = LB AND $Q"
-damage "UPDATE tensor_array SET count = count - 1 WHERE object = LB AND tensor = 'model.layers.0.self_attn.q_proj.weight' AND field = 'values'"
-damage "UPDATE tensor_array SET count = 0, chunks = x'' WHERE object = LB AND tensor = 'model.layers.0.self_attn.q_proj.weight' AND field = 'indices'"
+QA="tensor = 'model.layers.0.self_attn.q_proj.weight'"
+"$PY" - "$T" <<PYEOF || fail "could not damage the repositories"
+import shutil, sqlite3, sys
+t = sys.argv[1]
+edits = [
+    "UPDATE tensor SET params = '{\"strategy\":\"lowbit\",\"seg\":1,\"step\":1065353216}' WHERE object = LB",
+    "UPDATE tensor SET params = '{\"strategy\":\"lowbit\",\"seg\":320,\"step\":2143289344}' WHERE object = LB",
+    "UPDATE tensor SET params = '{\"strategy\":\"lowbit\",\"seg\":320}' WHERE object = LB",
+    "UPDATE tensor SET params = 'not json' WHERE object = LB",
+    "UPDATE tensor_array SET count = count - 1 WHERE object = LB AND field = 'packed'",
+    "UPDATE tensor_array SET count = count + 1 WHERE object = LB AND field = 'scales'",
+    "UPDATE tensor_array SET dtype = 'float32' WHERE object = LB AND field = 'packed'",
+    "UPDATE tensor_array SET chunks = substr(chunks, 1, 32) WHERE object = LB AND field = 'packed' AND count > 600000",
+    "DELETE FROM tensor_array WHERE object = LB AND field = 'scales'",
+    "UPDATE chunk SET data = zeroblob(length(data)) WHERE id IN (SELECT substr(chunks, 1, 32) FROM tensor_array WHERE object = LB AND field = 'packed' AND count > 600000)",
+    # the low-rank part of q_proj (rank 8: gen_model's fine-tune is a rank-8 update plus noise)
+    "UPDATE tensor SET params = json_set(params, '\$.rank', 40) WHERE object = LB AND $Q",
+    "UPDATE tensor SET params = json_set(params, '\$.rank', 7) WHERE object = LB AND $Q",
+    "UPDATE tensor SET params = json_remove(params, '\$.sa[0]') WHERE object = LB AND $Q",
+    "UPDATE tensor SET params = json_set(params, '\$.sv', -1) WHERE object = LB AND $Q",
+    "UPDATE tensor_array SET count = count - 1 WHERE object = LB AND $QA AND field = 'values'",
+    "UPDATE tensor_array SET count = 0, chunks = x'' WHERE object = LB AND $QA AND field = 'indices'",
+]
+for i, e in enumerate(edits):
+    d = "%s/bad%d" % (t, i)
+    shutil.copytree(t + "/good", d)
+    db = sqlite3.connect(d + "/repo.db")
+    n = db.execute(e.replace("LB", "(SELECT object FROM name WHERE name = 'lb')")).rowcount
+    assert n > 0, e
+    db.commit()
+    db.close()
+PYEOF
+i=0
+while [ -d "$T/bad$i" ]; do
+    expect_fail_line "$WDREPO" -R "$T/bad$i" checkout lb "$T/co-bad$i"
+    i=$((i + 1))
+done
+[ $i = 16 ] || fail "expected 16 damaged repositories, made $i"
