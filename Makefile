@@ -57,7 +57,7 @@ PYSITE   ?= $(PREFIX)/lib/python$(shell $(PYTHON) -c 'import sys; print("%d.%d" 
 
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 
-.PHONY: pytest all test check fuzz bench demo install uninstall clean help headertest
+.PHONY: pytest all test check fuzz bench frontier demo install uninstall clean help headertest
 
 all: $(WDREPO) $(LIBA) $(LIBSO) $(TOOL_BIN) ## build the library, the wdrepo program and the test tools
 
@@ -140,6 +140,10 @@ fuzz: ## build libFuzzer targets (clang) into build-fuzz/; FUZZ_SECONDS=60 make 
 	  if [ -n "$(FUZZ_SECONDS)" ]; then mkdir -p build-fuzz/corpus-$$n; \
 	    build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; fi; \
 	done
+
+# (issue 11) not in CI: needs ../shared/realmodel and Debian's python3-torch
+frontier: all ## lowbit's size/loss frontier on ../shared/realmodel's ft_b (minutes; see tests/bench/frontier.sh)
+	@BUILD=$(BUILD) sh tests/bench/frontier.sh
 
 bench: all ## time add-base/commit/checkout on a generated Qwen2.5-0.5B-shaped model against cp/zstd/openssl
 	@BUILD=$(BUILD) sh tests/bench/bench.sh

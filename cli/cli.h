@@ -91,7 +91,13 @@ int cli_usage_error(cli_ctx *ctx, const cli_spec *spec, const char *fmt, ...)
  * not given); CLI_STRATEGY_OPTS puts the three into a command's table. */
 typedef struct {
     const char *strategy, *sparsity, *outlier_fraction;
+    const char *quality; /* (issue 11) commit's --quality (CLI_QUALITY_OPT) */
 } cli_strategy_args;
+
+/* (issue 11) --quality for lowbit, in commit's table only. */
+#define CLI_QUALITY_OPT(args)                                                                   \
+    {"quality", 0, CLI_OPT_STR, &(args).quality, "Q",                                          \
+     "lowbit: about the bits a matrix element costs, 0.25 <= Q <= 16 (default 4)", 0, 0}
 
 #define CLI_STRATEGY_OPTS(args, strategy_help)                                                  \
     {"strategy", 0, CLI_OPT_STR, &(args).strategy, "S", strategy_help, 0, 0},                  \

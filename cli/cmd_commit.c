@@ -15,6 +15,7 @@ static int json_flag;
 static const cli_opt opts[] = {
     {"on", 0, CLI_OPT_STR, &on_opt, "REF", "parent: a base or an earlier delta (required)", 0, 0},
     CLI_STRATEGY_OPTS(strategy_args, "how to encode the delta (default lossless)"),
+    CLI_QUALITY_OPT(strategy_args),
     {"message", 'm', CLI_OPT_STR, &message_opt, "MSG", "a message kept with the delta", 0, 0},
     {"name", 0, CLI_OPT_STR, &name_opt, "N", "attach name N to the delta", 0, 0},
     {"json", 0, CLI_OPT_FLAG, &json_flag, NULL, "print the result as a JSON object", 0, 0},
@@ -24,14 +25,16 @@ static const cli_opt opts[] = {
 static const char *const args[] = {"FT_DIR", NULL};
 
 static const cli_spec spec = {
-    "commit", "FT_DIR --on REF [--strategy S] [--sparsity X] [--outlier-fraction X] [-m MSG] [--name N] [--exclude GLOB]... [--json]",
+    "commit", "FT_DIR --on REF [--strategy S] [--sparsity X] [--outlier-fraction X] [--quality Q] [-m MSG] [--name N] [--exclude GLOB]... [--json]",
     "Store the fine-tune folder FT_DIR as a delta against REF (a base, or a delta:\n"
     "then against that delta's reconstruction, forming a chain) and print the delta\n"
     "id on stdout. Committing the same thing twice yields the same id and stores\n"
     "nothing new. Strategies: lossless (default; every file comes back\n"
     "byte-identical), and deltatensors' lossy ones: sparse (top 1-X of |delta|),\n"
     "quantized (1-bit sign and a float16 scale per row), int4 (4-bit codes with\n"
-    "float16 outliers). Lossy deltas record each tensor's reconstruction error.\n"
+    "float16 outliers); and wdrepo's own lossy lowbit (the smallest fine-tunes:\n"
+    "a uniform step per tensor set by --quality, entropy-coded codes; not\n"
+    "exportable as is). Lossy deltas record each tensor's reconstruction error.\n"
     "When more than half of REF's tensors are missing from FT_DIR or reshaped,\n"
     "a warning asks whether REF is the right parent (printed even with -q).\n"
     "Subfolders and --exclude: as for add-base.\n",
@@ -90,7 +93,7 @@ static int cmd_commit_run(cli_ctx *ctx, int argc, char **argv, const char *const
     wd_options opt = cli_wd_options(ctx);
     wd_commit_opts copt = {.strategy = strategy, .message = message_opt, .name = name_opt,
                            .sparsity = so.sparsity, .outlier_fraction = so.outlier_fraction,
-                           .set = so.set, .exclude = exclude, .n_exclude = n_exclude};
+                           .set = so.set, .exclude = exclude, .n_exclude = n_exclude, .quality = so.quality};
     wd_write_result res = {0};
     rc = wd_commit(repo, pos[0], on_opt, &copt, &opt, &res);
     cli_progress_clear(ctx);

@@ -32,6 +32,8 @@ int cli_strategy_opts(cli_ctx *ctx, const cli_spec *spec, const cli_strategy_arg
     if (rc == CLI_CONTINUE)
         rc = number(ctx, spec, "outlier-fraction", a->outlier_fraction, WD_SET_OUTLIER_FRACTION,
                     &out->outlier_fraction, &out->set);
+    if (rc == CLI_CONTINUE)
+        rc = number(ctx, spec, "quality", a->quality, WD_SET_QUALITY, &out->quality, &out->set);
     if (rc == CLI_CONTINUE && wd_strategy_check(out, default_strategy, flags) != WD_OK) {
         /* The library names the fields of wd_strategy_opts; the user typed
          * the options: "outlier_fraction 2: ..." reads "--outlier-fraction 2: ...",
@@ -40,12 +42,13 @@ int cli_strategy_opts(cli_ctx *ctx, const cli_spec *spec, const cli_strategy_arg
         static const struct {
             const char *field, *option;
             size_t arg;
-        } names[] = {{"sparsity", "--sparsity", 1}, {"outlier_fraction", "--outlier-fraction", 2}};
+        } names[] = {{"sparsity", "--sparsity", 1}, {"outlier_fraction", "--outlier-fraction", 2},
+                     {"quality", "--quality", 3}};
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
             size_t n = strlen(names[i].field);
             if (strncmp(msg, names[i].field, n) || msg[n] != ' ')
                 continue;
-            const char *given = names[i].arg == 1 ? a->sparsity : a->outlier_fraction;
+            const char *given = names[i].arg == 1 ? a->sparsity : names[i].arg == 2 ? a->outlier_fraction : a->quality;
             const char *rest = msg + n;
             /* "sparsity 1.5: expected ..." shows the value as typed */
             const char *colon = strchr(rest, ':');

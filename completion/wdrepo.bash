@@ -46,10 +46,10 @@ _wdrepo()
 
     case $prev in
     -R | --repo) COMPREPLY=($(compgen -d -- "$cur")); return ;;
-    -j | --jobs | --level | -n | --max-count | --wait | --sparsity | --outlier-fraction | -m | --message | --name | --exclude | --only) return ;;
+    -j | --jobs | --level | -n | --max-count | --wait | --sparsity | --outlier-fraction | --quality | -m | --message | --name | --exclude | --only) return ;;
     --strategy)
         if [ "$cmd" = commit ]; then
-            COMPREPLY=($(compgen -W "lossless sparse quantized int4" -- "$cur"))
+            COMPREPLY=($(compgen -W "lossless sparse quantized int4 lowbit" -- "$cur"))
         else
             COMPREPLY=($(compgen -W "sparse quantized int4" -- "$cur"))
         fi
@@ -72,7 +72,7 @@ _wdrepo()
     case $cmd in
     init) args=none ;;
     add-base) opts="--name --exclude --json --level"; args=dirs ;;
-    commit) opts="--on --strategy --sparsity --outlier-fraction -m --message --name --exclude --json --level"; args=dirs ;;
+    commit) opts="--on --strategy --sparsity --outlier-fraction --quality -m --message --name --exclude --json --level"; args=dirs ;;
     checkout) opts="-f --force --dtype --only"; args=ref-then-dirs ;;
     diff) opts="--json --exit-code"; args=refs ;;
     show) args=refs ;;
@@ -106,7 +106,7 @@ _wdrepo()
     local npos=0
     for ((i = i + 1; i < cword; i++)); do
         case ${words[i]} in
-        -R | --repo | -j | --jobs | --level | --on | --strategy | --sparsity | --outlier-fraction | \
+        -R | --repo | -j | --jobs | --level | --on | --strategy | --sparsity | --outlier-fraction | --quality | \
             -m | --message | --name | --dtype | --format-version | -n | --max-count | --wait | --exclude | --only) ((i++)) ;;
         -*) ;;
         *) ((npos++)) ;;

@@ -494,8 +494,8 @@ static int lossy_candidate(const wd_st_tensor *t, const wd_stored_tensor *pt)
  * hashing and nothing is decoded twice. A tensor stored exactly contributes
  * the fine-tune's own bytes, read again from its file (the page cache has
  * them); a lossy one its reconstruction, handed over by the encoder as it
- * rebuilds it from the arrays it just made (int4, quantized; sparse is sealed
- * from the store, below). Only the model hash: the float32 chain hash (what a
+ * rebuilds it from the arrays it just made (int4, quantized; sparse and
+ * lowbit are sealed from the store, below). Only the model hash: the float32 chain hash (what a
  * deltatensors file built on this delta names as parent_hash) is for a rare
  * use, and import and export compute it on the pool when a file needs it. */
 typedef struct {
@@ -537,11 +537,11 @@ static int seal_recon(void *ud, const uint8_t *native, size_t nbytes)
     return 0;
 }
 
-/* The model hash of a sparse commit, computed from the stored chunks (all
- * committed by now) before the final transaction, so the write lock is never
- * held while decoding: the object is assembled in memory from the work, its
- * tensors borrowing the work's chunks and arrays. (Sparse streams its arrays
- * to the store as it makes them, so they are not at hand to rebuild from.) */
+/* The model hash of a sparse or lowbit commit, computed from the stored
+ * chunks (all committed by now) before the final transaction, so the write
+ * lock is never held while decoding: the object is assembled in memory from
+ * the work, its tensors borrowing the work's chunks and arrays. (Both store
+ * their arrays as they make them, so they are not at hand to rebuild from.) */
 static int seal_before_insert(wd_repo *repo, wd_pool *pool, const wd_folder *f, work_tensor *wts,
                               uint8_t model_hash[WD_HASH_SIZE])
 {
@@ -793,7 +793,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     wd_lossy_encoder *enc = NULL;
     lossy_progress lp = {&w, 0, 0, 0, 1, 0};
     lossy_seal ls = {NULL, 0, NULL, NULL};
-    int incremental = lossy_strategy >= 0 && lossy_strategy != WD__WS_SPARSE;
+    int incremental = lossy_strategy == WD__WS_INT4 || lossy_strategy == WD__WS_QUANTIZED;
     if (!rc && incremental && !(rc = wd__sha256_new(&ls.h)) && !(ls.buf = malloc(SEAL_READ)))
         rc = WD_NOMEM();
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {
@@ -875,7 +875,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     if (rc)
         goto done;
 
-    if (lossy_strategy == WD__WS_SPARSE && (rc = seal_before_insert(repo, pool, f, wts, model_hash)))
+    if (lossy_strategy >= 0 && !incremental && (rc = seal_before_insert(repo, pool, f, wts, model_hash)))
         goto done;
 
     res->n_tensors = f->n_tensors;
@@ -965,7 +965,7 @@ int wd_commit(wd_repo *repo, const char *ft_dir, const char *parent_ref, const w
      * explicit value is never replaced by a default. */
     wd_strategy_opts so = {0};
     if (copt)
-        so = (wd_strategy_opts){copt->strategy, copt->sparsity, copt->outlier_fraction, copt->set};
+        so = (wd_strategy_opts){copt->strategy, copt->sparsity, copt->outlier_fraction, copt->set, copt->quality};
     wd__strategy st;
     int rc = wd__strategy_resolve(&st, &so, "lossless", 0);
     if (rc)

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "codec.h"
+#include "codec_lowbit.h"
 #include "db.h"
 #include "error.h"
 #include "hash.h"
@@ -382,6 +383,8 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         goto done;
     }
     int target = eo && eo->reencode ? wd__lossy_strategy_of(eo->reencode) : wd__lossy_strategy_of(strategy);
+    if (target == WD__WS_LOWBIT) /* (issue 11) wdrepo's own: re-encoded, like lossless */
+        target = -1;
     if (target < 0) {
         rc = eo && eo->reencode
                  ? wd__error(WD_EUSAGE, "cannot re-encode as '%s' (choose sparse, quantized or int4)", eo->reencode)

@@ -16,6 +16,7 @@
 
 #include "chunkstore.h"
 #include "codec.h"
+#include "codec_lowbit.h"
 #include "db.h"
 #include "error.h"
 #include "folder.h"
@@ -808,6 +809,11 @@ static int check_array_counts(fsck *f, size_t obj, const char *name, const wd_lo
              (a[WD__WF_OUTLIER_IDX].count != a[WD__WF_OUTLIER_VALS].count ||
               a[WD__WF_PACKED].count != wd__int4_packed_len(L->layout, n, a[WD__WF_OUTLIER_IDX].count)))
         bad = "outliers or codes do not fit its size";
+    else if (L->strategy == WD__WS_LOWBIT && /* (issue 11) */
+             (!L->n_cols || a[WD__WF_PACKED].count != n || a[WD__WF_SCALES].count != (n + L->n_cols - 1) / L->n_cols ||
+              a[WD__WF_INDICES].count != (uint64_t)L->rank * L->n_cols ||
+              a[WD__WF_VALUES].count != (uint64_t)L->rank * (n / L->n_cols)))
+        bad = "codes or gains do not fit its size";
     return bad ? object_problem(f, "object", obj, "tensor '%s': %s", name, bad) : 0;
 }
 

@@ -11,10 +11,12 @@
  */
 #include "lossy.h"
 
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_lowbit.h"
 #include "db.h"
 #include "error.h"
 
@@ -22,11 +24,15 @@ static const char *const encodings[WD__WS__COUNT] = {"sparse", "quantized", "int
 
 const char *wd__lossy_encoding(int strategy)
 {
+    if (strategy == WD__WS_LOWBIT)
+        return "lowbit";
     return strategy >= 0 && strategy < WD__WS__COUNT ? encodings[strategy] : "?";
 }
 
 int wd__lossy_strategy_of(const char *encoding)
 {
+    if (!strcmp(encoding, "lowbit"))
+        return WD__WS_LOWBIT;
     for (int i = 0; i < WD__WS__COUNT; i++)
         if (!strcmp(encoding, encodings[i]))
             return i;
@@ -54,7 +60,7 @@ static int field_by_name(const char *name)
 
 static int dtype_by_numpy(const char *name, wd_dtype *out)
 {
-    static const wd_dtype cands[] = {WD_DT_F16, WD_DT_F32, WD_DT_U8, WD_DT_I32, WD_DT_I64};
+    static const wd_dtype cands[] = {WD_DT_F16, WD_DT_F32, WD_DT_U8, WD_DT_I32, WD_DT_I64, WD_DT_I16};
     for (size_t i = 0; i < sizeof cands / sizeof *cands; i++)
         if (!strcmp(wd__wdelta_dtype_name(cands[i]), name)) {
             *out = cands[i];
@@ -89,6 +95,42 @@ int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_
     uint64_t n_pieces = t->nelem ? (t->nelem + t->chunk_elems - 1) / t->chunk_elems : 0;
     if (!cJSON_IsObject(j)) {
         rc = wd__error(WD_ECORRUPT, "tensor '%s': params are not a JSON object", t->name);
+    } else if (strategy == WD__WS_LOWBIT) {
+        double seg = 0, bits = 0;
+        if (num(j, "seg", WD_LOWBIT_SEG_MIN, WD_LOWBIT_SEG_MAX, &seg) || num(j, "step", 0, 4294967295.0, &bits) ||
+            seg != (double)(uint64_t)seg || bits != (double)(uint32_t)bits) {
+            rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
+        } else {
+            uint32_t u = (uint32_t)bits;
+            L->n_cols = (uint64_t)seg;
+            memcpy(&L->step, &u, sizeof u);
+            if (!(L->step > 0 && L->step <= FLT_MAX))
+                rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
+        }
+        double rk = 0;
+        const cJSON *sa = cJSON_GetObjectItemCaseSensitive(j, "sa");
+        if (!rc && !num(j, "rank", 1, WD_LOWBIT_RANK_MAX, &rk)) {
+            /* a low-rank part: whole rows of seg columns */
+            L->rank = (int)rk;
+            if (rk != (double)L->rank || t->nelem % L->n_cols || L->n_cols > WD_LOWBIT_LR_MAX_COLS || num(j, "sv", 0, 4294967295.0, &bits) ||
+                !cJSON_IsArray(sa) || cJSON_GetArraySize(sa) != L->rank)
+                rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
+            uint32_t u = (uint32_t)bits;
+            memcpy(&L->sv, &u, sizeof u);
+            int k = 0;
+            const cJSON *e;
+            cJSON_ArrayForEach(e, sa)
+            {
+                if (rc || k >= L->rank)
+                    break;
+                if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 4294967295.0)
+                    rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
+                u = (uint32_t)e->valuedouble;
+                memcpy(&L->sa[k++], &u, sizeof u);
+            }
+        } else if (!rc && cJSON_GetObjectItemCaseSensitive(j, "rank")) {
+            rc = wd__error(WD_ECORRUPT, "tensor '%s': bad lowbit parameters", t->name);
+        }
     } else if (strategy == WD__WS_QUANTIZED) {
         if (num(j, "n_cols", 1, 9007199254740992.0, &v) || t->nelem % (uint64_t)v)
             rc = wd__error(WD_ECORRUPT, "tensor '%s': bad n_cols", t->name);
@@ -167,7 +209,15 @@ int wd__lossy_load(wd_repo *repo, const uint8_t object[WD_HASH_SIZE], wd_stored_
         rc = row;
     sqlite3_finalize(st);
     /* The arrays must be able to serve every piece. */
-    if (!rc && strategy != WD__WS_QUANTIZED && L->n_pieces &&
+    if (!rc && strategy == WD__WS_LOWBIT &&
+        (L->arrays[WD__WF_PACKED].count != t->nelem || L->arrays[WD__WF_PACKED].dtype != WD_DT_I16 ||
+         L->arrays[WD__WF_SCALES].count != (t->nelem + L->n_cols - 1) / L->n_cols ||
+         L->arrays[WD__WF_SCALES].dtype != WD_DT_F16 ||
+         L->arrays[WD__WF_INDICES].count != (uint64_t)L->rank * L->n_cols ||
+         L->arrays[WD__WF_VALUES].count != (uint64_t)L->rank * (t->nelem / L->n_cols) ||
+         L->arrays[WD__WF_INDICES].dtype != WD_DT_I16 || L->arrays[WD__WF_VALUES].dtype != WD_DT_I16))
+        rc = wd__error(WD_ECORRUPT, "tensor '%s': lowbit arrays do not fit its size", t->name);
+    if (!rc && strategy != WD__WS_QUANTIZED && strategy != WD__WS_LOWBIT && L->n_pieces &&
         (L->before[0] != 0 ||
          L->before[L->n_pieces] != L->arrays[strategy == WD__WS_SPARSE ? WD__WF_INDICES : WD__WF_OUTLIER_IDX].count))
         rc = wd__error(WD_ECORRUPT, "tensor '%s': piece index disagrees with its arrays", t->name);
@@ -186,12 +236,28 @@ int wd__lossy_params(const wd_lossy *L, const wd__wdelta_tensor *e, int version,
     ok = ok && cJSON_AddStringToObject(j, "strategy", wd__lossy_encoding(L->strategy));
     if (L->strategy == WD__WS_QUANTIZED)
         ok = ok && cJSON_AddNumberToObject(j, "n_cols", (double)L->n_cols);
+    if (L->strategy == WD__WS_LOWBIT) {
+        uint32_t u;
+        memcpy(&u, &L->step, sizeof u);
+        ok = ok && cJSON_AddNumberToObject(j, "seg", (double)L->n_cols) && cJSON_AddNumberToObject(j, "step", u);
+        if (L->rank) {
+            memcpy(&u, &L->sv, sizeof u);
+            ok = ok && cJSON_AddNumberToObject(j, "rank", L->rank) && cJSON_AddNumberToObject(j, "sv", u);
+            cJSON *sa = ok ? cJSON_AddArrayToObject(j, "sa") : NULL;
+            ok = ok && sa;
+            for (int k = 0; ok && k < L->rank; k++) {
+                memcpy(&u, &L->sa[k], sizeof u);
+                cJSON *x = cJSON_CreateNumber(u);
+                ok = x && cJSON_AddItemToArray(sa, x);
+            }
+        }
+    }
     if (L->strategy == WD__WS_INT4) {
         ok = ok && cJSON_AddNumberToObject(j, "layout", L->layout);
         ok = ok && cJSON_AddNumberToObject(j, "scale", L->scale);
         ok = ok && cJSON_AddNumberToObject(j, "zero_point", L->zero_point);
     }
-    if (L->strategy != WD__WS_QUANTIZED) {
+    if (L->strategy != WD__WS_QUANTIZED && L->strategy != WD__WS_LOWBIT) {
         cJSON *b = cJSON_AddArrayToObject(j, "before");
         ok = ok && b;
         for (size_t i = 0; ok && i <= L->n_pieces; i++) {

@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_lowbit.h"
 #include "error.h"
+#include "lowbit_store.h"
 #include "piece.h"
 #include "pipeline.h"
 
@@ -486,7 +488,7 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
     const wd_st_tensor *t = src->t;
     *recon_done = 0;
     /* The parent cache serves a tensor the codec's cache holds whole. */
-    int rebuild = recon && strategy != WD__WS_SPARSE, fits = t->nelem <= WD_LOSSY_CACHE_ELEMS;
+    int rebuild = recon && (strategy == WD__WS_INT4 || strategy == WD__WS_QUANTIZED), fits = t->nelem <= WD_LOSSY_CACHE_ELEMS;
     enc->par_pieces = 0;
     if (rebuild && fits && !enc->par_cache && !(enc->par_cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->par_cache)))
         return WD_NOMEM();
@@ -505,7 +507,9 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
     uint64_t ce = parent->chunk_elems;
     if (!rc) {
         L->strategy = strategy;
-        if (strategy == WD__WS_SPARSE) {
+        if (strategy == WD__WS_LOWBIT) { /* (issue 11) */
+            rc = wd__lowbit_store(sink, L, &ds, src->name, t->ndim, t->shape, option, fid);
+        } else if (strategy == WD__WS_SPARSE) {
             rc = encode_sparse_streamed(sink, L, &ds, option, t->nelem, ce, fid);
         } else if (strategy == WD__WS_QUANTIZED) {
             wd_quant_delta q = {0};

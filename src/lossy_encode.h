@@ -49,8 +49,9 @@ typedef int (*wd_lossy_recon_fn)(void *ud, const uint8_t *native, size_t nbytes)
  * (wd__lossy_free). parent must have src's dtype and shape, and a
  * float32-convertible dtype. With recon set, an int4 or quantized tensor is
  * also rebuilt from the arrays still in memory and handed to recon, and
- * *recon_done set to 1; sparse streams its arrays out as it makes them, so
- * its reconstruction must come from the store (*recon_done 0). */
+ * *recon_done set to 1; sparse streams its arrays out as it makes them and
+ * lowbit stores them as it goes, so their reconstruction must come from the
+ * store (*recon_done 0). */
 int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, const wd_stored_tensor *parent,
                             int strategy, double option, const wd_lossy_sink *sink, wd_lossy **out,
                             wd_codec_fidelity *fid, wd_lossy_recon_fn recon, void *recon_ud, int *recon_done);

@@ -19,6 +19,7 @@
 
 #include "codec.h"
 #include "codec_lossless.h"
+#include "codec_lowbit.h"
 #include "error.h"
 #include "half.h"
 #include "hash.h"
@@ -35,7 +36,7 @@ struct wd_piece_step {
     uint64_t k;
     /* OP_PLANES, OP_DELTA, OP_LOSSY */
     const wd_stored_tensor *t;
-    wd_arange r[3];
+    wd_arange r[4]; /* [3]: lowbit's right factor (issue 11) */
     uint64_t e0, e1; /* index entries of the piece (sparse, int4 outliers) */
     uint64_t base0;  /* quantized: first row; int4 layout 1: first code number */
 };
@@ -45,7 +46,7 @@ struct wd_piece_scratch {
     uint8_t *tmp, *tmp2, *nat; /* WD_CHUNK_RAW_MAX bytes each */
     float *f;                  /* WD_CHUNK_RAW_MAX floats: a piece of 1-byte elements as float32 */
     int how;                   /* WD_DECODE_CHECK or WD_DECODE_TRUSTED */
-    wd_buf arr[3];             /* decoded array slices */
+    wd_buf arr[4];             /* decoded array slices */
 };
 
 int wd__piece_scratch_new(wd_piece_scratch **out)
@@ -80,7 +81,7 @@ void wd__piece_scratch_free(wd_piece_scratch *s)
     free(s->tmp2);
     free(s->nat);
     free(s->f);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         wd__buf_free(&s->arr[i]);
     free(s);
 }
@@ -317,6 +318,18 @@ static int fetch_lossy(wd_repo *repo, const wd_stored_tensor *t, uint64_t k, con
     wd_chunkstore *cs = repo->store;
     uint64_t begin = plan->begin, end = begin + plan->nelem;
     s->t = t;
+    if (L->strategy == WD__WS_LOWBIT) { /* (issue 11) codes and gains of the piece's segments */
+        s->base0 = begin / L->n_cols;
+        uint64_t s1 = (end - 1) / L->n_cols + 1, rk = (uint64_t)L->rank;
+        int rc = wd__arange_fetch(cs, &L->arrays[WD__WF_PACKED], begin * 2, end * 2, &s->r[0]);
+        if (!rc)
+            rc = wd__arange_fetch(cs, &L->arrays[WD__WF_SCALES], s->base0 * 2, s1 * 2, &s->r[1]);
+        if (!rc && rk)
+            rc = wd__arange_fetch(cs, &L->arrays[WD__WF_VALUES], s->base0 * rk * 2, s1 * rk * 2, &s->r[2]);
+        if (!rc && rk)
+            rc = wd__arange_fetch(cs, &L->arrays[WD__WF_INDICES], 0, rk * L->n_cols * 2, &s->r[3]);
+        return rc;
+    }
     if (L->strategy == WD__WS_QUANTIZED) {
         uint64_t r0 = begin / L->n_cols, r1 = (end - 1) / L->n_cols + 1;
         s->base0 = r0;
@@ -431,6 +444,20 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
         rc = slice(sc, 1, &s->r[1], &a1);
     if (rc)
         return rc;
+    if (L->strategy == WD__WS_LOWBIT) {
+        wd_lowbit_lr lr = {L->rank, L->n_cols, L->sv, {0}, NULL, NULL};
+        uint8_t *a3 = NULL;
+        memcpy(lr.sa, L->sa, sizeof lr.sa);
+        if (L->rank && !(rc = slice(sc, 2, &s->r[2], &a2)) && !(rc = slice(sc, 3, &s->r[3], &a3))) {
+            lr.acodes = (const uint16_t *)(void *)a2;
+            lr.vcodes = (const uint16_t *)(void *)a3;
+        }
+        /* tmp2 (4 MiB) holds (rank + 1) x cols floats: at most 33 x 16384 (lossy.c checks) */
+        if (!rc)
+            wd__lowbit_apply((const uint16_t *)(void *)a0, (const uint16_t *)(void *)a1, begin, n, L->n_cols, L->step,
+                             &lr, (float *)(void *)sc->tmp2, f);
+        return rc;
+    }
     if (L->strategy == WD__WS_QUANTIZED) {
         /* A row's run at a time, so the inner loop has no row test. */
         uint64_t row = begin / L->n_cols, col = begin % L->n_cols;
@@ -537,7 +564,7 @@ void wd__piece_plan_free(wd_piece_plan *plan)
 {
     for (size_t i = 0; i < plan->cap_steps; i++) {
         wd__buf_free(&plan->steps[i].z);
-        for (int j = 0; j < 3; j++)
+        for (int j = 0; j < 4; j++)
             wd__arange_free(&plan->steps[i].r[j]);
     }
     free(plan->steps);

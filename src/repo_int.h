@@ -36,7 +36,10 @@ static inline uint64_t wd__chunk_elems(wd_dtype dt)
  * parameters and arrays (FORMAT.md section 7). */
 typedef struct {
     int strategy;            /* WD__WS_* */
-    uint64_t n_cols;         /* quantized: elements per row */
+    uint64_t n_cols;         /* quantized: elements per row; lowbit: per segment */
+    float step;              /* lowbit: the tensor's step */
+    int rank;                /* lowbit: low-rank components (0: none), at most 32 */
+    float sv, sa[32];        /* lowbit: the factors' steps (codec_lowbit.h) */
     int layout;              /* int4: 1 or 2 */
     uint16_t scale, zero_point; /* int4: float16 patterns */
     uint64_t *before;        /* sparse, int4: index entries before piece k (n_pieces + 1 values) */

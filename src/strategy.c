@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec_lowbit.h"
 #include "error.h"
 #include "wdelta.h"
 
@@ -14,7 +15,8 @@ static const struct {
     const char *name;
     int strategy;
 } strategies[] = {{"lossless", WD__STRATEGY_LOSSLESS}, {"sparse", WD__WS_SPARSE},
-                  {"quantized", WD__WS_QUANTIZED},     {"int4", WD__WS_INT4}};
+                  {"quantized", WD__WS_QUANTIZED},     {"int4", WD__WS_INT4},
+                  {"lowbit", WD__WS_LOWBIT}};
 
 /* A value is given by its bit, or by being nonzero: wd_strategy_opts
  * initialisers written before the bits existed keep their meaning. */
@@ -40,9 +42,13 @@ int wd__strategy_resolve(wd__strategy *out, const wd_strategy_opts *so,
         if (i == n)
             return wd__error(WD_EUSAGE, "unknown strategy '%s' (valid: %s)", name,
                              wdelta_only ? "sparse, quantized, int4"
-                                         : "lossless, sparse, quantized, int4");
+                                         : "lossless, sparse, quantized, int4, lowbit");
         if (wdelta_only && strategies[i].strategy == WD__STRATEGY_LOSSLESS)
             return wd__error(WD_EUSAGE, "strategy 'lossless' is wdrepo's own; a .wdelta file "
+                                        "holds sparse, quantized or int4");
+        /* (issue 11) lowbit is wdrepo's own too */
+        if (wdelta_only && strategies[i].strategy == WD__WS_LOWBIT)
+            return wd__error(WD_EUSAGE, "strategy 'lowbit' is wdrepo's own; a .wdelta file "
                                         "holds sparse, quantized or int4");
         out->strategy = strategies[i].strategy;
         out->name = strategies[i].name;
@@ -55,6 +61,17 @@ int wd__strategy_resolve(wd__strategy *out, const wd_strategy_opts *so,
     if (has_of && out->strategy != WD__WS_INT4)
         return name ? wd__error(WD_EUSAGE, "outlier_fraction applies to strategy int4, not %s", name)
                     : wd__error(WD_EUSAGE, "outlier_fraction applies to strategy int4, and no strategy was given");
+    int has_q = given(so, WD_SET_QUALITY, so ? so->quality : 0);
+    if (has_q && out->strategy != WD__WS_LOWBIT)
+        return name ? wd__error(WD_EUSAGE, "quality applies to strategy lowbit, not %s", name)
+                    : wd__error(WD_EUSAGE, "quality applies to strategy lowbit, and no strategy was given");
+    if (out->strategy == WD__WS_LOWBIT) {
+        out->option = has_q ? so->quality : WD_LOWBIT_DEFAULT_QUALITY;
+        if (!(out->option >= WD_LOWBIT_QUALITY_MIN && out->option <= WD_LOWBIT_QUALITY_MAX))
+            return wd__error(WD_EUSAGE, "quality %g: expected a number in [%g, %g]", out->option,
+                             WD_LOWBIT_QUALITY_MIN, WD_LOWBIT_QUALITY_MAX);
+        snprintf(out->options_json, sizeof out->options_json, "{\"quality\":%.17g}", out->option);
+    }
     if (out->strategy == WD__WS_SPARSE) {
         /* k = floor(n * (1 - sparsity)) must keep something: 1 is refused,
          * 0 keeps every element (deltatensors' bounds) */

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec_lowbit.h"
 #include "error.h"
 #include "fault.h"
 #include "jsonstrict.h"
@@ -59,12 +60,15 @@ const char *wd__wdelta_field_name(int field)
     return field >= 0 && field < WD__WF__COUNT ? field_names[field] : "?";
 }
 
+static const int lowbit_fields[] = {WD__WF_INDICES, WD__WF_VALUES, WD__WF_SCALES, WD__WF_PACKED};
+
 size_t wd__wdelta_fields_of(int strategy, const int **out)
 {
     switch (strategy) {
     case WD__WS_SPARSE: *out = sparse_fields; return 2;
     case WD__WS_QUANTIZED: *out = quantized_fields; return 2;
     case WD__WS_INT4: *out = int4_fields; return 5;
+    case WD__WS_LOWBIT: *out = lowbit_fields; return 4; /* (issue 11) stored arrays only, never in a file */
     default: *out = NULL; return 0;
     }
 }

@@ -138,12 +138,17 @@ int wd_add_base_ex(wd_repo *repo, const char *dir, const char *name, const wd_fo
  * refused. */
 #define WD_SET_SPARSITY 1u
 #define WD_SET_OUTLIER_FRACTION 2u
+#define WD_SET_QUALITY 4u /* (issue 11) */
 
 typedef struct {
     const char *strategy;    /* NULL (the command's default), "lossless", "sparse", "quantized", "int4" */
     double sparsity;         /* sparse: share of elements dropped; default 0.9 */
     double outlier_fraction; /* int4: share kept as float16 outliers; default 0.01 */
     unsigned set;            /* WD_SET_* bits of the options given, 0 among them */
+    /* (issue 11) lowbit: quality in [0.25, 16], about the bits an element of
+     * a plain matrix's delta costs; default 4. Last, so that positional
+     * initialisers of the fields above keep their meaning. */
+    double quality;
 } wd_strategy_opts;
 
 #define WD_DEFAULT_SPARSITY 0.9
@@ -170,6 +175,7 @@ typedef struct {
     /* (issue 8) globs of what to leave out of ft_dir, as in wd_folder_filter */
     const char *const *exclude;
     size_t n_exclude;
+    double quality;          /* (issue 11) lowbit, as in wd_strategy_opts */
 } wd_commit_opts;
 
 /* Stores the fine-tune folder ft_dir as a delta against parent_ref (a base or

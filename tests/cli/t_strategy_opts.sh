@@ -39,7 +39,7 @@ refused_alike "--sparsity applies to strategy sparse" --strategy quantized --spa
 refused_alike "--outlier-fraction applies to strategy int4" --strategy sparse --outlier-fraction 0.1
 # unknown strategies: commit also knows lossless, the .wdelta commands do not
 expect_usage wd commit "$FT" --on base --strategy bogus
-grep -q "unknown strategy 'bogus' (valid: lossless, sparse, quantized, int4)" "$T/err" ||
+grep -q "unknown strategy 'bogus' (valid: lossless, sparse, quantized, int4, lowbit)" "$T/err" ||
     fail "commit --strategy bogus"
 for cmd in "save-delta $T/x.wdelta $FT $BF" "-R $REPO export lossless $T/x.wdelta"; do
     # shellcheck disable=SC2086 # the words are the command line
