@@ -29,6 +29,7 @@ WD_ECANCELLED = -12
 
 WD_SET_SPARSITY = 1
 WD_SET_OUTLIER_FRACTION = 2
+WD_SET_QUALITY = 4
 WD_LOAD_NO_VERIFY = 2
 WD_OUTPUT_FORCE = 1
 WD_CHECKOUT_FORCE = 1
@@ -91,7 +92,8 @@ class Options(ctypes.Structure):
 
 
 class StrategyOpts(ctypes.Structure):
-    _fields_ = [("strategy", c_char_p), ("sparsity", c_double), ("outlier_fraction", c_double), ("set", c_uint)]
+    _fields_ = [("strategy", c_char_p), ("sparsity", c_double), ("outlier_fraction", c_double), ("set", c_uint),
+                ("quality", c_double)]
 
 
 class WriteResult(ctypes.Structure):
@@ -108,7 +110,8 @@ class FolderFilter(ctypes.Structure):
 
 class CommitOpts(ctypes.Structure):
     _fields_ = [("strategy", c_char_p), ("message", c_char_p), ("name", c_char_p), ("sparsity", c_double),
-                ("outlier_fraction", c_double), ("set", c_uint), ("exclude", P(c_char_p)), ("n_exclude", c_size)]
+                ("outlier_fraction", c_double), ("set", c_uint), ("exclude", P(c_char_p)), ("n_exclude", c_size),
+                ("quality", c_double)]
 
 
 class ObjectInfo(ctypes.Structure):

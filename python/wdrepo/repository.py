@@ -40,17 +40,19 @@ def _object(o):
             "max_rel_error": None if math.isnan(o.max_rel_error) else o.max_rel_error}
 
 
-def _strategy_fields(options, func):
-    sp = of = 0.0
+def _strategy_fields(options, func, allowed=("sparsity", "outlier_fraction")):
+    sp = of = q = 0.0
     bits = 0
     for k in options:
-        if k not in ("sparsity", "outlier_fraction"):
+        if k not in allowed:
             raise TypeError("%s() got an unexpected keyword argument %r" % (func, k))
     if "sparsity" in options:
         sp, bits = float(options["sparsity"]), bits | L.WD_SET_SPARSITY
     if "outlier_fraction" in options:
         of, bits = float(options["outlier_fraction"]), bits | L.WD_SET_OUTLIER_FRACTION
-    return sp, of, bits
+    if "quality" in options:
+        q, bits = float(options["quality"]), bits | L.WD_SET_QUALITY
+    return sp, of, q, bits
 
 
 class Repository:
@@ -117,11 +119,12 @@ class Repository:
     def commit(self, dir, on, strategy="lossless", name=None, message=None, exclude=None, progress=None, threads=0,
                **options):
         """Stores the fine-tune folder dir as a delta against on (a name or an
-        id); options: sparsity, outlier_fraction. Returns the delta's id."""
-        sp, of, bits = _strategy_fields(options, "commit")
+        id); options: sparsity (sparse), outlier_fraction (int4), quality
+        (lowbit). Returns the delta's id."""
+        sp, of, q, bits = _strategy_fields(options, "commit", ("sparsity", "outlier_fraction", "quality"))
         ex, n = _strs(exclude)
         co = L.CommitOpts(L.enc(strategy), message.encode("utf-8") if message is not None else None, L.enc(name),
-                          sp, of, bits, ex, n)
+                          sp, of, bits, ex, n, q)
         call = L._Call(progress)
         r = L.WriteResult()
         rc, msg = call.run(L.wd_commit, self._h(), L.enc(os.fspath(dir)), L.enc(on), ctypes.byref(co),
@@ -155,7 +158,7 @@ class Repository:
                       **options):
         """Writes delta ref as a .wdelta file (lossless deltas need reencode=
         "sparse"/"quantized"/"int4"); returns the added relative error."""
-        sp, of, bits = _strategy_fields(options, "export_wdelta")
+        sp, of, _, bits = _strategy_fields(options, "export_wdelta")
         eo = L.ExportOpts(format_version, L.enc(reencode), sp, of, 0.0, 0, bits, L.WD_OUTPUT_FORCE if force else 0)
         call = L._Call(progress)
         rc, msg = call.run(L.wd_export, self._h(), L.enc(ref), L.enc(os.fspath(path)), ctypes.byref(eo),

@@ -27,8 +27,12 @@ def test_repository_round_trip(tmp_path, tiny):
         d = repo.commit(root / "ft", on="base", name="ft", message="tune")
         assert repo.resolve("ft") == d
         d2 = repo.commit(root / "ft", on="base", strategy="int4", outlier_fraction=0.05)
+        # lowbit's quality reaches the library (the options structs end with it)
+        d3 = repo.commit(root / "ft", on="base", strategy="lowbit", quality=2)
+        with pytest.raises(TypeError):
+            repo.export_wdelta(d3, tmp_path / "x.wdelta", reencode="int4", quality=2)
         log = repo.log()
-        assert [o["id"] for o in log][:1] == [d2] and {o["id"] for o in log} == {b, d, d2}
+        assert [o["id"] for o in log][:1] == [d3] and {o["id"] for o in log} == {b, d, d2, d3}
         assert log[-1]["kind"] == "base" and log[-1]["names"] == ["base"]
         info = repo.inspect("ft")
         assert info["kind"] == "delta" and info["parent"] == b and info["message"] == "tune"
@@ -39,6 +43,8 @@ def test_repository_round_trip(tmp_path, tiny):
             assert got[k].dtype == v.dtype and bits(got[k]) == bits(v), k
         f16 = repo.load("ft", dtype="float16")
         assert f16["a.weight"].dtype == np.float16 and f16["c.ids"].dtype == np.int64
+        cli("-R", rp, "commit", root / "ft", "--on", "base", "--strategy", "lowbit", "--quality", "2", "--name", "lb")
+        assert repo.resolve("lb") == d3
         repo.checkout("ft", tmp_path / "co")
         assert (tmp_path / "co" / "model.safetensors").read_bytes() == (root / "ft" / "model.safetensors").read_bytes()
         with pytest.raises(FileExistsError):
