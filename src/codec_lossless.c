@@ -254,8 +254,8 @@ static inline __m128i ordered32x4(__m128i u)
 
 static inline __m128i unordered32x4(__m128i o)
 {
-    __m128i ones = _mm_set1_epi32(-1);
-    return _mm_xor_si128(o, _mm_or_si128(_mm_andnot_si128(_mm_srai_epi32(o, 31), ones), _mm_set1_epi32((int)0x80000000u)));
+    __m128i ones = _mm_set1_epi32(-1), sign = _mm_set1_epi32((int)0x80000000u);
+    return _mm_xor_si128(o, _mm_or_si128(_mm_andnot_si128(_mm_srai_epi32(o, 31), ones), sign));
 }
 
 static inline __m128i zigzag32x4(__m128i d)

@@ -232,6 +232,19 @@ static double fin(float x)
 }
 
 /* Z += d^T (d Z) over the unit's rows (the power step on D^T D). */
+/* y = row Z: one row of the delta times the sketch's K columns. */
+static void row_times_z(const lb_ctx *c, const float *row, double y[K])
+{
+    for (int k = 0; k < K; k++)
+        y[k] = 0;
+    for (uint64_t j = 0; j < c->cols; j++) {
+        double x = fin(row[j]);
+        const double *zj = c->z + j * K;
+        for (int k = 0; k < K; k++)
+            y[k] += x * zj[k];
+    }
+}
+
 static int power_fn(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
 {
     lb_ctx *c = p;
@@ -241,13 +254,8 @@ static int power_fn(void *p, size_t u, int worker, const float *d, uint64_t begi
     memset(zp, 0, (size_t)c->cols * K * sizeof *zp);
     for (size_t r0 = 0; r0 < count; r0 += c->cols) {
         const float *row = d + r0;
-        double y[K] = {0};
-        for (uint64_t j = 0; j < c->cols; j++) {
-            double x = fin(row[j]);
-            const double *zj = c->z + j * K;
-            for (int k = 0; k < K; k++)
-                y[k] += x * zj[k];
-        }
+        double y[K];
+        row_times_z(c, row, y);
         for (uint64_t j = 0; j < c->cols; j++) {
             double x = fin(row[j]);
             double *o = zp + j * K;
@@ -268,13 +276,8 @@ static int gram_fn(void *p, size_t u, int worker, const float *d, uint64_t begin
     memset(g, 0, K * K * sizeof *g);
     for (size_t r0 = 0; r0 < count; r0 += c->cols) {
         const float *row = d + r0;
-        double y[K] = {0};
-        for (uint64_t j = 0; j < c->cols; j++) {
-            double x = fin(row[j]);
-            const double *zj = c->z + j * K;
-            for (int k = 0; k < K; k++)
-                y[k] += x * zj[k];
-        }
+        double y[K];
+        row_times_z(c, row, y);
         for (int a = 0; a < K; a++)
             for (int b = 0; b < K; b++)
                 g[a * K + b] += y[a] * y[b];

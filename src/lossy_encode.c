@@ -488,9 +488,11 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
     const wd_st_tensor *t = src->t;
     *recon_done = 0;
     /* The parent cache serves a tensor the codec's cache holds whole. */
-    int rebuild = recon && (strategy == WD__WS_INT4 || strategy == WD__WS_QUANTIZED), fits = t->nelem <= WD_LOSSY_CACHE_ELEMS;
+    int rebuild = recon && (strategy == WD__WS_INT4 || strategy == WD__WS_QUANTIZED);
+    int fits = t->nelem <= WD_LOSSY_CACHE_ELEMS;
     enc->par_pieces = 0;
-    if (rebuild && fits && !enc->par_cache && !(enc->par_cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->par_cache)))
+    if (rebuild && fits && !enc->par_cache &&
+        !(enc->par_cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->par_cache)))
         return WD_NOMEM();
     if (!fits) { /* a big tensor: hand the parent cache's pages back while it is encoded */
         free(enc->par_cache);

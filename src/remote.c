@@ -300,3 +300,26 @@ int wd__object_chunk_ids(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], wd_buf *
     sqlite3_finalize(st);
     return row < 0 ? row : 0;
 }
+
+int wd__remote_get_name(wd_s3 *s3, const char *name, int *has, uint8_t id[WD_HASH_SIZE], char etag[80])
+{
+    wd_s3_req r;
+    memset(&r, 0, sizeof r);
+    r.method = WD_S3_GET;
+    r.max_len = 256;
+    snprintf(r.key, sizeof r.key, WD_RK_NAMES "%s", name);
+    int rc = wd__s3_run(s3, &r, 1, 1, NULL);
+    *has = 0;
+    if (!rc && r.result == 0) {
+        char hex[WD_HEX_SIZE] = {0};
+        if (r.resp.len < 64 || (memcpy(hex, r.resp.data, 64), wd__unhex(id, hex)))
+            rc = wd__error(WD_ECORRUPT, "remote '%s': name '%s' holds no object id", wd__s3_where(s3), name);
+        *has = 1;
+        if (etag)
+            snprintf(etag, 80, "%s", r.etag);
+    } else if (!rc && r.result != WD_ENOTFOUND) {
+        rc = wd__s3_req_error(s3, &r);
+    }
+    wd__buf_free(&r.resp);
+    return rc;
+}

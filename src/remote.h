@@ -35,6 +35,9 @@
 int wd__remote_connect(wd_repo *repo, const char *remote, wd_s3 **out, int *lazy);
 /* The configured remote marked lazy, if any: *out_url malloc'd or NULL. */
 int wd__remote_lazy_url(wd_repo *repo, char **out_url);
+/* A name's value on the remote: id, or absent (*has 0); its ETag into etag
+ * (80 bytes; may be NULL) for a compare-and-swap. */
+int wd__remote_get_name(wd_s3 *s3, const char *name, int *has, uint8_t id[WD_HASH_SIZE], char etag[80]);
 
 /* The manifest of stored object id: its rows of object, file, tensor and
  * tensor_array as JSON (blobs as {"hex": ...}). */

@@ -199,28 +199,6 @@ static int gather(wd_repo *repo, wd_s3 *s3, const uint8_t *want, size_t n_want, 
     return 0;
 }
 
-/* Reads a name on the remote: *has 0 when absent. */
-static int read_name(wd_s3 *s3, const char *name, int *has, uint8_t id[WD_HASH_SIZE])
-{
-    wd_s3_req r;
-    memset(&r, 0, sizeof r);
-    r.method = WD_S3_GET;
-    r.max_len = 256;
-    snprintf(r.key, sizeof r.key, WD_RK_NAMES "%s", name);
-    int rc = wd__s3_run(s3, &r, 1, 1, NULL);
-    *has = 0;
-    if (!rc && r.result == 0) {
-        char hex[WD_HEX_SIZE] = {0};
-        if (r.resp.len < 64 || (memcpy(hex, r.resp.data, 64), wd__unhex(id, hex)))
-            rc = wd__error(WD_ECORRUPT, "remote '%s': name '%s' holds no object id", wd__s3_where(s3), name);
-        *has = 1;
-    } else if (!rc && r.result != WD_ENOTFOUND) {
-        rc = wd__s3_req_error(s3, &r);
-    }
-    wd__buf_free(&r.resp);
-    return rc;
-}
-
 int wd_fetch(wd_repo *repo, const char *remote, const char *const *names, size_t n_names, unsigned flags,
              const wd_options *opt, wd_transfer_result *out)
 {
@@ -258,7 +236,7 @@ int wd_fetch(wd_repo *repo, const char *remote, const char *const *names, size_t
         }
         int has;
         uint8_t id[WD_HASH_SIZE];
-        if ((rc = read_name(s3, name, &has, id)))
+        if ((rc = wd__remote_get_name(s3, name, &has, id, NULL)))
             break;
         if (!has) {
             if (n_names)

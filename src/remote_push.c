@@ -156,29 +156,6 @@ static int push_chunks(wd_repo *repo, wd_s3 *s3, const uint8_t *ids, size_t n, c
     return rc;
 }
 
-/* A name's value on the remote: id, or absent (*has 0); etag for a swap. */
-static int get_name(wd_s3 *s3, const char *name, int *has, uint8_t id[WD_HASH_SIZE], char etag[80])
-{
-    wd_s3_req r;
-    memset(&r, 0, sizeof r);
-    r.method = WD_S3_GET;
-    r.max_len = 256;
-    snprintf(r.key, sizeof r.key, WD_RK_NAMES "%s", name);
-    int rc = wd__s3_run(s3, &r, 1, 1, NULL);
-    *has = 0;
-    if (!rc && r.result == 0) {
-        char hex[WD_HEX_SIZE] = {0};
-        if (r.resp.len < 64 || (memcpy(hex, r.resp.data, 64), wd__unhex(id, hex)))
-            rc = wd__error(WD_ECORRUPT, "remote '%s': name '%s' holds no object id", wd__s3_where(s3), name);
-        *has = 1;
-        snprintf(etag, 80, "%s", r.etag);
-    } else if (!rc && r.result != WD_ENOTFOUND) {
-        rc = wd__s3_req_error(s3, &r);
-    }
-    wd__buf_free(&r.resp);
-    return rc;
-}
-
 /* Points name at id on the remote unless it points elsewhere (then a
  * conflict, or with force a swap against the ETag read). */
 static int push_name(wd_s3 *s3, const char *name, const uint8_t id[WD_HASH_SIZE], unsigned flags,
@@ -190,7 +167,7 @@ static int push_name(wd_s3 *s3, const char *name, const uint8_t id[WD_HASH_SIZE]
     for (int attempt = 0; attempt < 5; attempt++) {
         int has;
         uint8_t cur[WD_HASH_SIZE];
-        int rc = get_name(s3, name, &has, cur, etag);
+        int rc = wd__remote_get_name(s3, name, &has, cur, etag);
         if (rc)
             return rc;
         if (has && memcmp(cur, id, WD_HASH_SIZE) == 0) {
