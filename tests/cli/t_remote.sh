@@ -134,4 +134,16 @@ grep -q "cannot reach the server" "$T/err" || fail "server down: unclear message
 expect_fail_line wd fetch
 state >"$T/after" || fail "cannot read the repository"
 cmp -s "$T/before" "$T/after" || fail "a failed fetch changed the local repository"
+# A clone that reached nothing leaves nothing (it left an empty repository,
+# which the next clone into the same place then refused); it never writes
+# into a folder that holds something.
+expect_fail_line "$W" clone "$S3_URL/t1" "$T/nc"
+[ ! -e "$T/nc" ] || fail "a clone that reached no server left '$T/nc' behind"
+mkdir "$T/empty"
+expect_fail_line "$W" clone "$S3_URL/t1" "$T/empty"
+[ -d "$T/empty" ] && [ -z "$(ls -A "$T/empty")" ] || fail "a failed clone into an empty folder left files in it"
+mkdir "$T/full" && echo x >"$T/full/f"
+expect_fail_line "$W" clone "$S3_URL/t1" "$T/full"
+grep -q "not an empty folder" "$T/err" || fail "clone into a non-empty folder: unclear message"
+[ "$(ls -A "$T/full")" = f ] || fail "clone wrote into a non-empty folder"
 echo "ok"
