@@ -30,7 +30,9 @@ static const cli_spec spec = {
     "Create a repository in DIR (as 'wdrepo init -R DIR' would), record URL as\n"
     "the remote origin, and pull every name from it. With --lazy only the\n"
     "objects' metadata comes now; 'wdrepo checkout' then fetches the chunks of\n"
-    "what it writes (and of what that is built on) and keeps them.\n",
+    "what it writes (and of what that is built on) and keeps them. DIR must be\n"
+    "absent or an empty folder; a clone that fails before anything arrives\n"
+    "leaves nothing, a partial one is finished by 'wdrepo -R DIR pull'.\n",
     opts, args, 2, 2,
 };
 
