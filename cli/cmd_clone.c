@@ -86,7 +86,11 @@ int cmd_clone(cli_ctx *ctx, int argc, char **argv)
     /* Like git: a new folder, or an empty one; never files into a folder
      * that holds something (the repository's files would land among them). */
     struct stat st;
-    int existed = lstat(pos[1], &st) == 0;
+    int existed = stat(pos[1], &st) == 0; /* a link to an empty folder will do */
+    if (!existed && lstat(pos[1], &st) == 0) {
+        cli_errorf(ctx, "'%s' is a symbolic link to nothing: clone into a new folder", pos[1]);
+        return CLI_EXIT_FAIL;
+    }
     if (existed && !(S_ISDIR(st.st_mode) && empty_dir(pos[1]))) {
         cli_errorf(ctx, "'%s' exists and is not an empty folder: clone into a new folder", pos[1]);
         return CLI_EXIT_FAIL;
