@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "checkpointer.h"
 #include "chunkproven.h"
 #include "db.h"
 #include "error.h"
@@ -23,6 +24,10 @@ typedef struct {
     sqlite3_stmt *size, *lookup_get;
     pthread_mutex_t lookup_mu;
     pthread_t owner; /* the thread that opened the store and owns db */
+    /* Started by the first chunk transaction: only bulk writers pay for
+     * the thread and connection. */
+    wd_checkpointer *ckpt;
+    int ckpt_tried;
 } sqlite_store;
 
 static int st_has(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], int *out)
@@ -106,7 +111,17 @@ static int st_stored_size(wd_chunkstore *cs, const uint8_t id[WD_HASH_SIZE], uin
     return err;
 }
 
-static int st_begin(wd_chunkstore *cs) { return wd__db_exec(((sqlite_store *)cs)->db, "BEGIN IMMEDIATE"); }
+static int st_begin(wd_chunkstore *cs)
+{
+    sqlite_store *s = (sqlite_store *)cs;
+    if (!s->ckpt_tried) {
+        s->ckpt_tried = 1;
+        /* Without it SQLite checkpoints on this thread, as before. */
+        if (wd__checkpointer_start(&s->ckpt, s->db))
+            wd__error_clear();
+    }
+    return wd__db_exec(s->db, "BEGIN IMMEDIATE");
+}
 static int st_commit(wd_chunkstore *cs) { return wd__db_commit(((sqlite_store *)cs)->db); }
 static void st_rollback(wd_chunkstore *cs) { sqlite3_exec(((sqlite_store *)cs)->db, "ROLLBACK", NULL, NULL, NULL); }
 
@@ -115,6 +130,7 @@ static void st_close(wd_chunkstore *cs)
     sqlite_store *s = (sqlite_store *)cs;
     if (!s)
         return;
+    wd__checkpointer_stop(s->ckpt);
     sqlite3_finalize(s->has);
     sqlite3_finalize(s->put);
     sqlite3_finalize(s->get);

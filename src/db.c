@@ -316,6 +316,14 @@ int wd__db_open_reader(sqlite3 **out, sqlite3 *db)
     return open_conn(out, path, query, SQLITE_OPEN_READONLY);
 }
 
+int wd__db_open_peer(sqlite3 **out, sqlite3 *db)
+{
+    const char *path = sqlite3_db_filename(db, "main");
+    if (!path || !*path || sqlite3_db_readonly(db, "main") != 0)
+        return wd__error(WD_EUSAGE, "no database file to open a second writable connection to");
+    return open_conn(out, path, "", SQLITE_OPEN_READWRITE);
+}
+
 void wd__db_close(sqlite3 *db)
 {
     if (db)

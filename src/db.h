@@ -18,6 +18,9 @@ int wd__db_open(sqlite3 **out, const char *path, int readonly, int create);
 /* A second, read-only connection to db's database file, opened the same way
  * (so it creates no file that db would not). */
 int wd__db_open_reader(sqlite3 **out, sqlite3 *db);
+/* A second read-write connection to db's database file (db must be open
+ * for writing): for work on another thread, such as checkpoints. */
+int wd__db_open_peer(sqlite3 **out, sqlite3 *db);
 void wd__db_close(sqlite3 *db);
 
 /* Runs SQL without results; maps failures to WD_* codes with a message. */
