@@ -144,22 +144,31 @@ static size_t store(uint8_t *dst, const uint8_t *src, size_t n)
 }
 
 /* Four sub-histograms, so runs of one byte value do not serialise on one
- * counter. n <= UINT32_MAX, so no count overflows. */
-static void histogram(uint32_t count[256], const uint8_t *src, size_t n)
+ * counter; the repeat count rides along in the same pass. n <= UINT32_MAX,
+ * so no count overflows. */
+size_t wd__rans_histogram(uint32_t count[256], const uint8_t *src, size_t n)
 {
     uint32_t c[4][256];
     memset(c, 0, sizeof c);
-    size_t i = 0;
+    size_t i = 0, repeats = 0;
+    uint8_t prev = n ? (uint8_t)~src[0] : 0;
     for (; i + 4 <= n; i += 4) {
-        c[0][src[i]]++;
-        c[1][src[i + 1]]++;
-        c[2][src[i + 2]]++;
-        c[3][src[i + 3]]++;
+        uint8_t a = src[i], b = src[i + 1], d = src[i + 2], e = src[i + 3];
+        c[0][a]++;
+        c[1][b]++;
+        c[2][d]++;
+        c[3][e]++;
+        repeats += (size_t)(a == prev) + (b == a) + (d == b) + (e == d);
+        prev = e;
     }
-    for (; i < n; i++)
+    for (; i < n; i++) {
         c[0][src[i]]++;
+        repeats += src[i] == prev;
+        prev = src[i];
+    }
     for (int s = 0; s < 256; s++)
         count[s] = c[0][s] + c[1][s] + c[2][s] + c[3][s];
+    return repeats;
 }
 
 /* Among the k present symbols sym[], the one whose frequency is best raised
@@ -261,16 +270,24 @@ typedef struct {
 
 size_t wd__rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n)
 {
-    assert(cap >= wd__rans_bound(n));
     /* Under 2 bytes nothing beats storing; beyond 4 GiB counts would
      * overflow, and planes are far smaller. */
     if (n < 2 || n > UINT32_MAX)
         return store(dst, src, n);
+    uint32_t count[256];
+    wd__rans_histogram(count, src, n);
+    return wd__rans_encode_counted(dst, cap, src, n, count);
+}
 
-    uint32_t count[256], freq[256];
+size_t wd__rans_encode_counted(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, const uint32_t count[256])
+{
+    assert(cap >= wd__rans_bound(n));
+    if (n < 2 || n > UINT32_MAX)
+        return store(dst, src, n);
+
+    uint32_t freq[256];
     uint8_t sym[256];
     int k = 0;
-    histogram(count, src, n);
     for (int s = 0; s < 256; s++)
         if (count[s])
             sym[k++] = (uint8_t)s;

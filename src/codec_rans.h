@@ -22,6 +22,12 @@ size_t wd__rans_bound(size_t n);
  * keep the raw bytes instead. The same input always gives the same bytes.
  * Never fails; uses about 10 KiB of stack and no heap. */
 size_t wd__rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n);
+/* The same, with src's byte histogram (count[s] = occurrences of s, as
+ * wd__rans_histogram makes it) already at hand. */
+size_t wd__rans_encode_counted(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, const uint32_t count[256]);
+/* count[s] = occurrences of byte s in src[0..n), n <= UINT32_MAX; returns
+ * how many bytes equal the one before them. */
+size_t wd__rans_histogram(uint32_t count[256], const uint8_t *src, size_t n);
 
 /* Decodes exactly n bytes from src[0..len) into dst (n is known to the
  * caller; the encoding does not store it). src is untrusted: returns 0, or
