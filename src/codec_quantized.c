@@ -153,6 +153,32 @@ static void row_finish(uint16_t *scale, float acc, uint64_t n_cols, double s1, d
         *max_abs = m;
 }
 
+/* The sign bits of d[0 .. len) (elements first .. of the tensor) into
+ * signs, MSB first: 1 unless d < 0 (np.sign(d) == 0 became +1, and NaN casts
+ * to a non-negative int8 on x86). Whole bytes are built without a branch
+ * (the sign of a delta is a coin toss, and a branch on it mispredicted half
+ * the time: most of the codec's time); a byte shared with the neighbouring
+ * unit (first_byte, last_byte) is or-ed in atomically, as that unit may be
+ * setting its bits at the same time. */
+static void put_signs(uint8_t *signs, const float *d, size_t len, uint64_t first, uint64_t first_byte,
+                      uint64_t last_byte)
+{
+    size_t j = 0;
+    while (j < len) {
+        uint64_t i = first + j, byte = i >> 3;
+        unsigned bit0 = (unsigned)(i & 7);
+        size_t take = 8 - bit0 < len - j ? 8 - bit0 : len - j;
+        unsigned v = 0;
+        for (size_t k = 0; k < take; k++)
+            v |= (unsigned)!(d[j + k] < 0.0f) << (7 - bit0 - k);
+        if (byte == first_byte || byte == last_byte)
+            __atomic_fetch_or(&signs[byte], (uint8_t)v, __ATOMIC_RELAXED);
+        else
+            signs[byte] |= (uint8_t)v;
+        j += take;
+    }
+}
+
 static int quant_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
 {
     quant_ctx *c = p;
@@ -170,20 +196,10 @@ static int quant_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t
         size_t nb = 0;
         for (size_t b = r0; b < r0 + row_len; b += WD_CODEC_BLOCK) {
             size_t len = r0 + row_len - b < WD_CODEC_BLOCK ? r0 + row_len - b : WD_CODEC_BLOCK;
+            put_signs(signs, d + b, len, begin + b, first_byte, last_byte);
             for (size_t j = 0; j < len; j++) {
-                float x = d[b + j];
-                float a = fabsf(x);
+                float a = fabsf(d[b + j]);
                 absbuf[j] = a;
-                /* np.sign(d) == 0 became +1 and NaN casts to a non-negative
-                 * int8 on x86: the bit is 1 unless d < 0 */
-                if (!(x < 0.0f)) {
-                    uint64_t i = begin + b + j;
-                    uint8_t bit = (uint8_t)(0x80u >> (i & 7));
-                    if ((i >> 3) == first_byte || (i >> 3) == last_byte)
-                        __atomic_fetch_or(&signs[i >> 3], bit, __ATOMIC_RELAXED);
-                    else
-                        signs[i >> 3] |= bit;
-                }
                 s1 += a;
                 s2 += (double)a * a;
                 if (a < amin)
