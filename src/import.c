@@ -79,6 +79,29 @@ static int names_are_recorded(const wd_object *obj, const char *const *names, si
     return k == n;
 }
 
+/* Keeps the float32 hash of a lossy object's encoded tensors (what a chain
+ * link on it names as parent_hash), computed here because a file needed it,
+ * so the next chain link on the same object finds it without a rebuild.
+ * Commits and imports do not compute it up front: two more bytes to hash
+ * for every byte of the model (float32), for the few deltas that become
+ * chain parents. A failure only loses the shortcut. */
+static void record_f32_hash(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const uint8_t f32_hash[WD_HASH_SIZE])
+{
+    sqlite3_stmt *st = NULL;
+    int rc = wd__db_exec(repo->db, "BEGIN IMMEDIATE");
+    if (!rc && !(rc = wd__db_prepare(repo->db, &st, "UPDATE object SET f32_hash = ?1 WHERE id = ?2 AND f32_hash IS NULL"))) {
+        wd__bind_hash(st, 1, f32_hash);
+        wd__bind_hash(st, 2, id);
+        rc = wd__db_step(repo->db, st, "recording a chain hash") < 0;
+    }
+    sqlite3_finalize(st);
+    if (!rc)
+        rc = wd__db_commit(repo->db);
+    if (rc)
+        sqlite3_exec(repo->db, "ROLLBACK", NULL, NULL, NULL);
+    wd__error_clear();
+}
+
 /* Finds the object the file applies to; *out is loaded with its lineage.
  * Candidates are tried in a fixed order (recorded chain hash match first,
  * then the base whose id is parent_hash, then bases, newest first; several
@@ -105,7 +128,7 @@ static int find_parent(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, wd_obj
                             "SELECT id, f32_hash FROM object ORDER BY f32_hash IS NOT ?1, id IS NOT ?1, kind = 'delta', created DESC");
     if (!rc)
         wd__bind_hash(st, 1, want);
-    int found = 0, row = 0;
+    int found = 0, row = 0, record = 0;
     char damage[1024] = ""; /* the first damaged candidate's message */
     while (!rc && !found && (row = wd__db_step(repo->db, st, "looking for the parent")) > 0) {
         if (sqlite3_column_bytes(st, 0) != WD_HASH_SIZE)
@@ -135,6 +158,7 @@ static int find_parent(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, wd_obj
             if (!rc && !memcmp(h, want, WD_HASH_SIZE)) {
                 *out = obj;
                 found = 1;
+                record = lossy && !have_f32 && names_are_recorded(obj, names, n_names, 1);
                 continue;
             }
         }
@@ -149,6 +173,8 @@ static int find_parent(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, wd_obj
         rc = row;
     sqlite3_finalize(st);
     free(names);
+    if (!rc && found && record)
+        record_f32_hash(repo, (*out)->id, want);
     if (!rc && !found && damage[0])
         rc = wd__error(WD_ECORRUPT, "no intact stored model matches the file's parent_hash %.12s, and one could "
                        "not be checked: %s", wd__wdelta_parent_hash(d), damage);
@@ -785,12 +811,11 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     const char *slash = strrchr(shown, '/');
     char message[512];
     snprintf(message, sizeof message, "imported from %s", slash ? slash + 1 : shown);
-    /* What checkout will write, and the chain hash over the tensors the
-     * delta encodes: hashed outside any transaction. Skipped when the
+    /* What checkout will write, hashed outside any transaction (the chain
+     * hash waits until a file needs it: record_f32_hash). Skipped when the
      * object is already stored, unless it vanishes before the insert. */
-    uint8_t model_hash[WD_HASH_SIZE], f32_hash[WD_HASH_SIZE], own_id[WD_HASH_SIZE], same_id[WD_HASH_SIZE],
-        same_hash[WD_HASH_SIZE];
-    int n_f32 = 0, hashed = 0, exists = 0, same = 0, check_hash = 0;
+    uint8_t model_hash[WD_HASH_SIZE], own_id[WD_HASH_SIZE], same_id[WD_HASH_SIZE], same_hash[WD_HASH_SIZE];
+    int hashed = 0, exists = 0, same = 0, check_hash = 0;
     memcpy(own_id, id, WD_HASH_SIZE);
     if ((rc = object_exists(repo, id, &exists)) ||
         (!exists &&
@@ -801,8 +826,7 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
             wd_object draft;
             rc = draft_object(id, parent, lossy, &draft);
             if (!rc)
-                rc = wd__object_walk(repo, &draft, &(wd_walk_opts){.pool = pool, .lossy_only_f32 = 1}, model_hash,
-                                     f32_hash, &n_f32);
+                rc = wd__object_walk(repo, &draft, &(wd_walk_opts){.pool = pool}, model_hash, NULL, NULL);
             free_draft(&draft);
             if (rc)
                 goto done;
@@ -831,7 +855,7 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     if (!rc && !exists)
         rc = insert_all(repo, id, parent, strategy, options, message, wdelta, lossy, batch.new_bytes);
     if (!rc && !exists)
-        rc = wd__object_set_hashes(repo, id, model_hash, n_f32 ? f32_hash : NULL);
+        rc = wd__object_set_hashes(repo, id, model_hash, NULL);
     if (!rc && name)
         rc = wd__name_set(repo, name, id);
     if (rc) {

@@ -39,6 +39,22 @@ for v in v1 v2; do
         rm -rf "$T/f32"
     done
 done
+# The chain hash of a lossy object is computed when a chain link needs it
+# (importing chain-2 onto chain-1) and recorded then; an import does not
+# compute it for every object up front.
+expect 0 wd inspect "$W/v2/chain-2.wdelta" --json
+want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["parent_hash"])' "$T/out")
+oid() { "$WDREPO" -R "$REPO" inspect "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
+chain1=$(oid v2-chain-1) && int4=$(oid v2-int4) || fail "cannot read ids"
+python3 - "$REPO/repo.db" "$chain1" "$int4" "$want" <<'EOF' || fail "chain hashes not recorded as expected"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+f32 = lambda i: db.execute("SELECT f32_hash FROM object WHERE id = ?", (bytes.fromhex(i),)).fetchone()[0]
+got = f32(sys.argv[2])
+assert got is not None and got.hex() == sys.argv[4], ("chain-1", got)
+assert f32(sys.argv[3]) is None, "int4: computed without need"
+EOF
+
 for b in int4 sparse; do
     expect 0 wd checkout "v2-$b" "$T/folder"
     $CMP "$T/folder" "$E/$b-v2-folder" >"$T/cmp" || { cat "$T/cmp"; fail "v2/$b bf16 folder differs"; }
