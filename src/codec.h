@@ -113,6 +113,7 @@ typedef struct {
     int cached;
     int buf_owned;  /* buf is the reader's (not src->cache_buf) */
     float **wbuf;   /* not cached: one chunk per worker slot */
+    struct wd__run *started; /* a run wd__reader_start began, until wd__reader_wait */
 } wd__reader;
 
 int wd__reader_init(wd__reader *r, const wd_delta_src *src);
@@ -130,6 +131,13 @@ size_t wd__reader_units(const wd__reader *r);
  * when the source has a pool; returns the first failure by unit. */
 int wd__reader_run(wd__reader *r, size_t u0, size_t u1, wd__unit_range_fn range, const void *rctx,
                    wd__unit_fn fn, void *ctx);
+/* wd__reader_run on the pool's worker threads only, returning at once so
+ * the caller can merge the previous batch meanwhile; wd__reader_wait
+ * returns its result. Without worker threads the run happens here, at once.
+ * One started run at a time; wd__reader_free waits for it. */
+int wd__reader_start(wd__reader *r, size_t u0, size_t u1, wd__unit_range_fn range, const void *rctx,
+                     wd__unit_fn fn, void *ctx);
+int wd__reader_wait(wd__reader *r);
 /* Units a caller should hand to one wd__reader_run when it must keep each
  * unit's results until they are merged: enough to keep every worker busy. */
 size_t wd__reader_batch(const wd__reader *r);

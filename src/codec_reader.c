@@ -45,7 +45,7 @@ static void default_range(const void *rctx, size_t u, uint64_t *begin, size_t *c
     *count = (size_t)(n - b < r->chunk ? n - b : r->chunk);
 }
 
-typedef struct {
+typedef struct wd__run {
     wd__reader *r;
     size_t u0;
     wd__unit_range_fn range;
@@ -53,6 +53,8 @@ typedef struct {
     wd__unit_fn fn;
     void *ctx;
     int fill; /* filling the cache: read only */
+    int rc;   /* a started run that ran at once: its result */
+    int pooled; /* a started run on the worker threads */
 } run_ctx;
 
 static int run_one(void *p, size_t i, int worker)
@@ -116,7 +118,7 @@ int wd__reader_init(wd__reader *r, const wd_delta_src *src)
             if (!(r->buf = malloc((size_t)src->n * sizeof *r->buf)))
                 return WD_NOMEM();
         }
-        run_ctx c = {r, 0, default_range, r, NULL, NULL, 1};
+        run_ctx c = {r, 0, default_range, r, NULL, NULL, 1, 0, 0};
         return run_units(r, &c, wd__reader_units(r));
     }
     r->wbuf = calloc((size_t)r->nworkers, sizeof *r->wbuf);
@@ -143,14 +145,47 @@ int wd__reader_run(wd__reader *r, size_t u0, size_t u1, wd__unit_range_fn range,
 {
     if (u1 <= u0)
         return 0;
-    run_ctx c = {r, u0, range ? range : default_range, range ? rctx : r, fn, ctx, 0};
+    run_ctx c = {r, u0, range ? range : default_range, range ? rctx : r, fn, ctx, 0, 0, 0};
     return run_units(r, &c, u1 - u0);
+}
+
+int wd__reader_start(wd__reader *r, size_t u0, size_t u1, wd__unit_range_fn range, const void *rctx,
+                     wd__unit_fn fn, void *ctx)
+{
+    if (r->started)
+        return wd__error(WD_EUSAGE, "a reader run is already started");
+    run_ctx *c = malloc(sizeof *c);
+    if (!c)
+        return WD_NOMEM();
+    *c = (run_ctx){r, u0, range ? range : default_range, range ? rctx : r, fn, ctx, 0, 0, 0};
+    r->started = c;
+    if (u1 <= u0)
+        return 0;
+    c->pooled = r->parallel && wd__pool_size(r->src->pool) > 1;
+    if (c->pooled)
+        wd__pool_start(r->src->pool, u1 - u0, run_one, c);
+    else /* no worker thread would run it */
+        c->rc = run_units(r, c, u1 - u0);
+    return 0;
+}
+
+int wd__reader_wait(wd__reader *r)
+{
+    run_ctx *c = r->started;
+    if (!c)
+        return 0;
+    int rc = c->pooled ? wd__pool_wait(r->src->pool) : c->rc;
+    free(c);
+    r->started = NULL;
+    return rc;
 }
 
 void wd__reader_free(wd__reader *r)
 {
     if (!r)
         return;
+    if (r->started) /* an error path left a run going: its buffers are about to go */
+        wd__reader_wait(r);
     if (r->buf_owned)
         free(r->buf);
     r->buf = NULL;

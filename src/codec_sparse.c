@@ -223,8 +223,9 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
     uint64_t k = wd__sparse_k(n, sparsity);
 
     wd__reader r;
-    sparse_ctx c;
-    memset(&c, 0, sizeof c);
+    sparse_ctx c[2]; /* the batch being classified and the one being merged */
+    memset(c, 0, sizeof c);
+    sparse_unit *all = NULL;
     size_t batch = 0;
     int64_t *out_idx = NULL;
     float *out_val = NULL;
@@ -234,34 +235,52 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
     batch = wd__reader_batch(&r);
     out_idx = malloc(MERGE_OUT * sizeof *out_idx);
     out_val = malloc(MERGE_OUT * sizeof *out_val);
-    if (!(c.units = calloc(batch, sizeof *c.units)) || !out_idx || !out_val) {
+    if (!(all = calloc(2 * batch, sizeof *all)) || !out_idx || !out_val) {
         rc = WD_NOMEM();
         goto done;
     }
-    if ((rc = wd__topk_find(&c.cut, &r, k)))
+    c[0].units = all;
+    c[1].units = all + batch;
+    if ((rc = wd__topk_find(&c[0].cut, &r, k)))
         goto done;
+    c[1].cut = c[0].cut;
 
     /* Final pass, a batch of units at a time: workers collect each unit's
      * entries and ties, then they go out in unit order (merge_unit), so
-     * indices come out sorted and ties at the cut are taken first by index. */
+     * indices come out sorted and ties at the cut are taken first by index.
+     * The workers classify the next batch while this thread merges one and
+     * hands its entries out (whose compression, on this thread, took as
+     * long as the classifying). Memory: two batches of units. */
     uint64_t j = 0, eq_seen = 0;
     double norm2 = 0, err2 = 0, max_abs = 0;
-    size_t units = wd__reader_units(&r);
-    for (size_t u0 = 0; !rc && u0 < units; u0 += batch) {
+    size_t units = wd__reader_units(&r), cur = 0;
+    size_t first_end = units < batch ? units : batch;
+    if (units)
+        rc = wd__reader_start(&r, 0, first_end, NULL, NULL, sparse_unit_fn, &c[0]);
+    for (size_t u0 = 0; !rc && u0 < units; u0 += batch, cur = !cur) {
         size_t u1 = units - u0 < batch ? units : u0 + batch;
-        c.u0 = u0;
-        if ((rc = wd__reader_run(&r, u0, u1, NULL, NULL, sparse_unit_fn, &c)))
+        if ((rc = wd__reader_wait(&r)))
             break;
+        if (u1 < units && j <= k) {
+            c[!cur].u0 = u1;
+            rc = wd__reader_start(&r, u1, units - u1 < batch ? units : u1 + batch, NULL, NULL, sparse_unit_fn,
+                                  &c[!cur]);
+        }
         for (size_t u = u0; !rc && u < u1; u++) {
-            sparse_unit *s = &c.units[u - u0];
+            sparse_unit *s = &c[cur].units[u - u0];
             norm2 += s->norm2;
             err2 += s->err2;
             max_update(&max_abs, s->max_abs);
-            rc = merge_unit(s, &c.cut, &eq_seen, out_idx, out_val, &j, k, &err2, &max_abs, emit, ud);
+            rc = merge_unit(s, &c[cur].cut, &eq_seen, out_idx, out_val, &j, k, &err2, &max_abs, emit, ud);
             if (j > k)
                 break;
         }
+        if (j > k) /* nothing more can come right: the check below says so */
+            break;
     }
+    int wrc = wd__reader_wait(&r); /* a run started before a failure */
+    if (!rc)
+        rc = wrc;
     if (!rc && j != k) /* the source changed between passes */
         rc = wd__error(WD_ERROR, "sparse: selected %llu of %llu entries: the delta source "
                                  "returned different values on another pass",
@@ -272,12 +291,12 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
             *out_k = k;
     }
 done:
-    for (size_t u = 0; c.units && u < batch; u++) {
-        wd__entries_free(c.units[u].idx, c.units[u].val, c.units[u].tie);
-        free(c.units[u].tie_at);
-        free(c.units[u].tie_neg);
+    for (size_t u = 0; all && u < 2 * batch; u++) {
+        wd__entries_free(all[u].idx, all[u].val, all[u].tie);
+        free(all[u].tie_at);
+        free(all[u].tie_neg);
     }
-    free(c.units);
+    free(all);
     free(out_idx);
     free(out_val);
     wd__reader_free(&r);
