@@ -611,6 +611,9 @@ static void lossy_progress_fn(void *ud, uint64_t elems_read)
     }
 }
 
+/* wd_lossy_sink.flush */
+static int flush_batch(void *batch) { return wd__chunk_batch_flush(batch); }
+
 /* The shared body of add-base (parent == NULL) and commit. */
 
 static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const char *name,
@@ -789,11 +792,13 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
     void **cctxs = lossy_strategy >= 0 ? calloc((size_t)nworkers, sizeof *cctxs) : NULL;
     for (int i = 0; cctxs && i < nworkers; i++)
         cctxs[i] = scr[i].cctx;
-    wd_lossy_sink sink = {repo->store, wd__chunk_batch_put, &w.batch, scr ? scr[0].cctx : NULL, w.level, cctxs};
+    wd_lossy_sink sink = {repo->store, wd__chunk_batch_put, &w.batch, scr ? scr[0].cctx : NULL, w.level, cctxs,
+                          flush_batch};
     wd_lossy_encoder *enc = NULL;
     lossy_progress lp = {&w, 0, 0, 0, 1, 0};
     lossy_seal ls = {NULL, 0, NULL, NULL};
-    int incremental = lossy_strategy == WD__WS_INT4 || lossy_strategy == WD__WS_QUANTIZED;
+    int incremental =
+        lossy_strategy == WD__WS_INT4 || lossy_strategy == WD__WS_QUANTIZED || lossy_strategy == WD__WS_SPARSE;
     if (!rc && incremental && !(rc = wd__sha256_new(&ls.h)) && !(ls.buf = malloc(SEAL_READ)))
         rc = WD_NOMEM();
     for (size_t i = 0; !rc && i < f->n_tensors; i++) {

@@ -10,9 +10,10 @@
  * (pread of the fine-tune, the parent's pieces decoded anew).
  * Memory: per worker slot one parent piece and one fine-tune piece as
  * float32 (4 MiB each at most) and a codec chunk; the cache (at most 4 x
- * WD_LOSSY_CACHE_ELEMS bytes) and, for int4 and quantized, the parent cache
- * (as much; the rebuilt pieces use the worker slots' idle buffers);
- * the codec's outputs (the encoded arrays).
+ * WD_LOSSY_CACHE_ELEMS bytes) and, for int4, quantized and sparse, the
+ * parent cache (as much; the rebuilt pieces use the worker slots' idle
+ * buffers); the codec's outputs (the encoded arrays; sparse streams them
+ * out and keeps at most WD_SPARSE_KEEP entries, 12 bytes each).
  * The worker slots and the cache belong to a wd_lossy_encoder and serve
  * every tensor of a commit: allocated anew per tensor, their pages were
  * faulted in again each time.
@@ -20,6 +21,8 @@
 #include "lossy_encode.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,6 +193,7 @@ typedef struct {
     wd_lossy *L;
     uint64_t ce, emitted;
     size_t next_piece; /* before[0 .. next_piece) are known */
+    wd_sparse_delta *keep; /* optional: room for every entry, for the rebuild */
 } sparse_out;
 
 static int sparse_emit(void *ud, const int64_t *idx, const float *val, size_t count)
@@ -200,18 +204,26 @@ static int sparse_emit(void *ud, const int64_t *idx, const float *val, size_t co
         while (o->next_piece <= piece && o->next_piece <= o->L->n_pieces)
             o->L->before[o->next_piece++] = o->emitted + e;
     }
+    if (o->keep) {
+        if (o->emitted + count > o->keep->k)
+            return wd__error(WD_ERROR, "sparse: more entries than the %llu selected",
+                             (unsigned long long)o->keep->k);
+        memcpy(o->keep->indices + o->emitted, idx, count * sizeof *idx);
+        memcpy(o->keep->values + o->emitted, val, count * sizeof *val);
+    }
     o->emitted += count;
     int rc = wd__astream_append(&o->wi, idx, count * sizeof *idx);
     return rc ? rc : wd__astream_append(&o->wv, val, count * sizeof *val);
 }
 
 static int encode_sparse_streamed(const wd_lossy_sink *sink, wd_lossy *L, const wd_delta_src *ds, double sparsity,
-                                  uint64_t n, uint64_t ce, wd_codec_fidelity *fid)
+                                  uint64_t n, uint64_t ce, wd_codec_fidelity *fid, wd_sparse_delta *keep)
 {
     sparse_out o;
     memset(&o, 0, sizeof o);
     o.L = L;
     o.ce = ce;
+    o.keep = keep;
     L->n_pieces = (size_t)(n ? (n + ce - 1) / ce : 0);
     if (!(L->before = malloc((L->n_pieces + 1) * sizeof *L->before)))
         return WD_NOMEM();
@@ -342,8 +354,10 @@ static int recon_jobs_get(wd_lossy_encoder *enc, recon_job **out, size_t *batch)
 
 typedef struct {
     wd_lossy_encoder *enc;
-    const wd_int4_delta *i4; /* one of these two */
+    const wd_int4_delta *i4; /* one of these four */
     const wd_quant_delta *q;
+    const wd_sparse_delta *sp;
+    const wd_stored_tensor *stored; /* the new tensor as stored: rebuilt as checkout would */
     recon_job *jobs;
     wd_dtype dtype;
     uint64_t ce, n;
@@ -359,6 +373,12 @@ static int recon_piece(void *p, size_t i, int worker)
     size_t n = (size_t)(c->n - begin < c->ce ? c->n - begin : c->ce);
     float *f;
     int rc = 0;
+    j->nbytes = n * wd__dtype_size(c->dtype);
+    if (c->stored) { /* its arrays and its parent from the store, as checkout reads them */
+        d->cached_k = -1;
+        rc = wd__piece_fetch(d->repo, c->stored, j->k, WD_PIECE_NATIVE, &d->plan);
+        return rc ? rc : wd__piece_decode(&d->plan, d->ps, j->nat);
+    }
     if (j->k < enc->par_pieces && atomic_load(&enc->par_state[j->k]) == 2) {
         f = enc->par_cache + begin; /* its last use: rebuilt in place */
     } else {
@@ -369,16 +389,17 @@ static int recon_piece(void *p, size_t i, int worker)
             rc = wd__piece_decode(&d->plan, d->ps, f);
     }
     if (!rc)
-        rc = c->i4 ? wd__int4_apply(c->i4, begin, f, n) : wd__quant_apply(c->q, begin, f, n);
+        rc = c->i4 ? wd__int4_apply(c->i4, begin, f, n)
+           : c->q  ? wd__quant_apply(c->q, begin, f, n)
+                   : wd__sparse_apply(c->sp, begin, f, n);
     if (rc)
         return rc;
     wd__from_f32(j->nat, f, n, c->dtype);
-    j->nbytes = n * wd__dtype_size(c->dtype);
     return 0;
 }
 
-static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce, const wd_int4_delta *i4,
-                      const wd_quant_delta *q, wd_lossy_recon_fn emit, void *emit_ud)
+static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce, const recon_ctx *how,
+                      wd_lossy_recon_fn emit, void *emit_ud)
 {
     uint64_t npieces = (t->nelem + ce - 1) / ce;
     recon_job *jobs = NULL;
@@ -386,7 +407,14 @@ static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce,
     int rc = recon_jobs_get(enc, &jobs, &batch);
     if (rc)
         return rc;
-    recon_ctx c[2] = {{enc, i4, q, jobs, t->dtype, ce, t->nelem}, {enc, i4, q, jobs + batch, t->dtype, ce, t->nelem}};
+    recon_ctx c[2] = {*how, *how};
+    for (int i = 0; i < 2; i++) {
+        c[i].enc = enc;
+        c[i].jobs = jobs + (size_t)i * batch;
+        c[i].dtype = t->dtype;
+        c[i].ce = ce;
+        c[i].n = t->nelem;
+    }
     size_t nb[2] = {0, 0};
     uint64_t next = 0;
     int cur = 0, running = 0;
@@ -428,6 +456,47 @@ static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce,
         wd__pool_wait(enc->pool);
     for (int i = 0; i < enc->nreaders; i++)
         enc->d[i].cached_k = -1; /* their ft buffers held rebuilt pieces */
+    return rc;
+}
+
+/* A sparse tensor: its entries go to the store as they are made, and, with
+ * recon, it is rebuilt for the model hash. For a tensor the parent cache
+ * holds (in_cache) with at most WD_SPARSE_KEEP entries, the entries are
+ * also kept in memory and applied to the cached parent pieces; otherwise
+ * the tensor is rebuilt from the store as checkout will read it. */
+static int encode_sparse(wd_lossy_encoder *enc, const wd_lossy_sink *sink, wd_lossy *L, const wd_delta_src *ds,
+                         const wd_folder_tensor *src, const wd_stored_tensor *parent, double sparsity,
+                         wd_codec_fidelity *fid, int in_cache, wd_lossy_recon_fn recon, void *recon_ud)
+{
+    const wd_st_tensor *t = src->t;
+    uint64_t ce = parent->chunk_elems;
+    wd_sparse_delta keep = {0};
+    int valid = sparsity >= 0.0 && sparsity < 1.0; /* else the encoder says what is wrong */
+    if (recon && in_cache && valid && (keep.k = wd__sparse_k(t->nelem, sparsity)) <= WD_SPARSE_KEEP) {
+        keep.n = t->nelem;
+        keep.indices = malloc((keep.k ? keep.k : 1) * sizeof *keep.indices);
+        keep.values = malloc((keep.k ? keep.k : 1) * sizeof *keep.values);
+        if (!keep.indices || !keep.values) {
+            wd__sparse_clear(&keep);
+            return WD_NOMEM();
+        }
+    }
+    int rc = encode_sparse_streamed(sink, L, ds, sparsity, t->nelem, ce, fid, keep.indices ? &keep : NULL);
+    if (!rc && recon && keep.indices) {
+        rc = recon_pass(enc, t, ce, &(recon_ctx){.sp = &keep}, recon, recon_ud);
+    } else if (!rc && recon) {
+        /* Read only: the struct's fields are not const. */
+        wd_stored_tensor st = {.name = (char *)(uintptr_t)src->name, .dtype = t->dtype, .ndim = t->ndim, .nelem = t->nelem,
+                               .nbytes = t->nbytes, .chunk_elems = ce, .lossy = L,
+                               .parent = (wd_stored_tensor *)(uintptr_t)parent};
+        memcpy(st.shape, t->shape, sizeof(uint64_t) * (size_t)t->ndim);
+        snprintf(st.encoding, sizeof st.encoding, "%s", wd__lossy_encoding(WD__WS_SPARSE));
+        if (sink->flush)
+            rc = sink->flush(sink->put_arg);
+        if (!rc)
+            rc = recon_pass(enc, t, ce, &(recon_ctx){.stored = &st}, recon, recon_ud);
+    }
+    wd__sparse_clear(&keep);
     return rc;
 }
 
@@ -488,7 +557,7 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
     const wd_st_tensor *t = src->t;
     *recon_done = 0;
     /* The parent cache serves a tensor the codec's cache holds whole. */
-    int rebuild = recon && (strategy == WD__WS_INT4 || strategy == WD__WS_QUANTIZED);
+    int rebuild = recon && (strategy == WD__WS_INT4 || strategy == WD__WS_QUANTIZED || strategy == WD__WS_SPARSE);
     int fits = t->nelem <= WD_LOSSY_CACHE_ELEMS;
     enc->par_pieces = 0;
     if (rebuild && fits && !enc->par_cache &&
@@ -512,13 +581,15 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
         if (strategy == WD__WS_LOWBIT) { /* (issue 11) */
             rc = wd__lowbit_store(sink, L, &ds, src->name, t->ndim, t->shape, option, fid);
         } else if (strategy == WD__WS_SPARSE) {
-            rc = encode_sparse_streamed(sink, L, &ds, option, t->nelem, ce, fid);
+            rc = encode_sparse(enc, sink, L, &ds, src, parent, option, fid, rebuild && fits, recon, recon_ud);
+            if (!rc && rebuild)
+                *recon_done = 1;
         } else if (strategy == WD__WS_QUANTIZED) {
             wd_quant_delta q = {0};
             uint64_t rows;
             wd__quant_layout(t->ndim, t->shape, &rows, &L->n_cols);
             rc = wd__quant_encode(&q, &ds, L->n_cols, fid);
-            if (!rc && recon && !(rc = recon_pass(enc, t, ce, NULL, &q, recon, recon_ud)))
+            if (!rc && recon && !(rc = recon_pass(enc, t, ce, &(recon_ctx){.q = &q}, recon, recon_ud)))
                 *recon_done = 1;
             if (!rc)
                 rc = store_array(sink, pool, L, WD__WF_SCALES, WD_DT_F16, WD_AT_PLANES, q.scales, rows * 2);
@@ -534,7 +605,7 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
                 L->zero_point = e.zero_point;
                 rc = piece_index(L, e.outlier_idx, e.idx_bytes, e.n_outliers, t->nelem, ce);
             }
-            if (!rc && recon && !(rc = recon_pass(enc, t, ce, &e, NULL, recon, recon_ud)))
+            if (!rc && recon && !(rc = recon_pass(enc, t, ce, &(recon_ctx){.i4 = &e}, recon, recon_ud)))
                 *recon_done = 1;
             if (!rc)
                 rc = store_array(sink, pool, L, WD__WF_OUTLIER_IDX, e.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64, WD_AT_GAPS,

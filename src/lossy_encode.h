@@ -18,12 +18,20 @@ typedef struct {
     void *cctx;
     int level;
     void *const *worker_cctx; /* optional: a ZSTD_CCtx* per pool worker slot, to compress arrays in parallel */
+    /* Commits what put has grouped so far (NULL: puts are committed as
+     * they go): a sparse tensor rebuilt from the store needs its arrays
+     * visible to the workers' reads. */
+    int (*flush)(void *put_arg);
 } wd_lossy_sink;
 
 /* Tensors of at most this many elements are read once per encoding, then
  * served from memory to the codec's later passes: 32 MiB of float32, which
  * holds every attention and MLP matrix of models up to ~3B parameters. */
 #define WD_LOSSY_CACHE_ELEMS ((size_t)8 << 20)
+/* Sparse entries kept in memory for the rebuild: 12 MiB at 12 bytes an
+ * entry, which holds every cached tensor's entries at the default sparsity
+ * (at most 0.8M). */
+#define WD_SPARSE_KEEP ((uint64_t)1 << 20)
 
 struct wd_pool;
 
@@ -47,11 +55,12 @@ typedef int (*wd_lossy_recon_fn)(void *ud, const uint8_t *native, size_t nbytes)
  * reconstruction with strategy (WD__WS_*) and option (sparsity or outlier
  * fraction), stores the arrays and returns the lossy description in *out
  * (wd__lossy_free). parent must have src's dtype and shape, and a
- * float32-convertible dtype. With recon set, an int4 or quantized tensor is
- * also rebuilt from the arrays still in memory and handed to recon, and
- * *recon_done set to 1; sparse streams its arrays out as it makes them and
- * lowbit stores them as it goes, so their reconstruction must come from the
- * store (*recon_done 0). */
+ * float32-convertible dtype. With recon set, an int4, quantized or sparse
+ * tensor is also rebuilt and handed to recon, and *recon_done set to 1:
+ * from the arrays still in memory (sparse: its entries, kept while they go
+ * out when there are at most WD_SPARSE_KEEP of them and the tensor fits the
+ * cache, else read back from the store). lowbit stores its arrays as it
+ * goes, so its reconstruction must come from the store (*recon_done 0). */
 int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, const wd_stored_tensor *parent,
                             int strategy, double option, const wd_lossy_sink *sink, wd_lossy **out,
                             wd_codec_fidelity *fid, wd_lossy_recon_fn recon, void *recon_ud, int *recon_done);

@@ -326,7 +326,7 @@ static void write_three(const char *dir, size_t n_a, int bump)
 static void test_lossy_model_hash(wd_repo *r)
 {
     static const char *const strategies[] = {"int4", "quantized", "sparse"};
-    char base[300], ft[300], ft2[300], big_base[300], big_ft[300]; /* path2's buffers rotate */
+    char base[300], ft[300], ft2[300], big_base[300], big_ft[300], mid_base[300], mid_ft[300]; /* path2's buffers rotate */
     snprintf(base, sizeof base, "%s/hbase", tmp);
     snprintf(ft, sizeof ft, "%s/hft", tmp);
     snprintf(ft2, sizeof ft2, "%s/hft2", tmp);
@@ -337,10 +337,16 @@ static void test_lossy_model_hash(wd_repo *r)
     write_three(ft2, 5000, 2);
     write_three(big_base, ((size_t)8 << 20) + 4096, 0);
     write_three(big_ft, ((size_t)8 << 20) + 4096, 1);
+    /* over WD_SPARSE_KEEP entries at sparsity 0, within the cache */
+    snprintf(mid_base, sizeof mid_base, "%s/hmidbase", tmp);
+    snprintf(mid_ft, sizeof mid_ft, "%s/hmidft", tmp);
+    write_three(mid_base, ((size_t)1 << 20) + 4096, 0);
+    write_three(mid_ft, ((size_t)1 << 20) + 4096, 1);
     wd_write_result res;
     wd_options opt = {.threads = 2};
     CHECK_RC(wd_add_base(r, base, "hbase", NULL, &res), 0);
     CHECK_RC(wd_add_base(r, big_base, "hbigbase", NULL, &res), 0);
+    CHECK_RC(wd_add_base(r, mid_base, "hmidbase", NULL, &res), 0);
     char hash[WD_HEX_SIZE], name[16];
     for (int i = 0; i < 4; i++) {
         snprintf(name, sizeof name, "hco%d", i);
@@ -351,6 +357,17 @@ static void test_lossy_model_hash(wd_repo *r)
         CHECK_RC(wd_checkout(r, res.id, co, 0, &opt), 0);
         CHECK_RC(wd_model_hash(co, &opt, hash), 0);
         CHECK(!strcmp(hash, res.model_hash));
+        if (i == 2) { /* sparse rebuilt from the store: too many entries to keep (sparsity 0), too big to cache */
+            for (int j = 0; j < 2; j++) {
+                wd_commit_opts cs = {.strategy = "sparse", .sparsity = 0.0, .set = j == 0 ? WD_SET_SPARSITY : 0};
+                snprintf(name, sizeof name, "hcs%d", j);
+                char *cos = path2(tmp, name);
+                CHECK_RC(wd_commit(r, j == 0 ? mid_ft : big_ft, j == 0 ? "hmidbase" : "hbigbase", &cs, &opt, &res), 0);
+                CHECK_RC(wd_checkout(r, res.id, cos, 0, &opt), 0);
+                CHECK_RC(wd_model_hash(cos, &opt, hash), 0);
+                CHECK(!strcmp(hash, res.model_hash));
+            }
+        }
         if (i == 0) { /* int4 on that int4 delta */
             char first[WD_HEX_SIZE];
             memcpy(first, res.id, sizeof first);
