@@ -53,7 +53,7 @@ struct wd_lossy_encoder {
     struct wd_pool *pool;
     int nreaders;
     delta_reader *d; /* one per worker slot */
-    float *cache;    /* WD_LOSSY_CACHE_ELEMS floats */
+    float *cache;    /* WD_LOSSY_CACHE_ELEMS floats, allocated for a tensor that fits */
     /* The parent's float32 pieces of a tensor of at most
      * WD_LOSSY_CACHE_ELEMS elements, kept as the first pass decodes them so
      * the reconstruction (recon_pass) needs no second decode: par_state[k]
@@ -516,8 +516,6 @@ int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder
     int rc = readers_new(&enc->d, enc->nreaders, repo, folder);
     for (int i = 0; !rc && i < enc->nreaders; i++)
         enc->d[i].enc = enc;
-    if (!rc && !(enc->cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->cache)))
-        rc = WD_NOMEM();
     /* Pieces are at least WD_CHUNK_TARGET / 8 elements (8-byte dtypes). */
     size_t max_pieces = WD_LOSSY_CACHE_ELEMS / (WD_CHUNK_TARGET / 8) + 1;
     if (!rc && !(enc->par_state = enc->par_state_mem = calloc(max_pieces, sizeof *enc->par_state)))
@@ -563,9 +561,13 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
     if (rebuild && fits && !enc->par_cache &&
         !(enc->par_cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->par_cache)))
         return WD_NOMEM();
-    if (!fits) { /* a big tensor: hand the parent cache's pages back while it is encoded */
+    if (!fits) { /* a big tensor: hand both caches' pages back while its arrays are made */
         free(enc->par_cache);
         enc->par_cache = NULL;
+        free(enc->cache);
+        enc->cache = NULL;
+    } else if (!enc->cache && !(enc->cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->cache))) {
+        return WD_NOMEM();
     }
     if (rebuild && fits)
         enc->par_pieces = (size_t)((t->nelem + parent->chunk_elems - 1) / parent->chunk_elems);
