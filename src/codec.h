@@ -142,6 +142,30 @@ int wd__reader_wait(wd__reader *r);
  * unit's results until they are merged: enough to keep every worker busy. */
 size_t wd__reader_batch(const wd__reader *r);
 
+/* The sum of d[i]^2 over [0, count) in double, in four lanes (element i
+ * in lane i mod 4, each lane in element order), added as (0 + 1) + (2 + 3):
+ * one chain of dependent adds would set a loop's pace. Named lanes, since
+ * gcc kept an array indexed by i & 3 in memory, a store and a reload an
+ * element. */
+static inline double wd__sum_squares(const float *d, size_t count)
+{
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        a0 += (double)d[i] * d[i];
+        a1 += (double)d[i + 1] * d[i + 1];
+        a2 += (double)d[i + 2] * d[i + 2];
+        a3 += (double)d[i + 3] * d[i + 3];
+    }
+    if (i < count)
+        a0 += (double)d[i] * d[i];
+    if (i + 1 < count)
+        a1 += (double)d[i + 1] * d[i + 1];
+    if (i + 2 < count)
+        a2 += (double)d[i + 2] * d[i + 2];
+    return (a0 + a1) + (a2 + a3);
+}
+
 /* The order key of |x|: float32 bit patterns of non-negative values order
  * like the values, and NaN (any sign) orders above inf, as numpy's
  * argpartition puts NaN last. */

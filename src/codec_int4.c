@@ -299,12 +299,7 @@ static int outlier_unit_fn(void *p, size_t u, int worker, const float *d, uint64
     s->have = s->nan_seen = 0;
     s->mn = s->mx = s->nan_val = 0;
     uint32_t thr = c->cut.thr;
-    /* ||d||^2 in four accumulators: one chain of dependent double adds
-     * would set the pace of the whole loop */
-    double acc[4] = {0, 0, 0, 0};
-    for (size_t i = 0; i < count; i++)
-        acc[i & 3] += (double)d[i] * d[i];
-    s->norm2 = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    s->norm2 = wd__sum_squares(d, count);
 #if defined(__SSE2__)
     if (thr > 0)
         return outlier_run_sse2(s, thr, d, begin, count);

@@ -128,10 +128,7 @@ static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_
     memset(s->tie_at, 0, words * sizeof *s->tie_at);
     memset(s->tie_neg, 0, words * sizeof *s->tie_neg);
     uint32_t thr = c->cut.thr;
-    double acc[4] = {0, 0, 0, 0}; /* ||d||^2 without one long chain of adds */
-    for (size_t i = 0; i < count; i++)
-        acc[i & 3] += (double)d[i] * d[i];
-    s->norm2 = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    s->norm2 = wd__sum_squares(d, count);
     for (size_t i = 0; i < count; i++) {
         double x = d[i];
         uint32_t key = wd__abs_key(d[i]);
