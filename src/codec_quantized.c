@@ -8,6 +8,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "error.h"
 #include "half.h"
@@ -179,6 +182,62 @@ static void put_signs(uint8_t *signs, const float *d, size_t len, uint64_t first
     }
 }
 
+/* |d| of a block into absbuf, and its sum, sum of squares, min and max
+ * added to *s1, *s2, *amin, *amax (a NaN is skipped by min and max, as
+ * the comparisons a < min and a > max skip it). The sums go in four lanes (element
+ * j in lane j mod 4, added as (0 + 1) + (2 + 3) at the block's end): one
+ * chain of dependent double adds an element was the codec's pace. They only
+ * feed the reported error, never the arrays. */
+static void block_stats(const float *d, size_t len, float *absbuf, double *s1, double *s2, float *amin, float *amax)
+{
+    double l1[4] = {0, 0, 0, 0}, l2[4] = {0, 0, 0, 0};
+    float mn = *amin, mx = *amax;
+    size_t j = 0;
+#if defined(__SSE2__)
+    const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    __m128 vmn = _mm_set1_ps(mn), vmx = _mm_set1_ps(mx);
+    __m128d a01 = _mm_setzero_pd(), a23 = _mm_setzero_pd(), q01 = _mm_setzero_pd(), q23 = _mm_setzero_pd();
+    for (; j + 4 <= len; j += 4) {
+        __m128 a = _mm_and_ps(_mm_loadu_ps(d + j), abs_mask);
+        _mm_storeu_ps(absbuf + j, a);
+        vmn = _mm_min_ps(a, vmn); /* a NaN a leaves the old value, as a < mn does */
+        vmx = _mm_max_ps(a, vmx);
+        __m128d lo = _mm_cvtps_pd(a), hi = _mm_cvtps_pd(_mm_movehl_ps(a, a));
+        a01 = _mm_add_pd(a01, lo);
+        a23 = _mm_add_pd(a23, hi);
+        q01 = _mm_add_pd(q01, _mm_mul_pd(lo, lo));
+        q23 = _mm_add_pd(q23, _mm_mul_pd(hi, hi));
+    }
+    _mm_storeu_pd(l1, a01);
+    _mm_storeu_pd(l1 + 2, a23);
+    _mm_storeu_pd(l2, q01);
+    _mm_storeu_pd(l2 + 2, q23);
+    float m4[4];
+    _mm_storeu_ps(m4, vmn);
+    for (int k = 0; k < 4; k++)
+        if (m4[k] < mn)
+            mn = m4[k];
+    _mm_storeu_ps(m4, vmx);
+    for (int k = 0; k < 4; k++)
+        if (m4[k] > mx)
+            mx = m4[k];
+#endif
+    for (; j < len; j++) {
+        float a = fabsf(d[j]);
+        absbuf[j] = a;
+        l1[j & 3] += a;
+        l2[j & 3] += (double)a * a;
+        if (a < mn)
+            mn = a;
+        if (a > mx)
+            mx = a;
+    }
+    *s1 += (l1[0] + l1[1]) + (l1[2] + l1[3]);
+    *s2 += (l2[0] + l2[1]) + (l2[2] + l2[3]);
+    *amin = mn;
+    *amax = mx;
+}
+
 static int quant_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
 {
     quant_ctx *c = p;
@@ -197,16 +256,7 @@ static int quant_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t
         for (size_t b = r0; b < r0 + row_len; b += WD_CODEC_BLOCK) {
             size_t len = r0 + row_len - b < WD_CODEC_BLOCK ? r0 + row_len - b : WD_CODEC_BLOCK;
             put_signs(signs, d + b, len, begin + b, first_byte, last_byte);
-            for (size_t j = 0; j < len; j++) {
-                float a = fabsf(d[b + j]);
-                absbuf[j] = a;
-                s1 += a;
-                s2 += (double)a * a;
-                if (a < amin)
-                    amin = a;
-                if (a > amax)
-                    amax = a;
-            }
+            block_stats(d + b, len, absbuf, &s1, &s2, &amin, &amax);
             float bs = wd__pairwise_sum_f32(absbuf, len);
             if (c->L.rows_per_unit)
                 acc += bs;
