@@ -191,23 +191,6 @@ static int parent_hash(wd_repo *repo, wd_pool *pool, const wd_object *par, const
     return lossy ? wd__object_walk(repo, par, &o, NULL, out, NULL) : wd__object_walk(repo, par, &o, out, NULL, NULL);
 }
 
-static const char *numpy_name(wd_dtype dt)
-{
-    switch (dt) {
-    case WD_DT_F64: return "float64";
-    case WD_DT_F32: return "float32";
-    case WD_DT_F16: return "float16";
-    case WD_DT_BF16: return "bfloat16";
-    case WD_DT_I64: return "int64";
-    case WD_DT_I32: return "int32";
-    case WD_DT_I16: return "int16";
-    case WD_DT_I8: return "int8";
-    case WD_DT_U8: return "uint8";
-    case WD_DT_BOOL: return "bool";
-    default: return "";
-    }
-}
-
 static int object_row(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], char **strategy, char **options, char **wdelta)
 {
     sqlite3_stmt *st;
@@ -490,7 +473,7 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         memcpy(e->shape, ot->t->shape, sizeof e->shape);
         snprintf(e->dtype, sizeof e->dtype, "float32");
         if (version == 2)
-            snprintf(e->base_dtype, sizeof e->base_dtype, "%s", numpy_name(pt->dtype));
+            snprintf(e->base_dtype, sizeof e->base_dtype, "%s", wd__dtype_numpy_name(pt->dtype));
         e->sparsity = option;
         e->outlier_fraction = option;
         e->n_outliers = ot->e.n_outliers;
