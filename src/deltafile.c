@@ -82,6 +82,7 @@
 #include "hfconfig.h"
 #include "outdir.h"
 #include "outfile.h"
+#include "pairdelta.h"
 #include "lossy_encode.h"
 #include "piece.h"
 #include "pipeline.h"
@@ -254,76 +255,6 @@ static int v020_order(const pair *pairs, const size_t *sel, size_t n, size_t *or
     return 0;
 }
 
-/* One worker slot's scratch for reading a pair, grown to the largest count
- * asked for (the codec's chunk, WD_CODEC_CHUNK elements by default): both
- * sides' raw bytes (at most 8 bytes an element each), and for dtypes other
- * than bfloat16 the base as float32 (4). 4 MiB a slot for a bf16 model. */
-typedef struct {
-    uint8_t *raw, *raw2;
-    float *tmp;
-    size_t cap, cap2, cap_tmp; /* bytes, bytes, elements */
-} pair_slot;
-
-/* Grows *p to hold need bytes. */
-static int grow(void **p, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    free(*p);
-    *p = malloc(need);
-    *cap = *p ? need : 0;
-    return *p ? 0 : WD_NOMEM();
-}
-
-/* The delta source: f32(ft) - f32(base), read piece by piece, each worker
- * slot of the pool through its own scratch (pread is thread-safe, and
- * memory tensors are only read). */
-typedef struct {
-    const wd_tref *ft, *base;
-    pair_slot *slots; /* one per worker slot */
-} pair_src;
-
-static int pair_read_par(void *ud, int worker, uint64_t begin, size_t count, float *out)
-{
-    const pair_src *ps = ud;
-    pair_slot *s = &ps->slots[worker];
-    const wd_tref *f = ps->ft, *b = ps->base;
-    size_t fes = wd__dtype_size(f->dtype), bes = wd__dtype_size(b->dtype);
-    if (f->dtype == WD_DT_BF16 && b->dtype == WD_DT_BF16) {
-        /* the common case in one pass: both widened by a shift, one float32
-         * subtraction each (the same values as the general path) */
-        const uint8_t *fr = f->mem ? f->mem + begin * 2 : NULL;
-        const uint8_t *br = b->mem ? b->mem + begin * 2 : NULL;
-        int rc = 0;
-        if (!fr && !(rc = grow((void **)&s->raw, &s->cap, count * 2)) &&
-            !(rc = wd__tref_read(f, begin * 2, s->raw, count * 2)))
-            fr = s->raw;
-        if (!rc && !br && !(rc = grow((void **)&s->raw2, &s->cap2, count * 2)) &&
-            !(rc = wd__tref_read(b, begin * 2, s->raw2, count * 2)))
-            br = s->raw2;
-        if (rc)
-            return rc;
-        wd__bf16_sub(out, fr, br, count);
-        return 0;
-    }
-    size_t raw_need = (fes > bes ? fes : bes) * count;
-    int rc = grow((void **)&s->raw, &s->cap, raw_need);
-    if (!rc)
-        rc = grow((void **)&s->tmp, &s->cap_tmp, count * sizeof *s->tmp);
-    if (!rc)
-        rc = wd__tref_f32(f, begin, count, out, s->raw);
-    if (!rc)
-        rc = wd__tref_f32(b, begin, count, s->tmp, s->raw);
-    if (!rc)
-        wd__f32_sub(out, out, s->tmp, count);
-    return rc;
-}
-
-static int pair_read(void *ud, uint64_t begin, size_t count, float *out)
-{
-    return pair_read_par(ud, 0, begin, count, out);
-}
-
 static int put_record(wd__wdelta_writer *w, const wd__wdelta_tensor *t, int field, wd_dtype dt,
                       uint64_t count, const void *data)
 {
@@ -331,6 +262,14 @@ static int put_record(wd__wdelta_writer *w, const wd__wdelta_tensor *t, int fiel
     if (!rc && count)
         rc = wd__wdelta_writer_write(w, data, (size_t)count * wd__dtype_size(dt));
     return rc;
+}
+
+/* The codec's source for pair p: f32(ft) - f32(base), read on pool. */
+static wd_delta_src pair_src(wd__pair_delta *pd, const pair *p, uint64_t n, wd_pool *pool, float *cache)
+{
+    wd__pd_side ft = {.ref = &p->ft}, base = {.ref = &p->base};
+    wd__pair_delta_set(pd, &ft, &base);
+    return wd__pair_delta_src(pd, n, pool, cache);
 }
 
 /* One tensor's encoded arrays (those of its strategy are filled). */
@@ -349,15 +288,13 @@ static void encoded_clear(encoded *e)
 }
 
 /* Encodes tensor ti (header entry t, data p) into *e. Every pass of the
- * codec runs on the pool, slots[] being the workers' read scratch; a tensor
+ * codec runs on the pool, pd being the workers' pair-delta reader; a tensor
  * of at most WD_LOSSY_CACHE_ELEMS elements is read once (the codec keeps 4
  * bytes an element). *e holds the codec's output arrays; cleared on error. */
 static int encode_tensor(encoded *e, size_t ti, const wd__wdelta_tensor *t, const pair *p,
-                         int version, wd_pool *pool, pair_slot *slots, float *cache)
+                         int version, wd_pool *pool, wd__pair_delta *pd, float *cache)
 {
-    pair_src ps = {&p->ft, &p->base, slots};
-    wd_delta_src src = {.n = t->n, .read = pair_read, .ud = &ps, .chunk = 0, .pool = pool,
-                        .read_par = pair_read_par, .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = cache};
+    wd_delta_src src = pair_src(pd, p, t->n, pool, cache);
     memset(e, 0, sizeof *e);
     e->ti = ti;
     int rc;
@@ -445,15 +382,13 @@ static int stream_emit(void *ud, const int64_t *idx, const float *val, size_t co
  * for its indices record; the caller's writer thread is idle. Memory: one
  * batch of units' entries (the encoder's) and a 1 MiB copy buffer. */
 static int write_sparse_streamed(wd__wdelta_writer *w, size_t ti, const wd__wdelta_tensor *t, const pair *p,
-                                 wd_pool *pool, pair_slot *slots, float *cache)
+                                 wd_pool *pool, wd__pair_delta *pd, float *cache)
 {
     size_t tj;
     int field;
     if (!wd__wdelta_writer_next(w, &tj, &field) || tj != ti || field != WD__WF_INDICES)
         return wd__error(WD_ERROR, "internal error: .wdelta records out of order at '%s'", t->name);
-    pair_src ps = {&p->ft, &p->base, slots};
-    wd_delta_src src = {.n = t->n, .read = pair_read, .ud = &ps, .pool = pool, .read_par = pair_read_par,
-                        .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = cache};
+    wd_delta_src src = pair_src(pd, p, t->n, pool, cache);
     uint64_t k = wd__sparse_k(t->n, t->sparsity);
     sparse_stream s = {w, -1, 0, NULL};
     int rc = spill_open(&s.spill, &s.dir);
@@ -696,8 +631,7 @@ static int save_pairs(wd__outfile *of, const pair *pairs, size_t np,
     wd__wdelta_tensor *ts = calloc(np + 1, sizeof *ts);
     wd__wdelta_writer *w = NULL;
     wd_pool *pool = NULL;
-    pair_slot *slots = NULL;
-    int nslots = 0;
+    wd__pair_delta *pd = NULL;
     if (!sel || !order || !hashed || !ts) {
         rc = WD_NOMEM();
         goto done;
@@ -739,11 +673,8 @@ static int save_pairs(wd__outfile *of, const pair *pairs, size_t np,
 
     if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
         goto done;
-    nslots = wd__pool_size(pool);
-    if (!(slots = calloc((size_t)nslots, sizeof *slots))) {
-        rc = WD_NOMEM();
+    if ((rc = wd__pair_delta_new(&pd, wd__pool_size(pool))))
         goto done;
-    }
     /* The writer puts parent_hash in the header, and the file's checksum
      * covers the header first: the header goes out with a placeholder, the
      * base is hashed on its own thread while the pool encodes, and the
@@ -784,12 +715,12 @@ static int save_pairs(wd__outfile *of, const pair *pairs, size_t np,
         if (ts[ti].strategy == WD__WS_SPARSE && have_writer && version == 2 &&
             wd__sparse_k(ts[ti].n, ts[ti].sparsity) * 12 > SPARSE_STREAM_BYTES) {
             if (!(rc = writer_sync(&wt)))
-                rc = write_sparse_streamed(w, ti, &ts[ti], &pairs[order[ti]], pool, slots, cache);
+                rc = write_sparse_streamed(w, ti, &ts[ti], &pairs[order[ti]], pool, pd, cache);
             prog_add(&pg, ts[ti].n);
             continue;
         }
         encoded e;
-        rc = encode_tensor(&e, ti, &ts[ti], &pairs[order[ti]], version, pool, slots, cache);
+        rc = encode_tensor(&e, ti, &ts[ti], &pairs[order[ti]], version, pool, pd, cache);
         if (!rc)
             rc = writer_give(&wt, &e);
         prog_add(&pg, ts[ti].n);
@@ -814,12 +745,7 @@ static int save_pairs(wd__outfile *of, const pair *pairs, size_t np,
         snprintf(hash_out, WD_HEX_SIZE, "%s", stream ? hex_first : hj.hex);
 done:
     wd__outfile_abort(of);
-    for (int i = 0; slots && i < nslots; i++) {
-        free(slots[i].raw);
-        free(slots[i].raw2);
-        free(slots[i].tmp);
-    }
-    free(slots);
+    wd__pair_delta_free(pd);
     wd__pool_free(pool);
     free(sel);
     free(order);
