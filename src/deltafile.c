@@ -88,6 +88,7 @@
 #include "pipeline.h"
 #include "safetensors.h"
 #include "strategy.h"
+#include "tensorhash.h"
 #include "tensorref.h"
 #include "wdelta.h"
 #include "wdelta_decode.h"
@@ -951,7 +952,6 @@ static int write_shard(const char *path, const wd__wdelta *d, const out_item *it
 
 enum {
     LOAD_BATCH = 32,     /* pieces handed to the pool at a time (8M elements) */
-    HASH_BUF = 1 << 20,  /* base bytes hashed per read */
 };
 
 /* One piece of the output shard: elements [b, b + cnt) of items[item],
@@ -1026,45 +1026,6 @@ static int load_piece_fn(void *ctx, size_t i, int worker)
     return wd__file_pwrite(j->fd, s->pb.out, p->cnt * oes, p->off, j->path);
 }
 
-/* The verification hash, streamed over items[0..nd)'s base bytes in order
- * (each tensor's name, then its bytes) by the calling thread while the
- * pool decodes: the cursor is item ci, byte coff, name hashed or not. */
-typedef struct {
-    wd_sha256 *h;
-    uint8_t *buf; /* HASH_BUF bytes */
-    const out_item *items;
-    size_t nd, ci;
-    uint64_t coff;
-    int named;
-} vhash;
-
-/* Hashes on up to byte toff of item ti (ti == nd: to the end). */
-static int vhash_to(vhash *v, size_t ti, uint64_t toff)
-{
-    while (v->ci < v->nd && (v->ci < ti || (v->ci == ti && v->coff < toff))) {
-        const wd_tref *r = &v->items[v->ci].base;
-        if (!v->named) {
-            wd__sha256_update(v->h, r->name, strlen(r->name));
-            v->named = 1;
-        }
-        uint64_t end = v->ci < ti ? r->nbytes : toff;
-        while (v->coff < end) {
-            size_t len = end - v->coff < HASH_BUF ? (size_t)(end - v->coff) : HASH_BUF;
-            int rc = wd__tref_read(r, v->coff, v->buf, len);
-            if (rc)
-                return rc;
-            wd__sha256_update(v->h, v->buf, len);
-            v->coff += len;
-        }
-        if (v->ci < ti) {
-            v->ci++;
-            v->coff = 0;
-            v->named = 0;
-        }
-    }
-    return 0;
-}
-
 /* Whether the pieces of every sparse or int4 tensor used each entry of its
  * sorted array exactly once, in order (see out_piece). */
 static int pieces_chain(const out_piece *pieces, size_t np, const out_item *items)
@@ -1110,7 +1071,8 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
     out_piece *pieces = calloc(np + 1, sizeof *pieces);
     wd_pool *pool = NULL;
     load_slot *slots = NULL;
-    vhash vh = {.items = items, .nd = nd};
+    wd__thash *vh = NULL; /* the verification hash, in step with the pool */
+    const wd_tref **vrefs = NULL;
     char *hdr = NULL;
     size_t hlen = 0;
     int nslots = 0, fd = -1, hrc = 0;
@@ -1128,8 +1090,10 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
         rc = pb->raw && pb->f && pb->out ? 0 : WD_NOMEM();
     }
     if (!rc && verify) {
-        vh.buf = malloc(HASH_BUF);
-        rc = vh.buf ? wd__sha256_new(&vh.h) : WD_NOMEM();
+        vrefs = calloc(nd + 1, sizeof *vrefs);
+        for (size_t i = 0; vrefs && i < nd; i++)
+            vrefs[i] = &items[i].base;
+        rc = vrefs ? wd__thash_new(&vh, vrefs, nd, 0, NULL, NULL) : WD_NOMEM();
     }
     for (size_t i = 0; !rc && i < n; i++)
         specs[i] = (wd_st_spec){items[i].base.name, items[i].out, items[i].base.ndim,
@@ -1164,17 +1128,17 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
         goto done;
     }
     load_job job = {d, items, pieces, 0, slots, fd, path};
-    int drc = 0; /* decoding or writing failed */
+    int drc = 0;    /* decoding or writing failed */
+    int hashed = 0; /* the verification hash has had every tensor */
     for (size_t p0 = 0; p0 < np && !drc && !hrc; p0 += LOAD_BATCH) {
         size_t p1 = np - p0 < LOAD_BATCH ? np : p0 + LOAD_BATCH;
         const out_piece *last = &pieces[p1 - 1];
         job.p0 = p0;
-        if (verify && vh.ci < nd) {
+        if (verify && !hashed) {
             /* the workers decode while this thread hashes as far */
             wd__pool_start(pool, p1 - p0, load_piece_fn, &job);
-            hrc = last->item < nd ? vhash_to(&vh, last->item, (last->b + last->cnt) *
-                                                 wd__dtype_size(items[last->item].base.dtype))
-                                  : vhash_to(&vh, nd, 0);
+            hrc = wd__thash_to(vh, last->item < nd ? last->item : nd, last->b + last->cnt);
+            hashed = last->item >= nd;
             drc = wd__pool_wait(pool);
         } else {
             drc = wd__pool_run(pool, p1 - p0, load_piece_fn, &job);
@@ -1192,14 +1156,13 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
     }
     if (!drc && !hrc && !pieces_chain(pieces, np, items))
         drc = WD_EBADINPUT;
-    if (!hrc && verify)
-        hrc = vhash_to(&vh, nd, 0);
     if (!hrc && verify) {
         uint8_t dg[WD_HASH_SIZE];
         char got[WD_HEX_SIZE];
-        wd__sha256_final(vh.h, dg);
-        wd__hex(got, dg);
-        hrc = check(check_ud, got);
+        if (!(hrc = wd__thash_final(vh, dg))) {
+            wd__hex(got, dg);
+            hrc = check(check_ud, got);
+        }
     }
     rc = wd__file_close(fd, path, hrc ? hrc : drc);
     if (hrc || !drc || drc == WD_ECANCELLED) /* (issue 9) cancelled: no serial retry */
@@ -1222,8 +1185,8 @@ done:
     }
     free(slots);
     wd__pool_free(pool);
-    wd__sha256_free(vh.h);
-    free(vh.buf);
+    wd__thash_free(vh);
+    free(vrefs);
     free(specs);
     free(pieces);
     free(hdr);

@@ -1,7 +1,6 @@
 /*
  * tensorref.c - a tensor wherever it lives (a validated safetensors shard of
- * a folder, or a caller's memory), read raw or as float32, and the
- * named-tensor SHA-256 over a list of them (see tensorref.h).
+ * a folder, or a caller's memory), read raw or as float32 (see tensorref.h).
  */
 #include "tensorref.h"
 
@@ -9,10 +8,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "hash.h"
 #include "piece.h"
-
-enum { HASH_BUF = 1 << 20 }; /* bytes hashed per read */
 
 void wd__tref_folder(wd_tref *r, const wd_folder *f, size_t i)
 {
@@ -119,42 +115,5 @@ int wd__tref_f32(const wd_tref *r, uint64_t begin, size_t count, float *out, uin
     int rc = wd__st_read(r->st, r->t, begin * es, raw, count * es);
     if (!rc)
         wd__tref_to_f32(out, raw, count, r->dtype);
-    return rc;
-}
-
-int wd__tref_hash(const wd_tref *const *refs, size_t n, int as_f32, uint8_t out[WD_HASH_SIZE],
-                  void (*done)(void *ud, uint64_t bytes), void *ud)
-{
-    enum { F32_ELEMS = HASH_BUF / 8 };
-    uint8_t *raw = malloc(HASH_BUF);
-    float *f = as_f32 ? malloc(F32_ELEMS * sizeof *f) : NULL;
-    wd_sha256 *h = NULL;
-    int rc = raw && (f || !as_f32) ? wd__sha256_new(&h) : WD_NOMEM();
-    for (size_t i = 0; !rc && i < n; i++) {
-        const wd_tref *r = refs[i];
-        wd__sha256_update(h, r->name, strlen(r->name));
-        if (as_f32 && r->dtype != WD_DT_F32) {
-            for (uint64_t b = 0; !rc && b < r->n; b += F32_ELEMS) {
-                size_t cnt = r->n - b < F32_ELEMS ? (size_t)(r->n - b) : F32_ELEMS;
-                if (!(rc = wd__tref_f32(r, b, cnt, f, raw)))
-                    wd__sha256_update(h, f, cnt * sizeof *f);
-                if (done)
-                    done(ud, cnt * wd__dtype_size(r->dtype));
-            }
-            continue;
-        }
-        for (uint64_t off = 0; !rc && off < r->nbytes; off += HASH_BUF) {
-            size_t len = r->nbytes - off < HASH_BUF ? (size_t)(r->nbytes - off) : HASH_BUF;
-            if (!(rc = wd__tref_read(r, off, raw, len)))
-                wd__sha256_update(h, raw, len);
-            if (done)
-                    done(ud, len);
-        }
-    }
-    if (!rc)
-        wd__sha256_final(h, out);
-    wd__sha256_free(h);
-    free(raw);
-    free(f);
     return rc;
 }

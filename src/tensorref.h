@@ -1,7 +1,6 @@
 /*
  * tensorref.h - one way to read a tensor whether it sits in a model folder's
- * shard or in a caller's memory, and to hash a list of them as deltatensors
- * and the model hash do.
+ * shard or in a caller's memory (tensorhash.h hashes a list of them).
  */
 #ifndef WD_TENSORREF_H
 #define WD_TENSORREF_H
@@ -43,13 +42,5 @@ void wd__tref_to_f32(float *out, const uint8_t *src, size_t count, wd_dtype dt);
 /* count float32 values as dtype dt at dst (wd__from_f32's bytes, with fast
  * loops for bfloat16 and float32). */
 void wd__tref_from_f32(uint8_t *dst, const float *src, size_t count, wd_dtype dt);
-
-/* SHA-256 over refs[0..n) in that order, each as its name's UTF-8 bytes then
- * its data: raw (as_f32 = 0: the model hash, deltatensors' parent_hash of a
- * base) or as float32 (4 bytes an element, integers converted: a chain
- * link's parent hash). done (may be NULL) hears of the bytes read. One
- * 1 MiB buffer. */
-int wd__tref_hash(const wd_tref *const *refs, size_t n, int as_f32, uint8_t out[WD_HASH_SIZE],
-                  void (*done)(void *ud, uint64_t bytes), void *ud);
 
 #endif
