@@ -46,7 +46,8 @@
  *    .wdelta's checksum is checked on a thread of its own. A piece's decoder
  *    finds its first sorted entry by binary search, and the entry ranges of
  *    a tensor's pieces are checked to chain; any decoding error makes the
- *    serial writer run again, so that errors read as they always did.
+ *    pieces run again in file order on one slot, so that errors read as
+ *    they always did.
  *  - in memory (wd_load_delta): serial.
  *
  * Memory: saving holds the codec's outputs of the tensor being encoded and
@@ -87,6 +88,7 @@
 #include "piece.h"
 #include "pipeline.h"
 #include "safetensors.h"
+#include "shardwriter.h"
 #include "strategy.h"
 #include "tensorhash.h"
 #include "tensorref.h"
@@ -879,75 +881,6 @@ typedef struct {
     uint8_t *out;
 } piece_bufs;
 
-/* Appends one tensor's output bytes to fd, piece by piece: raw bytes when
- * nothing changes, else base widened to float32, the delta added in place,
- * narrowed to the output dtype (deltatensors' WorkBuffer steps). */
-static int write_tensor(int fd, const char *path, const wd__wdelta *d, const out_item *it,
-                        const piece_bufs *pb, progress *pg)
-{
-    wd__wdelta_dec td;
-    int rc = it->t ? wd__wdelta_dec_init(&td, d, it->t) : 0;
-    size_t es = wd__dtype_size(it->base.dtype), oes = wd__dtype_size(it->out);
-    int raw_copy = !it->t && it->out == it->base.dtype;
-    for (uint64_t b = 0; !rc && b < it->base.n; b += PIECE) {
-        size_t cnt = it->base.n - b < PIECE ? (size_t)(it->base.n - b) : PIECE;
-        if (raw_copy) {
-            rc = wd__tref_read(&it->base, b * es, pb->raw, cnt * es);
-            if (!rc)
-                rc = wd__file_write(fd, pb->raw, cnt * es, path);
-        } else {
-            rc = wd__tref_f32(&it->base, b, cnt, pb->f, pb->raw);
-            if (!rc && it->t)
-                rc = wd__wdelta_dec_apply(&td, b, cnt, pb->f, NULL);
-            if (!rc) {
-                wd__from_f32(pb->out, pb->f, cnt, it->out);
-                rc = wd__file_write(fd, pb->out, cnt * oes, path);
-            }
-        }
-        prog_add(pg, cnt * oes);
-    }
-    if (it->t)
-        wd__wdelta_dec_free(&td);
-    return rc;
-}
-
-/* Writes items[0..n) as one safetensors file at path, header as the
- * safetensors package (and deltatensors' ShardedWriter) lays it out. */
-static int write_shard(const char *path, const wd__wdelta *d, const out_item *items, size_t n,
-                       progress *pg)
-{
-    wd_st_spec *specs = calloc(n + 1, sizeof *specs);
-    piece_bufs pb = {malloc((size_t)PIECE * 8), malloc((size_t)PIECE * sizeof(float)),
-                     malloc((size_t)PIECE * 8)};
-    char *hdr = NULL;
-    size_t hlen = 0;
-    int fd = -1, rc = specs && pb.raw && pb.f && pb.out ? 0 : WD_NOMEM();
-    for (size_t i = 0; !rc && i < n; i++)
-        specs[i] = (wd_st_spec){items[i].base.name, items[i].out, items[i].base.ndim,
-                                items[i].base.shape};
-    if (!rc)
-        rc = wd__st_header_build(&hdr, &hlen, specs, n, NULL);
-    if (!rc)
-        rc = wd__file_create(path, &fd);
-    if (!rc) {
-        uint8_t prefix[8];
-        for (int i = 0; i < 8; i++)
-            prefix[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-        rc = wd__file_write(fd, prefix, 8, path);
-        if (!rc)
-            rc = wd__file_write(fd, hdr, hlen, path);
-        for (size_t i = 0; !rc && i < n; i++)
-            rc = write_tensor(fd, path, d, &items[i], &pb, pg);
-        rc = wd__file_close(fd, path, rc);
-    }
-    free(specs);
-    free(hdr);
-    free(pb.raw);
-    free(pb.f);
-    free(pb.out);
-    return rc;
-}
-
 /* ---- Loading on the pool -------------------------------------------------------- */
 
 enum {
@@ -1026,6 +959,31 @@ static int load_piece_fn(void *ctx, size_t i, int worker)
     return wd__file_pwrite(j->fd, s->pb.out, p->cnt * oes, p->off, j->path);
 }
 
+/* Decodes and writes every piece in file order on worker slot 0, each
+ * tensor's decoder walking it from its start without a seek (an empty
+ * tensor's decoder is set up too): the first error met is the first in
+ * file order, the one reported when loading was serial. */
+static int rerun_in_order(load_job *job, size_t np, size_t n)
+{
+    load_slot *s = &job->slots[0];
+    if (s->cur)
+        wd__wdelta_dec_free(&s->td);
+    s->cur = NULL;
+    job->p0 = 0;
+    int rc = 0;
+    for (size_t i = 0, k = 0; !rc && i < n; i++) {
+        const out_item *it = &job->items[i];
+        if (it->t && it->base.n == 0) {
+            wd__wdelta_dec td;
+            rc = wd__wdelta_dec_init(&td, job->d, it->t);
+            wd__wdelta_dec_free(&td);
+        }
+        for (; !rc && k < np && job->pieces[k].item == i; k++)
+            rc = load_piece_fn(job, k, 0);
+    }
+    return rc;
+}
+
 /* Whether the pieces of every sparse or int4 tensor used each entry of its
  * sorted array exactly once, in order (see out_piece). */
 static int pieces_chain(const out_piece *pieces, size_t np, const out_item *items)
@@ -1051,13 +1009,15 @@ static int pieces_chain(const out_piece *pieces, size_t np, const out_item *item
     return 1;
 }
 
-/* write_shard on the pool: the pieces of items[0..n) are decoded and written
- * at their offsets by the workers, a batch at a time, while the calling
+/* Writes items[0..n) as one safetensors file at path, header as the
+ * safetensors package (and deltatensors' ShardedWriter) lays it out: the
+ * pieces are decoded and written at their offsets by the workers, a batch
+ * at a time, while the calling
  * thread hashes the base for the verification (items[0..nd), when check is
  * given) and then hands the hash (hex) to check, whose error wins over any
  * decoding error (the base was verified before decoding, and still fails
- * first). A decoding error makes it write the file again the serial way,
- * whose first error (in file order) is reported, as before; an error
+ * first). A decoding error makes it write the pieces again in file order
+ * (rerun_in_order), whose first error is reported, as before; an error
  * hashing the base is returned as it is. */
 static int write_shard_par(const char *path, const wd__wdelta *d, const out_item *items,
                            size_t n, size_t nd, int (*check)(void *ud, const char *got),
@@ -1100,8 +1060,8 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
                                 items[i].base.shape};
     if (!rc)
         rc = wd__st_header_build(&hdr, &hlen, specs, n, NULL);
+    uint64_t off = 8 + (uint64_t)hlen; /* past the data, once laid out */
     if (!rc) {
-        uint64_t off = 8 + (uint64_t)hlen;
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
             size_t oes = wd__dtype_size(items[i].out);
@@ -1114,14 +1074,8 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
     }
     if (!rc)
         rc = wd__file_create(path, &fd);
-    if (!rc) {
-        uint8_t prefix[8];
-        for (int i = 0; i < 8; i++)
-            prefix[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-        rc = wd__file_write(fd, prefix, 8, path);
-        if (!rc)
-            rc = wd__file_write(fd, hdr, hlen, path);
-    }
+    if (!rc)
+        rc = wd__shard_begin(fd, path, hdr, hlen, off - 8 - hlen);
     if (rc) {
         if (fd >= 0)
             wd__file_close(fd, path, rc);
@@ -1145,14 +1099,9 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
         }
         for (size_t k = p0; k < p1; k++)
             prog_add(pg, pieces[k].cnt * wd__dtype_size(items[pieces[k].item].out));
-        /* start the disk writing the batch now rather than all of it at the
-         * final fsync (which still makes it durable; a failure here only
-         * loses the head start) */
         if (!drc)
-            sync_file_range(fd, (off_t)pieces[p0].off,
-                            (off_t)(last->off + last->cnt * wd__dtype_size(items[last->item].out) -
-                                    pieces[p0].off),
-                            SYNC_FILE_RANGE_WRITE);
+            wd__shard_writeback(fd, pieces[p0].off, last->off + last->cnt * wd__dtype_size(items[last->item].out) -
+                                                        pieces[p0].off);
     }
     if (!drc && !hrc && !pieces_chain(pieces, np, items))
         drc = WD_EBADINPUT;
@@ -1164,17 +1113,13 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
             hrc = check(check_ud, got);
         }
     }
+    /* A decoding error: the pieces again in file order on one slot finds
+     * the first one and reports it as serial loading always has (a verify
+     * mismatch, though, comes first: the caller checks got before rc).
+     * (issue 9) cancelled: no rerun. */
+    if (!hrc && drc && drc != WD_ECANCELLED)
+        drc = rerun_in_order(&job, np, n);
     rc = wd__file_close(fd, path, hrc ? hrc : drc);
-    if (hrc || !drc || drc == WD_ECANCELLED) /* (issue 9) cancelled: no serial retry */
-        goto done;
-    /* A decoding error: the serial writer finds the first one in file order
-     * and reports it as it always has (a verify mismatch, though, comes
-     * first: the caller checks got before rc). */
-    unlink(path);
-    {
-        progress quiet = {0};
-        rc = write_shard(path, d, items, n, &quiet);
-    }
 done:
     for (int w = 0; slots && w < nslots; w++) {
         free(slots[w].pb.raw);
