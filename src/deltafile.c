@@ -68,7 +68,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +87,7 @@
 #include "piece.h"
 #include "pipeline.h"
 #include "safetensors.h"
+#include "sidejob.h"
 #include "shardwriter.h"
 #include "strategy.h"
 #include "tensorhash.h"
@@ -472,43 +472,28 @@ static int write_encoded(wd__wdelta_writer *w, const wd__wdelta_tensor *t, const
 
 /* The base's parent_hash, computed on a thread of its own while the
  * tensors are encoded (the writer takes it once it is known). The thread
- * only reads the base and its own fields until done is set. */
+ * only reads the base and hex until it is done. */
 typedef struct {
     const wd_tref *const *refs;
     size_t n;
     char hex[WD_HEX_SIZE];
-    int rc;
-    char msg[1024]; /* the thread's error message (error.c's is per thread) */
-    atomic_int done;
-    pthread_t th;
+    wd__sidejob job;
 } hash_job;
 
-static void *hash_main(void *arg)
+static int hash_fn(void *ud)
 {
-    hash_job *j = arg;
-    j->rc = hash_refs(j->refs, j->n, 0, j->hex, NULL);
-    if (j->rc)
-        snprintf(j->msg, sizeof j->msg, "%s", wd_errmsg());
-    atomic_store(&j->done, 1);
-    return NULL;
-}
-
-/* Joins the hash thread; 0 with j->hex set, or its error re-raised on the
- * calling thread. */
-static int hash_join(hash_job *j)
-{
-    pthread_join(j->th, NULL);
-    return j->rc ? wd__error(j->rc, "%s", j->msg) : 0;
+    hash_job *j = ud;
+    return hash_refs(j->refs, j->n, 0, j->hex, NULL);
 }
 
 /* Gives the writer the parent hash: waiting for it when wait is set,
  * otherwise only when the thread is already done. *joined tracks it. */
 static int hash_deliver(hash_job *j, wd__wdelta_writer *w, int wait, int *joined)
 {
-    if (*joined || (!wait && !atomic_load(&j->done)))
+    if (*joined || (!wait && !wd__sidejob_done(&j->job)))
         return 0;
     *joined = 1;
-    int rc = hash_join(j);
+    int rc = wd__sidejob_join(&j->job);
     return rc ? rc : wd__wdelta_writer_set_parent(w, j->hex);
 }
 
@@ -695,7 +680,7 @@ static int save_pairs(wd__outfile *of, const pair *pairs, size_t np,
     if (rc)
         goto done;
     hash_job hj = {.refs = hashed, .n = n};
-    if (!stream && pthread_create(&hj.th, NULL, hash_main, &hj)) {
+    if (!stream && wd__sidejob_start(&hj.job, hash_fn, &hj)) {
         wd__wdelta_writer_abort(w);
         rc = wd__error(WD_ENOMEM, "cannot start a thread");
         goto done;
@@ -1270,32 +1255,17 @@ static int verify_cb(void *ud, const char *got)
 
 /* The .wdelta's own checksum, checked on a thread of its own while the
  * output is made (it used to be read through once before anything else). */
-typedef struct {
-    const wd__wdelta *d;
-    int rc;
-    char msg[1024]; /* the thread's error message */
-    pthread_t th;
-    int running;
-} sum_job;
-
-static void *sum_main(void *arg)
+static int sum_fn(void *d)
 {
-    sum_job *j = arg;
-    j->rc = wd__wdelta_verify_checksum(j->d);
-    if (j->rc)
-        snprintf(j->msg, sizeof j->msg, "%s", wd_errmsg());
-    return NULL;
+    return wd__wdelta_verify_checksum(d);
 }
 
 /* Joins the checksum thread if it runs. A checksum error replaces rc: an
  * open that checks first would have reported it before anything else. */
-static int sum_join(sum_job *j, int rc)
+static int sum_join(wd__sidejob *j, int rc)
 {
-    if (!j->running)
-        return rc;
-    j->running = 0;
-    pthread_join(j->th, NULL);
-    return j->rc ? wd__error(j->rc, "%s", j->msg) : rc;
+    int src = wd__sidejob_join(j);
+    return src ? src : rc;
 }
 
 int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const char *out_dir,
@@ -1317,17 +1287,11 @@ int wd_load_delta_from_paths(const char *in_path, const char *base_dir, const ch
     wd_folder *base = NULL;
     out_item *items = NULL;
     unsigned char *mark = NULL;
-    sum_job sj = {0};
+    wd__sidejob sj = {0}; /* the checksum's thread */
     if ((rc = wd__wdelta_open_ex(&d, in_path, WD__WDELTA_OPEN_NO_CHECKSUM)))
         goto done;
-    sj.d = d;
-    if (pthread_create(&sj.th, NULL, sum_main, &sj)) {
-        rc = wd__wdelta_verify_checksum(d); /* no thread: check it here */
-        if (rc)
-            goto done;
-    } else {
-        sj.running = 1;
-    }
+    if (wd__sidejob_start(&sj, sum_fn, d) && (rc = wd__wdelta_verify_checksum(d)))
+        goto done; /* no thread: checked here */
     if ((rc = wd__folder_open(&base, base_dir)))
         goto done;
     size_t nd = wd__wdelta_count(d), nb = base->n_tensors;
