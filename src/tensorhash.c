@@ -124,3 +124,13 @@ int wd__tref_hash(const wd_tref *const *refs, size_t n, int as_f32, uint8_t out[
     wd__thash_free(th);
     return rc;
 }
+
+int wd__tref_hash_hex(const wd_tref *const *refs, size_t n, int as_f32, char out[WD_HEX_SIZE],
+                      void (*done)(void *ud, uint64_t bytes), void *ud)
+{
+    uint8_t dg[WD_HASH_SIZE];
+    int rc = wd__tref_hash(refs, n, as_f32, dg, done, ud);
+    if (!rc)
+        wd__hex(out, dg);
+    return rc;
+}

@@ -43,4 +43,8 @@ void wd__thash_free(wd__thash *th);
 int wd__tref_hash(const wd_tref *const *refs, size_t n, int as_f32, uint8_t out[WD_HASH_SIZE],
                   void (*done)(void *ud, uint64_t bytes), void *ud);
 
+/* wd__tref_hash as lowercase hex. */
+int wd__tref_hash_hex(const wd_tref *const *refs, size_t n, int as_f32, char out[WD_HEX_SIZE],
+                      void (*done)(void *ud, uint64_t bytes), void *ud);
+
 #endif

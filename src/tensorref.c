@@ -4,6 +4,7 @@
  */
 #include "tensorref.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,4 +117,43 @@ int wd__tref_f32(const wd_tref *r, uint64_t begin, size_t count, float *out, uin
     if (!rc)
         wd__tref_to_f32(out, raw, count, r->dtype);
     return rc;
+}
+
+static int cmp_tref(const void *a, const void *b)
+{
+    return strcmp(((const wd_tref *)a)->name, ((const wd_tref *)b)->name);
+}
+
+int wd__tref_mem_set(wd_tref **out, const wd_named_tensor *x, size_t n, const char *what)
+{
+    wd_tref *r = calloc(n + 1, sizeof *r);
+    int rc = r ? 0 : WD_NOMEM();
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = wd__tref_mem(&r[i], &x[i], what);
+    if (!rc)
+        qsort(r, n, sizeof *r, cmp_tref);
+    for (size_t i = 1; !rc && i < n; i++)
+        if (!strcmp(r[i - 1].name, r[i].name))
+            rc = wd__error(WD_EUSAGE, "%s tensors: '%s' given twice", what, r[i].name);
+    if (rc) {
+        free(r);
+        r = NULL;
+    }
+    *out = r;
+    return rc;
+}
+
+void wd__shape_fmt(char *buf, size_t size, int ndim, const uint64_t *shape)
+{
+    size_t n = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%llu", i ? "," : "",
+                              (unsigned long long)shape[i]);
+    if (n < size)
+        snprintf(buf + n, size - n, "]");
+}
+
+int wd__shape_same(int na, const uint64_t *a, int nb, const uint64_t *b)
+{
+    return na == nb && (na == 0 || !memcmp(a, b, (size_t)na * sizeof *a));
 }

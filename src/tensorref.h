@@ -29,6 +29,10 @@ void wd__tref_folder(wd_tref *r, const wd_folder *f, size_t i);
 /* Checks a caller's tensor and describes it (pointing into x); what names
  * the set in errors (WD_EUSAGE). */
 int wd__tref_mem(wd_tref *r, const wd_named_tensor *x, const char *what);
+/* A caller's tensor set x[0..n) described, sorted by name; duplicate names
+ * are refused (a state dict cannot hold them), what naming the set in
+ * errors (WD_EUSAGE). *out is malloc'd, pointing into x. */
+int wd__tref_mem_set(wd_tref **out, const wd_named_tensor *x, size_t n, const char *what);
 /* len raw bytes from byte off. */
 int wd__tref_read(const wd_tref *r, uint64_t off, void *buf, size_t len);
 /* Elements [begin, begin + count) as float32; raw is scratch for count
@@ -42,5 +46,9 @@ void wd__tref_to_f32(float *out, const uint8_t *src, size_t count, wd_dtype dt);
 /* count float32 values as dtype dt at dst (wd__from_f32's bytes, with fast
  * loops for bfloat16 and float32). */
 void wd__tref_from_f32(uint8_t *dst, const float *src, size_t count, wd_dtype dt);
+
+/* Whether two shapes are the same; a shape as "[2,3]" for a message. */
+int wd__shape_same(int na, const uint64_t *a, int nb, const uint64_t *b);
+void wd__shape_fmt(char *buf, size_t size, int ndim, const uint64_t *shape);
 
 #endif
