@@ -28,6 +28,7 @@
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
+#include "shardwriter.h"
 
 
 /* Replaces a stored shard header by one listing the tensors (ts, in data
@@ -109,13 +110,7 @@ static int lay_out_shard(wd_repo *repo, out_ctx *oc, const wd_stored_file *sf, i
     qsort(ts, n, sizeof *ts, cmp_ordinal);
     if (oc->out_dtype != WD_OUT_ORIGINAL && (rc = retype_header(&header, ts, n, oc->out_dtype)))
         goto out;
-    uint8_t prefix[8];
-    uint64_t hl = header.len;
-    for (int i = 0; i < 8; i++)
-        prefix[i] = (uint8_t)(hl >> (8 * i));
-    if ((rc = wd__file_pwrite(fd, prefix, 8, 0, path)) || (rc = wd__file_pwrite(fd, header.data, header.len, 8, path)))
-        goto out;
-    uint64_t off = 8 + hl;
+    uint64_t hl = header.len, off = 8 + hl;
     for (size_t i = 0; i < n; i++) {
         size_t ti = (size_t)(ts[i] - obj->tensors);
         oc->fd[ti] = fd;
@@ -126,8 +121,8 @@ static int lay_out_shard(wd_repo *repo, out_ctx *oc, const wd_stored_file *sf, i
     if (oc->out_dtype == WD_OUT_ORIGINAL && off != sf->size)
         rc = wd__error(WD_ECORRUPT, "stored layout of '%s' adds up to %llu bytes, recorded %llu", sf->path,
                        (unsigned long long)off, (unsigned long long)sf->size);
-    else if (ftruncate(fd, (off_t)off) != 0)
-        rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
+    else
+        rc = wd__shard_begin(fd, path, header.data, header.len, off - 8 - hl);
 out:
     wd__buf_free(&header);
     return rc;

@@ -38,15 +38,20 @@ size_t wd__dtype_size(wd_dtype dt) { return dtype_table[dt].size; }
 int wd__dtype_is_float(wd_dtype dt) { return dtype_table[dt].is_float; }
 const char *wd__dtype_numpy_name(wd_dtype dt) { return dtype_table[dt].numpy; }
 
-int wd__dtype_from_numpy(const char *name, wd_dtype *out)
+int wd__dtype_from_numpy_n(const char *name, size_t len, wd_dtype *out)
 {
     for (int i = 0; i < WD_DT__COUNT; i++) {
-        if (!strcmp(dtype_table[i].numpy, name)) {
+        if (strlen(dtype_table[i].numpy) == len && memcmp(dtype_table[i].numpy, name, len) == 0) {
             *out = (wd_dtype)i;
             return 0;
         }
     }
     return -1;
+}
+
+int wd__dtype_from_numpy(const char *name, wd_dtype *out)
+{
+    return wd__dtype_from_numpy_n(name, strlen(name), out);
 }
 
 static const char *const out_names[] = {"original", "float32", "bfloat16", "float16"};

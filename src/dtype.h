@@ -23,10 +23,13 @@ const char *wd__dtype_name(wd_dtype dt);
 size_t wd__dtype_size(wd_dtype dt);
 /* 1 for the floating-point types (F8 included). */
 int wd__dtype_is_float(wd_dtype dt);
-/* numpy's name ("bfloat16", "int64"), as deltatensors writes dtypes;
+/* numpy's name ("bfloat16", "int64"), as deltatensors writes dtypes (the
+ * one table of them: .wdelta records and base_dtype, export, save-delta);
  * wd__dtype_from_numpy returns 0, or -1 if unknown. */
 const char *wd__dtype_numpy_name(wd_dtype dt);
 int wd__dtype_from_numpy(const char *name, wd_dtype *out);
+/* The same for name[0..len), which need not end in a NUL. */
+int wd__dtype_from_numpy_n(const char *name, size_t len, wd_dtype *out);
 
 /* The dtype a tensor of dtype dt is written as for out (checkout --dtype,
  * load-delta's dtype): float64/32/16 and bfloat16 take out, the others

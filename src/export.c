@@ -25,6 +25,7 @@
 #include "lossy.h"
 #include "lossy_encode.h"
 #include "outfile.h"
+#include "pairdelta.h"
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
@@ -42,130 +43,29 @@ typedef struct {
     wd_int4_delta e;
 } out_tensor;
 
-/* One tensor read as float32 a piece at a time, the last piece kept. */
-typedef struct {
-    const wd_stored_tensor *t;
-    wd_piece_plan plan;
-    float *vals;     /* the cached piece: plan.nelem floats from plan.begin */
-    int64_t cached;  /* its index, -1 before the first */
-} piece_cursor;
-
-/* f32(object) - f32(parent) of one tensor. The two sides may differ in
- * dtype (a bf16 fine-tune of an f32 base), so their pieces cover different
- * element ranges: the delta is walked by element position, each side
- * loading whichever of its pieces holds that position. */
-typedef struct {
-    wd_repo *repo;
-    wd_piece_scratch *ps;
-    piece_cursor obj, par;
-} exact_delta;
-
-static int cursor_init(piece_cursor *c, const wd_stored_tensor *t)
+/* Encodes ot from its exact delta f32(object) - f32(parent) against
+ * parent, the codec's passes on pool (pd: its worker slots' reader). */
+static int encode_exact(wd_repo *repo, wd_pool *pool, wd__pair_delta *pd, out_tensor *ot, const wd_stored_tensor *parent,
+                        int strategy, double option, int version, float *cache, double *worst)
 {
-    c->t = t;
-    c->cached = -1;
-    uint64_t cap = t->chunk_elems < t->nelem ? t->chunk_elems : t->nelem;
-    c->vals = malloc((size_t)(cap ? cap : 1) * sizeof(float));
-    return c->vals ? 0 : WD_NOMEM();
-}
-
-static void cursor_clear(piece_cursor *c)
-{
-    wd__piece_plan_free(&c->plan);
-    free(c->vals);
-}
-
-/* Makes c's cached piece the one holding element pos. */
-static int cursor_seek(exact_delta *x, piece_cursor *c, uint64_t pos)
-{
-    uint64_t k = pos / c->t->chunk_elems;
-    if ((int64_t)k != c->cached) {
-        c->cached = -1;
-        int rc = wd__piece_fetch(x->repo, c->t, k, WD_PIECE_F32, &c->plan);
-        if (!rc)
-            rc = wd__piece_decode(&c->plan, x->ps, c->vals);
-        if (rc)
-            return rc;
-        c->cached = (int64_t)k;
-    }
-    /* A piece that does not cover pos would make the caller take no
-     * elements and spin. */
-    if (pos < c->plan.begin || pos - c->plan.begin >= c->plan.nelem)
-        return wd__error(WD_ECORRUPT, "tensor '%s': element %llu is outside its piece %lld", c->t->name,
-                         (unsigned long long)pos, (long long)c->cached);
-    return 0;
-}
-
-static int exact_read(void *ud, uint64_t begin, size_t count, float *out)
-{
-    exact_delta *x = ud;
-    while (count) {
-        int rc = cursor_seek(x, &x->obj, begin);
-        if (!rc)
-            rc = cursor_seek(x, &x->par, begin);
-        if (rc)
-            return rc;
-        uint64_t oo = begin - x->obj.plan.begin, po = begin - x->par.plan.begin;
-        uint64_t avail = x->obj.plan.nelem - oo;
-        if (x->par.plan.nelem - po < avail)
-            avail = x->par.plan.nelem - po;
-        size_t take = count < avail ? count : (size_t)avail;
-        const float *a = x->obj.vals + oo, *b = x->par.vals + po;
-        for (size_t i = 0; i < take; i++)
-            out[i] = a[i] - b[i];
-        out += take;
-        begin += take;
-        count -= take;
-    }
-    return 0;
-}
-
-/* The pool's form of exact_read: each worker slot keeps its own cursors. */
-static int exact_read_par(void *ud, int worker, uint64_t begin, size_t count, float *out)
-{
-    return exact_read(&((exact_delta *)ud)[worker], begin, count, out);
-}
-
-/* Encodes ot from its exact delta against parent, the codec's passes on
- * pool (each worker slot with its own cursors: two pieces of float32). */
-static int encode_exact(wd_repo *repo, wd_pool *pool, out_tensor *ot, const wd_stored_tensor *parent, int strategy,
-                        double option, int version, float *cache, double *worst)
-{
-    int nx = wd__pool_size(pool);
-    exact_delta *x = calloc((size_t)nx, sizeof *x);
-    int rc = x ? 0 : WD_NOMEM();
-    for (int i = 0; !rc && i < nx; i++) {
-        x[i].repo = repo;
-        rc = cursor_init(&x[i].obj, ot->t);
-        if (!rc)
-            rc = cursor_init(&x[i].par, parent);
-        if (!rc)
-            rc = wd__piece_scratch_new(&x[i].ps);
-    }
-    wd_delta_src src = {.n = ot->t->nelem, .read = exact_read, .ud = x, .pool = pool, .read_par = exact_read_par,
-                        .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = cache};
+    wd__pd_side obj_side = {.repo = repo, .st = ot->t}, par_side = {.repo = repo, .st = parent};
+    wd__pair_delta_set(pd, &obj_side, &par_side);
+    wd_delta_src src = wd__pair_delta_src(pd, ot->t->nelem, pool, cache);
     wd_codec_fidelity fid;
     memset(&fid, 0, sizeof fid);
-    if (!rc) {
-        if (strategy == WD__WS_SPARSE) {
-            rc = wd__sparse_encode(&ot->sp, &src, option, &fid);
-        } else if (strategy == WD__WS_QUANTIZED) {
-            uint64_t rows, cols;
-            wd__quant_layout(ot->t->ndim, ot->t->shape, &rows, &cols);
-            rc = wd__quant_encode(&ot->q, &src, cols, &fid);
-        } else {
-            rc = wd__int4_encode(&ot->e, &src, option, version == 1 ? 1 : 2, &fid);
-        }
+    int rc;
+    if (strategy == WD__WS_SPARSE) {
+        rc = wd__sparse_encode(&ot->sp, &src, option, &fid);
+    } else if (strategy == WD__WS_QUANTIZED) {
+        uint64_t rows, cols;
+        wd__quant_layout(ot->t->ndim, ot->t->shape, &rows, &cols);
+        rc = wd__quant_encode(&ot->q, &src, cols, &fid);
+    } else {
+        rc = wd__int4_encode(&ot->e, &src, option, version == 1 ? 1 : 2, &fid);
     }
     /* A zero delta re-encodes exactly; rel_error is then 0 or NaN. */
     if (!rc && fid.rel_error == fid.rel_error && !isinf(fid.rel_error) && fid.rel_error > *worst)
         *worst = fid.rel_error;
-    for (int i = 0; x && i < nx; i++) {
-        cursor_clear(&x[i].obj);
-        cursor_clear(&x[i].par);
-        wd__piece_scratch_free(x[i].ps);
-    }
-    free(x);
     return rc;
 }
 
@@ -189,23 +89,6 @@ static int parent_hash(wd_repo *repo, wd_pool *pool, const wd_object *par, const
     }
     wd_walk_opts o = {.names = names, .n_names = n, .pool = pool};
     return lossy ? wd__object_walk(repo, par, &o, NULL, out, NULL) : wd__object_walk(repo, par, &o, out, NULL, NULL);
-}
-
-static const char *numpy_name(wd_dtype dt)
-{
-    switch (dt) {
-    case WD_DT_F64: return "float64";
-    case WD_DT_F32: return "float32";
-    case WD_DT_F16: return "float16";
-    case WD_DT_BF16: return "bfloat16";
-    case WD_DT_I64: return "int64";
-    case WD_DT_I32: return "int32";
-    case WD_DT_I16: return "int16";
-    case WD_DT_I8: return "int8";
-    case WD_DT_U8: return "uint8";
-    case WD_DT_BOOL: return "bool";
-    default: return "";
-    }
 }
 
 static int object_row(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], char **strategy, char **options, char **wdelta)
@@ -362,6 +245,7 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
     wd__wdelta_writer *w = NULL;
     cJSON *rec = NULL;
     wd_pool *pool = NULL;
+    wd__pair_delta *pd = NULL; /* made with the cache, at the first re-encoding */
     /* The output is checked before any work; the repository must survive
      * it, --force or not. */
     wd__outfile *of = NULL;
@@ -478,7 +362,9 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
             rc = WD_NOMEM();
             break;
         }
-        rc = encode_exact(repo, pool, ot, pt, target, option, version, cache, &worst);
+        if (!pd && (rc = wd__pair_delta_new(&pd, wd__pool_size(pool))))
+            break;
+        rc = encode_exact(repo, pool, pd, ot, pt, target, option, version, cache, &worst);
         reencoded |= ot->t->lossy != NULL;
         if (rc)
             break;
@@ -490,7 +376,7 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         memcpy(e->shape, ot->t->shape, sizeof e->shape);
         snprintf(e->dtype, sizeof e->dtype, "float32");
         if (version == 2)
-            snprintf(e->base_dtype, sizeof e->base_dtype, "%s", numpy_name(pt->dtype));
+            snprintf(e->base_dtype, sizeof e->base_dtype, "%s", wd__dtype_numpy_name(pt->dtype));
         e->sparsity = option;
         e->outlier_fraction = option;
         e->n_outliers = ot->e.n_outliers;
@@ -577,6 +463,7 @@ done:
     cJSON_Delete(rec);
     free(ots);
     free(cache);
+    wd__pair_delta_free(pd);
     free(names);
     free(buf);
     free(strategy);

@@ -459,22 +459,17 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
         return rc;
     }
     if (L->strategy == WD__WS_QUANTIZED) {
-        /* A row's run at a time, so the inner loop has no row test. */
-        uint64_t row = begin / L->n_cols, col = begin % L->n_cols;
-        uint64_t byte0 = begin / 8;
-        for (size_t i = 0; i < n;) {
-            uint16_t h;
-            memcpy(&h, a1 + 2 * (row - s->base0), 2);
-            float sv = wd__f16_to_f32(h);
-            size_t run = (size_t)(L->n_cols - col < n - i ? L->n_cols - col : n - i);
-            for (size_t k = 0; k < run; k++) {
-                uint64_t pos = begin + i + k;
-                int bit = (a0[(pos >> 3) - byte0] >> (7 - (pos & 7))) & 1;
-                f[i + k] = f[i + k] + (bit ? sv : -sv);
-            }
-            i += run;
-            row++;
-            col = 0;
+        /* The codec's own apply, a row's run at a time, through a view whose
+         * one row is that run: its signs start on the byte holding begin
+         * (a0[0]), its single scale is the row's. */
+        uint64_t origin = begin & ~(uint64_t)7, end = begin + n;
+        for (uint64_t pos = begin; pos < end;) {
+            uint64_t row = pos / L->n_cols, r_end = (row + 1) * L->n_cols < end ? (row + 1) * L->n_cols : end;
+            wd_quant_delta v = {.n = r_end - origin, .n_cols = r_end - origin,
+                                .scales = (uint16_t *)(void *)(a1 + 2 * (row - s->base0)), .packed_signs = a0};
+            if ((rc = wd__quant_apply(&v, pos - origin, f + (pos - begin), (size_t)(r_end - pos))))
+                return rc;
+            pos = r_end;
         }
         return 0;
     }
@@ -490,13 +485,13 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
         prev = v;
     }
     if (L->strategy == WD__WS_SPARSE) {
-        for (uint64_t j = 0; j < m; j++) {
-            float v;
-            memcpy(&v, a1 + 4 * j, 4);
-            size_t i = (size_t)(index_at(a0, isz, j) - (int64_t)begin);
-            f[i] = f[i] + v;
-        }
-        return 0;
+        /* the codec's apply over this piece's entries (positions are the
+         * tensor's: the view ends with the piece) */
+        if (isz != 8)
+            return wd__error(WD_ECORRUPT, "tensor '%s': sparse indices stored as %s, not int64", s->t->name,
+                             wd__dtype_name(L->arrays[WD__WF_INDICES].dtype));
+        wd_sparse_delta v = {.n = begin + n, .k = m, .indices = (int64_t *)(void *)a0, .values = (float *)(void *)a1};
+        return wd__sparse_apply(&v, begin, f, n);
     }
     if ((rc = slice(sc, 2, &s->r[2], &a2)))
         return rc;

@@ -1,18 +1,15 @@
 /*
  * tensorref.c - a tensor wherever it lives (a validated safetensors shard of
- * a folder, or a caller's memory), read raw or as float32, and the
- * named-tensor SHA-256 over a list of them (see tensorref.h).
+ * a folder, or a caller's memory), read raw or as float32 (see tensorref.h).
  */
 #include "tensorref.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
-#include "hash.h"
 #include "piece.h"
-
-enum { HASH_BUF = 1 << 20 }; /* bytes hashed per read */
 
 void wd__tref_folder(wd_tref *r, const wd_folder *f, size_t i)
 {
@@ -122,39 +119,41 @@ int wd__tref_f32(const wd_tref *r, uint64_t begin, size_t count, float *out, uin
     return rc;
 }
 
-int wd__tref_hash(const wd_tref *const *refs, size_t n, int as_f32, uint8_t out[WD_HASH_SIZE],
-                  void (*done)(void *ud, uint64_t bytes), void *ud)
+static int cmp_tref(const void *a, const void *b)
 {
-    enum { F32_ELEMS = HASH_BUF / 8 };
-    uint8_t *raw = malloc(HASH_BUF);
-    float *f = as_f32 ? malloc(F32_ELEMS * sizeof *f) : NULL;
-    wd_sha256 *h = NULL;
-    int rc = raw && (f || !as_f32) ? wd__sha256_new(&h) : WD_NOMEM();
-    for (size_t i = 0; !rc && i < n; i++) {
-        const wd_tref *r = refs[i];
-        wd__sha256_update(h, r->name, strlen(r->name));
-        if (as_f32 && r->dtype != WD_DT_F32) {
-            for (uint64_t b = 0; !rc && b < r->n; b += F32_ELEMS) {
-                size_t cnt = r->n - b < F32_ELEMS ? (size_t)(r->n - b) : F32_ELEMS;
-                if (!(rc = wd__tref_f32(r, b, cnt, f, raw)))
-                    wd__sha256_update(h, f, cnt * sizeof *f);
-                if (done)
-                    done(ud, cnt * wd__dtype_size(r->dtype));
-            }
-            continue;
-        }
-        for (uint64_t off = 0; !rc && off < r->nbytes; off += HASH_BUF) {
-            size_t len = r->nbytes - off < HASH_BUF ? (size_t)(r->nbytes - off) : HASH_BUF;
-            if (!(rc = wd__tref_read(r, off, raw, len)))
-                wd__sha256_update(h, raw, len);
-            if (done)
-                    done(ud, len);
-        }
-    }
+    return strcmp(((const wd_tref *)a)->name, ((const wd_tref *)b)->name);
+}
+
+int wd__tref_mem_set(wd_tref **out, const wd_named_tensor *x, size_t n, const char *what)
+{
+    wd_tref *r = calloc(n + 1, sizeof *r);
+    int rc = r ? 0 : WD_NOMEM();
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = wd__tref_mem(&r[i], &x[i], what);
     if (!rc)
-        wd__sha256_final(h, out);
-    wd__sha256_free(h);
-    free(raw);
-    free(f);
+        qsort(r, n, sizeof *r, cmp_tref);
+    for (size_t i = 1; !rc && i < n; i++)
+        if (!strcmp(r[i - 1].name, r[i].name))
+            rc = wd__error(WD_EUSAGE, "%s tensors: '%s' given twice", what, r[i].name);
+    if (rc) {
+        free(r);
+        r = NULL;
+    }
+    *out = r;
     return rc;
+}
+
+void wd__shape_fmt(char *buf, size_t size, int ndim, const uint64_t *shape)
+{
+    size_t n = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%llu", i ? "," : "",
+                              (unsigned long long)shape[i]);
+    if (n < size)
+        snprintf(buf + n, size - n, "]");
+}
+
+int wd__shape_same(int na, const uint64_t *a, int nb, const uint64_t *b)
+{
+    return na == nb && (na == 0 || !memcmp(a, b, (size_t)na * sizeof *a));
 }

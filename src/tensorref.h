@@ -1,7 +1,6 @@
 /*
  * tensorref.h - one way to read a tensor whether it sits in a model folder's
- * shard or in a caller's memory, and to hash a list of them as deltatensors
- * and the model hash do.
+ * shard or in a caller's memory (tensorhash.h hashes a list of them).
  */
 #ifndef WD_TENSORREF_H
 #define WD_TENSORREF_H
@@ -30,6 +29,10 @@ void wd__tref_folder(wd_tref *r, const wd_folder *f, size_t i);
 /* Checks a caller's tensor and describes it (pointing into x); what names
  * the set in errors (WD_EUSAGE). */
 int wd__tref_mem(wd_tref *r, const wd_named_tensor *x, const char *what);
+/* A caller's tensor set x[0..n) described, sorted by name; duplicate names
+ * are refused (a state dict cannot hold them), what naming the set in
+ * errors (WD_EUSAGE). *out is malloc'd, pointing into x. */
+int wd__tref_mem_set(wd_tref **out, const wd_named_tensor *x, size_t n, const char *what);
 /* len raw bytes from byte off. */
 int wd__tref_read(const wd_tref *r, uint64_t off, void *buf, size_t len);
 /* Elements [begin, begin + count) as float32; raw is scratch for count
@@ -44,12 +47,8 @@ void wd__tref_to_f32(float *out, const uint8_t *src, size_t count, wd_dtype dt);
  * loops for bfloat16 and float32). */
 void wd__tref_from_f32(uint8_t *dst, const float *src, size_t count, wd_dtype dt);
 
-/* SHA-256 over refs[0..n) in that order, each as its name's UTF-8 bytes then
- * its data: raw (as_f32 = 0: the model hash, deltatensors' parent_hash of a
- * base) or as float32 (4 bytes an element, integers converted: a chain
- * link's parent hash). done (may be NULL) hears of the bytes read. One
- * 1 MiB buffer. */
-int wd__tref_hash(const wd_tref *const *refs, size_t n, int as_f32, uint8_t out[WD_HASH_SIZE],
-                  void (*done)(void *ud, uint64_t bytes), void *ud);
+/* Whether two shapes are the same; a shape as "[2,3]" for a message. */
+int wd__shape_same(int na, const uint64_t *a, int nb, const uint64_t *b);
+void wd__shape_fmt(char *buf, size_t size, int ndim, const uint64_t *shape);
 
 #endif

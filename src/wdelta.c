@@ -73,43 +73,36 @@ size_t wd__wdelta_fields_of(int strategy, const int **out)
     }
 }
 
-/* The numpy dtypes records may carry; the reader recognises a few more names
- * only to say "wrong dtype" rather than "unknown dtype". */
-static const struct {
-    const char *name;
-    wd_dtype dt;
-    unsigned size;
-} np_dtypes[] = {
-    {"float16", WD_DT_F16, 2}, {"float32", WD_DT_F32, 4}, {"uint8", WD_DT_U8, 1},
-    {"int32", WD_DT_I32, 4},   {"int64", WD_DT_I64, 8},   {"float64", WD_DT_F64, 8},
-    {"int16", WD_DT_I16, 2},   {"int8", WD_DT_I8, 1},     {"bool", WD_DT_BOOL, 1},
-};
-#define N_NP_DTYPES (sizeof np_dtypes / sizeof np_dtypes[0])
+/* The dtypes records may carry, by dtype.c's numpy names (its one table);
+ * the reader recognises a few more names only to say "wrong dtype" rather
+ * than "unknown dtype". bfloat16 and float8 are not among them: deltatensors
+ * writes its records with numpy, which has neither. */
+static int np_record_dtype(wd_dtype dt)
+{
+    switch (dt) {
+    case WD_DT_F16: case WD_DT_F32: case WD_DT_F64: case WD_DT_U8: case WD_DT_I8:
+    case WD_DT_I16: case WD_DT_I32: case WD_DT_I64: case WD_DT_BOOL: return 1;
+    default: return 0;
+    }
+}
 
 const char *wd__wdelta_dtype_name(wd_dtype dt)
 {
-    for (size_t i = 0; i < N_NP_DTYPES; i++)
-        if (np_dtypes[i].dt == dt)
-            return np_dtypes[i].name;
-    return "?";
+    return np_record_dtype(dt) ? wd__dtype_numpy_name(dt) : "?";
 }
 
 static unsigned np_size(wd_dtype dt)
 {
-    for (size_t i = 0; i < N_NP_DTYPES; i++)
-        if (np_dtypes[i].dt == dt)
-            return np_dtypes[i].size;
-    return 0;
+    return np_record_dtype(dt) ? (unsigned)wd__dtype_size(dt) : 0;
 }
 
 static int np_parse(const char *s, size_t len, wd_dtype *out)
 {
-    for (size_t i = 0; i < N_NP_DTYPES; i++)
-        if (strlen(np_dtypes[i].name) == len && memcmp(np_dtypes[i].name, s, len) == 0) {
-            *out = np_dtypes[i].dt;
-            return 0;
-        }
-    return -1;
+    wd_dtype dt;
+    if (wd__dtype_from_numpy_n(s, len, &dt) || !np_record_dtype(dt))
+        return -1;
+    *out = dt;
+    return 0;
 }
 
 static int lookup(const char *const *names, int count, const char *s, size_t len)

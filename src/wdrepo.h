@@ -312,8 +312,9 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
 /* (see the section below, written with the .wdelta tools) */
 
 /* deltatensors' save_delta_from_paths / load_delta_from_paths / inspect /
- * save_delta / load_delta on plain folders and in memory (src/deltafile.c
- * lists where wdrepo differs from it: only where deltatensors crashes). */
+ * save_delta / load_delta on plain folders and in memory (src/save_delta.c
+ * and src/load_delta.c list where wdrepo differs from it: only where
+ * deltatensors crashes). */
 
 /* wd_load_delta_from_paths flag: apply the delta without checking the base
  * against the file's parent_hash (needed for a chain link applied onto the
