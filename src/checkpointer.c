@@ -92,7 +92,9 @@ int wd__checkpointer_start(wd_checkpointer **out, sqlite3 *db)
     /* A new connection knows the file is in WAL mode only once it has read
      * it; until then its checkpoints do nothing. */
     int rc = wd__db_open_peer(&c->conn, db);
-    if (!rc && (rc = wd__db_exec(c->conn, "PRAGMA journal_mode = WAL")))
+    /* A checkpoint copies frames without the page cache: 64 pages are
+     * plenty, and the writer's peak memory is what the commands are held to. */
+    if (!rc && (rc = wd__db_exec(c->conn, "PRAGMA journal_mode = WAL; PRAGMA cache_size = 64")))
         wd__db_close(c->conn);
     if (rc) {
         free(c);

@@ -218,6 +218,17 @@ static void scratch_free(scratch *scr, int n)
     free(scr);
 }
 
+static void jobs_free(job *jobs, size_t n)
+{
+    for (size_t i = 0; jobs && i < n; i++) {
+        wd__buf_free(&jobs[i].enc);
+        wd__buf_free(&jobs[i].z);
+        free(jobs[i].raw);
+        wd__piece_plan_free(&jobs[i].plan);
+    }
+    free(jobs);
+}
+
 static int scratch_new(scratch **out, int n)
 {
     scratch *scr = calloc((size_t)n, sizeof *scr);
@@ -766,6 +777,11 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         cur = nxt;
     }
 
+    /* The batches' buffers are done with; the lossy encoder allocates its
+     * own, and their pages counted on top of its peak. */
+    jobs_free(jobs, 2 * batch_cap);
+    jobs = NULL;
+
     /* Non-weight files and shard headers, byte for byte. */
     for (size_t i = 0; !rc && i < f->n_files; i++) {
         wd_folder_file *ff = &f->files[i];
@@ -926,13 +942,7 @@ done:
     wd__sha256_free(model_hasher);
     wd__chunk_batch_abort(&w.batch);
     rc = wd__gc_after_failure(repo, rc, w.batch.new_bytes);
-    for (size_t i = 0; jobs && i < 2 * batch_cap; i++) {
-        wd__buf_free(&jobs[i].enc);
-        wd__buf_free(&jobs[i].z);
-        free(jobs[i].raw);
-        wd__piece_plan_free(&jobs[i].plan);
-    }
-    free(jobs);
+    jobs_free(jobs, 2 * batch_cap);
     for (size_t i = 0; wts && i < f->n_tensors; i++) {
         wd__buf_free(&wts[i].chunks);
         wd__lossy_free(wts[i].lossy);

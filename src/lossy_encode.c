@@ -268,8 +268,10 @@ static int prep_chunk(void *p, size_t i, int worker)
 }
 
 /* Stores a whole array as a chunk stream. With a pool and per-worker
- * compression contexts, 2 chunks per worker slot are prepared at once
- * (memory: 3 MiB per chunk in flight); the stored chunks are the same. */
+ * compression contexts, a chunk per worker slot is prepared at once
+ * (memory: 3 MiB per chunk in flight, on top of the biggest tensor's arrays
+ * at a lossy commit's peak; two a slot measured no faster); the stored
+ * chunks are the same. */
 static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, int field, wd_dtype dt, int transform,
                        const void *data, uint64_t nbytes)
 {
@@ -281,7 +283,7 @@ static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, in
     if (!pool || !sink->worker_cctx || n_chunks < 2) {
         rc = wd__astream_append(&w, data, (size_t)nbytes);
     } else {
-        size_t batch = (size_t)wd__pool_size(pool) * 2;
+        size_t batch = (size_t)wd__pool_size(pool);
         prep_ctx c = {data, nbytes, 0, dt, transform, sink->level, calloc(batch, sizeof(wd_astream_chunk)),
                       calloc(batch, sizeof(uint8_t *)), sink->worker_cctx};
         rc = c.chunks && c.copy ? 0 : WD_NOMEM();
