@@ -138,6 +138,11 @@ now() { date +%s.%N | sed 's/\.%*N$//'; }
 timed() {
     sec=$1 label=$2 prep=$3
     shift 3
+    # Dirty pages an earlier step left (a 1 GB copy, a repository snapshot)
+    # would be written back during this command and bill it for the disk:
+    # runs of the same command moved by 1-2 s. Every command, baseline or
+    # not, starts with none.
+    sync
     if "$TIME" -v -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err"; then st=0; else st=$?; fi
     if [ "$st" -ne 0 ]; then
         echo "bench: '$label' failed (exit $st): $(head -n 1 "$WORK/err")" >&2
