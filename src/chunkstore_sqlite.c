@@ -120,6 +120,7 @@ static int st_begin(wd_chunkstore *cs)
         if (wd__checkpointer_start(&s->ckpt, s->db))
             wd__error_clear();
     }
+    wd__checkpointer_settle(s->ckpt);
     return wd__db_exec(s->db, "BEGIN IMMEDIATE");
 }
 static int st_commit(wd_chunkstore *cs) { return wd__db_commit(((sqlite_store *)cs)->db); }
