@@ -374,23 +374,50 @@ done:
 
 /* ---- Decoder -------------------------------------------------------------- */
 
+/* buf[k] += (bit of element i + k ? s : -s) for k < n, elements of one
+ * row (one scale). -s is s with its sign bit flipped, as unary minus makes
+ * it, so the vector loop (eight elements a sign byte, the bit's absence
+ * flipping the sign) adds exactly what the scalar one does. It was a
+ * quarter of a quantized commit's CPU as a loop with a select and a row
+ * test on every element. */
+static void apply_run(float *buf, const uint8_t *signs, uint64_t i, size_t n, float s)
+{
+    size_t k = 0;
+    for (; k < n && ((i + k) & 7); k++) {
+        uint64_t e = i + k;
+        buf[k] = buf[k] + ((signs[e >> 3] >> (7 - (e & 7)) & 1) ? s : -s);
+    }
+#if defined(__SSE2__)
+    const __m128 vs = _mm_set1_ps(s), sign = _mm_set1_ps(-0.0f);
+    const __m128i first = _mm_setr_epi32(0x80, 0x40, 0x20, 0x10), second = _mm_setr_epi32(8, 4, 2, 1);
+    const __m128i zero = _mm_setzero_si128();
+    for (; k + 8 <= n; k += 8) {
+        __m128i b = _mm_set1_epi32(signs[(i + k) >> 3]);
+        /* all ones where the bit is clear: those lanes add -s */
+        __m128 clear0 = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(b, first), zero));
+        __m128 clear1 = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(b, second), zero));
+        __m128 v0 = _mm_xor_ps(vs, _mm_and_ps(clear0, sign));
+        __m128 v1 = _mm_xor_ps(vs, _mm_and_ps(clear1, sign));
+        _mm_storeu_ps(buf + k, _mm_add_ps(_mm_loadu_ps(buf + k), v0));
+        _mm_storeu_ps(buf + k + 4, _mm_add_ps(_mm_loadu_ps(buf + k + 4), v1));
+    }
+#endif
+    for (; k < n; k++) {
+        uint64_t e = i + k;
+        buf[k] = buf[k] + ((signs[e >> 3] >> (7 - (e & 7)) & 1) ? s : -s);
+    }
+}
+
 int wd__quant_apply(const wd_quant_delta *q, uint64_t begin, float *buf, size_t count)
 {
     if (begin > q->n || count > q->n - begin)
         return wd__error(WD_EUSAGE, "quantized: range [%llu, +%zu) outside %llu elements",
                          (unsigned long long)begin, count, (unsigned long long)q->n);
-    if (count == 0)
-        return 0;
-    uint64_t row = begin / q->n_cols, col = begin % q->n_cols;
-    float s = wd__f16_to_f32(q->scales[row]);
-    for (size_t k = 0; k < count; k++) {
-        uint64_t i = begin + k;
-        int bit = (q->packed_signs[i >> 3] >> (7 - (i & 7))) & 1;
-        buf[k] = buf[k] + (bit ? s : -s);
-        if (++col == q->n_cols && k + 1 < count) {
-            col = 0;
-            s = wd__f16_to_f32(q->scales[++row]);
-        }
+    uint64_t pos = begin, end = begin + count;
+    while (pos < end) {
+        uint64_t row = pos / q->n_cols, row_end = (row + 1) * q->n_cols < end ? (row + 1) * q->n_cols : end;
+        apply_run(buf + (pos - begin), q->packed_signs, pos, (size_t)(row_end - pos), wd__f16_to_f32(q->scales[row]));
+        pos = row_end;
     }
     return 0;
 }
