@@ -13,7 +13,9 @@
  * WD_LOSSY_CACHE_ELEMS bytes) and, for int4, quantized and sparse, the
  * parent cache (as much; the rebuilt pieces use the worker slots' idle
  * buffers); the codec's outputs (the encoded arrays; sparse streams them
- * out and keeps at most WD_SPARSE_KEEP entries, 12 bytes each).
+ * out and keeps at most WD_SPARSE_KEEP entries, 12 bytes each; int4 keeps
+ * its outliers and streams its codes a window of units at a time, see
+ * encode_int4).
  * The worker slots and the cache belong to a wd_lossy_encoder and serve
  * every tensor of a commit: allocated anew per tensor, their pages were
  * faulted in again each time.
@@ -352,8 +354,9 @@ static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, in
 
 /* ---- The reconstruction, for the commit's model hash --------------------
  *
- * Right after an int4 or quantized encoding its arrays are still in memory,
- * and for a tensor the cache holds, so are the parent's float32 pieces: the
+ * Right after a quantized encoding its arrays are still in memory (int4:
+ * as each window of codes arrives, with the outliers), and for a tensor the
+ * cache holds, so are the parent's float32 pieces: the
  * pieces checkout will write are rebuilt from them (the codec's own apply,
  * narrowed to the dtype) on the pool's worker threads, while the calling
  * thread hands the finished ones, in order, to the caller's hash. Without
