@@ -16,7 +16,8 @@
  * wd__sparse_encode_stream), plus its outputs where it returns arrays:
  * k indices + k values (wd__sparse_encode, 12 bytes an entry), n/8 sign
  * bytes + one float16 per row (quantized), n/2 code bytes + the outliers
- * (int4). A decoder holds nothing but the encoded arrays the caller passes
+ * (int4; wd__int4_encode_stream hands the codes out a batch of units at a
+ * time and keeps only the outliers). A decoder holds nothing but the encoded arrays the caller passes
  * in.
  *
  * Arrays are host-order, which must be little-endian (the .wdelta byte order),
@@ -352,6 +353,22 @@ unsigned wd__int4_idx_bytes(int layout, uint64_t n);
  * Passes over src: 4 (1 when it fits in a chunk). *out owns its arrays. */
 int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction,
                     int layout, wd_codec_fidelity *fid);
+/* Receives the layout-2 codes of elements [begin, end) (begin even, so no
+ * byte is shared with another window): codes[0]'s high nibble is element
+ * begin's code, (end - begin + 1) / 2 bytes, scratch for the callee until it
+ * returns. Windows arrive in element order, on the encoder's calling thread
+ * (the pool is idle meanwhile), and cover [0, n). e is the encoding: every
+ * field final except packed, which is NULL. Returns 0 or a WD_E* code, which
+ * the encoder returns. */
+typedef int (*wd_int4_codes_fn)(void *ud, const wd_int4_delta *e, uint64_t begin, uint64_t end, uint8_t *codes);
+/* wd__int4_encode with layout 2, the codes handed to fn window by window
+ * instead of kept: a window is a batch of units (2 per worker slot), so
+ * the codes take (src->chunk x units a batch) / 2 bytes at a time, whatever
+ * n is; when src->chunk is even, windows start at multiples of it. *out
+ * gets every field but packed (NULL); the same codes, outliers and fidelity
+ * as wd__int4_encode. */
+int wd__int4_encode_stream(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction,
+                           wd_codec_fidelity *fid, wd_int4_codes_fn fn, void *ud);
 void wd__int4_clear(wd_int4_delta *e);
 /* layout 1 or 2, idx_bytes 4 or 8, n_outliers <= n, outlier_idx in range
  * and strictly increasing. WD_EBADINPUT. */
@@ -373,5 +390,9 @@ int wd__int4_apply(const wd_int4_delta *e, uint64_t begin, float *buf, size_t co
  * stored ones) with float16 values vals[0..m). */
 void wd__int4_apply_l2(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes,
                        const void *idx, unsigned idx_bytes, uint64_t m, const void *vals);
+/* wd__int4_apply of a layout-2 e whose codes are elsewhere (a window of
+ * wd__int4_encode_stream): codes[0] is the packed byte holding element
+ * begin's code. [begin, begin + count) must lie within e->n. */
+void wd__int4_apply_codes(const wd_int4_delta *e, uint64_t begin, float *buf, size_t count, const uint8_t *codes);
 
 #endif

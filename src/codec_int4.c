@@ -177,6 +177,10 @@ typedef struct {
     double *err2, *max_abs; /* per unit */
     uint8_t *qbuf;          /* layout 2: one unit's codes per worker slot */
     size_t qbuf_len;
+    /* where codes go: code number packed_at (even) is packed[0]'s high
+     * nibble (the whole array, or a streamed window of it) */
+    uint8_t *packed;
+    uint64_t packed_at;
 } int4_ctx;
 
 static void extremes_add(int *have, float *mn, float *mx, float d)
@@ -420,16 +424,17 @@ static int code_unit_fast(int4_ctx *c, size_t u, int worker, const float *d, uin
             i++;
         }
     }
-    uint8_t *packed = e->packed;
+    uint8_t *packed = c->packed;
+    uint64_t rel = begin - c->packed_at; /* packed_at is even: same nibble parity */
     size_t k = 0;
-    if (count && (begin & 1)) { /* a low nibble in a byte the unit before fills too */
-        __atomic_fetch_or(&packed[begin >> 1], qbuf[0], __ATOMIC_RELAXED);
+    if (count && (rel & 1)) { /* a low nibble in a byte the unit before fills too */
+        __atomic_fetch_or(&packed[rel >> 1], qbuf[0], __ATOMIC_RELAXED);
         k = 1;
     }
     for (; k + 1 < count; k += 2)
-        packed[(begin + k) >> 1] = (uint8_t)(qbuf[k] << 4 | qbuf[k + 1]);
+        packed[(rel + k) >> 1] = (uint8_t)(qbuf[k] << 4 | qbuf[k + 1]);
     if (k < count) /* a high nibble in a byte the unit after fills too */
-        __atomic_fetch_or(&packed[(begin + k) >> 1], (uint8_t)(qbuf[k] << 4), __ATOMIC_RELAXED);
+        __atomic_fetch_or(&packed[(rel + k) >> 1], (uint8_t)(qbuf[k] << 4), __ATOMIC_RELAXED);
     c->err2[u] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     c->max_abs[u] = max_abs;
     return 0;
@@ -457,7 +462,7 @@ static int code_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t 
         if (e->layout == 2 || !is_out) {
             uint8_t q = code_of(c->qz, x);
             int shared = (code_pos >> 1) == (first >> 1) || (code_pos >> 1) == (last >> 1);
-            put_code(e->packed, code_pos++, q, shared);
+            put_code(c->packed, code_pos++ - c->packed_at, q, shared);
             decoded = c->lut[q];
         }
         if (is_out)
@@ -472,8 +477,38 @@ static int code_unit_fn(void *p, size_t u, int worker, const float *d, uint64_t 
     return 0;
 }
 
-int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction,
-                    int layout, wd_codec_fidelity *fid)
+/* Pass B a window at a time: the codes of a batch of units go to one
+ * window buffer, which emit receives, then the next batch reuses it.
+ * Memory: the window, (units a batch x r->chunk) / 2 bytes (1 MiB a worker
+ * slot with the default chunk). */
+static int code_windows(wd__reader *r, int4_ctx *c, const wd_int4_delta *e, size_t units, wd_int4_codes_fn emit,
+                        void *emit_ud)
+{
+    size_t batch = wd__reader_batch(r);
+    if ((batch * r->chunk) & 1) /* both odd: an even number of units keeps windows on even elements */
+        batch++;
+    uint64_t span = (uint64_t)batch * r->chunk;
+    uint8_t *win = malloc((size_t)(span / 2) + 1);
+    if (!win)
+        return WD_NOMEM();
+    int rc = 0;
+    for (size_t u0 = 0; !rc && u0 < units; u0 += batch) {
+        size_t u1 = units - u0 < batch ? units : u0 + batch;
+        uint64_t begin = (uint64_t)u0 * r->chunk, end = u1 == units ? e->n : (uint64_t)u1 * r->chunk;
+        memset(win, 0, (size_t)((end - begin + 1) / 2)); /* the units' edge bytes are OR-ed in */
+        c->packed = win;
+        c->packed_at = begin;
+        rc = wd__reader_run(r, u0, u1, NULL, NULL, code_unit_fn, c);
+        if (!rc)
+            rc = emit(emit_ud, e, begin, end, win);
+    }
+    free(win);
+    return rc;
+}
+
+/* Both entry points: without emit, the whole code array is kept in out. */
+static int int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction, int layout,
+                       wd_codec_fidelity *fid, wd_int4_codes_fn emit, void *emit_ud)
 {
     memset(out, 0, sizeof *out);
     if (layout != 1 && layout != 2)
@@ -504,13 +539,14 @@ int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_
     /* +1: never malloc(0), whose NULL would look like a failure */
     out->outlier_idx = malloc((size_t)n_out * idx_bytes + 1);
     out->outlier_vals = malloc((size_t)n_out * sizeof *out->outlier_vals + 1);
-    out->packed = calloc((size_t)packed_len + 1, 1);
+    if (!emit)
+        out->packed = calloc((size_t)packed_len + 1, 1);
     batch = wd__reader_batch(&r);
     units = wd__reader_units(&r);
     c.units = calloc(batch, sizeof *c.units);
     c.err2 = calloc(units + 1, sizeof *c.err2);
     c.max_abs = calloc(units + 1, sizeof *c.max_abs);
-    if (!out->outlier_idx || !out->outlier_vals || !out->packed || !c.units || !c.err2 || !c.max_abs) {
+    if (!out->outlier_idx || !out->outlier_vals || (!emit && !out->packed) || !c.units || !c.err2 || !c.max_abs) {
         rc = WD_NOMEM();
         goto done;
     }
@@ -611,7 +647,10 @@ int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_
         rc = WD_NOMEM();
         goto done;
     }
-    if ((rc = wd__reader_run(&r, 0, units, NULL, NULL, code_unit_fn, &c)))
+    c.packed = out->packed;
+    c.packed_at = 0;
+    rc = emit ? code_windows(&r, &c, out, units, emit, emit_ud) : wd__reader_run(&r, 0, units, NULL, NULL, code_unit_fn, &c);
+    if (rc)
         goto done;
     double err2 = 0, max_abs = 0;
     for (size_t u = 0; u < units; u++) {
@@ -631,6 +670,22 @@ done:
     if (rc)
         wd__int4_clear(out);
     return rc;
+}
+
+int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction,
+                    int layout, wd_codec_fidelity *fid)
+{
+    return int4_encode(out, src, outlier_fraction, layout, fid, NULL, NULL);
+}
+
+int wd__int4_encode_stream(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction,
+                           wd_codec_fidelity *fid, wd_int4_codes_fn fn, void *ud)
+{
+    if (!fn) {
+        memset(out, 0, sizeof *out);
+        return wd__error(WD_EUSAGE, "int4: no receiver for the codes");
+    }
+    return int4_encode(out, src, outlier_fraction, 2, fid, fn, ud);
 }
 
 static uint8_t code_at(const uint8_t *packed, uint64_t c)
@@ -674,22 +729,29 @@ void wd__int4_apply_l2(float *f, size_t n, uint64_t begin, const float lut[16], 
     apply_codes(f, i, n, begin, codes, lut);
 }
 
+void wd__int4_apply_codes(const wd_int4_delta *e, uint64_t begin, float *buf, size_t count, const uint8_t *codes)
+{
+    float lut[16];
+    wd__int4_lut(lut, e->scale, e->zero_point);
+    uint64_t j = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, e->n_outliers, begin);
+    uint64_t j1 = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, e->n_outliers, begin + count);
+    wd__int4_apply_l2(buf, count, begin, lut, codes, (const uint8_t *)e->outlier_idx + j * e->idx_bytes,
+                      e->idx_bytes, j1 - j, e->outlier_vals + j);
+}
+
 int wd__int4_apply(const wd_int4_delta *e, uint64_t begin, float *buf, size_t count)
 {
     if (begin > e->n || count > e->n - begin)
         return wd__error(WD_EUSAGE, "int4: range [%llu, +%zu) outside %llu elements",
                          (unsigned long long)begin, count, (unsigned long long)e->n);
+    if (e->layout == 2) {
+        wd__int4_apply_codes(e, begin, buf, count, e->packed + begin / 2);
+        return 0;
+    }
     float lut[16];
     wd__int4_lut(lut, e->scale, e->zero_point);
     /* j: outliers before the current position, i.e. the next one to meet */
     uint64_t j = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, e->n_outliers, begin);
-    if (e->layout == 2) {
-        uint64_t j1 = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, e->n_outliers, begin + count);
-        wd__int4_apply_l2(buf, count, begin, lut, e->packed + begin / 2,
-                          (const uint8_t *)e->outlier_idx + j * e->idx_bytes, e->idx_bytes, j1 - j,
-                          e->outlier_vals + j);
-        return 0;
-    }
     uint64_t next = j < e->n_outliers ? (uint64_t)wd__idx_at(e->outlier_idx, e->idx_bytes, j)
                                       : UINT64_MAX;
     for (size_t k = 0; k < count; k++) {

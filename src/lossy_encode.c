@@ -13,7 +13,9 @@
  * WD_LOSSY_CACHE_ELEMS bytes) and, for int4, quantized and sparse, the
  * parent cache (as much; the rebuilt pieces use the worker slots' idle
  * buffers); the codec's outputs (the encoded arrays; sparse streams them
- * out and keeps at most WD_SPARSE_KEEP entries, 12 bytes each).
+ * out and keeps at most WD_SPARSE_KEEP entries, 12 bytes each; int4 keeps
+ * its outliers and streams its codes a window of units at a time, see
+ * encode_int4).
  * The worker slots and the cache belong to a wd_lossy_encoder and serve
  * every tensor of a commit: allocated anew per tensor, their pages were
  * faulted in again each time.
@@ -244,79 +246,117 @@ static int encode_sparse_streamed(const wd_lossy_sink *sink, wd_lossy *L, const 
     return rc;
 }
 
-/* Chunks of one array being prepared on the pool: each worker copies its
- * chunk (the gap transform works in place), transforms, hashes and
- * compresses it; the calling thread then stores them in order. */
+/* An array going to the store as its bytes arrive, whole chunks prepared
+ * on the pool: each worker copies its chunk (the gap transform works in
+ * place), transforms, hashes and compresses it; the calling thread then
+ * stores them in order. Bytes short of a whole chunk wait in the writer,
+ * so the chunks are those of one wd__astream_append of the whole array.
+ * Memory: per worker slot a WD_ASTREAM_CHUNK copy and the chunk's encoded
+ * and compressed forms (3 MiB a slot in flight; two a slot measured no
+ * faster), plus the writer's pending chunk. */
 typedef struct {
-    const uint8_t *data;
-    uint64_t nbytes;
-    size_t c0;
+    wd_astream_writer w;
+    wd_pool *pool; /* NULL: every byte through the writer */
+    void *const *cctx; /* per worker slot */
     wd_dtype dt;
     int transform, level;
-    wd_astream_chunk *chunks; /* one per chunk of the batch */
-    uint8_t **copy;           /* one WD_ASTREAM_CHUNK buffer per chunk of the batch */
-    void *const *cctx;        /* per worker slot */
-} prep_ctx;
+    size_t batch;             /* chunks prepared at once: a worker slot each */
+    wd_astream_chunk *chunks; /* batch of them */
+    uint8_t **copy;           /* batch WD_ASTREAM_CHUNK buffers */
+    const uint8_t *data;      /* the bytes being prepared */
+} array_out;
+
+static int array_out_init(array_out *o, const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, int field, wd_dtype dt,
+                          int transform)
+{
+    memset(o, 0, sizeof *o);
+    wd__astream_writer_init(&o->w, sink->cs, sink->put, sink->put_arg, sink->cctx, sink->level, &L->arrays[field], field,
+                            dt, transform);
+    o->dt = dt;
+    o->transform = transform;
+    o->level = sink->level;
+    if (!pool || !sink->worker_cctx)
+        return 0;
+    o->pool = pool;
+    o->cctx = sink->worker_cctx;
+    o->batch = (size_t)wd__pool_size(pool);
+    o->chunks = calloc(o->batch, sizeof *o->chunks);
+    o->copy = calloc(o->batch, sizeof *o->copy);
+    if (!o->chunks || !o->copy)
+        return WD_NOMEM();
+    for (size_t i = 0; i < o->batch; i++)
+        if (!(o->copy[i] = malloc(WD_ASTREAM_CHUNK)))
+            return WD_NOMEM();
+    return 0;
+}
 
 static int prep_chunk(void *p, size_t i, int worker)
 {
-    prep_ctx *c = p;
-    uint64_t off = (uint64_t)(c->c0 + i) * WD_ASTREAM_CHUNK;
-    size_t len = (size_t)(c->nbytes - off < WD_ASTREAM_CHUNK ? c->nbytes - off : WD_ASTREAM_CHUNK);
-    memcpy(c->copy[i], c->data + off, len);
-    return wd__astream_chunk_prepare(&c->chunks[i], c->dt, c->transform, c->cctx[worker], c->level, c->copy[i], len);
+    array_out *o = p;
+    memcpy(o->copy[i], o->data + i * WD_ASTREAM_CHUNK, WD_ASTREAM_CHUNK);
+    return wd__astream_chunk_prepare(&o->chunks[i], o->dt, o->transform, o->cctx[worker], o->level, o->copy[i],
+                                     WD_ASTREAM_CHUNK);
 }
 
-/* Stores a whole array as a chunk stream. With a pool and per-worker
- * compression contexts, a chunk per worker slot is prepared at once
- * (memory: 3 MiB per chunk in flight, on top of the biggest tensor's arrays
- * at a lossy commit's peak; two a slot measured no faster); the stored
- * chunks are the same. */
+/* The next nbytes of the array. */
+static int array_out_add(array_out *o, const uint8_t *data, size_t nbytes)
+{
+    int rc = 0;
+    if (o->w.pending.len) { /* complete the chunk the last call left open */
+        size_t room = WD_ASTREAM_CHUNK - o->w.pending.len, take = nbytes < room ? nbytes : room;
+        if ((rc = wd__astream_append(&o->w, data, take)))
+            return rc;
+        data += take;
+        nbytes -= take;
+    }
+    size_t whole = nbytes / WD_ASTREAM_CHUNK;
+    /* one chunk alone gains nothing from the pool */
+    for (size_t c0 = 0; o->pool && whole >= 2 && !rc && c0 < whole; c0 += o->batch) {
+        size_t nb = whole - c0 < o->batch ? whole - c0 : o->batch;
+        o->data = data + c0 * WD_ASTREAM_CHUNK;
+        rc = wd__pool_run(o->pool, nb, prep_chunk, o);
+        for (size_t i = 0; !rc && i < nb; i++)
+            rc = wd__astream_add_chunk(&o->w, &o->chunks[i]);
+    }
+    if (o->pool && whole >= 2) {
+        data += whole * WD_ASTREAM_CHUNK;
+        nbytes -= whole * WD_ASTREAM_CHUNK;
+    }
+    return rc ? rc : wd__astream_append(&o->w, data, nbytes);
+}
+
+static void array_out_free(array_out *o)
+{
+    for (size_t i = 0; i < o->batch; i++) {
+        if (o->chunks)
+            wd__astream_chunk_free(&o->chunks[i]);
+        if (o->copy)
+            free(o->copy[i]);
+    }
+    free(o->chunks);
+    free(o->copy);
+    wd__astream_writer_free(&o->w);
+}
+
+/* Stores a whole array as a chunk stream. */
 static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, int field, wd_dtype dt, int transform,
                        const void *data, uint64_t nbytes)
 {
-    wd_astream_writer w;
-    wd__astream_writer_init(&w, sink->cs, sink->put, sink->put_arg, sink->cctx, sink->level, &L->arrays[field], field,
-                            dt, transform);
-    int rc = 0;
-    size_t n_chunks = (size_t)((nbytes + WD_ASTREAM_CHUNK - 1) / WD_ASTREAM_CHUNK);
-    if (!pool || !sink->worker_cctx || n_chunks < 2) {
-        rc = wd__astream_append(&w, data, (size_t)nbytes);
-    } else {
-        size_t batch = (size_t)wd__pool_size(pool);
-        prep_ctx c = {data, nbytes, 0, dt, transform, sink->level, calloc(batch, sizeof(wd_astream_chunk)),
-                      calloc(batch, sizeof(uint8_t *)), sink->worker_cctx};
-        rc = c.chunks && c.copy ? 0 : WD_NOMEM();
-        for (size_t i = 0; !rc && i < batch; i++)
-            if (!(c.copy[i] = malloc(WD_ASTREAM_CHUNK)))
-                rc = WD_NOMEM();
-        for (size_t c0 = 0; !rc && c0 < n_chunks; c0 += batch) {
-            size_t nb = n_chunks - c0 < batch ? n_chunks - c0 : batch;
-            c.c0 = c0;
-            rc = wd__pool_run(pool, nb, prep_chunk, &c);
-            for (size_t i = 0; !rc && i < nb; i++)
-                rc = wd__astream_add_chunk(&w, &c.chunks[i]);
-        }
-        for (size_t i = 0; i < batch; i++) {
-            if (c.chunks)
-                wd__astream_chunk_free(&c.chunks[i]);
-            if (c.copy)
-                free(c.copy[i]);
-        }
-        free(c.chunks);
-        free(c.copy);
-    }
+    array_out o;
+    int rc = array_out_init(&o, sink, pool, L, field, dt, transform);
     if (!rc)
-        rc = wd__astream_finish(&w);
-    wd__astream_writer_free(&w);
+        rc = array_out_add(&o, data, (size_t)nbytes);
+    if (!rc)
+        rc = wd__astream_finish(&o.w);
+    array_out_free(&o);
     return rc;
 }
 
-
 /* ---- The reconstruction, for the commit's model hash --------------------
  *
- * Right after an int4 or quantized encoding its arrays are still in memory,
- * and for a tensor the cache holds, so are the parent's float32 pieces: the
+ * Right after a quantized encoding its arrays are still in memory (int4:
+ * as each window of codes arrives, with the outliers), and for a tensor the
+ * cache holds, so are the parent's float32 pieces: the
  * pieces checkout will write are rebuilt from them (the codec's own apply,
  * narrowed to the dtype) on the pool's worker threads, while the calling
  * thread hands the finished ones, in order, to the caller's hash. Without
@@ -356,7 +396,9 @@ static int recon_jobs_get(wd_lossy_encoder *enc, recon_job **out, size_t *batch)
 
 typedef struct {
     wd_lossy_encoder *enc;
-    const wd_int4_delta *i4; /* one of these four */
+    const wd_int4_delta *i4; /* one of these four; int4's codes are a window, */
+    const uint8_t *codes;    /* codes[0] holding element codes_at's code (even) */
+    uint64_t codes_at;
     const wd_quant_delta *q;
     const wd_sparse_delta *sp;
     const wd_stored_tensor *stored; /* the new tensor as stored: rebuilt as checkout would */
@@ -391,7 +433,7 @@ static int recon_piece(void *p, size_t i, int worker)
             rc = wd__piece_decode(&d->plan, d->ps, f);
     }
     if (!rc)
-        rc = c->i4 ? wd__int4_apply(c->i4, begin, f, n)
+        rc = c->i4 ? (wd__int4_apply_codes(c->i4, begin, f, n, c->codes + (begin - c->codes_at) / 2), 0)
            : c->q  ? wd__quant_apply(c->q, begin, f, n)
                    : wd__sparse_apply(c->sp, begin, f, n);
     if (rc)
@@ -400,10 +442,10 @@ static int recon_piece(void *p, size_t i, int worker)
     return 0;
 }
 
-static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce, const recon_ctx *how,
-                      wd_lossy_recon_fn emit, void *emit_ud)
+/* Rebuilds pieces [next, npieces) and hands them to emit in order. */
+static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce, uint64_t next, uint64_t npieces,
+                      const recon_ctx *how, wd_lossy_recon_fn emit, void *emit_ud)
 {
-    uint64_t npieces = (t->nelem + ce - 1) / ce;
     recon_job *jobs = NULL;
     size_t batch = 0;
     int rc = recon_jobs_get(enc, &jobs, &batch);
@@ -418,7 +460,6 @@ static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce,
         c[i].n = t->nelem;
     }
     size_t nb[2] = {0, 0};
-    uint64_t next = 0;
     int cur = 0, running = 0;
     while (!rc && (next < npieces || nb[cur])) {
         if (!nb[cur]) { /* the first batch */
@@ -485,7 +526,7 @@ static int encode_sparse(wd_lossy_encoder *enc, const wd_lossy_sink *sink, wd_lo
     }
     int rc = encode_sparse_streamed(sink, L, ds, sparsity, t->nelem, ce, fid, keep.indices ? &keep : NULL);
     if (!rc && recon && keep.indices) {
-        rc = recon_pass(enc, t, ce, &(recon_ctx){.sp = &keep}, recon, recon_ud);
+        rc = recon_pass(enc, t, ce, 0, (t->nelem + ce - 1) / ce, &(recon_ctx){.sp = &keep}, recon, recon_ud);
     } else if (!rc && recon) {
         /* Read only: the struct's fields are not const. */
         wd_stored_tensor st = {.name = (char *)(uintptr_t)src->name, .dtype = t->dtype, .ndim = t->ndim, .nelem = t->nelem,
@@ -496,9 +537,71 @@ static int encode_sparse(wd_lossy_encoder *enc, const wd_lossy_sink *sink, wd_lo
         if (sink->flush)
             rc = sink->flush(sink->put_arg);
         if (!rc)
-            rc = recon_pass(enc, t, ce, &(recon_ctx){.stored = &st}, recon, recon_ud);
+            rc = recon_pass(enc, t, ce, 0, (t->nelem + ce - 1) / ce, &(recon_ctx){.stored = &st}, recon, recon_ud);
     }
     wd__sparse_clear(&keep);
+    return rc;
+}
+
+/* The int4 codes as the encoder hands them out, a window at a time: the
+ * window's pieces rebuilt for the model hash, then its bytes stored. */
+typedef struct {
+    wd_lossy_encoder *enc;
+    const wd_st_tensor *t;
+    uint64_t ce;
+    array_out packed;
+    wd_lossy_recon_fn recon;
+    void *recon_ud;
+} int4_out;
+
+static int int4_window(void *ud, const wd_int4_delta *e, uint64_t begin, uint64_t end, uint8_t *codes)
+{
+    int4_out *o = ud;
+    uint64_t ce = o->ce;
+    /* a piece rebuilt from two windows would need the first one's codes kept */
+    if (begin % ce || (end % ce && end != e->n))
+        return wd__error(WD_ERROR, "int4: codes of [%llu, %llu) cut a piece of %llu elements", (unsigned long long)begin,
+                         (unsigned long long)end, (unsigned long long)ce);
+    int rc = 0;
+    if (o->recon)
+        rc = recon_pass(o->enc, o->t, ce, begin / ce, (end + ce - 1) / ce,
+                        &(recon_ctx){.i4 = e, .codes = codes, .codes_at = begin}, o->recon, o->recon_ud);
+    return rc ? rc : array_out_add(&o->packed, codes, (size_t)((end - begin + 1) / 2));
+}
+
+/* An int4 tensor: its codes stored (and, with recon, rebuilt) as they are
+ * made, then its outliers. Memory: the encoder's window of codes and the
+ * outliers (about 1% of the elements, 6 bytes each), not the n / 2 code
+ * bytes (68 MB for the Qwen-0.5B embedding were held before). */
+static int encode_int4(wd_lossy_encoder *enc, const wd_lossy_sink *sink, wd_lossy *L, wd_delta_src *ds,
+                       const wd_st_tensor *t, uint64_t ce, double outlier_fraction, wd_codec_fidelity *fid,
+                       wd_lossy_recon_fn recon, void *recon_ud)
+{
+    /* Windows are whole units: units a multiple of the piece keep the
+     * pieces inside windows (the default chunk is one for every dtype). */
+    if (WD_CODEC_CHUNK % ce)
+        ds->chunk = (size_t)(ce < WD_CODEC_CHUNK ? WD_CODEC_CHUNK / ce * ce : ce);
+    int4_out o = {.enc = enc, .t = t, .ce = ce, .recon = recon, .recon_ud = recon_ud};
+    wd_int4_delta e = {0};
+    int rc = array_out_init(&o.packed, sink, enc->pool, L, WD__WF_PACKED, WD_DT_U8, WD_AT_RAW);
+    if (!rc)
+        rc = wd__int4_encode_stream(&e, ds, outlier_fraction, fid, int4_window, &o);
+    if (!rc)
+        rc = wd__astream_finish(&o.packed.w);
+    if (!rc) {
+        L->layout = 2;
+        L->scale = e.scale;
+        L->zero_point = e.zero_point;
+        rc = piece_index(L, e.outlier_idx, e.idx_bytes, e.n_outliers, t->nelem, ce);
+    }
+    if (!rc)
+        rc = store_array(sink, enc->pool, L, WD__WF_OUTLIER_IDX, e.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64, WD_AT_GAPS,
+                         e.outlier_idx, e.n_outliers * e.idx_bytes);
+    if (!rc)
+        rc = store_array(sink, enc->pool, L, WD__WF_OUTLIER_VALS, WD_DT_F16, WD_AT_PLANES, e.outlier_vals,
+                         e.n_outliers * 2);
+    array_out_free(&o.packed);
+    wd__int4_clear(&e);
     return rc;
 }
 
@@ -593,7 +696,8 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
             uint64_t rows;
             wd__quant_layout(t->ndim, t->shape, &rows, &L->n_cols);
             rc = wd__quant_encode(&q, &ds, L->n_cols, fid);
-            if (!rc && recon && !(rc = recon_pass(enc, t, ce, &(recon_ctx){.q = &q}, recon, recon_ud)))
+            if (!rc && recon &&
+                !(rc = recon_pass(enc, t, ce, 0, (t->nelem + ce - 1) / ce, &(recon_ctx){.q = &q}, recon, recon_ud)))
                 *recon_done = 1;
             if (!rc)
                 rc = store_array(sink, pool, L, WD__WF_SCALES, WD_DT_F16, WD_AT_PLANES, q.scales, rows * 2);
@@ -601,25 +705,9 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
                 rc = store_array(sink, pool, L, WD__WF_PACKED_SIGNS, WD_DT_U8, WD_AT_RAW, q.packed_signs, (t->nelem + 7) / 8);
             wd__quant_clear(&q);
         } else {
-            wd_int4_delta e = {0};
-            rc = wd__int4_encode(&e, &ds, option, 2, fid);
-            if (!rc) {
-                L->layout = 2;
-                L->scale = e.scale;
-                L->zero_point = e.zero_point;
-                rc = piece_index(L, e.outlier_idx, e.idx_bytes, e.n_outliers, t->nelem, ce);
-            }
-            if (!rc && recon && !(rc = recon_pass(enc, t, ce, &(recon_ctx){.i4 = &e}, recon, recon_ud)))
+            rc = encode_int4(enc, sink, L, &ds, t, ce, option, fid, recon, recon_ud);
+            if (!rc && recon)
                 *recon_done = 1;
-            if (!rc)
-                rc = store_array(sink, pool, L, WD__WF_OUTLIER_IDX, e.idx_bytes == 4 ? WD_DT_I32 : WD_DT_I64, WD_AT_GAPS,
-                                 e.outlier_idx, e.n_outliers * e.idx_bytes);
-            if (!rc)
-                rc = store_array(sink, pool, L, WD__WF_OUTLIER_VALS, WD_DT_F16, WD_AT_PLANES, e.outlier_vals, e.n_outliers * 2);
-            if (!rc)
-                rc = store_array(sink, pool, L, WD__WF_PACKED, WD_DT_U8, WD_AT_RAW, e.packed,
-                                 wd__int4_packed_len(2, e.n, e.n_outliers));
-            wd__int4_clear(&e);
         }
     }
     enc->par_pieces = 0;

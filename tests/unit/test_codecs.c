@@ -1278,6 +1278,118 @@ static int same_fid(const wd_codec_fidelity *a, const wd_codec_fidelity *b)
            !memcmp(&a->max_abs_error, &b->max_abs_error, sizeof(double));
 }
 
+/* int4's streamed codes: windows in element order, starting at even
+ * elements (multiples of the chunk when it is even), covering [0, n) with
+ * the bytes wd__int4_encode keeps whole, and the same outliers and figures;
+ * wd__int4_apply_codes on a window's bytes decodes as wd__int4_apply. Small
+ * and odd chunks, with and without a pool, cached or not, so a tensor spans
+ * many windows; a constant delta takes the all-zero-codes path. */
+typedef struct {
+    const wd_int4_delta *ref;
+    uint64_t next, chunk;
+    int windows, bad;
+    uint8_t *codes; /* the windows put together */
+    const float *base;
+    int fail_at; /* window to refuse (-1: none) */
+} stream_check;
+
+static int stream_window(void *ud, const wd_int4_delta *e, uint64_t begin, uint64_t end, uint8_t *codes)
+{
+    stream_check *sc = ud;
+    if (sc->windows == sc->fail_at)
+        return wd__error(WD_EIO, "refused");
+    sc->windows++;
+    if (begin != sc->next || (begin & 1) || end <= begin || end > e->n || e->packed ||
+        (!(sc->chunk & 1) && begin % sc->chunk) || e->n_outliers != sc->ref->n_outliers) {
+        sc->bad = 1;
+        return 0;
+    }
+    sc->next = end;
+    memcpy(sc->codes + begin / 2, codes, (size_t)((end - begin + 1) / 2));
+    /* a range straddling the window's middle, odd start */
+    uint64_t a = (begin + (end - begin) / 3) | 1, b = end - (end - begin) / 5;
+    if (a < b) {
+        size_t m = (size_t)(b - a);
+        float *x = malloc(m * sizeof *x), *y = malloc(m * sizeof *y);
+        memcpy(x, sc->base + a, m * sizeof *x);
+        memcpy(y, sc->base + a, m * sizeof *y);
+        wd__int4_apply_codes(e, a, x, m, codes + (a - begin) / 2);
+        CHECK_RC(wd__int4_apply(sc->ref, a, y, m), 0);
+        if (memcmp(x, y, m * sizeof *x))
+            sc->bad = 1;
+        free(x);
+        free(y);
+    }
+    return 0;
+}
+
+static void test_int4_stream(void)
+{
+    const uint64_t n = 100003;
+    float *d = malloc(n * sizeof *d), *flat = malloc(n * sizeof *flat), *base = malloc(n * sizeof *base);
+    uint64_t x = 99;
+    for (uint64_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        d[i] = (float)((int)((x >> 33) % 1001) - 500) / 256.0f;
+        if (i % 4973 == 5)
+            d[i] = i % 2 ? 1e4f : -3e3f;
+        flat[i] = 0.125f;
+        base[i] = (float)(x >> 40) / 65536.0f;
+    }
+    d[77777] = NAN; /* past the first windows */
+    const size_t chunks[] = {8192, 10007, 0};
+    const int threads[] = {0, 2};
+    for (int di = 0; di < 2; di++) {
+        const float *data = di ? flat : d;
+        for (int ci = 0; ci < 3; ci++) {
+            for (int ti = 0; ti < 2; ti++) {
+                wd_pool *pool = NULL;
+                if (threads[ti])
+                    CHECK_RC(wd__pool_new(&pool, threads[ti]), 0);
+                for (int cache = 0; cache < 2; cache++) {
+                    wd_delta_src src;
+                    wd__delta_src_mem(&src, data, n);
+                    src.chunk = chunks[ci];
+                    src.pool = pool;
+                    src.read_par = par_read;
+                    src.cache_elems = cache ? (size_t)n : 0;
+                    wd_int4_delta ref, e;
+                    wd_codec_fidelity f_ref, f;
+                    CHECK_RC(wd__int4_encode(&ref, &src, 0.01, 2, &f_ref), 0);
+                    uint64_t len = wd__int4_packed_len(2, n, ref.n_outliers);
+                    stream_check sc = {&ref, 0, chunks[ci] ? chunks[ci] : WD_CODEC_CHUNK, 0, 0, calloc(len, 1),
+                                       base, -1};
+                    CHECK_RC(wd__int4_encode_stream(&e, &src, 0.01, &f, stream_window, &sc), 0);
+                    CHECK(!sc.bad && sc.next == n && same_fid(&f, &f_ref));
+                    CHECK(chunks[ci] == 0 || sc.windows > 1);
+                    e.packed = sc.codes; /* what the windows made, in the place same_int4 reads */
+                    CHECK(same_int4(&e, &ref));
+                    e.packed = NULL;
+                    wd__int4_clear(&e);
+                    /* a receiver's failure is the encoder's, and nothing is left behind */
+                    sc.fail_at = 1;
+                    sc.windows = 0;
+                    sc.next = 0;
+                    CHECK_RC(wd__int4_encode_stream(&e, &src, 0.01, &f, stream_window, &sc),
+                             chunks[ci] ? WD_EIO : 0);
+                    CHECK(e.outlier_idx == NULL || !chunks[ci]);
+                    wd__int4_clear(&e);
+                    free(sc.codes);
+                    wd__int4_clear(&ref);
+                }
+                wd__pool_free(pool);
+            }
+        }
+    }
+    wd_int4_delta e;
+    wd_delta_src src;
+    wd__delta_src_mem(&src, d, n);
+    CHECK_RC(wd__int4_encode_stream(&e, &src, 0.01, NULL, NULL, NULL), WD_EUSAGE);
+    free(d);
+    free(flat);
+    free(base);
+}
+
 static void test_parallel(void)
 {
     const uint64_t n = 2500007; /* a prime: one long row for quantized */
@@ -1376,5 +1488,6 @@ int main(void)
         test_fixture(&fixtures[i]);
     test_streaming();
     test_parallel();
+    test_int4_stream();
     return tu_finish("test_codecs");
 }

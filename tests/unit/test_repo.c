@@ -322,7 +322,8 @@ static void write_three(const char *dir, size_t n_a, int bump)
 /* A lossy commit's model hash (computed while encoding, from the arrays
  * still in memory and the parent pieces the encoder kept) is that of what
  * checkout writes: for each strategy, for a tensor over the encoder's cache
- * (its parent decoded again), and on a lossy parent. */
+ * (its parent decoded again), for int4 codes streamed in several windows,
+ * and on a lossy parent. */
 static void test_lossy_model_hash(wd_repo *r)
 {
     static const char *const strategies[] = {"int4", "quantized", "sparse"};
@@ -367,6 +368,20 @@ static void test_lossy_model_hash(wd_repo *r)
                 CHECK_RC(wd_model_hash(cos, &opt, hash), 0);
                 CHECK(!strcmp(hash, res.model_hash));
             }
+        }
+        if (i == 0) { /* int4 with its codes in two windows (4M elements with 2 worker slots), cached */
+            char wbase[300], wft[300];
+            snprintf(wbase, sizeof wbase, "%s/hwbase", tmp);
+            snprintf(wft, sizeof wft, "%s/hwft", tmp);
+            write_three(wbase, ((size_t)4 << 20) + 4097, 0);
+            write_three(wft, ((size_t)4 << 20) + 4097, 1);
+            wd_options one = {.threads = 1};
+            CHECK_RC(wd_add_base(r, wbase, "hwbase", NULL, &res), 0);
+            CHECK_RC(wd_commit(r, wft, "hwbase", &c, &one, &res), 0);
+            char *cow = path2(tmp, "hco-win");
+            CHECK_RC(wd_checkout(r, res.id, cow, 0, &one), 0);
+            CHECK_RC(wd_model_hash(cow, &one, hash), 0);
+            CHECK(!strcmp(hash, res.model_hash));
         }
         if (i == 0) { /* int4 on that int4 delta */
             char first[WD_HEX_SIZE];
