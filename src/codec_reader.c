@@ -282,20 +282,34 @@ static int hist_pass(wd__reader *r, hist_ctx *h)
     return rc;
 }
 
-int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k)
+/* The cut inside bucket b1 from a histogram of the low 15 bits of its
+ * elements' keys: the need-th largest, and how many of the ties at it are
+ * taken (all of them as UINT64_MAX). */
+static void cut_in_bucket(wd_topk_cut *out, const uint64_t *lo_hist, uint32_t b1, uint64_t need)
 {
+    uint64_t above2;
+    uint32_t b2 = (uint32_t)bucket_of_kth(lo_hist, (size_t)1 << LO_BITS, need, &above2);
+    out->thr = (b1 << LO_BITS) | b2;
+    out->take_eq = need - above2;
+    if (out->take_eq == lo_hist[b2])
+        out->take_eq = UINT64_MAX;
+}
+
+int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands)
+{
+    memset(p, 0, sizeof *p);
     uint64_t n = r->src->n;
     if (k > n)
         return wd__error(WD_EUSAGE, "top-%llu of %llu elements", (unsigned long long)k,
                          (unsigned long long)n);
     if (k == 0) { /* keys never exceed 0x7fffffff: nothing is above */
-        out->thr = UINT32_MAX;
-        out->take_eq = 0;
+        p->cut.thr = UINT32_MAX;
+        p->cut.take_eq = 0;
         return 0;
     }
     if (k == n) {
-        out->thr = 0;
-        out->take_eq = UINT64_MAX;
+        p->cut.thr = 0;
+        p->cut.take_eq = UINT64_MAX;
         return 0;
     }
 
@@ -311,8 +325,25 @@ int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k)
     uint64_t need = k - above; /* 1 .. hist[b1] */
     if (need == h.hist[b1]) {
         /* The whole bucket goes: no second pass. */
-        out->thr = b1 << LO_BITS;
-        out->take_eq = UINT64_MAX;
+        p->cut.thr = b1 << LO_BITS;
+        p->cut.take_eq = UINT64_MAX;
+        goto done;
+    }
+
+    /* Folding hands the encoding pass everything at or above bucket b1.
+     * Not for bucket 0 (it holds both zeros, and which of -0.0 and +0.0
+     * becomes int4's extreme depends on where each lies in index order),
+     * nor for the bucket of inf and NaN (the encoders' NaN rules look at
+     * positions too): below the cut, only nonzero finite values whose
+     * order cannot matter are then left for the merge. */
+    uint64_t n_cands = above + h.hist[b1];
+    if (b1 != 0 && b1 < (0x7f800000u >> LO_BITS) && n_cands <= max_cands && !r->src->topk_two_pass) {
+        p->fold = 1;
+        p->cut.thr = b1 << LO_BITS;
+        p->cut.take_eq = UINT64_MAX;
+        p->need = need;
+        p->hist_b1 = h.hist[b1];
+        p->n_cands = n_cands;
         goto done;
     }
 
@@ -322,13 +353,44 @@ int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k)
     h.b1 = b1;
     if ((rc = hist_pass(r, &h)))
         goto done;
-    uint64_t above2;
-    uint32_t b2 = (uint32_t)bucket_of_kth(h.hist, h.nbins, need, &above2);
-    out->thr = (b1 << LO_BITS) | b2;
-    out->take_eq = need - above2;
-    if (out->take_eq == h.hist[b2])
-        out->take_eq = UINT64_MAX;
+    cut_in_bucket(&p->cut, h.hist, b1, need);
 done:
     free(h.hist);
+    return rc;
+}
+
+int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k)
+{
+    wd_topk_plan p;
+    int rc = wd__topk_plan(&p, r, k, 0);
+    *out = p.cut;
+    return rc;
+}
+
+int wd__topk_fold_cut(wd_topk_cut *out, const wd_topk_plan *p, const float *val, uint64_t m)
+{
+    uint32_t b1 = p->cut.thr >> LO_BITS;
+    uint64_t in_b1 = 0;
+    /* the histogram pass 2 would have made: bucket b1 is exactly the
+     * candidates whose high bits are b1 */
+    uint64_t *lo = calloc((size_t)1 << LO_BITS, sizeof *lo);
+    if (!lo)
+        return WD_NOMEM();
+    for (uint64_t e = 0; e < m; e++) {
+        uint32_t key = wd__abs_key(val[e]);
+        if ((key >> LO_BITS) == b1) {
+            lo[key & ((1u << LO_BITS) - 1)]++;
+            in_b1++;
+        }
+    }
+    int rc = 0;
+    if (m != p->n_cands || in_b1 != p->hist_b1)
+        rc = wd__error(WD_ERROR, "top-k: %llu candidates (%llu at the cut's bucket) where the first pass counted "
+                                 "%llu (%llu): the delta source returned different values on another pass",
+                       (unsigned long long)m, (unsigned long long)in_b1, (unsigned long long)p->n_cands,
+                       (unsigned long long)p->hist_b1);
+    else
+        cut_in_bucket(out, lo, b1, p->need);
+    free(lo);
     return rc;
 }
