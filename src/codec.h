@@ -200,21 +200,28 @@ int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k);
  * (position and value), 12 MiB. */
 #define WD_TOPK_FOLD_MAX ((uint64_t)1 << 20)
 
-/* The top-k cut with its second pass folded into the encoder's pass:
- * pass 1 finds bucket b1 (the high 16 key bits) holding the k-th largest;
+/* The top-k cut with its second pass saved: pass 1 finds bucket b1 (the
+ * high 16 key bits) holding the k-th largest. When the reader re-reads the
+ * source each pass (the tensor is not cached) and has at least 8 units,
+ * pass 1 also counts the low bits of 5 buckets around where a sample of 3
+ * units puts the k-th largest: if b1 is one of them, the cut is exact
+ * after pass 1 (spec_hit). Otherwise,
  * when fold is set, cut takes every key >= b1 << 15 (n_cands elements, all
  * of b1 and above) as candidates, the encoder collects them in index order
  * and wd__topk_fold_cut finds the exact cut among them, the one pass 2
  * would have found. fold is 0 (and cut exact, after pass 2 when needed)
  * when k is 0 or n, when bucket b1 goes whole, when b1 is the bucket of
  * zeros (-0.0 and +0.0 are ordered by position there) or of inf/NaN, when
- * n_cands > max_cands, and when src->topk_two_pass is set. */
+ * n_cands > max_cands, and when src->topk_two_pass is set (which also
+ * turns the sample off). Memory: pass 1's 512 KiB histogram per worker
+ * slot, plus 1.25 MiB per slot for the window when it samples. */
 typedef struct {
     wd_topk_cut cut;
     int fold;
     uint64_t need;    /* fold: elements of bucket b1 taken, 1 .. hist_b1 - 1 */
     uint64_t hist_b1; /* fold: elements in bucket b1 */
     uint64_t n_cands; /* fold: elements with key >= cut.thr */
+    int spec_hit;     /* the exact cut came from pass 1's sampled window */
 } wd_topk_plan;
 
 int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands);

@@ -245,11 +245,26 @@ static size_t bucket_of_kth(const uint64_t *hist, size_t nbins, uint64_t k, uint
     return b;
 }
 
+/* Pass 1 of a tensor the reader does not cache also counts the low bits
+ * of a window of SPEC_BUCKETS buckets around the bucket where a sample of
+ * SPEC_UNITS units, spread over the tensor, puts the k-th largest: when
+ * the whole tensor's bucket b1 falls inside (the deltas of a tensor look
+ * alike throughout), the exact cut is known after pass 1 without a second
+ * pass and without holding candidates; when not, nothing is lost but the
+ * sample's reads. Memory: 256 KiB a window bucket per worker slot. */
+#define SPEC_UNITS 3
+#define SPEC_BUCKETS 5
+#define SPEC_MIN_UNITS 8 /* fewer units: the sample would cost too much of a pass */
+
 typedef struct {
     uint64_t *hist; /* nworkers x nbins */
     size_t nbins;
     int second;     /* pass 2: low bits inside bucket b1 */
     uint32_t b1;
+    uint64_t *win;  /* pass 1: nworkers x SPEC_BUCKETS << LO_BITS low-bit counts, or NULL */
+    uint32_t win_lo; /* first bucket of the window */
+    size_t units;   /* the sample run: units of the tensor */
+    const wd__reader *r;
 } hist_ctx;
 
 static int hist_unit(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
@@ -258,28 +273,88 @@ static int hist_unit(void *p, size_t u, int worker, const float *d, uint64_t beg
     (void)begin;
     hist_ctx *h = p;
     uint64_t *hist = h->hist + (size_t)worker * h->nbins;
-    if (!h->second) {
-        for (size_t i = 0; i < count; i++)
-            hist[wd__abs_key(d[i]) >> LO_BITS]++;
-    } else {
+    if (h->second) {
         for (size_t i = 0; i < count; i++) {
             uint32_t key = wd__abs_key(d[i]);
             if ((key >> LO_BITS) == h->b1)
                 hist[key & ((1u << LO_BITS) - 1)]++;
         }
+    } else if (h->win) {
+        uint64_t *win = h->win + ((size_t)worker * SPEC_BUCKETS << LO_BITS);
+        for (size_t i = 0; i < count; i++) {
+            uint32_t key = wd__abs_key(d[i]);
+            hist[key >> LO_BITS]++;
+            /* unsigned: keys below the window wrap past it */
+            uint32_t off = key - (h->win_lo << LO_BITS);
+            if (off < (uint32_t)SPEC_BUCKETS << LO_BITS)
+                win[off]++;
+        }
+    } else {
+        for (size_t i = 0; i < count; i++)
+            hist[wd__abs_key(d[i]) >> LO_BITS]++;
     }
     return 0;
 }
 
-/* One histogram pass; the per-worker counts are added into h->hist[0..]. */
+/* Adds the per-worker counts of a (nworkers x len) array into its first row. */
+static void sum_workers(uint64_t *a, size_t len, int nworkers)
+{
+    for (int w = 1; w < nworkers; w++)
+        for (size_t b = 0; b < len; b++)
+            a[b] += a[(size_t)w * len + b];
+}
+
+/* One histogram pass; the per-worker counts are added into h->hist[0..]
+ * (and h->win[0..]). */
 static int hist_pass(wd__reader *r, hist_ctx *h)
 {
     memset(h->hist, 0, (size_t)r->nworkers * h->nbins * sizeof *h->hist);
+    size_t win_len = (size_t)SPEC_BUCKETS << LO_BITS;
+    if (h->win)
+        memset(h->win, 0, (size_t)r->nworkers * win_len * sizeof *h->win);
     int rc = wd__reader_run(r, 0, wd__reader_units(r), NULL, NULL, hist_unit, h);
-    for (int w = 1; !rc && w < r->nworkers; w++)
-        for (size_t b = 0; b < h->nbins; b++)
-            h->hist[b] += h->hist[(size_t)w * h->nbins + b];
+    if (!rc)
+        sum_workers(h->hist, h->nbins, r->nworkers);
+    if (!rc && h->win)
+        sum_workers(h->win, win_len, r->nworkers);
     return rc;
+}
+
+/* Unit i of the sample: the middle of the i-th of SPEC_UNITS equal parts. */
+static void sample_range(const void *rctx, size_t i, uint64_t *begin, size_t *count)
+{
+    const hist_ctx *h = rctx;
+    const wd__reader *r = h->r;
+    size_t u = (2 * i + 1) * h->units / (2 * SPEC_UNITS);
+    uint64_t b = (uint64_t)u * r->chunk, n = r->src->n;
+    *begin = b;
+    *count = (size_t)(n - b < r->chunk ? n - b : r->chunk);
+}
+
+/* Reads the sample and sets h->win_lo around its k-th largest bucket
+ * (scaled to the sample's size). */
+static int spec_window(wd__reader *r, hist_ctx *h, uint64_t k)
+{
+    memset(h->hist, 0, (size_t)r->nworkers * h->nbins * sizeof *h->hist);
+    h->units = wd__reader_units(r);
+    hist_ctx s = *h;
+    s.win = NULL;
+    int rc = wd__reader_run(r, 0, SPEC_UNITS, sample_range, &s, hist_unit, &s);
+    if (rc)
+        return rc;
+    sum_workers(h->hist, h->nbins, r->nworkers);
+    uint64_t m = 0, above;
+    for (size_t b = 0; b < h->nbins; b++)
+        m += h->hist[b];
+    /* k of n is about k * m / n of the sample (k * m < 2^64: m is at most
+     * SPEC_UNITS chunks, k < 2^40 for any tensor that fits in memory) */
+    double ks = (double)k * (double)m / (double)r->src->n;
+    uint64_t kk = ks < 1 ? 1 : ks > (double)m ? m : (uint64_t)ks;
+    uint32_t b = (uint32_t)bucket_of_kth(h->hist, h->nbins, kk, &above);
+    h->win_lo = b < SPEC_BUCKETS / 2 ? 0 : b - SPEC_BUCKETS / 2;
+    if (h->win_lo > (1u << HI_BITS) - SPEC_BUCKETS)
+        h->win_lo = (1u << HI_BITS) - SPEC_BUCKETS;
+    return 0;
 }
 
 /* The cut inside bucket b1 from a histogram of the low 15 bits of its
@@ -313,12 +388,21 @@ int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands
         return 0;
     }
 
-    hist_ctx h = {calloc((size_t)r->nworkers << HI_BITS, sizeof(uint64_t)), (size_t)1 << HI_BITS, 0, 0};
+    hist_ctx h = {calloc((size_t)r->nworkers << HI_BITS, sizeof(uint64_t)), (size_t)1 << HI_BITS, 0, 0, NULL, 0, 0, r};
     if (!h.hist)
         return WD_NOMEM();
+    int rc = 0;
+    /* Each pass reads the source again: worth a sample to save one. */
+    if (!r->cached && !r->src->topk_two_pass && wd__reader_units(r) >= SPEC_MIN_UNITS) {
+        if (!(h.win = calloc((size_t)r->nworkers * SPEC_BUCKETS << LO_BITS, sizeof *h.win))) {
+            rc = WD_NOMEM();
+            goto done;
+        }
+        if ((rc = spec_window(r, &h, k)))
+            goto done;
+    }
     /* Pass 1: the high 16 bits of every key. */
-    int rc = hist_pass(r, &h);
-    if (rc)
+    if ((rc = hist_pass(r, &h)))
         goto done;
     uint64_t above;
     uint32_t b1 = (uint32_t)bucket_of_kth(h.hist, h.nbins, k, &above);
@@ -327,6 +411,12 @@ int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands
         /* The whole bucket goes: no second pass. */
         p->cut.thr = b1 << LO_BITS;
         p->cut.take_eq = UINT64_MAX;
+        goto done;
+    }
+    if (h.win && b1 - h.win_lo < SPEC_BUCKETS) {
+        /* The sample was right: pass 1 counted the low bits of b1 too. */
+        cut_in_bucket(&p->cut, h.win + ((size_t)(b1 - h.win_lo) << LO_BITS), b1, need);
+        p->spec_hit = 1;
         goto done;
     }
 
@@ -348,6 +438,8 @@ int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands
     }
 
     /* Pass 2: the low 15 bits inside bucket b1. */
+    free(h.win);
+    h.win = NULL;
     h.nbins = (size_t)1 << LO_BITS;
     h.second = 1;
     h.b1 = b1;
@@ -356,6 +448,7 @@ int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands
     cut_in_bucket(&p->cut, h.hist, b1, need);
 done:
     free(h.hist);
+    free(h.win);
     return rc;
 }
 

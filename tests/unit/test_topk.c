@@ -8,7 +8,8 @@
  * few levels (every element of the cut's bucket equal), all equal, NaN,
  * inf and +-0 around, k = 1 and n - 1, and the cases that must not fold:
  * the cut in the bucket of zeros, in the NaN bucket, or more candidates
- * than the bound.
+ * than the bound. And pass 1's sampled window (codec_reader.c), which
+ * makes the cut exact without the fold when it holds the k-th largest.
  */
 #include <math.h>
 #include <stdint.h>
@@ -122,6 +123,9 @@ static void select_by_sort(const float *d, uint64_t n, uint64_t k, uint8_t *sel)
 
 /* Whether wd__topk_plan folds the cut for k of d (no bound on candidates),
  * and, when it does, that the folded cut is the one of two passes. */
+/* Units pass 1 samples (codec_reader.c's SPEC_UNITS). */
+#define SPEC_READS 3
+
 static int plan_folds(const float *d, uint64_t n, uint64_t k)
 {
     wd_delta_src src;
@@ -155,70 +159,72 @@ static int plan_folds(const float *d, uint64_t n, uint64_t k)
     return p.fold;
 }
 
-/* Encodes d with sparse and int4 (layouts 1 and 2) folded and two-pass,
- * serially with small units (reads counted: passes_sparse / passes_int4
- * passes when folded, one more two-pass) and on pools of 1, 2 and 5
- * workers, cached and not; everything must equal the two-pass serial
- * arrays, which must equal the definition. */
+/* Encodes d with sparse and int4 (layouts 1 and 2) two-pass (the
+ * reference, which must equal the definition) and with the cut's second
+ * pass saved, serially and on pools of 1, 2 and 5 workers: the same arrays
+ * everywhere. Serial runs count reads: in 7 units of 16384 (no sample: the
+ * fold) sparse reads passes_sparse passes and int4 passes_int4; in 13 of
+ * 8192, pass 1 samples 3 units and at most the two-pass count follows. */
 static void check_case(const char *what, const float *d, uint64_t n, double sparsity, double fraction,
                        int passes_sparse, int passes_int4)
 {
-    const size_t chunk = 8192;
-    uint64_t units = (n + chunk - 1) / chunk;
     uint8_t *sel = malloc(n);
     int bad = 0, failed_before = tu_failed;
-
-    /* the two-pass references, serial */
     counting_src cs = {.d = d};
-    wd_delta_src src = {.n = n, .read = counting_read, .ud = &cs, .chunk = chunk, .topk_two_pass = 1};
-    wd_sparse_delta sp_ref;
-    wd_codec_fidelity fs_ref, fi_ref[2];
-    wd_int4_delta i4_ref[2];
-    CHECK_RC(wd__sparse_encode(&sp_ref, &src, sparsity, &fs_ref), 0);
-    for (int l = 0; l < 2; l++)
-        CHECK_RC(wd__int4_encode(&i4_ref[l], &src, fraction, l + 1, &fi_ref[l]), 0);
+    const size_t chunks[] = {16384, 8192, 8192};
+    for (int ci = 0; ci < 3; ci++) {
+        size_t chunk = chunks[ci];
+        int cached = ci == 2, sampled = ci == 1;
+        uint64_t units = (n + chunk - 1) / chunk;
+        wd_delta_src src = {.n = n, .read = counting_read, .ud = &cs, .chunk = chunk, .topk_two_pass = 1,
+                            .cache_elems = cached ? (size_t)n : 0};
+        wd_sparse_delta sp_ref;
+        wd_codec_fidelity fs_ref, fi_ref[2];
+        wd_int4_delta i4_ref[2];
+        CHECK_RC(wd__sparse_encode(&sp_ref, &src, sparsity, &fs_ref), 0);
+        for (int l = 0; l < 2; l++)
+            CHECK_RC(wd__int4_encode(&i4_ref[l], &src, fraction, l + 1, &fi_ref[l]), 0);
 
-    /* the references are the definition */
-    select_by_sort(d, n, sp_ref.k, sel);
-    uint64_t j = 0;
-    for (uint64_t i = 0; i < n && !bad; i++) {
-        if (!sel[i])
-            continue;
-        bad = j >= sp_ref.k || (uint64_t)sp_ref.indices[j] != i || memcmp(&sp_ref.values[j], &d[i], 4);
-        j++;
-    }
-    CHECK(!bad && j == sp_ref.k);
-    for (int l = 0; l < 2; l++) {
-        const wd_int4_delta *e = &i4_ref[l];
-        select_by_sort(d, n, e->n_outliers, sel);
-        j = 0;
-        int have = 0, nan_left = 0;
-        float mn = 0, mx = 0;
-        for (uint64_t i = 0; i < n && !bad; i++) {
-            if (sel[i]) {
-                bad = j >= e->n_outliers || (uint64_t)wd__idx_at(e->outlier_idx, e->idx_bytes, j) != i ||
-                      ((const uint16_t *)e->outlier_vals)[j] != wd__f32_to_f16(d[i]);
+        if (ci == 0) { /* the references are the definition */
+            select_by_sort(d, n, sp_ref.k, sel);
+            uint64_t j = 0;
+            for (uint64_t i = 0; i < n && !bad; i++) {
+                if (!sel[i])
+                    continue;
+                bad = j >= sp_ref.k || (uint64_t)sp_ref.indices[j] != i || memcmp(&sp_ref.values[j], &d[i], 4);
                 j++;
-            } else if (isnan(d[i])) {
-                nan_left = 1;
-            } else {
-                if (!have || d[i] <= mn)
-                    mn = d[i];
-                if (!have || d[i] >= mx)
-                    mx = d[i];
-                have = 1;
+            }
+            CHECK(!bad && j == sp_ref.k);
+            for (int l = 0; l < 2; l++) {
+                const wd_int4_delta *e = &i4_ref[l];
+                select_by_sort(d, n, e->n_outliers, sel);
+                j = 0;
+                int have = 0, nan_left = 0;
+                float mn = 0, mx = 0;
+                for (uint64_t i = 0; i < n && !bad; i++) {
+                    if (sel[i]) {
+                        bad = j >= e->n_outliers || (uint64_t)wd__idx_at(e->outlier_idx, e->idx_bytes, j) != i ||
+                              ((const uint16_t *)e->outlier_vals)[j] != wd__f32_to_f16(d[i]);
+                        j++;
+                    } else if (isnan(d[i])) {
+                        nan_left = 1;
+                    } else {
+                        if (!have || d[i] <= mn)
+                            mn = d[i];
+                        if (!have || d[i] >= mx)
+                            mx = d[i];
+                        have = 1;
+                    }
+                }
+                CHECK(!bad && j == e->n_outliers);
+                if (have && !nan_left)
+                    CHECK(e->zero_point == wd__f64_to_f16(mn));
             }
         }
-        CHECK(!bad && j == e->n_outliers);
-        if (have && !nan_left)
-            CHECK(e->zero_point == wd__f64_to_f16(mn));
-    }
 
-    /* folded, serial: fewer reads, the same arrays */
-    for (int cached = 0; cached < 2; cached++) {
+        /* serial, the second pass saved: fewer reads, the same arrays */
         cs.reads = 0;
         src.topk_two_pass = 0;
-        src.cache_elems = cached ? (size_t)n : 0;
         wd_sparse_delta sp;
         wd_codec_fidelity fid;
         CHECK_RC(wd__sparse_encode(&sp, &src, sparsity, &fid), 0);
@@ -227,64 +233,89 @@ static void check_case(const char *what, const float *d, uint64_t n, double spar
         CHECK(same_sparse(&sp, &sp_ref) && same_bits(fid.max_abs_error, fs_ref.max_abs_error) &&
               (same_bits(fid.rel_error, fs_ref.rel_error) ||
                fabs(fid.rel_error - fs_ref.rel_error) <= 1e-12 * fabs(fs_ref.rel_error)));
-        CHECK(cs.reads == (cached ? units : (uint64_t)passes_sparse * units));
+        if (cached)
+            CHECK(cs.reads == units);
+        else if (sampled)
+            CHECK(cs.reads <= SPEC_READS + 3 * units && cs.reads >= SPEC_READS + 2 * units);
+        else
+            CHECK(cs.reads == (uint64_t)passes_sparse * units);
         wd__sparse_clear(&sp);
         for (int l = 0; l < 2; l++) {
             wd_int4_delta e;
             cs.reads = 0;
             CHECK_RC(wd__int4_encode(&e, &src, fraction, l + 1, &fid), 0);
-            /* int4's error sums come from its last pass, which folding
-             * leaves alone: the same bits */
+            /* int4's error sums come from its last pass, which the saved
+             * pass leaves alone: the same bits */
             CHECK(same_int4(&e, &i4_ref[l]) && same_bits(fid.rel_error, fi_ref[l].rel_error) &&
                   same_bits(fid.max_abs_error, fi_ref[l].max_abs_error));
-            CHECK(cs.reads == (cached ? units : (uint64_t)passes_int4 * units));
+            if (cached)
+                CHECK(cs.reads == units);
+            else if (sampled)
+                CHECK(cs.reads <= SPEC_READS + 4 * units && cs.reads >= SPEC_READS + 3 * units);
+            else
+                CHECK(cs.reads == (uint64_t)passes_int4 * units);
             wd__int4_clear(&e);
         }
-    }
 
-    /* folded and two-pass on pools: the same arrays, and the same error
-     * figures for any pool size */
-    const int threads[] = {1, 2, 5};
-    for (int two = 0; two < 2; two++) {
-        wd_codec_fidelity fs0 = {0}, fi0[2] = {{0}};
-        for (int ti = 0; ti < 3; ti++) {
-            wd_pool *pool = NULL;
-            CHECK_RC(wd__pool_new(&pool, threads[ti]), 0);
-            src.pool = pool;
-            src.read_par = par_read;
-            src.topk_two_pass = two;
-            src.cache_elems = ti == 1 ? (size_t)n : 0;
-            wd_sparse_delta sp;
-            wd_codec_fidelity fid;
-            CHECK_RC(wd__sparse_encode(&sp, &src, sparsity, &fid), 0);
-            CHECK(same_sparse(&sp, &sp_ref));
-            if (ti == 0)
-                fs0 = fid;
-            CHECK(same_bits(fid.rel_error, fs0.rel_error) && same_bits(fid.max_abs_error, fs0.max_abs_error));
-            if (two)
-                CHECK(same_bits(fid.rel_error, fs_ref.rel_error));
-            wd__sparse_clear(&sp);
-            for (int l = 0; l < 2; l++) {
-                wd_int4_delta e;
-                CHECK_RC(wd__int4_encode(&e, &src, fraction, l + 1, &fid), 0);
-                CHECK(same_int4(&e, &i4_ref[l]));
+        /* on pools, both ways: the same arrays, and the same error figures
+         * for any pool size */
+        const int threads[] = {1, 2, 5};
+        for (int two = 0; two < 2; two++) {
+            wd_codec_fidelity fs0 = {0}, fi0[2] = {{0}};
+            for (int ti = 0; ti < 3; ti++) {
+                wd_pool *pool = NULL;
+                CHECK_RC(wd__pool_new(&pool, threads[ti]), 0);
+                src.pool = pool;
+                src.read_par = par_read;
+                src.topk_two_pass = two;
+                CHECK_RC(wd__sparse_encode(&sp, &src, sparsity, &fid), 0);
+                CHECK(same_sparse(&sp, &sp_ref));
                 if (ti == 0)
-                    fi0[l] = fid;
-                CHECK(same_bits(fid.rel_error, fi0[l].rel_error) &&
-                      same_bits(fid.max_abs_error, fi0[l].max_abs_error));
-                wd__int4_clear(&e);
+                    fs0 = fid;
+                CHECK(same_bits(fid.rel_error, fs0.rel_error) && same_bits(fid.max_abs_error, fs0.max_abs_error));
+                if (two)
+                    CHECK(same_bits(fid.rel_error, fs_ref.rel_error));
+                wd__sparse_clear(&sp);
+                for (int l = 0; l < 2; l++) {
+                    wd_int4_delta e;
+                    CHECK_RC(wd__int4_encode(&e, &src, fraction, l + 1, &fid), 0);
+                    CHECK(same_int4(&e, &i4_ref[l]));
+                    if (ti == 0)
+                        fi0[l] = fid;
+                    CHECK(same_bits(fid.rel_error, fi0[l].rel_error) &&
+                          same_bits(fid.max_abs_error, fi0[l].max_abs_error));
+                    wd__int4_clear(&e);
+                }
+                src.pool = NULL;
+                src.read_par = NULL;
+                wd__pool_free(pool);
             }
-            src.pool = NULL;
-            src.read_par = NULL;
-            wd__pool_free(pool);
         }
+        wd__sparse_clear(&sp_ref);
+        for (int l = 0; l < 2; l++)
+            wd__int4_clear(&i4_ref[l]);
     }
     if (tu_failed > failed_before)
         fprintf(stderr, "  (case: %s)\n", what);
-    wd__sparse_clear(&sp_ref);
-    for (int l = 0; l < 2; l++)
-        wd__int4_clear(&i4_ref[l]);
     free(sel);
+}
+
+/* Whether pass 1's sampled window holds the k-th largest (13 units of
+ * 8192, not cached); the cut is then the two-pass one. */
+static int spec_hits(const float *d, uint64_t n, uint64_t k)
+{
+    counting_src cs = {.d = d};
+    wd_delta_src src = {.n = n, .read = counting_read, .ud = &cs, .chunk = 8192};
+    wd__reader r;
+    wd_topk_plan p;
+    wd_topk_cut two;
+    CHECK_RC(wd__reader_init(&r, &src), 0);
+    CHECK_RC(wd__topk_plan(&p, &r, k, 0), 0);
+    CHECK(cs.reads == SPEC_READS + (n + 8191) / 8192 * (p.spec_hit ? 1 : 2));
+    CHECK_RC(wd__topk_find(&two, &r, k), 0);
+    CHECK(p.cut.thr == two.thr && p.cut.take_eq == two.take_eq);
+    wd__reader_free(&r);
+    return p.spec_hit;
 }
 
 int main(void)
@@ -298,10 +329,21 @@ int main(void)
     for (uint64_t i = 0; i < n; i++)
         d[i] = rnd_delta();
     CHECK(plan_folds(d, n, wd__sparse_k(n, 0.9)) && plan_folds(d, n, wd__int4_n_outliers(n, 0.01)));
+    CHECK(spec_hits(d, n, wd__sparse_k(n, 0.9)) && spec_hits(d, n, wd__int4_n_outliers(n, 0.01)));
     check_case("bf16", d, n, 0.9, 0.01, 2, 3);
     /* int4 with its candidates past the code array's room (a buffer of
      * their own), sparse keeping most */
     check_case("bf16 many", d, n, 0.3, 0.3, 2, 3);
+
+    /* the sampled units (2, 6 and 10 of 13) unlike the rest: the window
+     * misses, the fold or the second pass takes over */
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t u = i / 8192;
+        if (u == 2 || u == 6 || u == 10)
+            d[i] *= 0.01f;
+    }
+    CHECK(!spec_hits(d, n, wd__sparse_k(n, 0.9)) && !spec_hits(d, n, wd__int4_n_outliers(n, 0.01)));
+    check_case("sample misses", d, n, 0.9, 0.01, 2, 3);
 
     /* a few levels with zeros of both signs: every element of the cut's
      * bucket is equal, the extremes are zeros whose sign depends on order */
