@@ -301,9 +301,10 @@ uint64_t wd__sparse_k(uint64_t n, double sparsity);
 /* Encodes src: keeps the k largest |delta| (k above), indices ascending.
  * sparsity must be in [0, 1) (deltatensors refuses others): WD_EUSAGE.
  * On success *out owns malloc'd arrays (wd__sparse_clear frees them); fid
- * (may be NULL) gets the fidelity. Passes over src: 2 when the top-k cut is
- * folded (wd__topk_plan; then up to WD_TOPK_FOLD_MAX candidates are held
- * until the end of the pass), else 3 (1 read when the tensor is cached);
+ * (may be NULL) gets the fidelity. Passes over src: 2 when the top-k cut's
+ * second pass is saved (wd__topk_plan: a sampled window, or the cut folded,
+ * holding up to WD_TOPK_FOLD_MAX candidates until the end of the pass),
+ * else 3 (1 read when the tensor is cached);
  * memory: see the top of this file, the k entries being the output. */
 int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double sparsity,
                       wd_codec_fidelity *fid);
@@ -390,8 +391,9 @@ unsigned wd__int4_idx_bytes(int layout, uint64_t n);
  *   layout 1 (0.2.0): the same scale and zero point (no scale == 0 test);
  *     codes for the non-outliers = clip(rint(f32(f32(f32(d - f32(q_min)) /
  *     f32(q_max - q_min)) * 15)), 0, 15).
- * Passes over src: 3 when the top-k cut is folded (wd__topk_plan), else 4
- * (1 read when the tensor is cached). *out owns its arrays. */
+ * Passes over src: 3 when the top-k cut's second pass is saved
+ * (wd__topk_plan), else 4 (1 read when the tensor is cached). *out owns
+ * its arrays. */
 int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction,
                     int layout, wd_codec_fidelity *fid);
 void wd__int4_clear(wd_int4_delta *e);

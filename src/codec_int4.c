@@ -520,9 +520,9 @@ int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_
     /* A folded cut's candidates (position, value: 12 bytes each) go where
      * the codes will go: pass B starts filling packed only after the
      * candidates are done with, so candidates up to packed_len / 12 cost
-     * no memory at all (the embedding of the 988 MB bench pair: 1.4M
-     * candidates, 16 MiB of its 68 MiB of codes). Beyond that, a separate
-     * buffer of at most WD_TOPK_FOLD_MAX of them. */
+     * no memory at all (a 136M-element embedding whose sampled window
+     * missed, see wd__topk_plan: 1.4M candidates, 16 MiB of its 68 MiB of
+     * codes). Beyond that, a separate buffer of at most WD_TOPK_FOLD_MAX. */
     wd_topk_plan plan;
     const size_t cand_bytes = sizeof(int64_t) + sizeof(float);
     uint64_t in_packed = packed_len / cand_bytes;
@@ -579,9 +579,11 @@ int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_
                                              "the delta source returned different values on another pass");
                     break;
                 }
-                memcpy(cand_idx + m, s->idx, s->n * sizeof *cand_idx);
-                memcpy(cand_val + m, s->val, s->n * sizeof *cand_val);
-                m += s->n;
+                if (s->n) { /* a unit without entries may have no arrays yet */
+                    memcpy(cand_idx + m, s->idx, s->n * sizeof *cand_idx);
+                    memcpy(cand_val + m, s->val, s->n * sizeof *cand_val);
+                    m += s->n;
+                }
             }
             for (size_t e = 0; !plan.fold && e < s->n; e++) {
                 float x = s->val[e];

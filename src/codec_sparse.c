@@ -320,9 +320,11 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
                                              "source returned different values on another pass");
                     break;
                 }
-                memcpy(cand_idx + m, s->idx, s->n * sizeof *cand_idx);
-                memcpy(cand_val + m, s->val, s->n * sizeof *cand_val);
-                m += s->n;
+                if (s->n) { /* a unit without entries may have no arrays yet */
+                    memcpy(cand_idx + m, s->idx, s->n * sizeof *cand_idx);
+                    memcpy(cand_val + m, s->val, s->n * sizeof *cand_val);
+                    m += s->n;
+                }
                 continue;
             }
             rc = merge_unit(s, &c[cur].cut, &eq_seen, out_idx, out_val, &j, k, &err2, &max_abs, emit, ud);
