@@ -13,7 +13,9 @@
  * (src->chunk elements, 4 MiB by default) or the whole tensor when it is at
  * most src->cache_elems, a 512 KiB histogram per slot (top-k), the kept
  * entries of a batch of units (2 per slot; sparse streams them out through
- * wd__sparse_encode_stream), plus its outputs where it returns arrays:
+ * wd__sparse_encode_stream), the top-k candidates of a folded cut (12 bytes
+ * each, at most WD_TOPK_FOLD_MAX; int4 may hold more inside its code array,
+ * see codec_int4.c), plus its outputs where it returns arrays:
  * k indices + k values (wd__sparse_encode, 12 bytes an entry), n/8 sign
  * bytes + one float16 per row (quantized), n/2 code bytes + the outliers
  * (int4; wd__int4_encode_stream hands the codes out a batch of units at a
@@ -82,6 +84,9 @@ typedef struct {
      * to tensor. A fresh buffer per tensor is fresh pages, and faulting them
      * in cost a lossy commit a fifth of its time. */
     float *cache_buf;
+    /* Tests: 1 finds the top-k cut in passes of its own before encoding
+     * (the reference the folded cut, wd__topk_plan, is checked against). */
+    int topk_two_pass;
 } wd_delta_src;
 
 /* Fills *src to read from an array of n deltas the caller keeps alive. */
@@ -185,12 +190,46 @@ typedef struct {
 } wd_topk_cut;
 
 /* Finds the cut for the k largest |delta| of r's tensor (0 <= k <= n) in at
- * most two passes: a histogram of the top 16 key bits, then of the low 15
+ * most two passes of its own (wd__topk_plan with nothing folded): a histogram of the top 16 key bits, then of the low 15
  * bits inside the bucket holding the k-th largest. Memory: a 512 KiB
  * histogram per worker slot while it runs (counts add up the same in any
  * order, so the cut does not depend on the pool). Which of several equal keys at the cut are taken
  * is unspecified in deltatensors (introselect); here it is the first ones. */
 int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k);
+
+/* Candidates an encoder folding the cut holds by default: 12 bytes each
+ * (position and value), 12 MiB. */
+#define WD_TOPK_FOLD_MAX ((uint64_t)1 << 20)
+
+/* The top-k cut with its second pass saved: pass 1 finds bucket b1 (the
+ * high 16 key bits) holding the k-th largest. When the reader re-reads the
+ * source each pass (the tensor is not cached) and has at least 8 units,
+ * pass 1 also counts the low bits of 5 buckets around where a sample of 3
+ * units puts the k-th largest: if b1 is one of them, the cut is exact
+ * after pass 1 (spec_hit). Otherwise,
+ * when fold is set, cut takes every key >= b1 << 15 (n_cands elements, all
+ * of b1 and above) as candidates, the encoder collects them in index order
+ * and wd__topk_fold_cut finds the exact cut among them, the one pass 2
+ * would have found. fold is 0 (and cut exact, after pass 2 when needed)
+ * when k is 0 or n, when bucket b1 goes whole, when b1 is the bucket of
+ * zeros (-0.0 and +0.0 are ordered by position there) or of inf/NaN, when
+ * n_cands > max_cands, and when src->topk_two_pass is set (which also
+ * turns the sample off). Memory: pass 1's 512 KiB histogram per worker
+ * slot, plus 1.25 MiB per slot for the window when it samples. */
+typedef struct {
+    wd_topk_cut cut;
+    int fold;
+    uint64_t need;    /* fold: elements of bucket b1 taken, 1 .. hist_b1 - 1 */
+    uint64_t hist_b1; /* fold: elements in bucket b1 */
+    uint64_t n_cands; /* fold: elements with key >= cut.thr */
+    int spec_hit;     /* the exact cut came from pass 1's sampled window */
+} wd_topk_plan;
+
+int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands);
+/* The exact cut of a folded plan from all m candidates' values (any
+ * order). WD_ERROR when they are not the n_cands pass 1 counted (the
+ * source changed between passes). Memory: a 256 KiB histogram. */
+int wd__topk_fold_cut(wd_topk_cut *out, const wd_topk_plan *p, const float *val, uint64_t m);
 
 /* Grows the parallel arrays a unit collects its entries at or above a cut
  * in (positions, values, tie marks) to hold at least want entries,
@@ -263,8 +302,11 @@ uint64_t wd__sparse_k(uint64_t n, double sparsity);
 /* Encodes src: keeps the k largest |delta| (k above), indices ascending.
  * sparsity must be in [0, 1) (deltatensors refuses others): WD_EUSAGE.
  * On success *out owns malloc'd arrays (wd__sparse_clear frees them); fid
- * (may be NULL) gets the fidelity. Passes over src: 3 (1 when it fits in a
- * chunk); memory: see the top of this file, the k entries being the output. */
+ * (may be NULL) gets the fidelity. Passes over src: 2 when the top-k cut's
+ * second pass is saved (wd__topk_plan: a sampled window, or the cut folded,
+ * holding up to WD_TOPK_FOLD_MAX candidates until the end of the pass),
+ * else 3 (1 read when the tensor is cached);
+ * memory: see the top of this file, the k entries being the output. */
 int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double sparsity,
                       wd_codec_fidelity *fid);
 /* The same selection handed out in index order instead of kept: emit gets
@@ -350,7 +392,9 @@ unsigned wd__int4_idx_bytes(int layout, uint64_t n);
  *   layout 1 (0.2.0): the same scale and zero point (no scale == 0 test);
  *     codes for the non-outliers = clip(rint(f32(f32(f32(d - f32(q_min)) /
  *     f32(q_max - q_min)) * 15)), 0, 15).
- * Passes over src: 4 (1 when it fits in a chunk). *out owns its arrays. */
+ * Passes over src: 3 when the top-k cut's second pass is saved
+ * (wd__topk_plan), else 4 (1 read when the tensor is cached). *out owns
+ * its arrays. */
 int wd__int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outlier_fraction,
                     int layout, wd_codec_fidelity *fid);
 /* Receives the layout-2 codes of elements [begin, end) (begin even, so no

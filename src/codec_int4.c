@@ -529,6 +529,9 @@ static int int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outli
     int4_ctx c;
     memset(&c, 0, sizeof c);
     size_t batch = 0, units = 0;
+    int64_t *cand_idx = NULL, *cand_own = NULL;
+    float *cand_val = NULL;
+    uint64_t m = 0; /* candidates collected */
     int rc = wd__reader_init(&r, src);
     if (rc)
         goto done;
@@ -550,8 +553,32 @@ static int int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outli
         rc = WD_NOMEM();
         goto done;
     }
-    if ((rc = wd__topk_find(&c.cut, &r, n_out)))
+    /* A folded cut's candidates (position, value: 12 bytes each) go where
+     * the codes will go: pass B starts filling packed only after the
+     * candidates are done with, so candidates up to packed_len / 12 cost
+     * no memory at all (a 136M-element embedding whose sampled window
+     * missed, see wd__topk_plan: 1.4M candidates, 16 MiB of its 68 MiB of
+     * codes). Beyond that, a separate buffer of at most WD_TOPK_FOLD_MAX. */
+    wd_topk_plan plan;
+    const size_t cand_bytes = sizeof(int64_t) + sizeof(float);
+    uint64_t in_packed = packed_len / cand_bytes;
+    if ((rc = wd__topk_plan(&plan, &r, n_out, in_packed > WD_TOPK_FOLD_MAX ? in_packed : WD_TOPK_FOLD_MAX)))
         goto done;
+    c.cut = plan.cut;
+    if (plan.fold) {
+        if (plan.n_cands <= in_packed) {
+            cand_idx = (int64_t *)(void *)out->packed;
+            cand_val = (float *)(void *)(out->packed + plan.n_cands * sizeof *cand_idx);
+        } else {
+            cand_own = malloc((size_t)plan.n_cands * cand_bytes);
+            if (!cand_own) {
+                rc = WD_NOMEM();
+                goto done;
+            }
+            cand_idx = cand_own;
+            cand_val = (float *)(void *)(cand_own + plan.n_cands);
+        }
+    }
 
     /* Pass A: outliers out, min/max of the rest, merged in unit order so
      * the result is that of one walk in index order. numpy's min/max
@@ -582,7 +609,19 @@ static int int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outli
             int unit_nan = s->nan_seen;
             float unit_nan_val = s->nan_val;
             uint64_t unit_nan_pos = s->nan_pos;
-            for (size_t e = 0; e < s->n; e++) {
+            if (plan.fold) { /* decided once all are in: see below */
+                if (s->n > plan.n_cands - m) {
+                    rc = wd__error(WD_ERROR, "int4: more outlier candidates than the first pass counted: "
+                                             "the delta source returned different values on another pass");
+                    break;
+                }
+                if (s->n) { /* a unit without entries may have no arrays yet */
+                    memcpy(cand_idx + m, s->idx, s->n * sizeof *cand_idx);
+                    memcpy(cand_val + m, s->val, s->n * sizeof *cand_val);
+                    m += s->n;
+                }
+            }
+            for (size_t e = 0; !plan.fold && e < s->n; e++) {
                 float x = s->val[e];
                 if (!s->tie[e] || wd__topk_take(&c.cut, c.cut.thr, &eq_seen)) {
                     if (j < n_out) {
@@ -608,6 +647,33 @@ static int int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outli
         }
     }
     (void)nan_pos;
+    if (!rc && plan.fold) {
+        /* The candidates, in index order (units were appended in unit
+         * order), get the exact cut; those below it are non-outliers, as
+         * the ties a cut leaves are in the merge above. Adding them to the
+         * extremes after every other element still gives the extremes of
+         * one walk in index order: a folded cut's bucket is neither 0 nor
+         * inf/NaN's, so they are nonzero finite values, and of equal ones
+         * (the only case where "the later one wins" could tell them apart)
+         * every copy has the same bits. No NaN is below the cut, so the
+         * first NaN left is the first of the units'. */
+        if (!(rc = wd__topk_fold_cut(&c.cut, &plan, cand_val, m))) {
+            for (uint64_t e = 0; e < m; e++) {
+                float x = cand_val[e];
+                if (wd__topk_take(&c.cut, wd__abs_key(x), &eq_seen)) {
+                    if (j < n_out) {
+                        store_idx(out->outlier_idx, idx_bytes, j, (uint64_t)cand_idx[e]);
+                        out->outlier_vals[j] = wd__f32_to_f16(x);
+                    }
+                    j++;
+                } else {
+                    extremes_add(&have, &mn, &mx, x);
+                }
+            }
+        }
+        if (cand_idx == (int64_t *)(void *)out->packed) /* pass B ORs codes into zeros */
+            memset(out->packed, 0, (size_t)plan.n_cands * cand_bytes);
+    }
     if (!rc && j != n_out)
         rc = wd__error(WD_ERROR, "int4: selected %llu of %llu outliers: the delta source "
                                  "returned different values on another pass",
@@ -663,6 +729,7 @@ done:
     for (size_t u = 0; c.units && u < batch; u++)
         wd__entries_free(c.units[u].idx, c.units[u].val, c.units[u].tie);
     free(c.units);
+    free(cand_own);
     free(c.err2);
     free(c.max_abs);
     free(c.qbuf);

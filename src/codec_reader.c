@@ -245,11 +245,26 @@ static size_t bucket_of_kth(const uint64_t *hist, size_t nbins, uint64_t k, uint
     return b;
 }
 
+/* Pass 1 of a tensor the reader does not cache also counts the low bits
+ * of a window of SPEC_BUCKETS buckets around the bucket where a sample of
+ * SPEC_UNITS units, spread over the tensor, puts the k-th largest: when
+ * the whole tensor's bucket b1 falls inside (the deltas of a tensor look
+ * alike throughout), the exact cut is known after pass 1 without a second
+ * pass and without holding candidates; when not, nothing is lost but the
+ * sample's reads. Memory: 256 KiB a window bucket per worker slot. */
+#define SPEC_UNITS 3
+#define SPEC_BUCKETS 5
+#define SPEC_MIN_UNITS 8 /* fewer units: the sample would cost too much of a pass */
+
 typedef struct {
     uint64_t *hist; /* nworkers x nbins */
     size_t nbins;
     int second;     /* pass 2: low bits inside bucket b1 */
     uint32_t b1;
+    uint64_t *win;  /* pass 1: nworkers x SPEC_BUCKETS << LO_BITS low-bit counts, or NULL */
+    uint32_t win_lo; /* first bucket of the window */
+    size_t units;   /* the sample run: units of the tensor */
+    const wd__reader *r;
 } hist_ctx;
 
 static int hist_unit(void *p, size_t u, int worker, const float *d, uint64_t begin, size_t count)
@@ -258,77 +273,217 @@ static int hist_unit(void *p, size_t u, int worker, const float *d, uint64_t beg
     (void)begin;
     hist_ctx *h = p;
     uint64_t *hist = h->hist + (size_t)worker * h->nbins;
-    if (!h->second) {
-        for (size_t i = 0; i < count; i++)
-            hist[wd__abs_key(d[i]) >> LO_BITS]++;
-    } else {
+    if (h->second) {
         for (size_t i = 0; i < count; i++) {
             uint32_t key = wd__abs_key(d[i]);
             if ((key >> LO_BITS) == h->b1)
                 hist[key & ((1u << LO_BITS) - 1)]++;
         }
+    } else if (h->win) {
+        uint64_t *win = h->win + ((size_t)worker * SPEC_BUCKETS << LO_BITS);
+        for (size_t i = 0; i < count; i++) {
+            uint32_t key = wd__abs_key(d[i]);
+            hist[key >> LO_BITS]++;
+            /* unsigned: keys below the window wrap past it */
+            uint32_t off = key - (h->win_lo << LO_BITS);
+            if (off < (uint32_t)SPEC_BUCKETS << LO_BITS)
+                win[off]++;
+        }
+    } else {
+        for (size_t i = 0; i < count; i++)
+            hist[wd__abs_key(d[i]) >> LO_BITS]++;
     }
     return 0;
 }
 
-/* One histogram pass; the per-worker counts are added into h->hist[0..]. */
+/* Adds the per-worker counts of a (nworkers x len) array into its first row. */
+static void sum_workers(uint64_t *a, size_t len, int nworkers)
+{
+    for (int w = 1; w < nworkers; w++)
+        for (size_t b = 0; b < len; b++)
+            a[b] += a[(size_t)w * len + b];
+}
+
+/* One histogram pass; the per-worker counts are added into h->hist[0..]
+ * (and h->win[0..]). */
 static int hist_pass(wd__reader *r, hist_ctx *h)
 {
     memset(h->hist, 0, (size_t)r->nworkers * h->nbins * sizeof *h->hist);
+    size_t win_len = (size_t)SPEC_BUCKETS << LO_BITS;
+    if (h->win)
+        memset(h->win, 0, (size_t)r->nworkers * win_len * sizeof *h->win);
     int rc = wd__reader_run(r, 0, wd__reader_units(r), NULL, NULL, hist_unit, h);
-    for (int w = 1; !rc && w < r->nworkers; w++)
-        for (size_t b = 0; b < h->nbins; b++)
-            h->hist[b] += h->hist[(size_t)w * h->nbins + b];
+    if (!rc)
+        sum_workers(h->hist, h->nbins, r->nworkers);
+    if (!rc && h->win)
+        sum_workers(h->win, win_len, r->nworkers);
     return rc;
 }
 
-int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k)
+/* Unit i of the sample: the middle of the i-th of SPEC_UNITS equal parts. */
+static void sample_range(const void *rctx, size_t i, uint64_t *begin, size_t *count)
 {
+    const hist_ctx *h = rctx;
+    const wd__reader *r = h->r;
+    size_t u = (2 * i + 1) * h->units / (2 * SPEC_UNITS);
+    uint64_t b = (uint64_t)u * r->chunk, n = r->src->n;
+    *begin = b;
+    *count = (size_t)(n - b < r->chunk ? n - b : r->chunk);
+}
+
+/* Reads the sample and sets h->win_lo around its k-th largest bucket
+ * (scaled to the sample's size). */
+static int spec_window(wd__reader *r, hist_ctx *h, uint64_t k)
+{
+    memset(h->hist, 0, (size_t)r->nworkers * h->nbins * sizeof *h->hist);
+    h->units = wd__reader_units(r);
+    hist_ctx s = *h;
+    s.win = NULL;
+    int rc = wd__reader_run(r, 0, SPEC_UNITS, sample_range, &s, hist_unit, &s);
+    if (rc)
+        return rc;
+    sum_workers(h->hist, h->nbins, r->nworkers);
+    uint64_t m = 0, above;
+    for (size_t b = 0; b < h->nbins; b++)
+        m += h->hist[b];
+    /* k of n is about k * m / n of the sample (k * m < 2^64: m is at most
+     * SPEC_UNITS chunks, k < 2^40 for any tensor that fits in memory) */
+    double ks = (double)k * (double)m / (double)r->src->n;
+    uint64_t kk = ks < 1 ? 1 : ks > (double)m ? m : (uint64_t)ks;
+    uint32_t b = (uint32_t)bucket_of_kth(h->hist, h->nbins, kk, &above);
+    h->win_lo = b < SPEC_BUCKETS / 2 ? 0 : b - SPEC_BUCKETS / 2;
+    if (h->win_lo > (1u << HI_BITS) - SPEC_BUCKETS)
+        h->win_lo = (1u << HI_BITS) - SPEC_BUCKETS;
+    return 0;
+}
+
+/* The cut inside bucket b1 from a histogram of the low 15 bits of its
+ * elements' keys: the need-th largest, and how many of the ties at it are
+ * taken (all of them as UINT64_MAX). */
+static void cut_in_bucket(wd_topk_cut *out, const uint64_t *lo_hist, uint32_t b1, uint64_t need)
+{
+    uint64_t above2;
+    uint32_t b2 = (uint32_t)bucket_of_kth(lo_hist, (size_t)1 << LO_BITS, need, &above2);
+    out->thr = (b1 << LO_BITS) | b2;
+    out->take_eq = need - above2;
+    if (out->take_eq == lo_hist[b2])
+        out->take_eq = UINT64_MAX;
+}
+
+int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands)
+{
+    memset(p, 0, sizeof *p);
     uint64_t n = r->src->n;
     if (k > n)
         return wd__error(WD_EUSAGE, "top-%llu of %llu elements", (unsigned long long)k,
                          (unsigned long long)n);
     if (k == 0) { /* keys never exceed 0x7fffffff: nothing is above */
-        out->thr = UINT32_MAX;
-        out->take_eq = 0;
+        p->cut.thr = UINT32_MAX;
+        p->cut.take_eq = 0;
         return 0;
     }
     if (k == n) {
-        out->thr = 0;
-        out->take_eq = UINT64_MAX;
+        p->cut.thr = 0;
+        p->cut.take_eq = UINT64_MAX;
         return 0;
     }
 
-    hist_ctx h = {calloc((size_t)r->nworkers << HI_BITS, sizeof(uint64_t)), (size_t)1 << HI_BITS, 0, 0};
+    hist_ctx h = {calloc((size_t)r->nworkers << HI_BITS, sizeof(uint64_t)), (size_t)1 << HI_BITS, 0, 0, NULL, 0, 0, r};
     if (!h.hist)
         return WD_NOMEM();
+    int rc = 0;
+    /* Each pass reads the source again: worth a sample to save one. */
+    if (!r->cached && !r->src->topk_two_pass && wd__reader_units(r) >= SPEC_MIN_UNITS) {
+        if (!(h.win = calloc((size_t)r->nworkers * SPEC_BUCKETS << LO_BITS, sizeof *h.win))) {
+            rc = WD_NOMEM();
+            goto done;
+        }
+        if ((rc = spec_window(r, &h, k)))
+            goto done;
+    }
     /* Pass 1: the high 16 bits of every key. */
-    int rc = hist_pass(r, &h);
-    if (rc)
+    if ((rc = hist_pass(r, &h)))
         goto done;
     uint64_t above;
     uint32_t b1 = (uint32_t)bucket_of_kth(h.hist, h.nbins, k, &above);
     uint64_t need = k - above; /* 1 .. hist[b1] */
     if (need == h.hist[b1]) {
         /* The whole bucket goes: no second pass. */
-        out->thr = b1 << LO_BITS;
-        out->take_eq = UINT64_MAX;
+        p->cut.thr = b1 << LO_BITS;
+        p->cut.take_eq = UINT64_MAX;
+        goto done;
+    }
+    if (h.win && b1 - h.win_lo < SPEC_BUCKETS) {
+        /* The sample was right: pass 1 counted the low bits of b1 too. */
+        cut_in_bucket(&p->cut, h.win + ((size_t)(b1 - h.win_lo) << LO_BITS), b1, need);
+        p->spec_hit = 1;
+        goto done;
+    }
+
+    /* Folding hands the encoding pass everything at or above bucket b1.
+     * Not for bucket 0 (it holds both zeros, and which of -0.0 and +0.0
+     * becomes int4's extreme depends on where each lies in index order),
+     * nor for the bucket of inf and NaN (the encoders' NaN rules look at
+     * positions too): below the cut, only nonzero finite values whose
+     * order cannot matter are then left for the merge. */
+    uint64_t n_cands = above + h.hist[b1];
+    if (b1 != 0 && b1 < (0x7f800000u >> LO_BITS) && n_cands <= max_cands && !r->src->topk_two_pass) {
+        p->fold = 1;
+        p->cut.thr = b1 << LO_BITS;
+        p->cut.take_eq = UINT64_MAX;
+        p->need = need;
+        p->hist_b1 = h.hist[b1];
+        p->n_cands = n_cands;
         goto done;
     }
 
     /* Pass 2: the low 15 bits inside bucket b1. */
+    free(h.win);
+    h.win = NULL;
     h.nbins = (size_t)1 << LO_BITS;
     h.second = 1;
     h.b1 = b1;
     if ((rc = hist_pass(r, &h)))
         goto done;
-    uint64_t above2;
-    uint32_t b2 = (uint32_t)bucket_of_kth(h.hist, h.nbins, need, &above2);
-    out->thr = (b1 << LO_BITS) | b2;
-    out->take_eq = need - above2;
-    if (out->take_eq == h.hist[b2])
-        out->take_eq = UINT64_MAX;
+    cut_in_bucket(&p->cut, h.hist, b1, need);
 done:
     free(h.hist);
+    free(h.win);
+    return rc;
+}
+
+int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k)
+{
+    wd_topk_plan p;
+    int rc = wd__topk_plan(&p, r, k, 0);
+    *out = p.cut;
+    return rc;
+}
+
+int wd__topk_fold_cut(wd_topk_cut *out, const wd_topk_plan *p, const float *val, uint64_t m)
+{
+    uint32_t b1 = p->cut.thr >> LO_BITS;
+    uint64_t in_b1 = 0;
+    /* the histogram pass 2 would have made: bucket b1 is exactly the
+     * candidates whose high bits are b1 */
+    uint64_t *lo = calloc((size_t)1 << LO_BITS, sizeof *lo);
+    if (!lo)
+        return WD_NOMEM();
+    for (uint64_t e = 0; e < m; e++) {
+        uint32_t key = wd__abs_key(val[e]);
+        if ((key >> LO_BITS) == b1) {
+            lo[key & ((1u << LO_BITS) - 1)]++;
+            in_b1++;
+        }
+    }
+    int rc = 0;
+    if (m != p->n_cands || in_b1 != p->hist_b1)
+        rc = wd__error(WD_ERROR, "top-k: %llu candidates (%llu at the cut's bucket) where the first pass counted "
+                                 "%llu (%llu): the delta source returned different values on another pass",
+                       (unsigned long long)m, (unsigned long long)in_b1, (unsigned long long)p->n_cands,
+                       (unsigned long long)p->hist_b1);
+    else
+        cut_in_bucket(out, lo, b1, p->need);
+    free(lo);
     return rc;
 }

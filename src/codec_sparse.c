@@ -94,6 +94,7 @@ typedef struct {
 
 typedef struct {
     wd_topk_cut cut;
+    int fold;           /* cut is a folded plan's: every key >= cut.thr is an entry */
     size_t u0;
     sparse_unit *units; /* one per unit of the batch */
 } sparse_ctx;
@@ -115,7 +116,7 @@ static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_
     s->begin = begin;
     s->count = count;
     s->n_ties = 0;
-    size_t words = (count + 63) / 64;
+    size_t words = c->fold ? 0 : (count + 63) / 64; /* a folded cut has no ties yet */
     if (words > s->tie_words) {
         free(s->tie_at);
         free(s->tie_neg);
@@ -125,14 +126,17 @@ static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_
         if (!s->tie_words)
             return WD_NOMEM();
     }
-    memset(s->tie_at, 0, words * sizeof *s->tie_at);
-    memset(s->tie_neg, 0, words * sizeof *s->tie_neg);
+    if (words) {
+        memset(s->tie_at, 0, words * sizeof *s->tie_at);
+        memset(s->tie_neg, 0, words * sizeof *s->tie_neg);
+    }
     uint32_t thr = c->cut.thr;
+    int fold = c->fold;
     s->norm2 = wd__sum_squares(d, count);
     for (size_t i = 0; i < count; i++) {
         double x = d[i];
         uint32_t key = wd__abs_key(d[i]);
-        if (key > thr) {
+        if (key > thr || (key == thr && fold)) {
             if (s->n == s->cap && wd__entries_grow(&s->idx, &s->val, &s->tie, &s->cap, s->n + 1))
                 return WD_NOMEM();
             s->idx[s->n] = (int64_t)(begin + i);
@@ -209,6 +213,40 @@ static int merge_unit(const sparse_unit *s, const wd_topk_cut *cut, uint64_t *eq
     return emit(ud, out_idx, out_val, n_out);
 }
 
+/* A folded cut's candidates, all m of them in index order (units are
+ * appended in unit order): the exact cut, then the entries it takes go out
+ * in index order, compacted in place, and the rest count as errors. Those
+ * are nonzero finite values (a folded cut's bucket is neither zero's nor
+ * inf/NaN's), so max_abs is the same whatever the order; err2 adds them
+ * after every unit's sum instead of inside it, so its last bits may differ
+ * from the unfolded path's, as they differ with the unit size. */
+static int emit_folded(const wd_topk_plan *plan, int64_t *idx, float *val, uint64_t m, uint64_t *j,
+                       double *err2, double *max_abs, wd_sparse_emit_fn emit, void *ud)
+{
+    wd_topk_cut cut;
+    int rc = wd__topk_fold_cut(&cut, plan, val, m);
+    if (rc)
+        return rc;
+    uint64_t eq_seen = 0, w = 0;
+    for (uint64_t e = 0; e < m; e++) {
+        float x = val[e];
+        if (wd__topk_take(&cut, wd__abs_key(x), &eq_seen)) {
+            idx[w] = idx[e];
+            val[w] = x;
+            w++;
+        } else {
+            *err2 += (double)x * x;
+            max_update(max_abs, fabs((double)x));
+        }
+    }
+    for (uint64_t e = 0; !rc && e < w; e += MERGE_OUT) {
+        size_t cnt = w - e < MERGE_OUT ? (size_t)(w - e) : MERGE_OUT;
+        rc = emit(ud, idx + e, val + e, cnt);
+    }
+    *j += w;
+    return rc;
+}
+
 int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse_emit_fn emit, void *ud,
                              uint64_t *out_k, wd_codec_fidelity *fid)
 {
@@ -224,8 +262,9 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
     memset(c, 0, sizeof c);
     sparse_unit *all = NULL;
     size_t batch = 0;
-    int64_t *out_idx = NULL;
-    float *out_val = NULL;
+    int64_t *out_idx = NULL, *cand_idx = NULL;
+    float *out_val = NULL, *cand_val = NULL;
+    uint64_t m = 0; /* folded: candidates collected */
     int rc = wd__reader_init(&r, src);
     if (rc)
         goto done;
@@ -238,9 +277,16 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
     }
     c[0].units = all;
     c[1].units = all + batch;
-    if ((rc = wd__topk_find(&c[0].cut, &r, k)))
+    wd_topk_plan plan;
+    if ((rc = wd__topk_plan(&plan, &r, k, WD_TOPK_FOLD_MAX)))
         goto done;
-    c[1].cut = c[0].cut;
+    c[0].cut = c[1].cut = plan.cut;
+    c[0].fold = c[1].fold = plan.fold;
+    if (plan.fold && (!(cand_idx = malloc((size_t)plan.n_cands * sizeof *cand_idx + 1)) ||
+                      !(cand_val = malloc((size_t)plan.n_cands * sizeof *cand_val + 1)))) {
+        rc = WD_NOMEM();
+        goto done;
+    }
 
     /* Final pass, a batch of units at a time: workers collect each unit's
      * entries and ties, then they go out in unit order (merge_unit), so
@@ -268,6 +314,19 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
             norm2 += s->norm2;
             err2 += s->err2;
             max_update(&max_abs, s->max_abs);
+            if (plan.fold) { /* decided once all are in: see below */
+                if (s->n > plan.n_cands - m) {
+                    rc = wd__error(WD_ERROR, "sparse: more candidates than the first pass counted: the delta "
+                                             "source returned different values on another pass");
+                    break;
+                }
+                if (s->n) { /* a unit without entries may have no arrays yet */
+                    memcpy(cand_idx + m, s->idx, s->n * sizeof *cand_idx);
+                    memcpy(cand_val + m, s->val, s->n * sizeof *cand_val);
+                    m += s->n;
+                }
+                continue;
+            }
             rc = merge_unit(s, &c[cur].cut, &eq_seen, out_idx, out_val, &j, k, &err2, &max_abs, emit, ud);
             if (j > k)
                 break;
@@ -278,6 +337,8 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
     int wrc = wd__reader_wait(&r); /* a run started before a failure */
     if (!rc)
         rc = wrc;
+    if (!rc && plan.fold)
+        rc = emit_folded(&plan, cand_idx, cand_val, m, &j, &err2, &max_abs, emit, ud);
     if (!rc && j != k) /* the source changed between passes */
         rc = wd__error(WD_ERROR, "sparse: selected %llu of %llu entries: the delta source "
                                  "returned different values on another pass",
@@ -296,6 +357,8 @@ done:
     free(all);
     free(out_idx);
     free(out_val);
+    free(cand_idx);
+    free(cand_val);
     wd__reader_free(&r);
     return rc;
 }

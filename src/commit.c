@@ -601,8 +601,9 @@ typedef struct {
 
 static unsigned lossy_passes(int strategy)
 {
-    /* histogram passes (about one and a half), then the codec's own */
-    return strategy == WD__WS_QUANTIZED ? 1 : strategy == WD__WS_SPARSE ? 3 : 4;
+    /* a histogram pass (the top-k cut's second one is usually saved, see
+     * wd__topk_plan), then the codec's own */
+    return strategy == WD__WS_QUANTIZED ? 1 : strategy == WD__WS_SPARSE ? 2 : 3;
 }
 
 static void lossy_progress_fn(void *ud, uint64_t elems_read)
