@@ -558,10 +558,11 @@ static int int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outli
      * candidates are done with, so candidates up to packed_len / 12 cost
      * no memory at all (a 136M-element embedding whose sampled window
      * missed, see wd__topk_plan: 1.4M candidates, 16 MiB of its 68 MiB of
-     * codes). Beyond that, a separate buffer of at most WD_TOPK_FOLD_MAX. */
+     * codes). Beyond that, or when the codes stream out and there is no
+     * packed array, a separate buffer of at most WD_TOPK_FOLD_MAX. */
     wd_topk_plan plan;
     const size_t cand_bytes = sizeof(int64_t) + sizeof(float);
-    uint64_t in_packed = packed_len / cand_bytes;
+    uint64_t in_packed = out->packed ? packed_len / cand_bytes : 0;
     if ((rc = wd__topk_plan(&plan, &r, n_out, in_packed > WD_TOPK_FOLD_MAX ? in_packed : WD_TOPK_FOLD_MAX)))
         goto done;
     c.cut = plan.cut;
