@@ -164,7 +164,7 @@ static int load_piece_fn(void *ctx, size_t i, int worker)
     }
     p->j1 = it->t ? s->td.used : 0;
     s->next_b = p->b + p->cnt;
-    wd__tref_from_f32(s->pb.out, s->pb.f, p->cnt, it->out);
+    wd__from_f32(s->pb.out, s->pb.f, p->cnt, it->out);
     return wd__file_pwrite(j->fd, s->pb.out, p->cnt * oes, p->off, j->path);
 }
 

@@ -66,56 +66,16 @@ int wd__tref_read(const wd_tref *r, uint64_t off, void *buf, size_t len)
     return wd__st_read(r->st, r->t, off, buf, len);
 }
 
-void wd__tref_to_f32(float *out, const uint8_t *src, size_t count, wd_dtype dt)
-{
-    /* piece.c's wd__to_f32 switches on the dtype per element; the two
-     * dtypes model weights come in get loops the compiler vectorises. Same
-     * values: bfloat16 widens exactly by a 16-bit shift. */
-    if (dt == WD_DT_BF16) {
-        for (size_t i = 0; i < count; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            uint32_t u = (uint32_t)h << 16;
-            memcpy(&out[i], &u, 4);
-        }
-    } else if (dt == WD_DT_F32) {
-        memcpy(out, src, count * 4);
-    } else {
-        wd__to_f32(out, src, count, dt);
-    }
-}
-
-void wd__tref_from_f32(uint8_t *dst, const float *src, size_t count, wd_dtype dt)
-{
-    /* piece.c's wd__from_f32 calls wd__f32_to_bf16 per element behind a
-     * switch; this is the same rounding (to nearest even, NaN kept quiet
-     * and NaN) written without branches so that it vectorises. */
-    if (dt == WD_DT_BF16) {
-        for (size_t i = 0; i < count; i++) {
-            uint32_t u;
-            memcpy(&u, &src[i], 4);
-            uint32_t nan = (u & 0x7fffffffu) > 0x7f800000u;
-            uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-            uint16_t h = (uint16_t)(nan ? ((u >> 16) | 0x40u) : rounded);
-            memcpy(dst + 2 * i, &h, 2);
-        }
-    } else if (dt == WD_DT_F32) {
-        memcpy(dst, src, count * 4);
-    } else {
-        wd__from_f32(dst, src, count, dt);
-    }
-}
-
 int wd__tref_f32(const wd_tref *r, uint64_t begin, size_t count, float *out, uint8_t *raw)
 {
     size_t es = wd__dtype_size(r->dtype);
     if (r->mem) {
-        wd__tref_to_f32(out, r->mem + begin * es, count, r->dtype);
+        wd__to_f32(out, r->mem + begin * es, count, r->dtype);
         return 0;
     }
     int rc = wd__st_read(r->st, r->t, begin * es, raw, count * es);
     if (!rc)
-        wd__tref_to_f32(out, raw, count, r->dtype);
+        wd__to_f32(out, raw, count, r->dtype);
     return rc;
 }
 

@@ -39,13 +39,6 @@ int wd__tref_read(const wd_tref *r, uint64_t off, void *buf, size_t len);
  * elements of the tensor's dtype (unused, may be NULL, for memory). */
 int wd__tref_f32(const wd_tref *r, uint64_t begin, size_t count, float *out, uint8_t *raw);
 
-/* count elements of dtype dt at src as float32 (wd__to_f32's values, with
- * fast loops for bfloat16 and float32). */
-void wd__tref_to_f32(float *out, const uint8_t *src, size_t count, wd_dtype dt);
-
-/* count float32 values as dtype dt at dst (wd__from_f32's bytes, with fast
- * loops for bfloat16 and float32). */
-void wd__tref_from_f32(uint8_t *dst, const float *src, size_t count, wd_dtype dt);
 
 /* Whether two shapes are the same; a shape as "[2,3]" for a message. */
 int wd__shape_same(int na, const uint64_t *a, int nb, const uint64_t *b);
