@@ -1063,7 +1063,8 @@ static void test_int4_lanes(void)
         if (round % 4 == 3)
             d[(size_t)(rnd() % n)] = NAN;
         wd__delta_src_mem(&src, d, n);
-        CHECK_RC(wd__int4_encode(&e, &src, 1.0 / (double)n, 2, NULL), 0);
+        wd_codec_fidelity fid;
+        CHECK_RC(wd__int4_encode(&e, &src, 1.0 / (double)n, 2, &fid), 0);
         /* the definition: extremes of the non-outliers, the later of equal values */
         uint64_t out_at = (uint64_t)((int32_t *)e.outlier_idx)[0];
         int have = 0;
@@ -1093,6 +1094,25 @@ static void test_int4_lanes(void)
             bad += ((i & 1) ? (b & 15) : (b >> 4)) != q;
         }
         CHECK(bad == 0);
+        /* max_abs_error: the largest |decoded - d|, decoded = lut[code] or
+         * the outlier's float16 (the encoder's vector loop rebuilds lut[q]
+         * arithmetically) */
+        int any_nan = 0;
+        for (size_t i = 0; i < n; i++)
+            any_nan |= isnan(d[i]);
+        if (!any_nan && sc != 0.0f) {
+            float lut[16];
+            wd__int4_lut(lut, e.scale, e.zero_point);
+            double want = 0;
+            for (size_t i = 0; i < n; i++) {
+                uint8_t b = e.packed[i >> 1];
+                double dec = i == out_at ? (double)wd__f16_to_f32(e.outlier_vals[0]) : (double)lut[(i & 1) ? (b & 15) : (b >> 4)];
+                double err = fabs(dec - (double)d[i]);
+                if (err > want)
+                    want = err;
+            }
+            CHECK(fid.max_abs_error == want);
+        }
         wd__int4_clear(&e);
     }
 }
