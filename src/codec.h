@@ -230,6 +230,11 @@ int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands
  * order). WD_ERROR when they are not the n_cands pass 1 counted (the
  * source changed between passes). Memory: a 256 KiB histogram. */
 int wd__topk_fold_cut(wd_topk_cut *out, const wd_topk_plan *p, const float *val, uint64_t m);
+/* Appends a unit's n candidates (idx, val) to cand_idx/cand_val at *m,
+ * which hold the plan's n_cands; WD_ERROR naming codec when they would
+ * overflow them (the source changed between passes). */
+int wd__topk_fold_add(const wd_topk_plan *p, int64_t *cand_idx, float *cand_val, uint64_t *m,
+                      const int64_t *idx, const float *val, size_t n, const char *codec);
 
 /* Grows the parallel arrays a unit collects its entries at or above a cut
  * in (positions, values, tie marks) to hold at least want entries,

@@ -610,18 +610,9 @@ static int int4_encode(wd_int4_delta *out, const wd_delta_src *src, double outli
             int unit_nan = s->nan_seen;
             float unit_nan_val = s->nan_val;
             uint64_t unit_nan_pos = s->nan_pos;
-            if (plan.fold) { /* decided once all are in: see below */
-                if (s->n > plan.n_cands - m) {
-                    rc = wd__error(WD_ERROR, "int4: more outlier candidates than the first pass counted: "
-                                             "the delta source returned different values on another pass");
-                    break;
-                }
-                if (s->n) { /* a unit without entries may have no arrays yet */
-                    memcpy(cand_idx + m, s->idx, s->n * sizeof *cand_idx);
-                    memcpy(cand_val + m, s->val, s->n * sizeof *cand_val);
-                    m += s->n;
-                }
-            }
+            if (plan.fold && /* decided once all are in: see below */
+                (rc = wd__topk_fold_add(&plan, cand_idx, cand_val, &m, s->idx, s->val, s->n, "int4 outliers")))
+                break;
             for (size_t e = 0; !plan.fold && e < s->n; e++) {
                 float x = s->val[e];
                 if (!s->tie[e] || wd__topk_take(&c.cut, c.cut.thr, &eq_seen)) {

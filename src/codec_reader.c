@@ -460,6 +460,20 @@ int wd__topk_find(wd_topk_cut *out, wd__reader *r, uint64_t k)
     return rc;
 }
 
+int wd__topk_fold_add(const wd_topk_plan *p, int64_t *cand_idx, float *cand_val, uint64_t *m,
+                      const int64_t *idx, const float *val, size_t n, const char *codec)
+{
+    if (n > p->n_cands - *m)
+        return wd__error(WD_ERROR, "%s: more candidates than the first pass counted: the delta source "
+                                   "returned different values on another pass", codec);
+    if (n) { /* a unit without entries may have no arrays yet */
+        memcpy(cand_idx + *m, idx, n * sizeof *cand_idx);
+        memcpy(cand_val + *m, val, n * sizeof *cand_val);
+        *m += n;
+    }
+    return 0;
+}
+
 int wd__topk_fold_cut(wd_topk_cut *out, const wd_topk_plan *p, const float *val, uint64_t m)
 {
     uint32_t b1 = p->cut.thr >> LO_BITS;

@@ -315,16 +315,8 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
             err2 += s->err2;
             max_update(&max_abs, s->max_abs);
             if (plan.fold) { /* decided once all are in: see below */
-                if (s->n > plan.n_cands - m) {
-                    rc = wd__error(WD_ERROR, "sparse: more candidates than the first pass counted: the delta "
-                                             "source returned different values on another pass");
+                if ((rc = wd__topk_fold_add(&plan, cand_idx, cand_val, &m, s->idx, s->val, s->n, "sparse")))
                     break;
-                }
-                if (s->n) { /* a unit without entries may have no arrays yet */
-                    memcpy(cand_idx + m, s->idx, s->n * sizeof *cand_idx);
-                    memcpy(cand_val + m, s->val, s->n * sizeof *cand_val);
-                    m += s->n;
-                }
                 continue;
             }
             rc = merge_unit(s, &c[cur].cut, &eq_seen, out_idx, out_val, &j, k, &err2, &max_abs, emit, ud);
