@@ -813,20 +813,12 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15u;
 
 static uint64_t rnd(void)
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
+    return tu_splitmix(&rng_state);
 }
 
 static float rnd_delta(void)
 {
-    /* roughly normal, rounded to bf16 like a bf16 fine-tune's deltas, so
-     * values repeat and the selection meets ties */
-    double s = 0;
-    for (int i = 0; i < 4; i++)
-        s += (double)(rnd() >> 11) * 0x1p-53;
-    return wd__bf16_to_f32(wd__f32_to_bf16((float)((s - 2.0) * 0.02)));
+    return tu_bf16_delta(&rng_state);
 }
 
 typedef struct {

@@ -5,8 +5,11 @@
 #ifndef WD_TESTUTIL_H
 #define WD_TESTUTIL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "dtype.h"
 
 static int tu_passed, tu_failed;
 
@@ -38,6 +41,26 @@ static inline const char *tu_fixtures(void)
 {
     const char *d = getenv("WD_FIXTURES");
     return d ? d : "tests/fixtures";
+}
+
+/* splitmix64: the repeatable random stream of tests that draw data; each
+ * test file keeps its own state (its seed). */
+static inline uint64_t tu_splitmix(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+/* A roughly normal delta rounded to bfloat16, like a bf16 fine-tune's:
+ * values repeat, so top-k cuts meet ties. */
+static inline float tu_bf16_delta(uint64_t *state)
+{
+    double s = 0;
+    for (int i = 0; i < 4; i++)
+        s += (double)(tu_splitmix(state) >> 11) * 0x1p-53;
+    return wd__bf16_to_f32(wd__f32_to_bf16((float)((s - 2.0) * 0.02)));
 }
 
 static inline int tu_finish(const char *name)
