@@ -391,6 +391,26 @@ static size_t code_run(const quantizer *qz, float lut_range, const float *lut, c
     return stop;
 }
 
+/* Codes q[k..) two a byte, the first in the high nibble, into out[0..):
+ * up to the last whole pair before count; returns where it stopped. A code
+ * is below 16, so in a 16-bit lane holding (first, second) shifting the lane
+ * left by 4 puts first << 4 in its low byte with second's bits above. */
+static size_t pack_nibbles(uint8_t *out, const uint8_t *q, size_t k, size_t count)
+{
+#if defined(__SSE2__)
+    const __m128i low = _mm_set1_epi16(0x00f0);
+    for (; k + 32 <= count; k += 32, out += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(q + k)), b = _mm_loadu_si128((const __m128i *)(q + k + 16));
+        a = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(a, 4), low), _mm_srli_epi16(a, 8));
+        b = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(b, 4), low), _mm_srli_epi16(b, 8));
+        _mm_storeu_si128((__m128i *)out, _mm_packus_epi16(a, b));
+    }
+#endif
+    for (; k + 1 < count; k += 2)
+        *out++ = (uint8_t)(q[k] << 4 | q[k + 1]);
+    return k;
+}
+
 /* Pass B of one unit: its codes, and how far the decoded values are off. */
 /* Layout 2 with a real scale, the common case: codes for every position go
  * to the worker's qbuf in a branch-light loop between outliers, then are
@@ -431,8 +451,7 @@ static int code_unit_fast(int4_ctx *c, size_t u, int worker, const float *d, uin
         __atomic_fetch_or(&packed[rel >> 1], qbuf[0], __ATOMIC_RELAXED);
         k = 1;
     }
-    for (; k + 1 < count; k += 2)
-        packed[(rel + k) >> 1] = (uint8_t)(qbuf[k] << 4 | qbuf[k + 1]);
+    k = pack_nibbles(packed + ((rel + k) >> 1), qbuf, k, count);
     if (k < count) /* a high nibble in a byte the unit after fills too */
         __atomic_fetch_or(&packed[(rel + k) >> 1], (uint8_t)(qbuf[k] << 4), __ATOMIC_RELAXED);
     c->err2[u] = (acc[0] + acc[1]) + (acc[2] + acc[3]);

@@ -236,21 +236,55 @@ static void quantize(uint32_t freq[256], const uint32_t count[256], const uint8_
     }
 }
 
-/* Per-symbol encoder constants. q = x / f comes from a multiply by
- * rcp = floor(2^32 / f) (2^32 - 1 for f = 1), which for x < 2^32 is at most
- * one short of the quotient; one compare corrects it. */
+/* Per-symbol encoder constants. x / f is exact from one multiply and
+ * shift for every state (x < 2^31): rcp = ceil(2^(s + 31) / f) with
+ * 2^s >= f, shifted right by s - 1 (the reciprocal method of ryg's
+ * rans_byte). For f = 1, rcp = 2^32 - 1 with no shift gives x - 1, which
+ * the bias corrects. The new state is then x + bias + q * (M - f). */
 typedef struct {
     uint32_t x_max; /* renormalise while x >= x_max = f << (31 - S) */
     uint32_t rcp;
-    uint32_t freq;
-    uint32_t cum;
+    uint32_t bias;
+    uint16_t cmpl; /* M - f */
+    uint16_t shift;
 } enc_sym;
+
+static enc_sym enc_sym_of(uint32_t f, uint32_t cum, unsigned scale)
+{
+    enc_sym e = {.x_max = f << (31 - scale), .cmpl = (uint16_t)((1u << scale) - f)};
+    if (f == 1) {
+        e.rcp = UINT32_MAX;
+        e.bias = cum + (1u << scale) - 1;
+        return e;
+    }
+    unsigned s = 0;
+    while (f > (1u << s))
+        s++;
+    e.rcp = (uint32_t)(((1ull << (s + 31)) + f - 1) / f);
+    e.shift = (uint16_t)(s - 1);
+    e.bias = cum;
+    return e;
+}
+
+/* The state after coding a symbol with constants e into x, renormalised
+ * (x < e->x_max): (x / f << S) + x % f + cum. */
+static inline uint32_t enc_step(const enc_sym *e, uint32_t x)
+{
+    uint32_t q = (uint32_t)(((uint64_t)x * e->rcp) >> 32) >> e->shift;
+    return x + e->bias + q * e->cmpl;
+}
+
+uint32_t wd__rans_enc_step(uint32_t x, uint32_t f, uint32_t cum, unsigned scale)
+{
+    enc_sym e = enc_sym_of(f, cum, scale);
+    return enc_step(&e, x);
+}
 
 /* Encodes one symbol with constants e into state xv, emitting downwards at
  * q, which must have 2 bytes of room. Mirrors DEC_FAST: the first byte is
  * stored unconditionally (harmless below q when not kept) and kept by mask,
  * the rare second one by a branch. */
-#define ENC_PUT(xv, q, e, scale)                                                   \
+#define ENC_PUT(xv, q, e)                                                          \
     do {                                                                           \
         uint32_t x_ = (xv);                                                        \
         uint32_t m_ = 0u - (uint32_t)(x_ >= (e)->x_max);                           \
@@ -259,13 +293,7 @@ typedef struct {
         x_ >>= m_ & 8;                                                             \
         if (x_ >= (e)->x_max)                                                      \
             *--(q) = (uint8_t)x_, x_ >>= 8;                                        \
-        uint32_t q_ = (uint32_t)(((uint64_t)x_ * (e)->rcp) >> 32);                 \
-        uint32_t r_ = x_ - q_ * (e)->freq;                                         \
-        if (r_ >= (e)->freq) {                                                     \
-            q_++;                                                                  \
-            r_ -= (e)->freq;                                                       \
-        }                                                                          \
-        (xv) = (q_ << (scale)) + r_ + (e)->cum;                                    \
+        (xv) = enc_step(e, x_);                                                    \
     } while (0)
 
 size_t wd__rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n)
@@ -337,8 +365,7 @@ size_t wd__rans_encode_counted(uint8_t *dst, size_t cap, const uint8_t *src, siz
             *p++ = (uint8_t)(0x80 | f >> 8);
             *p++ = (uint8_t)f;
         }
-        uint32_t rcp = f == 1 ? UINT32_MAX : (uint32_t)((1ull << 32) / f);
-        es[sym[i]] = (enc_sym){f << (31 - scale), rcp, f, cum};
+        es[sym[i]] = enc_sym_of(f, cum, scale);
         cum += f;
     }
     assert((size_t)(p - dst) == table && cum == 1u << scale);
@@ -357,7 +384,7 @@ size_t wd__rans_encode_counted(uint8_t *dst, size_t cap, const uint8_t *src, siz
         i--;
         if (q - lo < 2)
             return store(dst, src, n);
-        ENC_PUT(xs[i % NSTATES], q, &es[src[i]], scale);
+        ENC_PUT(xs[i % NSTATES], q, &es[src[i]]);
     }
     uint32_t x0 = xs[0], x1 = xs[1], x2 = xs[2], x3 = xs[3];
     uint32_t x4 = xs[4], x5 = xs[5], x6 = xs[6], x7 = xs[7];
@@ -365,14 +392,14 @@ size_t wd__rans_encode_counted(uint8_t *dst, size_t cap, const uint8_t *src, siz
         if (q - lo < 2 * NSTATES)
             return store(dst, src, n);
         i -= NSTATES;
-        ENC_PUT(x7, q, &es[src[i + 7]], scale);
-        ENC_PUT(x6, q, &es[src[i + 6]], scale);
-        ENC_PUT(x5, q, &es[src[i + 5]], scale);
-        ENC_PUT(x4, q, &es[src[i + 4]], scale);
-        ENC_PUT(x3, q, &es[src[i + 3]], scale);
-        ENC_PUT(x2, q, &es[src[i + 2]], scale);
-        ENC_PUT(x1, q, &es[src[i + 1]], scale);
-        ENC_PUT(x0, q, &es[src[i]], scale);
+        ENC_PUT(x7, q, &es[src[i + 7]]);
+        ENC_PUT(x6, q, &es[src[i + 6]]);
+        ENC_PUT(x5, q, &es[src[i + 5]]);
+        ENC_PUT(x4, q, &es[src[i + 4]]);
+        ENC_PUT(x3, q, &es[src[i + 3]]);
+        ENC_PUT(x2, q, &es[src[i + 2]]);
+        ENC_PUT(x1, q, &es[src[i + 1]]);
+        ENC_PUT(x0, q, &es[src[i]]);
     }
     size_t stream = (size_t)(dst + cap - q), total = lo_off + stream;
     if (total + TRAILER >= stored)

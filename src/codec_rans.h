@@ -36,6 +36,11 @@ size_t wd__rans_histogram(uint32_t count[256], const uint8_t *src, size_t n);
  * decoding table cannot be allocated. */
 int wd__rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t len);
 
+/* One coding step, for tests: the state after coding a symbol of
+ * frequency f and cumulative frequency cum (at scale S) into state x, for a
+ * renormalised x < f << (31 - S). Equals (x / f << S) + x % f + cum. */
+uint32_t wd__rans_enc_step(uint32_t x, uint32_t f, uint32_t cum, unsigned scale);
+
 /* The format's checksum (XXH32, seed 0) of p[0..len): an encoding ends with
  * that of all its other bytes. Exposed so tests and fuzzers can build
  * encodings that get past it. */

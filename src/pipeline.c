@@ -35,17 +35,19 @@ struct wd_pool {
 /* Takes indices until the batch is exhausted. Called with mu unlocked. */
 static void drain(wd_pool *p, int worker)
 {
+    /* fn, ctx and n were set under mu before this thread saw the batch
+     * (worker_main took mu; the caller set them itself), and stay put until
+     * every worker is out of here. The index comes from an atomic counter,
+     * not under mu: with more threads than cores (the caller drains too) a
+     * thread preempted while holding mu kept the others waiting a whole
+     * time slice. The counter may run past n; wd__pool_start resets it. */
+    wd_pool_fn fn = p->fn;
+    void *ctx = p->ctx;
+    size_t n = p->n;
     for (;;) {
-        pthread_mutex_lock(&p->mu);
-        size_t i = p->next;
-        if (i >= p->n) {
-            pthread_mutex_unlock(&p->mu);
+        size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+        if (i >= n)
             return;
-        }
-        p->next++;
-        wd_pool_fn fn = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
         /* (issue 9) a binding's Ctrl-C stops the batch at the next piece */
         int rc = wd__cancel_requested() ? wd__cancel_error() : fn(ctx, i, worker);
         if (rc) {
@@ -135,7 +137,7 @@ void wd__pool_start(wd_pool *p, size_t n, wd_pool_fn fn, void *ctx)
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    p->next = 0;
+    __atomic_store_n(&p->next, 0, __ATOMIC_RELAXED);
     p->first_fail = n;
     p->fail_rc = 0;
     p->busy = n ? p->nthreads : 0;

@@ -495,8 +495,48 @@ static void test_histogram(void)
     CHECK(bad == 0);
 }
 
+/* The encoder divides by a symbol's frequency with a multiply and a shift:
+ * exact for every frequency at the scales the format uses and every state
+ * a coding step can see (below f << (31 - S) once renormalised), checked
+ * at the quotient's boundaries, where an off-by-one reciprocal fails. */
+static void test_enc_step(void)
+{
+    static const unsigned scales[] = {8, 11, 15};
+    uint64_t bad = 0, checked = 0;
+    for (size_t si = 0; si < sizeof scales / sizeof *scales; si++) {
+        unsigned S = scales[si];
+        uint32_t M = 1u << S;
+        for (uint32_t f = 1; f < M; f++) {
+            uint32_t cum = (uint32_t)(rng() % (M - f + 1)), x_max = f << (31 - S);
+            uint32_t top = x_max / f; /* quotients run over [0, top] */
+            uint32_t ks[] = {1, 2, 3, top / 2, top - 2, top - 1, top};
+            uint32_t xs[40];
+            size_t nx = 0;
+            for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+                for (int d = -1; d <= 1; d++) {
+                    uint64_t x = (uint64_t)ks[i] * f + (uint64_t)(int64_t)d;
+                    if (x >= 1 && x < x_max)
+                        xs[nx++] = (uint32_t)x;
+                }
+            xs[nx++] = x_max - 1;
+            for (int r = 0; r < 8; r++)
+                xs[nx++] = 1 + (uint32_t)(rng() % (x_max - 1));
+            for (size_t i = 0; i < nx; i++) {
+                uint64_t want = ((uint64_t)(xs[i] / f) << S) + xs[i] % f + cum;
+                bad += wd__rans_enc_step(xs[i], f, cum, S) != want;
+                checked++;
+            }
+        }
+    }
+    if (bad)
+        fprintf(stderr, "enc_step: %llu of %llu states wrong\n", (unsigned long long)bad,
+                (unsigned long long)checked);
+    CHECK(bad == 0);
+}
+
 int main(void)
 {
+    test_enc_step();
     test_histogram();
     test_round_trips();
     test_ratio();
