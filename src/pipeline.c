@@ -85,9 +85,12 @@ static void *worker_main(void *argp)
         pthread_mutex_unlock(&p->mu);
         drain(p, arg.worker);
         pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0)
-            pthread_cond_signal(&p->done_cv);
+        int last = --p->busy == 0;
         pthread_mutex_unlock(&p->mu);
+        /* after unlocking, so the woken caller does not block on mu at
+         * once; a late signal is only a spurious wakeup of a later wait */
+        if (last)
+            pthread_cond_signal(&p->done_cv);
     }
 }
 
@@ -141,11 +144,12 @@ void wd__pool_start(wd_pool *p, size_t n, wd_pool_fn fn, void *ctx)
     p->first_fail = n;
     p->fail_rc = 0;
     p->busy = n ? p->nthreads : 0;
-    if (n) {
+    if (n)
         p->generation++;
-        pthread_cond_broadcast(&p->start_cv);
-    }
     pthread_mutex_unlock(&p->mu);
+    /* after unlocking: woken workers would otherwise wait for mu first */
+    if (n)
+        pthread_cond_broadcast(&p->start_cv);
 }
 
 int wd__pool_wait(wd_pool *p)
