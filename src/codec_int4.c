@@ -775,7 +775,26 @@ static uint8_t code_at(const uint8_t *packed, uint64_t c)
 /* Codes of elements [i0, i1) of a range starting at element begin, whose
  * code byte for begin is codes[0]: a pair of elements a byte, no test per
  * element. */
-static void apply_codes(float *f, size_t i0, size_t i1, uint64_t begin, const uint8_t *codes, const float lut[16])
+/* Two decoded values a code byte (high nibble first), for every byte:
+ * built once a call when the run is long enough to pay for it. */
+typedef struct {
+    float v[256][2];
+} pair_lut;
+
+static void pair_lut_init(pair_lut *t, const float lut[16])
+{
+    for (int b = 0; b < 256; b++) {
+        t->v[b][0] = lut[b >> 4];
+        t->v[b][1] = lut[b & 15];
+    }
+}
+
+/* f[i] += lut[code of element begin + i] for i in [i0, i1); codes[0] is the
+ * byte holding element begin's code. With pairs, a byte's two values are
+ * one 8-byte load and the additions go four at a time: the same float32
+ * additions, so the same bits. */
+static void apply_codes(float *f, size_t i0, size_t i1, uint64_t begin, const uint8_t *codes, const float lut[16],
+                        const pair_lut *pairs)
 {
     size_t i = i0;
     const uint8_t *c = codes + (((begin + i) >> 1) - (begin >> 1));
@@ -784,6 +803,16 @@ static void apply_codes(float *f, size_t i0, size_t i1, uint64_t begin, const ui
         c++;
         i++;
     }
+#if defined(__SSE2__)
+    for (; pairs && i + 4 <= i1; i += 4, c += 2) {
+        __m128i lo = _mm_loadl_epi64((const __m128i *)(const void *)pairs->v[c[0]]),
+                hi = _mm_loadl_epi64((const __m128i *)(const void *)pairs->v[c[1]]);
+        __m128 v = _mm_castsi128_ps(_mm_unpacklo_epi64(lo, hi));
+        _mm_storeu_ps(f + i, _mm_add_ps(_mm_loadu_ps(f + i), v));
+    }
+#else
+    (void)pairs;
+#endif
     for (; i + 1 < i1; i += 2, c++) {
         f[i] = f[i] + lut[*c >> 4];
         f[i + 1] = f[i + 1] + lut[*c & 15];
@@ -795,16 +824,22 @@ static void apply_codes(float *f, size_t i0, size_t i1, uint64_t begin, const ui
 void wd__int4_apply_l2(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes,
                        const void *idx, unsigned idx_bytes, uint64_t m, const void *vals)
 {
+    /* 2 KiB of pairs cost about what 512 elements' lookups do */
+    pair_lut pairs;
+    int use_pairs = n >= 4096;
+    if (use_pairs)
+        pair_lut_init(&pairs, lut);
+    const pair_lut *pp = use_pairs ? &pairs : NULL;
     size_t i = 0;
     for (uint64_t j = 0; j < m; j++) {
         size_t at = (size_t)((uint64_t)wd__idx_at(idx, idx_bytes, j) - begin);
-        apply_codes(f, i, at, begin, codes, lut);
+        apply_codes(f, i, at, begin, codes, lut, pp);
         uint16_t h;
         memcpy(&h, (const uint8_t *)vals + 2 * j, 2);
         f[at] = f[at] + wd__f16_to_f32(h);
         i = at + 1;
     }
-    apply_codes(f, i, n, begin, codes, lut);
+    apply_codes(f, i, n, begin, codes, lut, pp);
 }
 
 void wd__int4_apply_codes(const wd_int4_delta *e, uint64_t begin, float *buf, size_t count, const uint8_t *codes)

@@ -1490,8 +1490,68 @@ static void test_parallel(void)
     free(d);
 }
 
+/* wd__int4_apply_l2 against its definition, element by element: f[i] +=
+ * lut[code] (the high nibble is the even element), f[at] += the outlier's
+ * half for an outlier. Runs long enough for the byte-pair table and short
+ * ones without, odd and even first elements, outliers at the edges and in
+ * runs, specials in the table and in f. */
+static void test_int4_apply_l2(void)
+{
+    uint64_t r = 7;
+    float lut[16];
+    wd__int4_lut(lut, 0x2e66 /* 0.1 */, 0xb266 /* -0.2 */);
+    lut[3] = NAN;
+    lut[9] = -0.0f;
+    static const size_t lens[] = {0, 1, 3, 4, 5, 31, 4095, 4096, 4097, 10001};
+    int bad = 0;
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+        for (uint64_t begin = 0; begin < 3; begin++)
+            for (int layout = 0; layout < 3; layout++) {
+                size_t n = lens[li];
+                uint8_t *codes = malloc(n / 2 + 2);
+                float *f = malloc((n + 1) * sizeof *f), *want = malloc((n + 1) * sizeof *want);
+                uint32_t *idx = malloc((n + 1) * sizeof *idx);
+                uint16_t *vals = malloc((n + 1) * sizeof *vals);
+                for (size_t b = 0; b < n / 2 + 2; b++)
+                    codes[b] = (uint8_t)(tu_splitmix(&r) >> 13);
+                for (size_t i = 0; i < n; i++) {
+                    f[i] = (float)((int64_t)(tu_splitmix(&r) >> 40) - (1 << 23)) / 4096.0f;
+                    if (i % 97 == 5)
+                        f[i] = i % 2 ? INFINITY : -0.0f;
+                }
+                /* outliers: none, the first and last few, or every 7th */
+                uint64_t m = 0;
+                for (size_t i = 0; i < n; i++)
+                    if ((layout == 1 && (i < 2 || i + 2 >= n)) || (layout == 2 && i % 7 == 3)) {
+                        idx[m] = (uint32_t)(begin + i);
+                        vals[m++] = (uint16_t)(tu_splitmix(&r) >> 48);
+                    }
+                memcpy(want, f, n * sizeof *f);
+                const uint8_t *c0 = codes; /* holds element begin's code */
+                uint64_t j = 0;
+                for (size_t i = 0; i < n; i++) {
+                    if (j < m && idx[j] == begin + i) {
+                        want[i] = want[i] + wd__f16_to_f32(vals[j++]);
+                        continue;
+                    }
+                    uint8_t byte = c0[((begin + i) >> 1) - (begin >> 1)];
+                    want[i] = want[i] + lut[(begin + i) & 1 ? byte & 15 : byte >> 4];
+                }
+                wd__int4_apply_l2(f, n, begin, lut, codes, idx, 4, m, vals);
+                if (n && memcmp(f, want, n * sizeof *f))
+                    bad++;
+                free(codes);
+                free(f);
+                free(want);
+                free(idx);
+                free(vals);
+            }
+    CHECK(bad == 0);
+}
+
 int main(void)
 {
+    test_int4_apply_l2();
     test_half();
     test_pairwise();
     test_counts();
