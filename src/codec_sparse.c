@@ -250,6 +250,21 @@ static int emit_folded(const wd_topk_plan *plan, int64_t *idx, float *val, uint6
 int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse_emit_fn emit, void *ud,
                              uint64_t *out_k, wd_codec_fidelity *fid)
 {
+    wd_sparse_sink sink = {emit, NULL, ud};
+    return wd__sparse_encode_sink(src, sparsity, &sink, out_k, fid);
+}
+
+/* Tells the sink whether the encoder leaves the pool alone from now on. */
+static int pool_idle(const wd_sparse_sink *sink, int idle)
+{
+    return sink->pool_idle ? sink->pool_idle(sink->ud, idle) : 0;
+}
+
+int wd__sparse_encode_sink(const wd_delta_src *src, double sparsity, const wd_sparse_sink *sink, uint64_t *out_k,
+                           wd_codec_fidelity *fid)
+{
+    wd_sparse_emit_fn emit = sink->emit;
+    void *ud = sink->ud;
     if (!(sparsity >= 0.0 && sparsity < 1.0))
         return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), got %g", sparsity);
     if (!src)
@@ -302,12 +317,13 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
         rc = wd__reader_start(&r, 0, first_end, NULL, NULL, sparse_unit_fn, &c[0]);
     for (size_t u0 = 0; !rc && u0 < units; u0 += batch, cur = !cur) {
         size_t u1 = units - u0 < batch ? units : u0 + batch;
-        if ((rc = wd__reader_wait(&r)))
+        if ((rc = wd__reader_wait(&r)) || (rc = pool_idle(sink, 1)))
             break;
         if (u1 < units && j <= k) {
             c[!cur].u0 = u1;
-            rc = wd__reader_start(&r, u1, units - u1 < batch ? units : u1 + batch, NULL, NULL, sparse_unit_fn,
-                                  &c[!cur]);
+            if (!(rc = pool_idle(sink, 0)))
+                rc = wd__reader_start(&r, u1, units - u1 < batch ? units : u1 + batch, NULL, NULL, sparse_unit_fn,
+                                      &c[!cur]);
         }
         for (size_t u = u0; !rc && u < u1; u++) {
             sparse_unit *s = &c[cur].units[u - u0];
@@ -329,6 +345,8 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
     int wrc = wd__reader_wait(&r); /* a run started before a failure */
     if (!rc)
         rc = wrc;
+    if (!rc)
+        rc = pool_idle(sink, 1);
     if (!rc && plan.fold)
         rc = emit_folded(&plan, cand_idx, cand_val, m, &j, &err2, &max_abs, emit, ud);
     if (!rc && j != k) /* the source changed between passes */
