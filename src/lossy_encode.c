@@ -208,20 +208,23 @@ static int piece_index(wd_lossy *L, const void *idx, unsigned idx_bytes, uint64_
  * thread, the other core idle). When the gather is full while the encoder's
  * workers are busy, its chunks are prepared on the calling thread instead
  * (low sparsities: more entries than chunks a batch).
- * Memory: per array a chunk of WD_ASTREAM_CHUNK bytes and its compressed
- * form per worker slot, twice that for a tensor over the cache (whose
- * merges run beside the workers and whose caches are freed meanwhile: for
- * a cached tensor the merge of its one or two batches finds the pool idle),
- * per worker slot one transformed chunk; kept in the encoder from tensor to
- * tensor, the second half freed when cached tensors come. */
-#define BIG_SLOTS(nslots) ((size_t)(nslots) * 2)
-#define SMALL_SLOTS(nslots) ((size_t)(nslots))
+ * Memory: per array two WD_ASTREAM_CHUNK chunks a worker slot and their
+ * compressed forms, one transformed chunk a slot; kept in the encoder
+ * from tensor to tensor. A cached tensor's chunks sit in the delta readers'
+ * idle buffers; a bigger one's (its caches freed meanwhile) in buffers of
+ * their own, freed when cached tensors come. */
+#define GATHER_SLOTS(nslots) ((size_t)(nslots) * 2)
+/* A cached tensor's chunks are gathered in the worker slots' delta-reader
+ * buffers, idle from the first pass (which fills the cache) to the
+ * rebuild: 8 chunks a slot in par and ft, 4 of which the gathers take. */
+_Static_assert((size_t)WD_CHUNK_TARGET * sizeof(float) >= 4 * WD_ASTREAM_CHUNK, "reader buffers hold 4 chunks");
 
 typedef struct {
     wd_astream_writer w;
     wd_dtype dt;
     int transform;
-    uint8_t **raw;            /* slots buffers of WD_ASTREAM_CHUNK bytes */
+    uint8_t **raw;            /* slots buffers of WD_ASTREAM_CHUNK bytes, own or borrowed */
+    uint8_t **own;            /* slots buffers of a tensor over the cache, or NULL */
     wd_astream_chunk *chunks; /* slots: their prepared forms (enc borrowed from a worker slot) */
     size_t full;              /* whole chunks gathered, not stored yet */
     size_t fill;              /* bytes in raw[full] */
@@ -229,8 +232,7 @@ typedef struct {
 
 struct sparse_gather {
     chunk_gather g[2]; /* indices, values */
-    size_t slots;      /* in use for this tensor: BIG_SLOTS or SMALL_SLOTS */
-    size_t max_slots;  /* allocated: raw[i] NULL until first used */
+    size_t slots;      /* GATHER_SLOTS(nslots) an array */
     int nslots;        /* worker slots: 1 without a pool */
     wd_buf *wenc;      /* nslots transformed-chunk buffers */
     /* per tensor */
@@ -250,13 +252,14 @@ static void sparse_gather_free(struct sparse_gather *s)
         return;
     for (int a = 0; a < 2; a++) {
         chunk_gather *g = &s->g[a];
-        for (size_t i = 0; i < s->max_slots; i++) {
-            if (g->raw)
-                free(g->raw[i]);
+        for (size_t i = 0; i < s->slots; i++) {
+            if (g->own)
+                free(g->own[i]);
             if (g->chunks)
                 wd__astream_chunk_free(&g->chunks[i]);
         }
         free(g->raw);
+        free(g->own);
         free(g->chunks);
         wd__astream_writer_free(&g->w);
     }
@@ -272,11 +275,12 @@ static int sparse_gather_new(struct sparse_gather **out, int nslots)
     if (!s)
         return WD_NOMEM();
     s->nslots = nslots;
-    s->max_slots = BIG_SLOTS(nslots);
+    s->slots = GATHER_SLOTS(nslots);
     int ok = (s->wenc = calloc((size_t)nslots, sizeof *s->wenc)) != NULL;
     for (int a = 0; ok && a < 2; a++) {
         chunk_gather *g = &s->g[a];
-        ok = (g->raw = calloc(s->max_slots, sizeof *g->raw)) && (g->chunks = calloc(s->max_slots, sizeof *g->chunks));
+        ok = (g->raw = calloc(s->slots, sizeof *g->raw)) && (g->own = calloc(s->slots, sizeof *g->own)) &&
+             (g->chunks = calloc(s->slots, sizeof *g->chunks));
     }
     if (!ok) {
         sparse_gather_free(s);
@@ -286,15 +290,35 @@ static int sparse_gather_new(struct sparse_gather **out, int nslots)
     return 0;
 }
 
-/* Frees the slots only a tensor over the cache uses. */
+/* Frees the buffers only a tensor over the cache uses. */
 static void sparse_gather_trim(struct sparse_gather *s)
 {
     for (int a = 0; s && a < 2; a++)
-        for (size_t i = SMALL_SLOTS(s->nslots); i < s->max_slots; i++) {
-            free(s->g[a].raw[i]);
-            s->g[a].raw[i] = NULL;
-            wd__astream_chunk_free(&s->g[a].chunks[i]);
+        for (size_t i = 0; i < s->slots; i++) {
+            free(s->g[a].own[i]);
+            s->g[a].own[i] = NULL;
         }
+}
+
+/* Points the gathers' slots at their buffers for a tensor of n elements:
+ * the idle reader buffers for a cached one, else their own. */
+static int sparse_gather_place(struct sparse_gather *s, delta_reader *d, uint64_t n)
+{
+    for (int a = 0; a < 2; a++)
+        for (size_t i = 0; i < s->slots; i++) {
+            chunk_gather *g = &s->g[a];
+            if (n <= WD_LOSSY_CACHE_ELEMS) {
+                size_t j = (size_t)a * s->slots + i; /* < 4 x nslots */
+                float *f = j % 8 < 4 ? d[j / 8].par : d[j / 8].ft;
+                g->raw[i] = (uint8_t *)f + (j % 4) * WD_ASTREAM_CHUNK;
+                d[j / 8].cached_k = -1;
+            } else {
+                if (!g->own[i] && !(g->own[i] = malloc(WD_ASTREAM_CHUNK)))
+                    return WD_NOMEM();
+                g->raw[i] = g->own[i];
+            }
+        }
+    return 0;
 }
 
 /* Prepares chunk i of gather g (len bytes) on worker slot worker. */
@@ -369,11 +393,7 @@ static int gather_add(struct sparse_gather *s, chunk_gather *g, const void *data
         if (g->fill == WD_ASTREAM_CHUNK) {
             g->full++;
             g->fill = 0;
-            int rc = 0;
-            if (g->full == s->slots) /* no room for the next chunk */
-                rc = gather_flush(s);
-            else if (!g->raw[g->full] && !(g->raw[g->full] = malloc(WD_ASTREAM_CHUNK)))
-                rc = WD_NOMEM();
+            int rc = g->full == s->slots ? gather_flush(s) : 0; /* no room for the next chunk */
             if (rc)
                 return rc;
         }
@@ -436,10 +456,8 @@ static int encode_sparse_streamed(wd_lossy_encoder *enc, const wd_lossy_sink *si
     if (rc)
         return rc;
     struct sparse_gather *o = enc->sparse;
-    o->slots = n <= WD_LOSSY_CACHE_ELEMS ? SMALL_SLOTS(nslots) : BIG_SLOTS(nslots);
-    for (int a = 0; a < 2; a++)
-        if (!o->g[a].raw[0] && !(o->g[a].raw[0] = malloc(WD_ASTREAM_CHUNK)))
-            return WD_NOMEM();
+    if ((rc = sparse_gather_place(o, enc->d, n)))
+        return rc;
     o->pool = enc->pool && sink->worker_cctx ? enc->pool : NULL;
     o->cctx = o->pool ? sink->worker_cctx : &sink->cctx;
     o->level = sink->level;
