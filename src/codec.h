@@ -87,7 +87,35 @@ typedef struct {
     /* Tests: 1 finds the top-k cut in passes of its own before encoding
      * (the reference the folded cut, wd__topk_plan, is checked against). */
     int topk_two_pass;
+    /* Optional: the caller's buffers, kept from tensor to tensor (see
+     * wd_codec_scratch). NULL: the encoder allocates its own per call. */
+    struct wd_codec_scratch *scratch;
 } wd_delta_src;
+
+/* What an encoder allocates per call and may keep for the next tensor: the
+ * reader's chunk buffers (one chunk of floats per worker slot), the top-k
+ * histograms (512 KiB per slot, a 1.25 MiB window per slot, 256 KiB for a
+ * folded cut). Each grows to the largest a tensor of the commit needed and no further; all of
+ * it is bounded by the pool size and the constants above, never by the
+ * model. Freed and faulted in anew per tensor, these pages cost a sparse
+ * commit a fifth of its CPU in the kernel. One encoding at a time. */
+typedef struct wd_codec_scratch wd_codec_scratch;
+int wd__codec_scratch_new(wd_codec_scratch **out);
+void wd__codec_scratch_free(wd_codec_scratch *s);
+/* Hands back what only a tensor over the source's cache_elems uses (the
+ * reader's chunk buffers, the sampled window), for a run of cached tensors:
+ * their memory peaks with the caches, which a big tensor does without. */
+void wd__codec_scratch_trim(wd_codec_scratch *s);
+struct wd_codec_scratch {
+    float **wbuf; /* n_wbuf buffers of wbuf_elems floats */
+    int n_wbuf;
+    size_t wbuf_elems;
+    uint64_t *hist, *win, *lo; /* elements: hist_cap, win_cap, 1 << 15 (lo) */
+    size_t hist_cap, win_cap;
+};
+/* Grows *p to hold want elements of esz bytes (contents not kept). */
+int wd__scratch_grow(void **p, size_t *cap, size_t want, size_t esz);
+
 
 /* Fills *src to read from an array of n deltas the caller keeps alive. */
 void wd__delta_src_mem(wd_delta_src *src, const float *deltas, uint64_t n);
@@ -119,6 +147,7 @@ typedef struct {
     int cached;
     int buf_owned;  /* buf is the reader's (not src->cache_buf) */
     float **wbuf;   /* not cached: one chunk per worker slot */
+    int wbuf_borrowed; /* wbuf is src->scratch's */
     struct wd__run *started; /* a run wd__reader_start began, until wd__reader_wait */
 } wd__reader;
 
@@ -223,6 +252,7 @@ typedef struct {
     uint64_t hist_b1; /* fold: elements in bucket b1 */
     uint64_t n_cands; /* fold: elements with key >= cut.thr */
     int spec_hit;     /* the exact cut came from pass 1's sampled window */
+    wd_codec_scratch *scratch; /* the source's, for wd__topk_fold_cut */
 } wd_topk_plan;
 
 int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands);
@@ -321,6 +351,20 @@ int wd__sparse_encode(wd_sparse_delta *out, const wd_delta_src *src, double spar
 typedef int (*wd_sparse_emit_fn)(void *ud, const int64_t *idx, const float *val, size_t count);
 int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse_emit_fn emit, void *ud,
                              uint64_t *out_k, wd_codec_fidelity *fid);
+/* The same with a sink that also hears when the encoder leaves src->pool
+ * alone: pool_idle(ud, 1) on the calling thread once the encoder's work on
+ * the pool is done and until pool_idle(ud, 0), called before the encoder
+ * starts more. While idle the sink may run its own batches on the pool
+ * (compressing what emit gathered); the final pass's merge of one batch of
+ * units runs while the workers classify the next, so emit mostly sees a
+ * busy pool. pool_idle may be NULL. */
+typedef struct {
+    wd_sparse_emit_fn emit;
+    int (*pool_idle)(void *ud, int idle);
+    void *ud;
+} wd_sparse_sink;
+int wd__sparse_encode_sink(const wd_delta_src *src, double sparsity, const wd_sparse_sink *sink, uint64_t *out_k,
+                           wd_codec_fidelity *fid);
 /* Frees what an encoder allocated and zeroes *s. Accepts NULL. */
 void wd__sparse_clear(wd_sparse_delta *s);
 /* Validates arrays from outside (a file, the store): k <= n, indices in

@@ -30,6 +30,70 @@ void wd__delta_src_mem(wd_delta_src *src, const float *deltas, uint64_t n)
     src->ud = (void *)(uintptr_t)deltas;
 }
 
+/* ---- Scratch kept across tensors ------------------------------------------ */
+
+int wd__codec_scratch_new(wd_codec_scratch **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out ? 0 : WD_NOMEM();
+}
+
+void wd__codec_scratch_trim(wd_codec_scratch *s)
+{
+    if (!s)
+        return;
+    for (int w = 0; w < s->n_wbuf; w++)
+        free(s->wbuf[w]);
+    free(s->wbuf);
+    s->wbuf = NULL;
+    s->n_wbuf = 0;
+    free(s->win);
+    s->win = NULL;
+    s->win_cap = 0;
+}
+
+void wd__codec_scratch_free(wd_codec_scratch *s)
+{
+    if (!s)
+        return;
+    wd__codec_scratch_trim(s);
+    free(s->hist);
+    free(s->lo);
+    free(s);
+}
+
+int wd__scratch_grow(void **p, size_t *cap, size_t want, size_t esz)
+{
+    if (*p && want <= *cap)
+        return 0;
+    free(*p);
+    *cap = 0;
+    /* +1: never malloc(0) */
+    if (!(*p = malloc(want * esz + 1)))
+        return WD_NOMEM();
+    *cap = want;
+    return 0;
+}
+
+/* The scratch's chunk buffers, grown to nworkers x chunk floats. */
+static int scratch_wbuf(wd_codec_scratch *s, int nworkers, size_t chunk)
+{
+    if (s->wbuf && s->n_wbuf >= nworkers && s->wbuf_elems >= chunk)
+        return 0;
+    for (int w = 0; w < s->n_wbuf; w++)
+        free(s->wbuf[w]);
+    free(s->wbuf);
+    s->n_wbuf = 0;
+    s->wbuf_elems = chunk;
+    if (!(s->wbuf = calloc((size_t)nworkers, sizeof *s->wbuf)))
+        return WD_NOMEM();
+    s->n_wbuf = nworkers;
+    for (int w = 0; w < nworkers; w++)
+        if (!(s->wbuf[w] = malloc(chunk * sizeof(float))))
+            return WD_NOMEM();
+    return 0;
+}
+
 /* ---- Reader --------------------------------------------------------------- */
 
 static int src_read(const wd_delta_src *src, int parallel, int worker, uint64_t begin, size_t count, float *out)
@@ -121,6 +185,14 @@ int wd__reader_init(wd__reader *r, const wd_delta_src *src)
         run_ctx c = {r, 0, default_range, r, NULL, NULL, 1, 0, 0};
         return run_units(r, &c, wd__reader_units(r));
     }
+    if (src->scratch) {
+        int rc = scratch_wbuf(src->scratch, r->nworkers, chunk);
+        if (!rc) {
+            r->wbuf = src->scratch->wbuf;
+            r->wbuf_borrowed = 1;
+        }
+        return rc;
+    }
     r->wbuf = calloc((size_t)r->nworkers, sizeof *r->wbuf);
     if (!r->wbuf)
         return WD_NOMEM();
@@ -189,9 +261,10 @@ void wd__reader_free(wd__reader *r)
     if (r->buf_owned)
         free(r->buf);
     r->buf = NULL;
-    for (int w = 0; r->wbuf && w < r->nworkers; w++)
+    for (int w = 0; r->wbuf && !r->wbuf_borrowed && w < r->nworkers; w++)
         free(r->wbuf[w]);
-    free(r->wbuf);
+    if (!r->wbuf_borrowed)
+        free(r->wbuf);
     r->wbuf = NULL;
 }
 
@@ -388,13 +461,26 @@ int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands
         return 0;
     }
 
-    hist_ctx h = {calloc((size_t)r->nworkers << HI_BITS, sizeof(uint64_t)), (size_t)1 << HI_BITS, 0, 0, NULL, 0, 0, r};
-    if (!h.hist)
-        return WD_NOMEM();
+    /* Every pass clears what it counts in (hist_pass, spec_window). */
+    wd_codec_scratch *s = r->src->scratch;
+    p->scratch = s;
+    size_t hist_len = (size_t)r->nworkers << HI_BITS, win_len = (size_t)r->nworkers * SPEC_BUCKETS << LO_BITS;
+    hist_ctx h = {NULL, (size_t)1 << HI_BITS, 0, 0, NULL, 0, 0, r};
     int rc = 0;
+    if (s) {
+        if ((rc = wd__scratch_grow((void **)&s->hist, &s->hist_cap, hist_len, sizeof *s->hist)))
+            return rc;
+        h.hist = s->hist;
+    } else if (!(h.hist = malloc(hist_len * sizeof *h.hist))) {
+        return WD_NOMEM();
+    }
     /* Each pass reads the source again: worth a sample to save one. */
     if (!r->cached && !r->src->topk_two_pass && wd__reader_units(r) >= SPEC_MIN_UNITS) {
-        if (!(h.win = calloc((size_t)r->nworkers * SPEC_BUCKETS << LO_BITS, sizeof *h.win))) {
+        if (s) {
+            if ((rc = wd__scratch_grow((void **)&s->win, &s->win_cap, win_len, sizeof *s->win)))
+                goto done;
+            h.win = s->win;
+        } else if (!(h.win = malloc(win_len * sizeof *h.win))) {
             rc = WD_NOMEM();
             goto done;
         }
@@ -438,7 +524,8 @@ int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands
     }
 
     /* Pass 2: the low 15 bits inside bucket b1. */
-    free(h.win);
+    if (!s)
+        free(h.win);
     h.win = NULL;
     h.nbins = (size_t)1 << LO_BITS;
     h.second = 1;
@@ -447,8 +534,10 @@ int wd__topk_plan(wd_topk_plan *p, wd__reader *r, uint64_t k, uint64_t max_cands
         goto done;
     cut_in_bucket(&p->cut, h.hist, b1, need);
 done:
-    free(h.hist);
-    free(h.win);
+    if (!s) {
+        free(h.hist);
+        free(h.win);
+    }
     return rc;
 }
 
@@ -480,9 +569,13 @@ int wd__topk_fold_cut(wd_topk_cut *out, const wd_topk_plan *p, const float *val,
     uint64_t in_b1 = 0;
     /* the histogram pass 2 would have made: bucket b1 is exactly the
      * candidates whose high bits are b1 */
-    uint64_t *lo = calloc((size_t)1 << LO_BITS, sizeof *lo);
-    if (!lo)
+    wd_codec_scratch *s = p->scratch;
+    uint64_t *lo = s ? s->lo : NULL;
+    if (!lo && !(lo = malloc(((size_t)1 << LO_BITS) * sizeof *lo)))
         return WD_NOMEM();
+    if (s)
+        s->lo = lo;
+    memset(lo, 0, ((size_t)1 << LO_BITS) * sizeof *lo);
     for (uint64_t e = 0; e < m; e++) {
         uint32_t key = wd__abs_key(val[e]);
         if ((key >> LO_BITS) == b1) {
@@ -498,6 +591,7 @@ int wd__topk_fold_cut(wd_topk_cut *out, const wd_topk_plan *p, const float *val,
                        (unsigned long long)p->hist_b1);
     else
         cut_in_bucket(out, lo, b1, p->need);
-    free(lo);
+    if (!s)
+        free(lo);
     return rc;
 }

@@ -5,6 +5,7 @@
  */
 #include "codec.h"
 
+#include <emmintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ typedef struct {
 typedef struct {
     wd_topk_cut cut;
     int fold;           /* cut is a folded plan's: every key >= cut.thr is an entry */
+    int stats;          /* the caller wants the fidelity: norm2, err2, max_abs */
     size_t u0;
     sparse_unit *units; /* one per unit of the batch */
 } sparse_ctx;
@@ -103,6 +105,48 @@ static void max_update(double *max_abs, double e)
 {
     if (e > *max_abs || isnan(e))
         *max_abs = e;
+}
+
+/* Element i of a unit at or above the cut: an entry, or a tie to mark. */
+static inline int select_one(sparse_unit *s, const float *d, uint64_t begin, size_t i, uint32_t thr, int fold)
+{
+    uint32_t key = wd__abs_key(d[i]);
+    if (key > thr || (key == thr && fold)) {
+        if (s->n == s->cap && wd__entries_grow(&s->idx, &s->val, &s->tie, &s->cap, s->n + 1))
+            return WD_NOMEM();
+        s->idx[s->n] = (int64_t)(begin + i);
+        s->val[s->n] = d[i];
+        s->n++;
+    } else if (key == thr) {
+        s->tie_at[i >> 6] |= (uint64_t)1 << (i & 63);
+        if (signbit(d[i]))
+            s->tie_neg[i >> 6] |= (uint64_t)1 << (i & 63);
+        s->n_ties++;
+    }
+    return 0;
+}
+
+/* The selection without the fidelity sums (save-delta asks for none): four
+ * keys compared at once, and only groups holding one at or above the cut
+ * looked at one by one, in index order. Most of a unit is below the cut
+ * (90% at the default sparsity), so the loop mostly loads and compares. */
+static int select_only(sparse_unit *s, const float *d, uint64_t begin, size_t count, uint32_t thr, int fold)
+{
+    size_t i = 0;
+    if (thr >= 1 && thr <= 0x7fffffffu) { /* keys fit int32: a signed compare with thr - 1 is key >= thr */
+        const __m128i mask = _mm_set1_epi32(0x7fffffff), below = _mm_set1_epi32((int32_t)(thr - 1));
+        for (; i + 4 <= count; i += 4) {
+            __m128i key = _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)(d + i)), mask);
+            int hit = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(key, below)));
+            for (size_t j = 0; hit && j < 4; j++, hit >>= 1)
+                if ((hit & 1) && select_one(s, d, begin, i + j, thr, fold))
+                    return WD_NOMEM();
+        }
+    }
+    for (; i < count; i++)
+        if (wd__abs_key(d[i]) >= thr && select_one(s, d, begin, i, thr, fold))
+            return WD_NOMEM();
+    return 0;
 }
 
 /* Kept positions decode exactly (d' = d); the others decode to 0. */
@@ -132,26 +176,50 @@ static int sparse_unit_fn(void *p, size_t u, int worker, const float *d, uint64_
     }
     uint32_t thr = c->cut.thr;
     int fold = c->fold;
+    if (!c->stats)
+        return select_only(s, d, begin, count, thr, fold);
     s->norm2 = wd__sum_squares(d, count);
-    for (size_t i = 0; i < count; i++) {
-        double x = d[i];
-        uint32_t key = wd__abs_key(d[i]);
-        if (key > thr || (key == thr && fold)) {
-            if (s->n == s->cap && wd__entries_grow(&s->idx, &s->val, &s->tie, &s->cap, s->n + 1))
-                return WD_NOMEM();
-            s->idx[s->n] = (int64_t)(begin + i);
-            s->val[s->n] = d[i];
-            s->n++;
-        } else if (key == thr) {
-            s->tie_at[i >> 6] |= (uint64_t)1 << (i & 63);
-            if (signbit(d[i]))
-                s->tie_neg[i >> 6] |= (uint64_t)1 << (i & 63);
-            s->n_ties++;
-        } else {
-            s->err2 += x * x;
-            max_update(&s->max_abs, fabs(x));
+    /* The errors add up one by one in index order (the recorded fidelity
+     * is that sum's bits): groups of four below the cut, most of them, go
+     * through without a branch an element; the others element by element. */
+    double err2 = 0, max_abs = 0;
+    size_t i = 0;
+    if (thr >= 1 && thr <= 0x7fffffffu) {
+        const __m128i mask = _mm_set1_epi32(0x7fffffff), below = _mm_set1_epi32((int32_t)(thr - 1));
+        for (; i + 4 <= count; i += 4) {
+            __m128i key = _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)(d + i)), mask);
+            if (_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(key, below)))) {
+                for (size_t j = i; j < i + 4; j++) {
+                    if (wd__abs_key(d[j]) < thr) {
+                        err2 += (double)d[j] * d[j];
+                        max_update(&max_abs, fabs((double)d[j]));
+                    } else if (select_one(s, d, begin, j, thr, fold)) {
+                        return WD_NOMEM();
+                    }
+                }
+                continue;
+            }
+            double x0 = d[i], x1 = d[i + 1], x2 = d[i + 2], x3 = d[i + 3];
+            err2 += x0 * x0;
+            err2 += x1 * x1;
+            err2 += x2 * x2;
+            err2 += x3 * x3;
+            max_update(&max_abs, fabs(x0));
+            max_update(&max_abs, fabs(x1));
+            max_update(&max_abs, fabs(x2));
+            max_update(&max_abs, fabs(x3));
         }
     }
+    for (; i < count; i++) {
+        if (wd__abs_key(d[i]) < thr) {
+            err2 += (double)d[i] * d[i];
+            max_update(&max_abs, fabs((double)d[i]));
+        } else if (select_one(s, d, begin, i, thr, fold)) {
+            return WD_NOMEM();
+        }
+    }
+    s->err2 = err2;
+    s->max_abs = max_abs;
     return 0;
 }
 
@@ -250,6 +318,21 @@ static int emit_folded(const wd_topk_plan *plan, int64_t *idx, float *val, uint6
 int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse_emit_fn emit, void *ud,
                              uint64_t *out_k, wd_codec_fidelity *fid)
 {
+    wd_sparse_sink sink = {emit, NULL, ud};
+    return wd__sparse_encode_sink(src, sparsity, &sink, out_k, fid);
+}
+
+/* Tells the sink whether the encoder leaves the pool alone from now on. */
+static int pool_idle(const wd_sparse_sink *sink, int idle)
+{
+    return sink->pool_idle ? sink->pool_idle(sink->ud, idle) : 0;
+}
+
+int wd__sparse_encode_sink(const wd_delta_src *src, double sparsity, const wd_sparse_sink *sink, uint64_t *out_k,
+                           wd_codec_fidelity *fid)
+{
+    wd_sparse_emit_fn emit = sink->emit;
+    void *ud = sink->ud;
     if (!(sparsity >= 0.0 && sparsity < 1.0))
         return wd__error(WD_EUSAGE, "sparsity must be in [0, 1), got %g", sparsity);
     if (!src)
@@ -282,6 +365,7 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
         goto done;
     c[0].cut = c[1].cut = plan.cut;
     c[0].fold = c[1].fold = plan.fold;
+    c[0].stats = c[1].stats = fid != NULL;
     if (plan.fold && (!(cand_idx = malloc((size_t)plan.n_cands * sizeof *cand_idx + 1)) ||
                       !(cand_val = malloc((size_t)plan.n_cands * sizeof *cand_val + 1)))) {
         rc = WD_NOMEM();
@@ -302,12 +386,13 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
         rc = wd__reader_start(&r, 0, first_end, NULL, NULL, sparse_unit_fn, &c[0]);
     for (size_t u0 = 0; !rc && u0 < units; u0 += batch, cur = !cur) {
         size_t u1 = units - u0 < batch ? units : u0 + batch;
-        if ((rc = wd__reader_wait(&r)))
+        if ((rc = wd__reader_wait(&r)) || (rc = pool_idle(sink, 1)))
             break;
         if (u1 < units && j <= k) {
             c[!cur].u0 = u1;
-            rc = wd__reader_start(&r, u1, units - u1 < batch ? units : u1 + batch, NULL, NULL, sparse_unit_fn,
-                                  &c[!cur]);
+            if (!(rc = pool_idle(sink, 0)))
+                rc = wd__reader_start(&r, u1, units - u1 < batch ? units : u1 + batch, NULL, NULL, sparse_unit_fn,
+                                      &c[!cur]);
         }
         for (size_t u = u0; !rc && u < u1; u++) {
             sparse_unit *s = &c[cur].units[u - u0];
@@ -329,6 +414,8 @@ int wd__sparse_encode_stream(const wd_delta_src *src, double sparsity, wd_sparse
     int wrc = wd__reader_wait(&r); /* a run started before a failure */
     if (!rc)
         rc = wrc;
+    if (!rc)
+        rc = pool_idle(sink, 1);
     if (!rc && plan.fold)
         rc = emit_folded(&plan, cand_idx, cand_val, m, &j, &err2, &max_abs, emit, ud);
     if (!rc && j != k) /* the source changed between passes */

@@ -71,6 +71,12 @@ struct wd_lossy_encoder {
     atomic_uint_fast64_t read;
     wd_lossy_progress_fn progress;
     void *progress_ud;
+    /* Kept from tensor to tensor, so their pages are faulted in once: */
+    struct wd_codec_scratch *scratch; /* the codecs' buffers */
+    struct sparse_gather *sparse;     /* sparse arrays' chunks on their way to the store */
+    int64_t *keep_idx;                /* sparse entries for the rebuild: keep_cap <= WD_SPARSE_KEEP */
+    float *keep_val;
+    size_t keep_cap;
 };
 
 /* Copies parent piece k into the encoder's parent cache if the tensor fits
@@ -187,24 +193,230 @@ static int piece_index(wd_lossy *L, const void *idx, unsigned idx_bytes, uint64_
     return 0;
 }
 
-/* Sparse entries go to the store as the encoder hands them out, so memory
- * stays at a batch of codec units whatever k is (163 MB of entries for the
- * Qwen-0.5B embedding at sparsity 0.9 were held before). */
+/* ---- Sparse entries to the store -----------------------------------------
+ *
+ * The entries go to the store as the encoder hands them out (index order),
+ * so memory stays bounded whatever k is (163 MB of entries for the
+ * Qwen-0.5B embedding at sparsity 0.9 were held before). Each array's bytes
+ * are gathered into whole WD_ASTREAM_CHUNK chunks, cut exactly as one
+ * wd__astream_append of the whole array would cut them; whenever the
+ * encoder leaves the pool idle (between its batches of units, and for the
+ * last batch's merge), the gathered chunks are transformed, hashed and
+ * compressed on every worker slot at once, then stored in order by the
+ * calling thread. Done on the calling thread as they came, this work made
+ * the final pass wait on one core (55% of a sparse commit on the main
+ * thread, the other core idle). When the gather is full while the encoder's
+ * workers are busy, its chunks are prepared on the calling thread instead
+ * (low sparsities: more entries than chunks a batch).
+ * Memory: per array two WD_ASTREAM_CHUNK chunks a worker slot and their
+ * compressed forms, one transformed chunk a slot; kept in the encoder
+ * from tensor to tensor. A cached tensor's chunks sit in the delta readers'
+ * idle buffers; a bigger one's (its caches freed meanwhile) in buffers of
+ * their own, freed when cached tensors come. */
+#define GATHER_SLOTS(nslots) ((size_t)(nslots) * 2)
+/* A cached tensor's chunks are gathered in the worker slots' delta-reader
+ * buffers, idle from the first pass (which fills the cache) to the
+ * rebuild: 8 chunks a slot in par and ft, 4 of which the gathers take. */
+_Static_assert((size_t)WD_CHUNK_TARGET * sizeof(float) >= 4 * WD_ASTREAM_CHUNK, "reader buffers hold 4 chunks");
+
 typedef struct {
-    wd_astream_writer wi, wv;
+    wd_astream_writer w;
+    wd_dtype dt;
+    int transform;
+    uint8_t **raw;            /* slots buffers of WD_ASTREAM_CHUNK bytes, own or borrowed */
+    uint8_t **own;            /* slots buffers of a tensor over the cache, or NULL */
+    wd_astream_chunk *chunks; /* slots: their prepared forms (enc borrowed from a worker slot) */
+    size_t full;              /* whole chunks gathered, not stored yet */
+    size_t fill;              /* bytes in raw[full] */
+} chunk_gather;
+
+struct sparse_gather {
+    chunk_gather g[2]; /* indices, values */
+    size_t slots;      /* GATHER_SLOTS(nslots) an array */
+    int nslots;        /* worker slots: 1 without a pool */
+    wd_buf *wenc;      /* nslots transformed-chunk buffers */
+    /* per tensor */
+    wd_pool *pool;     /* NULL: every chunk prepared on the calling thread */
+    void *const *cctx; /* per worker slot */
+    int level;
+    int idle;          /* the encoder leaves the pool alone */
     wd_lossy *L;
-    uint64_t ce, emitted;
-    size_t next_piece; /* before[0 .. next_piece) are known */
+    uint64_t ce, emitted, next_bound;
+    size_t next_piece;     /* before[0 .. next_piece) are known */
     wd_sparse_delta *keep; /* optional: room for every entry, for the rebuild */
-} sparse_out;
+};
+
+static void sparse_gather_free(struct sparse_gather *s)
+{
+    if (!s)
+        return;
+    for (int a = 0; a < 2; a++) {
+        chunk_gather *g = &s->g[a];
+        for (size_t i = 0; i < s->slots; i++) {
+            if (g->own)
+                free(g->own[i]);
+            if (g->chunks)
+                wd__astream_chunk_free(&g->chunks[i]);
+        }
+        free(g->raw);
+        free(g->own);
+        free(g->chunks);
+        wd__astream_writer_free(&g->w);
+    }
+    for (int w = 0; s->wenc && w < s->nslots; w++)
+        wd__buf_free(&s->wenc[w]);
+    free(s->wenc);
+    free(s);
+}
+
+static int sparse_gather_new(struct sparse_gather **out, int nslots)
+{
+    struct sparse_gather *s = calloc(1, sizeof *s);
+    if (!s)
+        return WD_NOMEM();
+    s->nslots = nslots;
+    s->slots = GATHER_SLOTS(nslots);
+    int ok = (s->wenc = calloc((size_t)nslots, sizeof *s->wenc)) != NULL;
+    for (int a = 0; ok && a < 2; a++) {
+        chunk_gather *g = &s->g[a];
+        ok = (g->raw = calloc(s->slots, sizeof *g->raw)) && (g->own = calloc(s->slots, sizeof *g->own)) &&
+             (g->chunks = calloc(s->slots, sizeof *g->chunks));
+    }
+    if (!ok) {
+        sparse_gather_free(s);
+        return WD_NOMEM();
+    }
+    *out = s;
+    return 0;
+}
+
+/* Frees the buffers only a tensor over the cache uses. */
+static void sparse_gather_trim(struct sparse_gather *s)
+{
+    for (int a = 0; s && a < 2; a++)
+        for (size_t i = 0; i < s->slots; i++) {
+            free(s->g[a].own[i]);
+            s->g[a].own[i] = NULL;
+        }
+}
+
+/* Points the gathers' slots at their buffers for a tensor of n elements:
+ * the idle reader buffers for a cached one, else their own. */
+static int sparse_gather_place(struct sparse_gather *s, delta_reader *d, uint64_t n)
+{
+    for (int a = 0; a < 2; a++)
+        for (size_t i = 0; i < s->slots; i++) {
+            chunk_gather *g = &s->g[a];
+            if (n <= WD_LOSSY_CACHE_ELEMS) {
+                size_t j = (size_t)a * s->slots + i; /* < 4 x nslots */
+                float *f = j % 8 < 4 ? d[j / 8].par : d[j / 8].ft;
+                g->raw[i] = (uint8_t *)f + (j % 4) * WD_ASTREAM_CHUNK;
+                d[j / 8].cached_k = -1;
+            } else {
+                if (!g->own[i] && !(g->own[i] = malloc(WD_ASTREAM_CHUNK)))
+                    return WD_NOMEM();
+                g->raw[i] = g->own[i];
+            }
+        }
+    return 0;
+}
+
+/* Prepares chunk i of gather g (len bytes) on worker slot worker. */
+static int gather_prep_one(struct sparse_gather *s, chunk_gather *g, size_t i, int worker, size_t len)
+{
+    wd_astream_chunk *c = &g->chunks[i];
+    c->enc = s->wenc[worker];
+    int rc = wd__astream_chunk_prepare(c, g->dt, g->transform, s->cctx[worker], s->level, g->raw[i], len);
+    s->wenc[worker] = c->enc;
+    memset(&c->enc, 0, sizeof c->enc);
+    return rc;
+}
+
+/* wd_pool_fn over the whole chunks of both arrays, indices' first. */
+static int gather_prep(void *p, size_t i, int worker)
+{
+    struct sparse_gather *s = p;
+    chunk_gather *g = &s->g[0];
+    if (i >= g->full) {
+        i -= g->full;
+        g = &s->g[1];
+    }
+    return gather_prep_one(s, g, i, worker, WD_ASTREAM_CHUNK);
+}
+
+/* Stores g's prepared whole chunks in order and moves the partial one to
+ * the front. */
+static int gather_store(chunk_gather *g)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < g->full; i++)
+        rc = wd__astream_add_chunk(&g->w, &g->chunks[i]);
+    if (rc)
+        return rc;
+    if (g->fill) { /* else raw[full] may be past the slots */
+        uint8_t *t = g->raw[0];
+        g->raw[0] = g->raw[g->full];
+        g->raw[g->full] = t;
+    }
+    g->full = 0;
+    return 0;
+}
+
+/* Prepares and stores the whole chunks gathered so far: on the pool when
+ * the encoder leaves it idle, else here. */
+static int gather_flush(struct sparse_gather *s)
+{
+    size_t n = s->g[0].full + s->g[1].full;
+    int rc = 0;
+    if (!n)
+        return 0;
+    if (s->pool && s->idle && n >= 2) {
+        rc = wd__pool_run(s->pool, n, gather_prep, s);
+    } else {
+        for (size_t i = 0; !rc && i < n; i++)
+            rc = gather_prep(s, i, 0);
+    }
+    for (int a = 0; !rc && a < 2; a++)
+        rc = gather_store(&s->g[a]);
+    return rc;
+}
+
+static int gather_add(struct sparse_gather *s, chunk_gather *g, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len) {
+        size_t room = WD_ASTREAM_CHUNK - g->fill, take = len < room ? len : room;
+        memcpy(g->raw[g->full] + g->fill, p, take);
+        g->fill += take;
+        p += take;
+        len -= take;
+        if (g->fill == WD_ASTREAM_CHUNK) {
+            g->full++;
+            g->fill = 0;
+            int rc = g->full == s->slots ? gather_flush(s) : 0; /* no room for the next chunk */
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* wd_sparse_sink.pool_idle */
+static int sparse_idle(void *ud, int idle)
+{
+    struct sparse_gather *s = ud;
+    s->idle = idle;
+    return idle ? gather_flush(s) : 0;
+}
 
 static int sparse_emit(void *ud, const int64_t *idx, const float *val, size_t count)
 {
-    sparse_out *o = ud;
+    struct sparse_gather *o = ud;
     for (size_t e = 0; e < count; e++) {
-        uint64_t piece = (uint64_t)idx[e] / o->ce;
-        while (o->next_piece <= piece && o->next_piece <= o->L->n_pieces)
+        while ((uint64_t)idx[e] >= o->next_bound && o->next_piece <= o->L->n_pieces) {
             o->L->before[o->next_piece++] = o->emitted + e;
+            o->next_bound += o->ce;
+        }
     }
     if (o->keep) {
         if (o->emitted + count > o->keep->k)
@@ -214,35 +426,70 @@ static int sparse_emit(void *ud, const int64_t *idx, const float *val, size_t co
         memcpy(o->keep->values + o->emitted, val, count * sizeof *val);
     }
     o->emitted += count;
-    int rc = wd__astream_append(&o->wi, idx, count * sizeof *idx);
-    return rc ? rc : wd__astream_append(&o->wv, val, count * sizeof *val);
+    int rc = gather_add(o, &o->g[0], idx, count * sizeof *idx);
+    return rc ? rc : gather_add(o, &o->g[1], val, count * sizeof *val);
 }
 
-static int encode_sparse_streamed(const wd_lossy_sink *sink, wd_lossy *L, const wd_delta_src *ds, double sparsity,
-                                  uint64_t n, uint64_t ce, wd_codec_fidelity *fid, wd_sparse_delta *keep)
+/* Stores the last chunks of both arrays (the encoder is done with the
+ * pool) and completes their descriptions. */
+static int gather_finish(struct sparse_gather *s)
 {
-    sparse_out o;
-    memset(&o, 0, sizeof o);
-    o.L = L;
-    o.ce = ce;
-    o.keep = keep;
+    s->idle = 1;
+    int rc = gather_flush(s);
+    for (int a = 0; !rc && a < 2; a++) {
+        chunk_gather *g = &s->g[a];
+        if (g->fill && !(rc = gather_prep_one(s, g, 0, 0, g->fill)))
+            rc = wd__astream_add_chunk(&g->w, &g->chunks[0]);
+        g->fill = 0;
+        if (!rc)
+            rc = wd__astream_finish(&g->w);
+    }
+    return rc;
+}
+
+static int encode_sparse_streamed(wd_lossy_encoder *enc, const wd_lossy_sink *sink, wd_lossy *L,
+                                  const wd_delta_src *ds, double sparsity, uint64_t n, uint64_t ce,
+                                  wd_codec_fidelity *fid, wd_sparse_delta *keep)
+{
+    int nslots = enc->pool ? wd__pool_size(enc->pool) : 1;
+    int rc = enc->sparse ? 0 : sparse_gather_new(&enc->sparse, nslots);
+    if (rc)
+        return rc;
+    struct sparse_gather *o = enc->sparse;
+    if ((rc = sparse_gather_place(o, enc->d, n)))
+        return rc;
+    o->pool = enc->pool && sink->worker_cctx ? enc->pool : NULL;
+    o->cctx = o->pool ? sink->worker_cctx : &sink->cctx;
+    o->level = sink->level;
+    o->idle = 0;
+    o->L = L;
+    o->ce = ce;
+    o->emitted = 0;
+    o->next_bound = 0;
+    o->next_piece = 0;
+    o->keep = keep;
+    for (int a = 0; a < 2; a++)
+        o->g[a].full = o->g[a].fill = 0;
     L->n_pieces = (size_t)(n ? (n + ce - 1) / ce : 0);
     if (!(L->before = malloc((L->n_pieces + 1) * sizeof *L->before)))
         return WD_NOMEM();
-    wd__astream_writer_init(&o.wi, sink->cs, sink->put, sink->put_arg, sink->cctx, sink->level,
-                            &L->arrays[WD__WF_INDICES], WD__WF_INDICES, WD_DT_I64, WD_AT_GAPS);
-    wd__astream_writer_init(&o.wv, sink->cs, sink->put, sink->put_arg, sink->cctx, sink->level,
-                            &L->arrays[WD__WF_VALUES], WD__WF_VALUES, WD_DT_F32, WD_AT_PLANES);
+    o->g[0].dt = WD_DT_I64;
+    o->g[0].transform = WD_AT_GAPS;
+    o->g[1].dt = WD_DT_F32;
+    o->g[1].transform = WD_AT_PLANES;
+    for (int a = 0; a < 2; a++) {
+        wd__astream_writer_free(&o->g[a].w);
+        wd__astream_writer_init(&o->g[a].w, sink->cs, sink->put, sink->put_arg, sink->cctx, sink->level,
+                                &L->arrays[a ? WD__WF_VALUES : WD__WF_INDICES], a ? WD__WF_VALUES : WD__WF_INDICES,
+                                o->g[a].dt, o->g[a].transform);
+    }
     uint64_t k = 0;
-    int rc = wd__sparse_encode_stream(ds, sparsity, sparse_emit, &o, &k, fid);
-    while (!rc && o.next_piece <= L->n_pieces)
-        L->before[o.next_piece++] = o.emitted;
+    wd_sparse_sink ss = {sparse_emit, sparse_idle, o};
+    rc = wd__sparse_encode_sink(ds, sparsity, &ss, &k, fid);
+    while (!rc && o->next_piece <= L->n_pieces)
+        L->before[o->next_piece++] = o->emitted;
     if (!rc)
-        rc = wd__astream_finish(&o.wi);
-    if (!rc)
-        rc = wd__astream_finish(&o.wv);
-    wd__astream_writer_free(&o.wi);
-    wd__astream_writer_free(&o.wv);
+        rc = gather_finish(o);
     return rc;
 }
 
@@ -513,18 +760,20 @@ static int encode_sparse(wd_lossy_encoder *enc, const wd_lossy_sink *sink, wd_lo
 {
     const wd_st_tensor *t = src->t;
     uint64_t ce = parent->chunk_elems;
-    wd_sparse_delta keep = {0};
+    wd_sparse_delta keep = {0}; /* its arrays are the encoder's */
     int valid = sparsity >= 0.0 && sparsity < 1.0; /* else the encoder says what is wrong */
     if (recon && in_cache && valid && (keep.k = wd__sparse_k(t->nelem, sparsity)) <= WD_SPARSE_KEEP) {
         keep.n = t->nelem;
-        keep.indices = malloc((keep.k ? keep.k : 1) * sizeof *keep.indices);
-        keep.values = malloc((keep.k ? keep.k : 1) * sizeof *keep.values);
-        if (!keep.indices || !keep.values) {
-            wd__sparse_clear(&keep);
+        size_t cap_v = enc->keep_cap;
+        if (wd__scratch_grow((void **)&enc->keep_idx, &enc->keep_cap, (size_t)keep.k, sizeof *enc->keep_idx) ||
+            wd__scratch_grow((void **)&enc->keep_val, &cap_v, (size_t)keep.k, sizeof *enc->keep_val)) {
+            enc->keep_cap = 0;
             return WD_NOMEM();
         }
+        keep.indices = enc->keep_idx;
+        keep.values = enc->keep_val;
     }
-    int rc = encode_sparse_streamed(sink, L, ds, sparsity, t->nelem, ce, fid, keep.indices ? &keep : NULL);
+    int rc = encode_sparse_streamed(enc, sink, L, ds, sparsity, t->nelem, ce, fid, keep.indices ? &keep : NULL);
     if (!rc && recon && keep.indices) {
         rc = recon_pass(enc, t, ce, 0, (t->nelem + ce - 1) / ce, &(recon_ctx){.sp = &keep}, recon, recon_ud);
     } else if (!rc && recon) {
@@ -539,7 +788,6 @@ static int encode_sparse(wd_lossy_encoder *enc, const wd_lossy_sink *sink, wd_lo
         if (!rc)
             rc = recon_pass(enc, t, ce, 0, (t->nelem + ce - 1) / ce, &(recon_ctx){.stored = &st}, recon, recon_ud);
     }
-    wd__sparse_clear(&keep);
     return rc;
 }
 
@@ -618,7 +866,9 @@ int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder
     enc->progress = progress;
     enc->progress_ud = progress_ud;
     atomic_init(&enc->read, 0);
-    int rc = readers_new(&enc->d, enc->nreaders, repo, folder);
+    int rc = wd__codec_scratch_new(&enc->scratch);
+    if (!rc)
+        rc = readers_new(&enc->d, enc->nreaders, repo, folder);
     for (int i = 0; !rc && i < enc->nreaders; i++)
         enc->d[i].enc = enc;
     /* Pieces are at least WD_CHUNK_TARGET / 8 elements (8-byte dtypes). */
@@ -642,6 +892,10 @@ void wd__lossy_encoder_free(wd_lossy_encoder *enc)
     free(enc->par_cache);
     free(enc->par_state_mem);
     free(enc->recon_jobs);
+    wd__codec_scratch_free(enc->scratch);
+    sparse_gather_free(enc->sparse);
+    free(enc->keep_idx);
+    free(enc->keep_val);
     free(enc);
 }
 
@@ -671,8 +925,12 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
         enc->par_cache = NULL;
         free(enc->cache);
         enc->cache = NULL;
-    } else if (!enc->cache && !(enc->cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->cache))) {
-        return WD_NOMEM();
+    } else if (!enc->cache) {
+        /* and the other way round: what only a big tensor needs goes */
+        wd__codec_scratch_trim(enc->scratch);
+        sparse_gather_trim(enc->sparse);
+        if (!(enc->cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *enc->cache)))
+            return WD_NOMEM();
     }
     if (rebuild && fits)
         enc->par_pieces = (size_t)((t->nelem + parent->chunk_elems - 1) / parent->chunk_elems);
@@ -681,7 +939,7 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
     wd_lossy *L = calloc(1, sizeof *L);
     int rc = !L ? WD_NOMEM() : 0;
     wd_delta_src ds = {.n = t->nelem, .read = read_delta, .ud = d, .pool = pool, .read_par = read_delta_par,
-                       .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = enc->cache};
+                       .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = enc->cache, .scratch = enc->scratch};
     uint64_t ce = parent->chunk_elems;
     if (!rc) {
         L->strategy = strategy;

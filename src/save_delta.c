@@ -164,12 +164,22 @@ static int put_record(wd__wdelta_writer *w, const wd__wdelta_tensor *t, int fiel
     return rc;
 }
 
+/* The codec's buffers kept from tensor to tensor, beside the cache. */
+typedef struct {
+    float *cache; /* WD_LOSSY_CACHE_ELEMS floats */
+    wd_codec_scratch *scr;
+} codec_mem;
+
 /* The codec's source for pair p: f32(ft) - f32(base), read on pool. */
-static wd_delta_src pair_src(wd__pair_delta *pd, const pair *p, uint64_t n, wd_pool *pool, float *cache)
+static wd_delta_src pair_src(wd__pair_delta *pd, const pair *p, uint64_t n, wd_pool *pool, const codec_mem *m)
 {
     wd__pd_side ft = {.ref = &p->ft}, base = {.ref = &p->base};
     wd__pair_delta_set(pd, &ft, &base);
-    return wd__pair_delta_src(pd, n, pool, cache);
+    wd_delta_src src = wd__pair_delta_src(pd, n, pool, m->cache);
+    if (n <= WD_LOSSY_CACHE_ELEMS) /* what only a bigger one needs goes back (no-op after the first) */
+        wd__codec_scratch_trim(m->scr);
+    src.scratch = m->scr;
+    return src;
 }
 
 /* One tensor's encoded arrays (those of its strategy are filled). */
@@ -192,9 +202,9 @@ static void encoded_clear(encoded *e)
  * of at most WD_LOSSY_CACHE_ELEMS elements is read once (the codec keeps 4
  * bytes an element). *e holds the codec's output arrays; cleared on error. */
 static int encode_tensor(encoded *e, size_t ti, const wd__wdelta_tensor *t, const pair *p,
-                         int version, wd_pool *pool, wd__pair_delta *pd, float *cache)
+                         int version, wd_pool *pool, wd__pair_delta *pd, const codec_mem *m)
 {
-    wd_delta_src src = pair_src(pd, p, t->n, pool, cache);
+    wd_delta_src src = pair_src(pd, p, t->n, pool, m);
     memset(e, 0, sizeof *e);
     e->ti = ti;
     int rc;
@@ -282,13 +292,13 @@ static int stream_emit(void *ud, const int64_t *idx, const float *val, size_t co
  * for its indices record; the caller's writer thread is idle. Memory: one
  * batch of units' entries (the encoder's) and a 1 MiB copy buffer. */
 static int write_sparse_streamed(wd__wdelta_writer *w, size_t ti, const wd__wdelta_tensor *t, const pair *p,
-                                 wd_pool *pool, wd__pair_delta *pd, float *cache)
+                                 wd_pool *pool, wd__pair_delta *pd, const codec_mem *m)
 {
     size_t tj;
     int field;
     if (!wd__wdelta_writer_next(w, &tj, &field) || tj != ti || field != WD__WF_INDICES)
         return wd__error(WD_ERROR, "internal error: .wdelta records out of order at '%s'", t->name);
-    wd_delta_src src = pair_src(pd, p, t->n, pool, cache);
+    wd_delta_src src = pair_src(pd, p, t->n, pool, m);
     uint64_t k = wd__sparse_k(t->n, t->sparsity);
     sparse_stream s = {w, -1, 0, NULL};
     int rc = spill_open(&s.spill, &s.dir);
@@ -593,24 +603,25 @@ static int save_pairs(wd__outfile *of, const pair *pairs, size_t np,
     wd__progress_start(&pg, opt, "save-delta", elems);
     /* One cache for every tensor (WD_LOSSY_CACHE_ELEMS floats): the codecs
      * are done with it when encode_tensor returns. */
-    float *cache = malloc(WD_LOSSY_CACHE_ELEMS * sizeof *cache);
-    if (!cache && !rc)
+    codec_mem mem = {malloc(WD_LOSSY_CACHE_ELEMS * sizeof *mem.cache), NULL};
+    if ((!mem.cache || wd__codec_scratch_new(&mem.scr)) && !rc)
         rc = WD_NOMEM();
     for (size_t ti = 0; !rc && ti < n; ti++) {
         if (ts[ti].strategy == WD__WS_SPARSE && have_writer && version == 2 &&
             wd__sparse_k(ts[ti].n, ts[ti].sparsity) * 12 > SPARSE_STREAM_BYTES) {
             if (!(rc = writer_sync(&wt)))
-                rc = write_sparse_streamed(w, ti, &ts[ti], &pairs[order[ti]], pool, pd, cache);
+                rc = write_sparse_streamed(w, ti, &ts[ti], &pairs[order[ti]], pool, pd, &mem);
             wd__progress_add(&pg, ts[ti].n);
             continue;
         }
         encoded e;
-        rc = encode_tensor(&e, ti, &ts[ti], &pairs[order[ti]], version, pool, pd, cache);
+        rc = encode_tensor(&e, ti, &ts[ti], &pairs[order[ti]], version, pool, pd, &mem);
         if (!rc)
             rc = writer_give(&wt, &e);
         wd__progress_add(&pg, ts[ti].n);
     }
-    free(cache);
+    free(mem.cache);
+    wd__codec_scratch_free(mem.scr);
     if (have_writer) {
         int wrc = writer_stop(&wt);
         if (!rc)

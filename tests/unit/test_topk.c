@@ -215,6 +215,17 @@ static void check_case(const char *what, const float *d, uint64_t n, double spar
             }
         }
 
+        /* without the fidelity the selection runs alone (codec_sparse.c's
+         * select_only, four keys a compare): the same arrays, folded cut
+         * or not */
+        for (int two = 1; two >= 0; two--) {
+            wd_sparse_delta sp_nf;
+            src.topk_two_pass = two;
+            CHECK_RC(wd__sparse_encode(&sp_nf, &src, sparsity, NULL), 0);
+            CHECK(same_sparse(&sp_nf, &sp_ref));
+            wd__sparse_clear(&sp_nf);
+        }
+
         /* serial, the second pass saved: fewer reads, the same arrays */
         cs.reads = 0;
         src.topk_two_pass = 0;
