@@ -30,6 +30,7 @@
 #include "repo_int.h"
 #include "spool.h"
 #include "wdelta.h"
+#include "wdelta_decode.h"
 
 /* The names the parent_hash covers, in its order. */
 static const char **hash_order(const wd__wdelta *d)
@@ -538,6 +539,102 @@ static int insert_all(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const wd_ob
     return rc;
 }
 
+/* The new delta's model hash without reading back what was just stored:
+ * the parent's walk (every tensor in name order, natively), with the
+ * file's delta added on the workers to the float32 pieces of the tensors
+ * the file names, reading its arrays (already checked by copy_array) from
+ * the open file. That is the arithmetic checkout runs on the stored arrays
+ * (piece.c: the parent's float32 reconstruction, the codec's apply in
+ * place, narrowed), on the same bytes, so it is the same hash; decoding the
+ * stored arrays again cost a fifth of import's CPU. Memory: one decoder a
+ * worker slot (wdelta_decode.h: ~4 MiB). */
+typedef struct {
+    wd__wdelta_dec td;
+    const wd__wdelta_tensor *cur; /* what td decodes, NULL if none */
+    uint64_t next;                /* where td's last piece ended */
+} apply_slot;
+
+typedef struct {
+    const wd__wdelta *d;
+    const wd_object *parent;
+    const wd__wdelta_tensor **ft; /* by parent tensor: the file's entry, or NULL */
+    apply_slot *slots;
+} delta_walk;
+
+static int walk_f32_for(void *ud, const wd_stored_tensor *t)
+{
+    const delta_walk *w = ud;
+    return w->ft[t - w->parent->tensors] != NULL;
+}
+
+/* wd_walk_opts.apply: a piece of the parent's tensor t, plus the delta. */
+static int walk_apply(void *ud, int worker, const wd_stored_tensor *t, uint64_t begin, float *f32, size_t nelem)
+{
+    delta_walk *w = ud;
+    const wd__wdelta_tensor *ft = w->ft[t - w->parent->tensors];
+    apply_slot *s = &w->slots[worker];
+    int rc;
+    if (s->cur != ft) {
+        if (s->cur)
+            wd__wdelta_dec_free(&s->td);
+        s->cur = NULL;
+        if ((rc = wd__wdelta_dec_init(&s->td, w->d, ft))) {
+            wd__wdelta_dec_free(&s->td); /* init cleared it first: frees what it got */
+            return rc;
+        }
+        s->cur = ft;
+        s->next = 0;
+    }
+    for (size_t off = 0; off < nelem; off += WD__DEC_PIECE) {
+        size_t cnt = nelem - off < WD__DEC_PIECE ? nelem - off : WD__DEC_PIECE;
+        if (begin + off != s->next && (rc = wd__wdelta_dec_seek(&s->td, begin + off)))
+            return rc;
+        s->next = UINT64_MAX; /* unless this piece completes */
+        if ((rc = wd__wdelta_dec_apply(&s->td, begin + off, cnt, f32 + off, NULL)))
+            return rc;
+        s->next = begin + off + cnt;
+    }
+    return 0;
+}
+
+/* Whether walk_apply can hash this delta: pieces of the parent's tensors
+ * the file names must start on a multiple of 8 elements (the decoder's
+ * unit; every chunk size wdrepo writes is). Otherwise the caller hashes
+ * the stored arrays. */
+static int walk_fits(const wd_object *parent, const wd_lossy *const *lossy)
+{
+    for (size_t i = 0; i < parent->n_tensors; i++)
+        if (lossy[i] && parent->tensors[i].chunk_elems % 8)
+            return 0;
+    return 1;
+}
+
+static int hash_with_file(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, const wd_object *parent,
+                          uint8_t model_hash[WD_HASH_SIZE])
+{
+    int nslots = pool ? wd__pool_size(pool) : 1;
+    delta_walk w = {d, parent, calloc(parent->n_tensors + 1, sizeof *w.ft), calloc((size_t)nslots, sizeof *w.slots)};
+    int rc = w.ft && w.slots ? 0 : WD_NOMEM();
+    for (size_t i = 0; !rc && i < wd__wdelta_count(d); i++) {
+        const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
+        long j = wd__object_find(parent, t->name);
+        if (j < 0)
+            rc = wd__error(WD_ERROR, "internal error: tensor '%s' left the parent", t->name);
+        else
+            w.ft[j] = t;
+    }
+    if (!rc)
+        rc = wd__object_walk(repo, parent,
+                             &(wd_walk_opts){.pool = pool, .f32_for = walk_f32_for, .apply = walk_apply, .ud = &w},
+                             model_hash, NULL, NULL);
+    for (int i = 0; w.slots && i < nslots; i++)
+        if (w.slots[i].cur)
+            wd__wdelta_dec_free(&w.slots[i].td);
+    free(w.slots);
+    free(w.ft);
+    return rc;
+}
+
 /* The new delta as wd__object_load would give it, built from the parent
  * and the imported tensors, so that its hashes can be computed before the
  * final transaction. Its tensors borrow from parent and lossy: release it
@@ -823,11 +920,15 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         goto done;
     for (;;) {
         if ((!exists && !hashed) || (same && check_hash && !hashed)) {
-            wd_object draft;
-            rc = draft_object(id, parent, lossy, &draft);
-            if (!rc)
-                rc = wd__object_walk(repo, &draft, &(wd_walk_opts){.pool = pool}, model_hash, NULL, NULL);
-            free_draft(&draft);
+            if (walk_fits(parent, (const wd_lossy *const *)lossy)) {
+                rc = hash_with_file(repo, pool, d, parent, model_hash);
+            } else {
+                wd_object draft;
+                rc = draft_object(id, parent, lossy, &draft);
+                if (!rc)
+                    rc = wd__object_walk(repo, &draft, &(wd_walk_opts){.pool = pool}, model_hash, NULL, NULL);
+                free_draft(&draft);
+            }
             if (rc)
                 goto done;
             hashed = 1;
