@@ -12,6 +12,11 @@
 #include "dtype.h"
 #include "error.h"
 
+/* Index entries read at a time while seeking (8 KiB at most, in the window
+ * buffer td->bi, which holds min(entries, WD__DEC_BLOCK) of them), and the
+ * first refill's size after a seek. */
+#define SEEK_READ 1024u
+
 void wd__wdelta_dec_free(wd__wdelta_dec *td)
 {
     free(td->bi);
@@ -29,6 +34,7 @@ int wd__wdelta_dec_init(wd__wdelta_dec *td, const wd__wdelta *d, const wd__wdelt
     td->d = d;
     td->t = t;
     td->prev = -1;
+    td->grow = SEEK_READ;
     int rc = 0;
     if (t->strategy == WD__WS_QUANTIZED) {
         /* an empty tensor (which deltatensors cannot read back) has nothing
@@ -71,7 +77,8 @@ int wd__wdelta_dec_init(wd__wdelta_dec *td, const wd__wdelta *d, const wd__wdelt
 static int refill(wd__wdelta_dec *td)
 {
     uint64_t left = td->total - td->fetched;
-    size_t cnt = left < WD__DEC_BLOCK ? (size_t)left : WD__DEC_BLOCK;
+    size_t cnt = left < td->grow ? (size_t)left : td->grow;
+    td->grow = td->grow < WD__DEC_BLOCK / 2 ? 2 * td->grow : WD__DEC_BLOCK;
     int rc = wd__wdelta_pread(td->d, td->fi, td->fetched * td->isz, td->bi, cnt * td->isz);
     if (!rc)
         rc = wd__wdelta_pread(td->d, td->fv, td->fetched * td->vsz, td->bv, cnt * td->vsz);
@@ -84,10 +91,6 @@ static int refill(wd__wdelta_dec *td)
     td->bpos = 0;
     return rc;
 }
-
-/* Index entries read at a time while seeking (8 KiB at most, in the window
- * buffer td->bi, which holds min(entries, WD__DEC_BLOCK) of them). */
-#define SEEK_READ 1024u
 
 int wd__wdelta_dec_seek(wd__wdelta_dec *td, uint64_t b)
 {
@@ -145,6 +148,7 @@ int wd__wdelta_dec_seek(wd__wdelta_dec *td, uint64_t b)
     td->fetched = td->used = lo;
     td->blen = td->bpos = 0;
     td->prev = -1;
+    td->grow = SEEK_READ;
     return 0;
 }
 
