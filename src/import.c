@@ -28,6 +28,7 @@
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
+#include "sidejob.h"
 #include "spool.h"
 #include "wdelta.h"
 #include "wdelta_decode.h"
@@ -601,17 +602,21 @@ static int walk_apply(void *ud, int worker, const wd_stored_tensor *t, uint64_t 
  * the file names must start on a multiple of 8 elements (the decoder's
  * unit; every chunk size wdrepo writes is). Otherwise the caller hashes
  * the stored arrays. */
-static int walk_fits(const wd_object *parent, const wd_lossy *const *lossy)
+static int walk_fits(const wd__wdelta *d, const wd_object *parent)
 {
-    for (size_t i = 0; i < parent->n_tensors; i++)
-        if (lossy[i] && parent->tensors[i].chunk_elems % 8)
+    for (size_t i = 0; i < wd__wdelta_count(d); i++) {
+        long j = wd__object_find(parent, wd__wdelta_tensor_at(d, i)->name);
+        if (j < 0 || parent->tensors[j].chunk_elems % 8)
             return 0;
+    }
     return 1;
 }
 
 static int hash_with_file(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, const wd_object *parent,
                           uint8_t model_hash[WD_HASH_SIZE])
 {
+    if (!walk_fits(d, parent))
+        return wd__error(WD_ERROR, "internal error: the parent's pieces do not fit the .wdelta decoder");
     int nslots = pool ? wd__pool_size(pool) : 1;
     delta_walk w = {d, parent, calloc(parent->n_tensors + 1, sizeof *w.ft), calloc((size_t)nslots, sizeof *w.slots)};
     int rc = w.ft && w.slots ? 0 : WD_NOMEM();
@@ -633,6 +638,38 @@ static int hash_with_file(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, con
     free(w.slots);
     free(w.ft);
     return rc;
+}
+
+/* hash_with_file on a thread of its own and a pool of its own, while the
+ * caller copies the arrays on its pool: the two read nothing of each
+ * other's (the walk reads the parent's committed chunks and the file). The
+ * walk starts before the copy has checked the index arrays; if they are
+ * bad, the copy fails and the walk's result is dropped (its decoder checks
+ * what addresses memory, so a bad file can only make it fail or hash
+ * garbage). */
+typedef struct {
+    wd_repo *repo;
+    wd_pool *pool;
+    const wd__wdelta *d;
+    const wd_object *parent;
+    uint8_t hash[WD_HASH_SIZE];
+} walk_job;
+
+static int walk_job_fn(void *ud)
+{
+    walk_job *w = ud;
+    return hash_with_file(w->repo, w->pool, w->d, w->parent, w->hash);
+}
+
+/* Joins the walk if it runs; a copy error (rc) keeps its message. */
+static int walk_join(wd__sidejob *j, int rc)
+{
+    if (!rc)
+        return wd__sidejob_join(j);
+    char msg[1024]; /* error.c's message buffer size */
+    snprintf(msg, sizeof msg, "%s", wd_errmsg());
+    wd__sidejob_join(j);
+    return wd__error(rc, "%s", msg);
 }
 
 /* The new delta as wd__object_load would give it, built from the parent
@@ -835,6 +872,10 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     /* A pipe cannot be pread: standard input is read through a copy in the
      * repository folder (on the file system that will hold the data). */
     wd__temp spool = {.fd = -1, .slot = -1};
+    wd_pool *wpool = NULL; /* the walk's, while it runs beside the copy */
+    wd__sidejob wj = {0};
+    walk_job wjob;
+    int walked = 0; /* wjob.hash is the model hash */
     const char *shown = path;
     int rc = 0;
     if (wd__is_stdin(path)) {
@@ -861,6 +902,16 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         rc = WD_NOMEM();
         goto done;
     }
+    /* With more than one thread, the new delta's model hash is computed
+     * beside the copy (below: after it). */
+    if (wd__pool_size(pool) > 2 && walk_fits(d, parent) && !wd__pool_new(&wpool, opt ? opt->threads : 0)) {
+        wjob = (walk_job){repo, wpool, d, parent, {0}};
+        if (wd__sidejob_start(&wj, walk_job_fn, &wjob)) {
+            wd__pool_free(wpool);
+            wpool = NULL;
+        }
+    }
+    wd__error_clear();
     have_pipe = 1;
     if ((rc = pipe_init(&pipe, pool, &batch)))
         goto done;
@@ -884,6 +935,10 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         rc = wd__chunk_batch_flush(&batch);
     pipe_free(&pipe);
     have_pipe = 0;
+    if (wpool) {
+        rc = walk_join(&wj, rc);
+        walked = !rc;
+    }
     if (rc)
         goto done;
 
@@ -912,7 +967,9 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
      * hash waits until a file needs it: record_f32_hash). Skipped when the
      * object is already stored, unless it vanishes before the insert. */
     uint8_t model_hash[WD_HASH_SIZE], own_id[WD_HASH_SIZE], same_id[WD_HASH_SIZE], same_hash[WD_HASH_SIZE];
-    int hashed = 0, exists = 0, same = 0, check_hash = 0;
+    int hashed = walked, exists = 0, same = 0, check_hash = 0;
+    if (walked)
+        memcpy(model_hash, wjob.hash, WD_HASH_SIZE);
     memcpy(own_id, id, WD_HASH_SIZE);
     if ((rc = object_exists(repo, id, &exists)) ||
         (!exists &&
@@ -920,7 +977,7 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         goto done;
     for (;;) {
         if ((!exists && !hashed) || (same && check_hash && !hashed)) {
-            if (walk_fits(parent, (const wd_lossy *const *)lossy)) {
+            if (walk_fits(d, parent)) {
                 rc = hash_with_file(repo, pool, d, parent, model_hash);
             } else {
                 wd_object draft;
@@ -992,6 +1049,8 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
 done:
     if (have_pipe)
         pipe_free(&pipe);
+    rc = walk_join(&wj, rc); /* before d and parent go */
+    wd__pool_free(wpool);
     wd__chunk_batch_abort(&batch);
     rc = wd__gc_after_failure(repo, rc, batch.new_bytes);
     for (size_t i = 0; wr && i < n_file * WD__WF__COUNT; i++)
