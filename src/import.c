@@ -661,6 +661,22 @@ static int walk_job_fn(void *ud)
     return hash_with_file(w->repo, w->pool, w->d, w->parent, w->hash);
 }
 
+/* The file's checksum, checked on a thread of its own while the parent is
+ * found and the arrays are copied and hashed (it was read through first).
+ * Everything read from the file is validated as it is used; the checksum
+ * is joined before the object is inserted, and its error wins over any
+ * other, as when it was checked first. */
+static int sum_fn(void *d)
+{
+    return wd__wdelta_verify_checksum(d);
+}
+
+static int sum_join(wd__sidejob *j, int rc)
+{
+    int src = wd__sidejob_join(j);
+    return src ? src : rc;
+}
+
 /* Joins the walk if it runs; a copy error (rc) keeps its message. */
 static int walk_join(wd__sidejob *j, int rc)
 {
@@ -883,11 +899,18 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         path = spool.path;
         shown = "standard input";
     }
+    /* (standard input: checked at open, so that its errors name it) */
+    int side_sum = !spool.path[0];
+    wd__sidejob sj = {0};
     if (!rc)
-        rc = wd__spool_error(&spool, wd__wdelta_open(&d, path));
+        rc = wd__spool_error(&spool, wd__wdelta_open_ex(&d, path, side_sum ? WD__WDELTA_OPEN_NO_CHECKSUM : 0));
     wd__temp_discard(&spool); /* the open file stays readable */
     if (rc)
         return rc;
+    if (side_sum && wd__sidejob_start(&sj, sum_fn, d) && (rc = wd__wdelta_verify_checksum(d))) {
+        wd__wdelta_close(d);
+        return rc; /* no thread: checked here */
+    }
     n_file = wd__wdelta_count(d);
     if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
         goto done;
@@ -924,6 +947,8 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     for (size_t i = 0; !rc && i < n_file; i++) {
         const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
         long j = wd__object_find(parent, t->name);
+        if (wd__sidejob_done(&sj) && (rc = sum_join(&sj, 0)))
+            break; /* a damaged file: stop storing its arrays */
         rc = import_tensor(&pipe, &wr[i * WD__WF__COUNT], d, t, &parent->tensors[j], &lossy[j]);
     }
     if (!rc)
@@ -939,6 +964,7 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         rc = walk_join(&wj, rc);
         walked = !rc;
     }
+    rc = sum_join(&sj, rc); /* before anything refers to the arrays */
     if (rc)
         goto done;
 
@@ -1050,6 +1076,7 @@ done:
     if (have_pipe)
         pipe_free(&pipe);
     rc = walk_join(&wj, rc); /* before d and parent go */
+    rc = sum_join(&sj, rc);
     wd__pool_free(wpool);
     wd__chunk_batch_abort(&batch);
     rc = wd__gc_after_failure(repo, rc, batch.new_bytes);
