@@ -10,7 +10,10 @@
  * folder layout; tensors the file does not name pass through ("same").
  * Arrays are copied from the file in 1 MiB pieces, their indices checked on
  * the way, into array streams (arraystream.c), so memory stays bounded
- * whatever the file's size.
+ * whatever the file's size. The new delta's model hash is the parent's
+ * walk with the file's delta added (hash_with_file), beside the copy when
+ * there is more than one thread; the file's checksum is checked on a
+ * thread of its own meanwhile.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -865,8 +868,9 @@ static int find_same(wd_repo *repo, const wd__wdelta *d, const wd_object *parent
 /* Import runs in four steps, and only the last holds the write lock for
  * more than a group of chunk inserts: find the parent (recorded hashes, or
  * a rebuild on the pool); copy the arrays (read and checked here,
- * compressed on the pool, stored in short groups); hash the new delta's
- * reconstruction (pool, reading committed chunks only); insert its rows. */
+ * compressed on the pool, stored in short groups) and, beside it, hash the
+ * new delta's reconstruction (its own pool, reading the parent's committed
+ * chunks and the file); insert its rows. */
 int wd_import(wd_repo *repo, const char *path, const char *name, const wd_options *opt, wd_write_result *out)
 {
     if (repo->readonly)

@@ -24,18 +24,20 @@
  * Threads (wd_options.threads; the output bytes never depend on them):
  *  - onto a folder: pieces of PIECE elements are decoded and written at
  *    their final offsets (shardwriter.c) by the pool, a batch at a time,
- *    while the calling thread hashes the base for the verification in order
- *    (tensorhash.c); the .wdelta's checksum is checked on a thread of its
- *    own. A piece's decoder finds its first sorted entry by binary search,
- *    and the entry ranges of a tensor's pieces are checked to chain; any
- *    decoding error makes the pieces run again in file order on one slot,
- *    so that errors read as they always did.
+ *    while the calling thread hashes, for the verification, the base bytes
+ *    the workers read for the batch before (tensorhash.c: the base is read
+ *    once); the .wdelta's checksum is checked on a thread of its own. A
+ *    piece's decoder finds its first sorted entry by searching the sorted
+ *    array, and the entry ranges of a tensor's pieces are checked to chain;
+ *    any decoding error makes the pieces run again in file order on one
+ *    slot, so that errors read as they always did.
  *  - in memory (wd_load_delta): serial.
  *
  * Memory: per worker slot one piece of PIECE elements (raw bytes, float32
  * values, output bytes: 5 MiB) and a decoder (the delta entries of a piece
  * plus a 768 KiB block of index entries: ~4 MiB), never a whole tensor or
- * array, and 1 MiB of hashing buffer (13-20 MB peak on a Qwen2.5-0.5B at 3
+ * array; with the verification two HASH_ARENA (8 MiB) arenas of raw base
+ * bytes and 1 MiB of hashing buffer (33 MB peak on a Qwen2.5-0.5B at 3
  * slots); in memory, the outputs plus two pieces.
  */
 #include <fcntl.h>
