@@ -965,8 +965,12 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     pipe_free(&pipe);
     have_pipe = 0;
     if (wpool) {
-        rc = walk_join(&wj, rc);
-        walked = !rc;
+        /* a failed walk (damaged parent chunks) is left to the serial
+         * walk below, which runs only when the hash is needed, as before */
+        int wrc = walk_join(&wj, rc);
+        walked = !rc && !wrc;
+        if (!rc && wrc)
+            wd__error_clear();
     }
     rc = sum_join(&sj, rc); /* before anything refers to the arrays */
     if (rc)
