@@ -10,7 +10,10 @@
  * folder layout; tensors the file does not name pass through ("same").
  * Arrays are copied from the file in 1 MiB pieces, their indices checked on
  * the way, into array streams (arraystream.c), so memory stays bounded
- * whatever the file's size.
+ * whatever the file's size. The new delta's model hash is the parent's
+ * walk with the file's delta added (hash_with_file), beside the copy when
+ * there is more than one thread; the file's checksum is checked on a
+ * thread of its own meanwhile.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +31,10 @@
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
+#include "sidejob.h"
 #include "spool.h"
 #include "wdelta.h"
+#include "wdelta_decode.h"
 
 /* The names the parent_hash covers, in its order. */
 static const char **hash_order(const wd__wdelta *d)
@@ -538,6 +543,154 @@ static int insert_all(wd_repo *repo, const uint8_t id[WD_HASH_SIZE], const wd_ob
     return rc;
 }
 
+/* The new delta's model hash without reading back what was just stored:
+ * the parent's walk (every tensor in name order, natively), with the
+ * file's delta added on the workers to the float32 pieces of the tensors
+ * the file names, reading its arrays (already checked by copy_array) from
+ * the open file. That is the arithmetic checkout runs on the stored arrays
+ * (piece.c: the parent's float32 reconstruction, the codec's apply in
+ * place, narrowed), on the same bytes, so it is the same hash; decoding the
+ * stored arrays again cost a fifth of import's CPU. Memory: one decoder a
+ * worker slot (wdelta_decode.h: ~4 MiB). */
+typedef struct {
+    wd__wdelta_dec td;
+    const wd__wdelta_tensor *cur; /* what td decodes, NULL if none */
+    uint64_t next;                /* where td's last piece ended */
+} apply_slot;
+
+typedef struct {
+    const wd__wdelta *d;
+    const wd_object *parent;
+    const wd__wdelta_tensor **ft; /* by parent tensor: the file's entry, or NULL */
+    apply_slot *slots;
+} delta_walk;
+
+static int walk_f32_for(void *ud, const wd_stored_tensor *t)
+{
+    const delta_walk *w = ud;
+    return w->ft[t - w->parent->tensors] != NULL;
+}
+
+/* wd_walk_opts.apply: a piece of the parent's tensor t, plus the delta. */
+static int walk_apply(void *ud, int worker, const wd_stored_tensor *t, uint64_t begin, float *f32, size_t nelem)
+{
+    delta_walk *w = ud;
+    const wd__wdelta_tensor *ft = w->ft[t - w->parent->tensors];
+    apply_slot *s = &w->slots[worker];
+    int rc;
+    if (s->cur != ft) {
+        if (s->cur)
+            wd__wdelta_dec_free(&s->td);
+        s->cur = NULL;
+        if ((rc = wd__wdelta_dec_init(&s->td, w->d, ft))) {
+            wd__wdelta_dec_free(&s->td); /* init cleared it first: frees what it got */
+            return rc;
+        }
+        s->cur = ft;
+        s->next = 0;
+    }
+    for (size_t off = 0; off < nelem; off += WD__DEC_PIECE) {
+        size_t cnt = nelem - off < WD__DEC_PIECE ? nelem - off : WD__DEC_PIECE;
+        if (begin + off != s->next && (rc = wd__wdelta_dec_seek(&s->td, begin + off)))
+            return rc;
+        s->next = UINT64_MAX; /* unless this piece completes */
+        if ((rc = wd__wdelta_dec_apply(&s->td, begin + off, cnt, f32 + off, NULL)))
+            return rc;
+        s->next = begin + off + cnt;
+    }
+    return 0;
+}
+
+/* Whether walk_apply can hash this delta: pieces of the parent's tensors
+ * the file names must start on a multiple of 8 elements (the decoder's
+ * unit; every chunk size wdrepo writes is). Otherwise the caller hashes
+ * the stored arrays. */
+static int walk_fits(const wd__wdelta *d, const wd_object *parent)
+{
+    for (size_t i = 0; i < wd__wdelta_count(d); i++) {
+        long j = wd__object_find(parent, wd__wdelta_tensor_at(d, i)->name);
+        if (j < 0 || parent->tensors[j].chunk_elems % 8)
+            return 0;
+    }
+    return 1;
+}
+
+static int hash_with_file(wd_repo *repo, wd_pool *pool, const wd__wdelta *d, const wd_object *parent,
+                          uint8_t model_hash[WD_HASH_SIZE])
+{
+    if (!walk_fits(d, parent))
+        return wd__error(WD_ERROR, "internal error: the parent's pieces do not fit the .wdelta decoder");
+    int nslots = pool ? wd__pool_size(pool) : 1;
+    delta_walk w = {d, parent, calloc(parent->n_tensors + 1, sizeof *w.ft), calloc((size_t)nslots, sizeof *w.slots)};
+    int rc = w.ft && w.slots ? 0 : WD_NOMEM();
+    for (size_t i = 0; !rc && i < wd__wdelta_count(d); i++) {
+        const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
+        long j = wd__object_find(parent, t->name);
+        if (j < 0)
+            rc = wd__error(WD_ERROR, "internal error: tensor '%s' left the parent", t->name);
+        else
+            w.ft[j] = t;
+    }
+    if (!rc)
+        rc = wd__object_walk(repo, parent,
+                             &(wd_walk_opts){.pool = pool, .f32_for = walk_f32_for, .apply = walk_apply, .ud = &w},
+                             model_hash, NULL, NULL);
+    for (int i = 0; w.slots && i < nslots; i++)
+        if (w.slots[i].cur)
+            wd__wdelta_dec_free(&w.slots[i].td);
+    free(w.slots);
+    free(w.ft);
+    return rc;
+}
+
+/* hash_with_file on a thread of its own and a pool of its own, while the
+ * caller copies the arrays on its pool: the two read nothing of each
+ * other's (the walk reads the parent's committed chunks and the file). The
+ * walk starts before the copy has checked the index arrays; if they are
+ * bad, the copy fails and the walk's result is dropped (its decoder checks
+ * what addresses memory, so a bad file can only make it fail or hash
+ * garbage). */
+typedef struct {
+    wd_repo *repo;
+    wd_pool *pool;
+    const wd__wdelta *d;
+    const wd_object *parent;
+    uint8_t hash[WD_HASH_SIZE];
+} walk_job;
+
+static int walk_job_fn(void *ud)
+{
+    walk_job *w = ud;
+    return hash_with_file(w->repo, w->pool, w->d, w->parent, w->hash);
+}
+
+/* The file's checksum, checked on a thread of its own while the parent is
+ * found and the arrays are copied and hashed (it was read through first).
+ * Everything read from the file is validated as it is used; the checksum
+ * is joined before the object is inserted, and its error wins over any
+ * other, as when it was checked first. */
+static int sum_fn(void *d)
+{
+    return wd__wdelta_verify_checksum(d);
+}
+
+static int sum_join(wd__sidejob *j, int rc)
+{
+    int src = wd__sidejob_join(j);
+    return src ? src : rc;
+}
+
+/* Joins the walk if it runs; a copy error (rc) keeps its message. */
+static int walk_join(wd__sidejob *j, int rc)
+{
+    if (!rc)
+        return wd__sidejob_join(j);
+    char msg[1024]; /* error.c's message buffer size */
+    snprintf(msg, sizeof msg, "%s", wd_errmsg());
+    wd__sidejob_join(j);
+    return wd__error(rc, "%s", msg);
+}
+
 /* The new delta as wd__object_load would give it, built from the parent
  * and the imported tensors, so that its hashes can be computed before the
  * final transaction. Its tensors borrow from parent and lossy: release it
@@ -715,8 +868,9 @@ static int find_same(wd_repo *repo, const wd__wdelta *d, const wd_object *parent
 /* Import runs in four steps, and only the last holds the write lock for
  * more than a group of chunk inserts: find the parent (recorded hashes, or
  * a rebuild on the pool); copy the arrays (read and checked here,
- * compressed on the pool, stored in short groups); hash the new delta's
- * reconstruction (pool, reading committed chunks only); insert its rows. */
+ * compressed on the pool, stored in short groups) and, beside it, hash the
+ * new delta's reconstruction (its own pool, reading the parent's committed
+ * chunks and the file); insert its rows. */
 int wd_import(wd_repo *repo, const char *path, const char *name, const wd_options *opt, wd_write_result *out)
 {
     if (repo->readonly)
@@ -738,6 +892,10 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     /* A pipe cannot be pread: standard input is read through a copy in the
      * repository folder (on the file system that will hold the data). */
     wd__temp spool = {.fd = -1, .slot = -1};
+    wd_pool *wpool = NULL; /* the walk's, while it runs beside the copy */
+    wd__sidejob wj = {0};
+    walk_job wjob;
+    int walked = 0; /* wjob.hash is the model hash */
     const char *shown = path;
     int rc = 0;
     if (wd__is_stdin(path)) {
@@ -745,11 +903,18 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         path = spool.path;
         shown = "standard input";
     }
+    /* (standard input: checked at open, so that its errors name it) */
+    int side_sum = !spool.path[0];
+    wd__sidejob sj = {0};
     if (!rc)
-        rc = wd__spool_error(&spool, wd__wdelta_open(&d, path));
+        rc = wd__spool_error(&spool, wd__wdelta_open_ex(&d, path, side_sum ? WD__WDELTA_OPEN_NO_CHECKSUM : 0));
     wd__temp_discard(&spool); /* the open file stays readable */
     if (rc)
         return rc;
+    if (side_sum && wd__sidejob_start(&sj, sum_fn, d) && (rc = wd__wdelta_verify_checksum(d))) {
+        wd__wdelta_close(d);
+        return rc; /* no thread: checked here */
+    }
     n_file = wd__wdelta_count(d);
     if ((rc = wd__pool_new(&pool, opt ? opt->threads : 0)))
         goto done;
@@ -764,6 +929,16 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         rc = WD_NOMEM();
         goto done;
     }
+    /* With more than one thread, the new delta's model hash is computed
+     * beside the copy (below: after it). */
+    if (wd__pool_size(pool) > 2 && walk_fits(d, parent) && !wd__pool_new(&wpool, opt ? opt->threads : 0)) {
+        wjob = (walk_job){repo, wpool, d, parent, {0}};
+        if (wd__sidejob_start(&wj, walk_job_fn, &wjob)) {
+            wd__pool_free(wpool);
+            wpool = NULL;
+        }
+    }
+    wd__error_clear();
     have_pipe = 1;
     if ((rc = pipe_init(&pipe, pool, &batch)))
         goto done;
@@ -776,6 +951,8 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
     for (size_t i = 0; !rc && i < n_file; i++) {
         const wd__wdelta_tensor *t = wd__wdelta_tensor_at(d, i);
         long j = wd__object_find(parent, t->name);
+        if (wd__sidejob_done(&sj) && (rc = sum_join(&sj, 0)))
+            break; /* a damaged file: stop storing its arrays */
         rc = import_tensor(&pipe, &wr[i * WD__WF__COUNT], d, t, &parent->tensors[j], &lossy[j]);
     }
     if (!rc)
@@ -787,6 +964,15 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         rc = wd__chunk_batch_flush(&batch);
     pipe_free(&pipe);
     have_pipe = 0;
+    if (wpool) {
+        /* a failed walk (damaged parent chunks) is left to the serial
+         * walk below, which runs only when the hash is needed, as before */
+        int wrc = walk_join(&wj, rc);
+        walked = !rc && !wrc;
+        if (!rc && wrc)
+            wd__error_clear();
+    }
+    rc = sum_join(&sj, rc); /* before anything refers to the arrays */
     if (rc)
         goto done;
 
@@ -815,7 +1001,9 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
      * hash waits until a file needs it: record_f32_hash). Skipped when the
      * object is already stored, unless it vanishes before the insert. */
     uint8_t model_hash[WD_HASH_SIZE], own_id[WD_HASH_SIZE], same_id[WD_HASH_SIZE], same_hash[WD_HASH_SIZE];
-    int hashed = 0, exists = 0, same = 0, check_hash = 0;
+    int hashed = walked, exists = 0, same = 0, check_hash = 0;
+    if (walked)
+        memcpy(model_hash, wjob.hash, WD_HASH_SIZE);
     memcpy(own_id, id, WD_HASH_SIZE);
     if ((rc = object_exists(repo, id, &exists)) ||
         (!exists &&
@@ -823,11 +1011,15 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
         goto done;
     for (;;) {
         if ((!exists && !hashed) || (same && check_hash && !hashed)) {
-            wd_object draft;
-            rc = draft_object(id, parent, lossy, &draft);
-            if (!rc)
-                rc = wd__object_walk(repo, &draft, &(wd_walk_opts){.pool = pool}, model_hash, NULL, NULL);
-            free_draft(&draft);
+            if (walk_fits(d, parent)) {
+                rc = hash_with_file(repo, pool, d, parent, model_hash);
+            } else {
+                wd_object draft;
+                rc = draft_object(id, parent, lossy, &draft);
+                if (!rc)
+                    rc = wd__object_walk(repo, &draft, &(wd_walk_opts){.pool = pool}, model_hash, NULL, NULL);
+                free_draft(&draft);
+            }
             if (rc)
                 goto done;
             hashed = 1;
@@ -891,6 +1083,9 @@ int wd_import(wd_repo *repo, const char *path, const char *name, const wd_option
 done:
     if (have_pipe)
         pipe_free(&pipe);
+    rc = walk_join(&wj, rc); /* before d and parent go */
+    rc = sum_join(&sj, rc);
+    wd__pool_free(wpool);
     wd__chunk_batch_abort(&batch);
     rc = wd__gc_after_failure(repo, rc, batch.new_bytes);
     for (size_t i = 0; wr && i < n_file * WD__WF__COUNT; i++)

@@ -24,18 +24,20 @@
  * Threads (wd_options.threads; the output bytes never depend on them):
  *  - onto a folder: pieces of PIECE elements are decoded and written at
  *    their final offsets (shardwriter.c) by the pool, a batch at a time,
- *    while the calling thread hashes the base for the verification in order
- *    (tensorhash.c); the .wdelta's checksum is checked on a thread of its
- *    own. A piece's decoder finds its first sorted entry by binary search,
- *    and the entry ranges of a tensor's pieces are checked to chain; any
- *    decoding error makes the pieces run again in file order on one slot,
- *    so that errors read as they always did.
+ *    while the calling thread hashes, for the verification, the base bytes
+ *    the workers read for the batch before (tensorhash.c: the base is read
+ *    once); the .wdelta's checksum is checked on a thread of its own. A
+ *    piece's decoder finds its first sorted entry by searching the sorted
+ *    array, and the entry ranges of a tensor's pieces are checked to chain;
+ *    any decoding error makes the pieces run again in file order on one
+ *    slot, so that errors read as they always did.
  *  - in memory (wd_load_delta): serial.
  *
  * Memory: per worker slot one piece of PIECE elements (raw bytes, float32
  * values, output bytes: 5 MiB) and a decoder (the delta entries of a piece
  * plus a 768 KiB block of index entries: ~4 MiB), never a whole tensor or
- * array, and 1 MiB of hashing buffer (13-20 MB peak on a Qwen2.5-0.5B at 3
+ * array; with the verification two HASH_ARENA (8 MiB) arenas of raw base
+ * bytes and 1 MiB of hashing buffer (33 MB peak on a Qwen2.5-0.5B at 3
  * slots); in memory, the outputs plus two pieces.
  */
 #include <fcntl.h>
@@ -93,7 +95,8 @@ typedef struct {
 /* ---- Loading on the pool -------------------------------------------------------- */
 
 enum {
-    LOAD_BATCH = 32,     /* pieces handed to the pool at a time (8M elements) */
+    LOAD_BATCH = 32,        /* pieces handed to the pool at a time (8M elements) */
+    HASH_ARENA = 8u << 20,  /* raw base bytes a batch keeps for the verification */
 };
 
 /* One piece of the output shard: elements [b, b + cnt) of items[item],
@@ -105,6 +108,7 @@ typedef struct {
     size_t item;
     uint64_t b, off, j0, j1;
     size_t cnt;
+    uint8_t *raw; /* where its raw base bytes go when they are hashed (else NULL: slot scratch) */
 } out_piece;
 
 /* A worker slot's scratch: one piece's buffers (PIECE elements: raw base
@@ -155,7 +159,7 @@ static int load_piece_fn(void *ctx, size_t i, int worker)
     if (it->t && p->b != s->next_b && (rc = wd__wdelta_dec_seek(&s->td, p->b)))
         return rc;
     p->j0 = it->t ? s->td.used : 0;
-    rc = wd__tref_f32(&it->base, p->b, p->cnt, s->pb.f, s->pb.raw);
+    rc = wd__tref_f32(&it->base, p->b, p->cnt, s->pb.f, p->raw ? p->raw : s->pb.raw);
     if (!rc && it->t)
         rc = wd__wdelta_dec_apply(&s->td, p->b, p->cnt, s->pb.f, NULL);
     if (rc) {
@@ -242,6 +246,7 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
     load_slot *slots = NULL;
     wd__thash *vh = NULL; /* the verification hash, in step with the pool */
     const wd_tref **vrefs = NULL;
+    uint8_t *arena[2] = {NULL, NULL}; /* HASH_ARENA bytes each, with the verification */
     char *hdr = NULL;
     size_t hlen = 0;
     int nslots = 0, fd = -1, hrc = 0;
@@ -263,6 +268,10 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
         for (size_t i = 0; vrefs && i < nd; i++)
             vrefs[i] = &items[i].base;
         rc = vrefs ? wd__thash_new(&vh, vrefs, nd, 0, NULL, NULL) : WD_NOMEM();
+        arena[0] = malloc(HASH_ARENA);
+        arena[1] = malloc(HASH_ARENA);
+        if (!rc && (!arena[0] || !arena[1]))
+            rc = WD_NOMEM();
     }
     for (size_t i = 0; !rc && i < n; i++)
         specs[i] = (wd_st_spec){items[i].base.name, items[i].out, items[i].base.ndim,
@@ -292,26 +301,44 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
     }
     load_job job = {d, items, pieces, 0, slots, fd, path};
     int drc = 0;    /* decoding or writing failed */
-    int hashed = 0; /* the verification hash has had every tensor */
-    for (size_t p0 = 0; p0 < np && !drc && !hrc; p0 += LOAD_BATCH) {
-        size_t p1 = np - p0 < LOAD_BATCH ? np : p0 + LOAD_BATCH;
+    /* With the verification, the workers read the base pieces of the
+     * file's tensors into an arena of the batch, and this thread hashes a
+     * batch's arena while the workers run the next one (the base was read
+     * twice before, once here for the hash). */
+    size_t h0 = 0, h1 = 0; /* the batch to hash, in the other arena */
+    int cur = 0;
+    for (size_t p0 = 0, p1; p0 < np && !drc && !hrc; p0 = p1) {
+        size_t used = 0;
+        for (p1 = p0; p1 < np && p1 - p0 < LOAD_BATCH; p1++) {
+            out_piece *p = &pieces[p1];
+            size_t len = p->cnt * wd__dtype_size(items[p->item].base.dtype);
+            if (!verify || p->item >= nd)
+                continue;
+            if (used + len > HASH_ARENA)
+                break;
+            p->raw = arena[cur] + used;
+            used += len;
+        }
         const out_piece *last = &pieces[p1 - 1];
         job.p0 = p0;
-        if (verify && !hashed) {
-            /* the workers decode while this thread hashes as far */
-            wd__pool_start(pool, p1 - p0, load_piece_fn, &job);
-            hrc = wd__thash_to(vh, last->item < nd ? last->item : nd, last->b + last->cnt);
-            hashed = last->item >= nd;
-            drc = wd__pool_wait(pool);
-        } else {
-            drc = wd__pool_run(pool, p1 - p0, load_piece_fn, &job);
-        }
+        wd__pool_start(pool, p1 - p0, load_piece_fn, &job);
+        for (size_t k = h0; k < h1 && !hrc; k++)
+            hrc = wd__thash_feed(vh, pieces[k].item, pieces[k].b, pieces[k].raw, pieces[k].cnt);
+        drc = wd__pool_wait(pool);
+        h0 = p0;
+        h1 = p1;
+        while (h1 > h0 && (!verify || pieces[h1 - 1].item >= nd))
+            h1--; /* pieces past the file's tensors are not hashed */
+        cur = !cur;
         for (size_t k = p0; k < p1; k++)
             wd__progress_add(pg, pieces[k].cnt * wd__dtype_size(items[pieces[k].item].out));
         if (!drc)
             wd__shard_writeback(fd, pieces[p0].off, last->off + last->cnt * wd__dtype_size(items[last->item].out) -
                                                         pieces[p0].off);
     }
+    /* the last batch (after a decoding error, wd__thash_final reads the rest) */
+    for (size_t k = h0; k < h1 && !drc && !hrc; k++)
+        hrc = wd__thash_feed(vh, pieces[k].item, pieces[k].b, pieces[k].raw, pieces[k].cnt);
     if (!drc && !hrc && !pieces_chain(pieces, np, items))
         drc = WD_EBADINPUT;
     if (!hrc && verify) {
@@ -341,6 +368,8 @@ done:
     wd__pool_free(pool);
     wd__thash_free(vh);
     free(vrefs);
+    free(arena[0]);
+    free(arena[1]);
     free(specs);
     free(pieces);
     free(hdr);

@@ -104,6 +104,9 @@ static int decode_job(void *p, size_t i, int worker)
     if (rc)
         return rc;
     j->nelem = j->plan.nelem;
+    if (j->want_f32 && b->o->apply &&
+        (rc = b->o->apply(b->o->ud, worker, j->t, j->plan.begin, j->f32, j->nelem)))
+        return rc;
     /* The native bytes of a float32 rebuild are its narrowing, exactly what
      * a native rebuild ends with. */
     if (j->want_f32 && b->native)

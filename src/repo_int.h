@@ -118,6 +118,11 @@ typedef struct {
                     const float *f32, size_t nelem);
     /* Optional: rebuild t in float32 (for a caller's conversion). */
     int (*f32_for)(void *ud, const wd_stored_tensor *t);
+    /* Optional, on a worker: changes the float32 piece of t that starts at
+     * element begin (f32_for asked for it) before it is narrowed, hashed
+     * and given to on_piece; import hashes its new delta as the parent's
+     * walk with the file's delta added. */
+    int (*apply)(void *ud, int worker, const wd_stored_tensor *t, uint64_t begin, float *f32, size_t nelem);
     /* Optional, on the calling thread: native bytes hashed so far grew by. */
     void (*progress)(void *ud, uint64_t bytes);
     void *ud;

@@ -106,6 +106,26 @@ int wd__thash_to(wd__thash *th, size_t ti, uint64_t elem)
     return 0;
 }
 
+int wd__thash_feed(wd__thash *th, size_t ti, uint64_t elem, const void *raw, size_t count)
+{
+    int rc = wd__thash_to(th, ti, elem);
+    if (rc)
+        return rc;
+    if (th->as_f32 || ti >= th->n || th->ci != ti || th->ce != elem || count > th->refs[ti]->n - elem)
+        return wd__error(WD_EUSAGE, "internal error: tensor hash fed out of order");
+    const wd_tref *r = th->refs[ti];
+    if (!th->named) {
+        wd__thash_name(th->h, r->name);
+        th->named = 1;
+    }
+    size_t len = count * wd__dtype_size(r->dtype);
+    wd__sha256_update(th->h, raw, len);
+    if (th->done)
+        th->done(th->ud, len);
+    th->ce += count;
+    return 0;
+}
+
 int wd__thash_final(wd__thash *th, uint8_t out[WD_HASH_SIZE])
 {
     int rc = wd__thash_to(th, th->n, 0);

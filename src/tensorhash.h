@@ -35,6 +35,10 @@ int wd__thash_new(wd__thash **out, const wd_tref *const *refs, size_t n, int as_
                   void (*done)(void *ud, uint64_t bytes), void *ud);
 /* Hashes on up to element elem of tensor ti (ti == n: to the end). */
 int wd__thash_to(wd__thash *th, size_t ti, uint64_t elem);
+/* Hashes on up to element elem of tensor ti, then the caller's raw bytes
+ * of elements [elem, elem + count) of it, as if read here (a caller that
+ * read them already saves the second read). Not for as_f32. */
+int wd__thash_feed(wd__thash *th, size_t ti, uint64_t elem, const void *raw, size_t count);
 /* Hashes what is left and writes the digest. */
 int wd__thash_final(wd__thash *th, uint8_t out[WD_HASH_SIZE]);
 void wd__thash_free(wd__thash *th);

@@ -136,7 +136,7 @@ typedef struct wd__wdelta wd__wdelta;
 /* Opens and fully validates the .wdelta file at path; on success *out is the
  * caller's, released with wd__wdelta_close. Order of checks: magic, version
  * (1 or 2), header length (inside the file, <= WD__WDELTA_MAX_HEADER), then
- * the trailing SHA-256 over all preceding bytes, streamed through a 64 KiB
+ * the trailing SHA-256 over all preceding bytes, streamed through a 1 MiB
  * buffer, before anything else of the content is trusted; then the header
  * (strict JSON, UTF-8, no duplicate keys, known keys and strategies, sizes
  * consistent with the shape) and every record (names a header tensor and a
@@ -159,7 +159,7 @@ int wd__wdelta_open(wd__wdelta **out, const char *path);
 #define WD__WDELTA_OPEN_NO_CHECKSUM 1u
 int wd__wdelta_open_ex(wd__wdelta **out, const char *path, unsigned flags);
 /* The checksum check wd__wdelta_open makes, with its errors. Reads the file
- * through pread and its own 64 KiB buffer, so it may run on one thread while
+ * through pread and its own 1 MiB buffer, so it may run on one thread while
  * others read the same handle. */
 int wd__wdelta_verify_checksum(const wd__wdelta *d);
 

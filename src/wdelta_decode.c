@@ -12,6 +12,11 @@
 #include "dtype.h"
 #include "error.h"
 
+/* Index entries read at a time while seeking (8 KiB at most, in the window
+ * buffer td->bi, which holds min(entries, WD__DEC_BLOCK) of them), and the
+ * first refill's size after a seek. */
+#define SEEK_READ 1024u
+
 void wd__wdelta_dec_free(wd__wdelta_dec *td)
 {
     free(td->bi);
@@ -29,6 +34,7 @@ int wd__wdelta_dec_init(wd__wdelta_dec *td, const wd__wdelta *d, const wd__wdelt
     td->d = d;
     td->t = t;
     td->prev = -1;
+    td->grow = SEEK_READ;
     int rc = 0;
     if (t->strategy == WD__WS_QUANTIZED) {
         /* an empty tensor (which deltatensors cannot read back) has nothing
@@ -71,7 +77,8 @@ int wd__wdelta_dec_init(wd__wdelta_dec *td, const wd__wdelta *d, const wd__wdelt
 static int refill(wd__wdelta_dec *td)
 {
     uint64_t left = td->total - td->fetched;
-    size_t cnt = left < WD__DEC_BLOCK ? (size_t)left : WD__DEC_BLOCK;
+    size_t cnt = left < td->grow ? (size_t)left : td->grow;
+    td->grow = td->grow < WD__DEC_BLOCK / 2 ? 2 * td->grow : WD__DEC_BLOCK;
     int rc = wd__wdelta_pread(td->d, td->fi, td->fetched * td->isz, td->bi, cnt * td->isz);
     if (!rc)
         rc = wd__wdelta_pread(td->d, td->fv, td->fetched * td->vsz, td->bv, cnt * td->vsz);
@@ -89,23 +96,59 @@ int wd__wdelta_dec_seek(wd__wdelta_dec *td, uint64_t b)
 {
     if (!td->fi) /* quantized: nothing carried from piece to piece */
         return 0;
-    /* the first entry with index >= b, by binary search over the file's
-     * index array (about log2(entries) reads of one index each) */
+    /* The first entry with index >= b. Each step reads SEEK_READ entries
+     * around a guess; the entries of deltatensors' files spread evenly
+     * enough over a tensor that interpolating between the values known
+     * around [lo, hi) usually lands the window on the answer in one read
+     * (a binary search read one 4-byte index per step, ~20 preads a seek,
+     * tens of thousands a load). Every other step bisects instead, so that
+     * a skewed array still costs O(log) reads. Values are not trusted
+     * here: unsorted entries give some position in [0, total], and the
+     * caller's check that pieces chain up refuses the file. */
     uint64_t lo = 0, hi = td->total;
+    int64_t vlo = 0, vhi = (int64_t)td->t->n; /* values known just before lo and at hi */
+    unsigned step = 0;
     while (lo < hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        uint8_t v[8];
-        int rc = wd__wdelta_pread(td->d, td->fi, mid * td->isz, v, td->isz);
+        uint64_t span = hi - lo, start = lo;
+        if (span > SEEK_READ) {
+            uint64_t guess = lo + span / 2;
+            if (!(step++ & 1) && vhi > vlo) {
+                double frac = ((double)(int64_t)b - (double)vlo) / ((double)vhi - (double)vlo);
+                frac = frac < 0 ? 0 : frac > 1 ? 1 : frac;
+                guess = lo + (uint64_t)(frac * (double)span);
+            }
+            start = guess > lo + SEEK_READ / 2 ? guess - SEEK_READ / 2 : lo;
+            if (start > hi - SEEK_READ)
+                start = hi - SEEK_READ;
+        }
+        size_t cnt = hi - start < SEEK_READ ? (size_t)(hi - start) : SEEK_READ;
+        int rc = wd__wdelta_pread(td->d, td->fi, start * td->isz, td->bi, cnt * td->isz);
         if (rc)
             return rc;
-        if ((uint64_t)wd__idx_at(v, td->isz, 0) < b) /* negative: refused when collected */
-            lo = mid + 1;
-        else
-            hi = mid;
+        int64_t first = wd__idx_at(td->bi, td->isz, 0), last = wd__idx_at(td->bi, td->isz, cnt - 1);
+        if (last < 0 || (uint64_t)last < b) { /* negative: refused when collected */
+            lo = start + cnt;
+            vlo = last;
+        } else if (first >= 0 && (uint64_t)first >= b) {
+            hi = start;
+            vhi = first;
+        } else {
+            size_t l = 0, h = cnt - 1; /* entry h is >= b */
+            while (l < h) {
+                size_t mid = l + (h - l) / 2;
+                int64_t v = wd__idx_at(td->bi, td->isz, mid);
+                if (v < 0 || (uint64_t)v < b)
+                    l = mid + 1;
+                else
+                    h = mid;
+            }
+            lo = hi = start + l;
+        }
     }
     td->fetched = td->used = lo;
     td->blen = td->bpos = 0;
     td->prev = -1;
+    td->grow = SEEK_READ;
     return 0;
 }
 

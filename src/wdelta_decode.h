@@ -17,7 +17,9 @@ enum {
 
 /* Reads a tensor's arrays forward, one piece of the tensor at a time. Sorted
  * entries (sparse indices/values, int4 outlier_idx/outlier_vals) come through
- * a WD__DEC_BLOCK-entry window that only moves forward; packed bits, codes and row
+ * a window of up to WD__DEC_BLOCK entries that only moves forward (it
+ * starts small after a seek and doubles, so that a piece that needs a few
+ * entries does not read a whole block); packed bits, codes and row
  * scales are read for the piece only. */
 typedef struct {
     const wd__wdelta *d;
@@ -29,6 +31,7 @@ typedef struct {
     int64_t prev;                  /* last index read, for the order check */
     uint8_t *bi, *bv;              /* the window */
     size_t blen, bpos;
+    size_t grow;                   /* entries the next refill reads (doubles up to WD__DEC_BLOCK) */
     int64_t *pi;                   /* the piece's entries, relative to its origin */
     void *pv;
     size_t m;

@@ -106,4 +106,44 @@ for base in "$T/base" "$T/ft"; do
     grep -q "checksum mismatch" "$T/err" || fail "flipped byte: unexpected error: $(cat "$T/err")"
     [ ! -e "$T/bad" ] || fail "flipped byte: a failed load-delta left its output"
 done
+# A float32 pair (9.4 MB): the verification hashes the base pieces the
+# workers read, a batch of at most 8 MiB behind them, so this load runs in
+# two batches (sorted entries found by interpolation over skewed
+# embedding rows); same bytes as the loader that read the base twice, and
+# a bad entry in the last tensor (a later batch) still loses to a wrong
+# base, whose hash is completed from the files.
+"$GEN" --preset tiny --hidden 320 --vocab 5000 --layers 2 --seed 3 --dtype f32 -q "$T/fbase" \
+    --finetune "$T/fft" >/dev/null 2>&1 || fail "gen_model failed"
+expect 0 "$WDREPO" -q save-delta "$T/f.wdelta" "$T/fft" "$T/fbase" --strategy sparse
+expect 0 "$WDREPO" -q -j 5 load-delta "$T/f.wdelta" "$T/fbase" "$T/fout"
+[ "$(sha "$T/fout/model.safetensors")" = 9e130cf85cbe0b31f2ffb1cc27d2ef48c63e3fb3efd608756b0a7101c41e53b5 ] ||
+    fail "float32 pair: loaded weights differ from the two-read loader's"
+"$PY" - "$T/f.wdelta" "$T/fbad.wdelta" <<'PY' || fail "cannot make a bad file"
+import hashlib, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+pos, end, last = 15 + struct.unpack("<I", b[11:15])[0], len(b) - 32, None
+while pos < end:  # the last record of indices (int64)
+    parts = []
+    for _ in range(3):
+        n = struct.unpack("<I", b[pos:pos + 4])[0]
+        parts.append(bytes(b[pos + 4:pos + 4 + n]).decode())
+        pos += 4 + n
+    pos += 4 + 8 * struct.unpack("<I", b[pos:pos + 4])[0]
+    dl = struct.unpack("<Q", b[pos:pos + 8])[0]
+    pos += 8
+    if parts[1] == "indices":
+        last = (pos, dl)
+    pos += dl
+off, dl = last
+i = dl // 8 // 2
+b[off + 8 * i:off + 8 * i + 16] = b[off + 8 * i + 8:off + 8 * i + 16] + b[off + 8 * i:off + 8 * i + 8]
+b[end:] = hashlib.sha256(bytes(b[:end])).digest()
+open(sys.argv[2], "wb").write(b)
+PY
+expect_fail_line "$WDREPO" -j 5 load-delta "$T/fbad.wdelta" "$T/fbase" "$T/bad"
+grep -q "model.norm.weight': indices\[16\] = 15 does not increase" "$T/err" ||
+    fail "float32 pair: unsorted last indices: unexpected error: $(cat "$T/err")"
+expect_fail_line "$WDREPO" -j 5 load-delta "$T/fbad.wdelta" "$T/fft" "$T/bad"
+grep -q "wrong base" "$T/err" || fail "float32 pair: bad entry and wrong base: $(cat "$T/err")"
+[ ! -e "$T/bad" ] || fail "float32 pair: a failed load-delta left its output"
 echo "ok"
