@@ -525,7 +525,12 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
 
 int wd__piece_decode(const wd_piece_plan *plan, wd_piece_scratch *sc, void *out)
 {
-    size_t n = plan->nelem, esz = wd__dtype_size(plan->dtype);
+    size_t n = plan->nelem;
+    /* The buffer the result ends in is the caller's (float32: f, native:
+     * nat), so nothing is copied out; the other one is scratch. out holds
+     * n elements of that kind and is none of the scratch buffers. */
+    float *f = plan->mode == WD_PIECE_F32 ? out : sc->f;
+    uint8_t *nat = plan->mode == WD_PIECE_F32 ? sc->nat : out;
     for (size_t i = 0; i < plan->n_steps; i++) {
         const wd_piece_step *s = &plan->steps[i];
         int rc = 0;
@@ -537,21 +542,17 @@ int wd__piece_decode(const wd_piece_plan *plan, wd_piece_scratch *sc, void *out)
             if (rc)
                 rc = tensor_where(rc, s->t);
             else if (s->op == OP_PLANES)
-                wd__planes_decode(sc->nat, sc->tmp, n, plan->dtype);
+                wd__planes_decode(nat, sc->tmp, n, plan->dtype);
             else
-                wd__delta_decode(sc->nat, sc->tmp, sc->nat, n, plan->dtype);
+                wd__delta_decode(nat, sc->tmp, nat, n, plan->dtype);
             break;
-        case OP_WIDEN: wd__to_f32(sc->f, sc->nat, n, plan->dtype); break;
-        case OP_NARROW: wd__from_f32(sc->nat, sc->f, n, plan->dtype); break;
-        default: rc = apply_lossy(s, plan, sc, sc->f); break;
+        case OP_WIDEN: wd__to_f32(f, nat, n, plan->dtype); break;
+        case OP_NARROW: wd__from_f32(nat, f, n, plan->dtype); break;
+        default: rc = apply_lossy(s, plan, sc, f); break;
         }
         if (rc)
             return rc;
     }
-    if (plan->mode == WD_PIECE_F32)
-        memcpy(out, sc->f, n * sizeof(float));
-    else
-        memcpy(out, sc->nat, n * esz);
     return 0;
 }
 
