@@ -66,28 +66,8 @@ grep -q "wrong base" "$T/err" || fail "wrong base: unhelpful error: $(cat "$T/er
 # has two entries swapped: the pieces find their entries by binary search,
 # and the error is still the serial reader's, naming the first bad entry.
 for s in int4 sparse; do
-    python3 - "$T/$s-2-1.wdelta" "$T/bad-$s.wdelta" <<'PY' || fail "cannot make a bad file"
-import hashlib, struct, sys
-b = bytearray(open(sys.argv[1], "rb").read())
-pos, end, best = 15 + struct.unpack("<I", b[11:15])[0], len(b) - 32, None
-while pos < end:  # records: name, field, dtype (u32 length + bytes), ndim, dims, u64 length
-    parts = []
-    for _ in range(3):
-        n = struct.unpack("<I", b[pos:pos + 4])[0]
-        parts.append(bytes(b[pos + 4:pos + 4 + n]).decode())
-        pos += 4 + n
-    pos += 4 + 8 * struct.unpack("<I", b[pos:pos + 4])[0]
-    dl = struct.unpack("<Q", b[pos:pos + 8])[0]
-    pos += 8
-    if parts[1] in ("indices", "outlier_idx") and (best is None or dl > best[1]):
-        best = (pos, dl)
-    pos += dl
-off, dl = best
-i = dl // 8 // 2
-b[off + 8 * i:off + 8 * i + 16] = b[off + 8 * i + 8:off + 8 * i + 16] + b[off + 8 * i:off + 8 * i + 8]
-b[end:] = hashlib.sha256(bytes(b[:end])).digest()
-open(sys.argv[2], "wb").write(b)
-PY
+    python3 tests/cli/wdelta_swap.py "$T/$s-2-1.wdelta" "$T/bad-$s.wdelta" longest indices,outlier_idx ||
+        fail "cannot make a bad file"
     expect_fail_line "$WDREPO" -j 5 load-delta "$T/bad-$s.wdelta" "$T/base" "$T/bad"
     grep -q "model.embed_tokens.weight': [a-z_]*\[[0-9]*\] = [0-9]* does not increase" "$T/err" ||
         fail "$s: unsorted indices: unexpected error: $(cat "$T/err")"
@@ -118,28 +98,7 @@ expect 0 "$WDREPO" -q save-delta "$T/f.wdelta" "$T/fft" "$T/fbase" --strategy sp
 expect 0 "$WDREPO" -q -j 5 load-delta "$T/f.wdelta" "$T/fbase" "$T/fout"
 [ "$(sha "$T/fout/model.safetensors")" = 9e130cf85cbe0b31f2ffb1cc27d2ef48c63e3fb3efd608756b0a7101c41e53b5 ] ||
     fail "float32 pair: loaded weights differ from the two-read loader's"
-"$PY" - "$T/f.wdelta" "$T/fbad.wdelta" <<'PY' || fail "cannot make a bad file"
-import hashlib, struct, sys
-b = bytearray(open(sys.argv[1], "rb").read())
-pos, end, last = 15 + struct.unpack("<I", b[11:15])[0], len(b) - 32, None
-while pos < end:  # the last record of indices (int64)
-    parts = []
-    for _ in range(3):
-        n = struct.unpack("<I", b[pos:pos + 4])[0]
-        parts.append(bytes(b[pos + 4:pos + 4 + n]).decode())
-        pos += 4 + n
-    pos += 4 + 8 * struct.unpack("<I", b[pos:pos + 4])[0]
-    dl = struct.unpack("<Q", b[pos:pos + 8])[0]
-    pos += 8
-    if parts[1] == "indices":
-        last = (pos, dl)
-    pos += dl
-off, dl = last
-i = dl // 8 // 2
-b[off + 8 * i:off + 8 * i + 16] = b[off + 8 * i + 8:off + 8 * i + 16] + b[off + 8 * i:off + 8 * i + 8]
-b[end:] = hashlib.sha256(bytes(b[:end])).digest()
-open(sys.argv[2], "wb").write(b)
-PY
+"$PY" tests/cli/wdelta_swap.py "$T/f.wdelta" "$T/fbad.wdelta" last indices || fail "cannot make a bad file"
 expect_fail_line "$WDREPO" -j 5 load-delta "$T/fbad.wdelta" "$T/fbase" "$T/bad"
 grep -q "model.norm.weight': indices\[16\] = 15 does not increase" "$T/err" ||
     fail "float32 pair: unsorted last indices: unexpected error: $(cat "$T/err")"

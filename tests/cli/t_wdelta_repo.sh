@@ -26,30 +26,8 @@ done
 # the copy's error.
 expect_fail_line wd -j 2 import "$WD_FIXTURES/bad/checksum-flip.wdelta"
 grep -q "checksum mismatch" "$T/err" || fail "flipped byte: unexpected error: $(cat "$T/err")"
-"$PY" - "$W/v2/sparse.wdelta" "$T/uns.wdelta" "$T/unsflip.wdelta" <<'PY' || fail "cannot make a bad file"
-import hashlib, struct, sys
-b = bytearray(open(sys.argv[1], "rb").read())
-pos, end, best = 15 + struct.unpack("<I", b[11:15])[0], len(b) - 32, None
-while pos < end:  # the longest int64 index array: two entries swapped
-    parts = []
-    for _ in range(3):
-        n = struct.unpack("<I", b[pos:pos + 4])[0]
-        parts.append(bytes(b[pos + 4:pos + 4 + n]).decode())
-        pos += 4 + n
-    pos += 4 + 8 * struct.unpack("<I", b[pos:pos + 4])[0]
-    dl = struct.unpack("<Q", b[pos:pos + 8])[0]
-    pos += 8
-    if parts[1] == "indices" and (best is None or dl > best[1]):
-        best = (pos, dl)
-    pos += dl
-off, dl = best
-i = dl // 8 // 2
-b[off + 8 * i:off + 8 * i + 16] = b[off + 8 * i + 8:off + 8 * i + 16] + b[off + 8 * i:off + 8 * i + 8]
-b[end:] = hashlib.sha256(bytes(b[:end])).digest()
-open(sys.argv[2], "wb").write(b)
-b[end - 1] ^= 1
-open(sys.argv[3], "wb").write(b)
-PY
+"$PY" tests/cli/wdelta_swap.py "$W/v2/sparse.wdelta" "$T/uns.wdelta" longest indices "$T/unsflip.wdelta" ||
+    fail "cannot make a bad file"
 expect_fail_line wd -j 2 import "$T/uns.wdelta"
 grep -q "'model.layers.2.mlp.weight': indices\[1350\] = 13247 does not increase" "$T/err" ||
     fail "unsorted indices: unexpected error: $(cat "$T/err")"
