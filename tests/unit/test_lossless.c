@@ -14,13 +14,7 @@
 #include "testutil.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+static uint64_t next(void) { return tu_xorshift(&rng); }
 
 /* Fills with a mix of small and extreme patterns: zeros of both signs,
  * NaNs, infinities, subnormals and random bits. */

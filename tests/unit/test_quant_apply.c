@@ -16,13 +16,7 @@
 
 static uint64_t rng = 0x9e3779b97f4a7c15u;
 
-static uint64_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+static uint64_t rnd(void) { return tu_xorshift(&rng); }
 
 static float special_or_random(void)
 {

@@ -45,6 +45,16 @@ static inline const char *tu_fixtures(void)
 
 /* splitmix64: the repeatable random stream of tests that draw data; each
  * test file keeps its own state (its seed). */
+/* xorshift64 (13, 7, 17): the sequence test_lossless and test_quant_apply
+ * were written against. */
+static inline uint64_t tu_xorshift(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
 static inline uint64_t tu_splitmix(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15u);
