@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "error.h"
+#include "flusher.h"
 #include "folder.h"
 #include "hfconfig.h"
 #include "hash.h"
@@ -83,6 +84,7 @@ typedef struct {
     wd_out_dtype out_dtype;
     uint8_t **conv; /* per worker slot: a piece in its written dtype */
     const wd_options *opt;
+    wd__flusher *flusher; /* makes the shards durable as they are written */
     uint64_t done, total;
 } out_ctx;
 
@@ -142,7 +144,10 @@ static int write_piece(void *ud, int worker, const wd_stored_tensor *t, uint64_t
         wd__from_f32(oc->conv[worker], f32, nelem, out_dt);
         nat = oc->conv[worker];
     }
-    return wd__file_pwrite(oc->fd[ti], nat, nelem * esz, oc->off[ti] + k * t->chunk_elems * esz, oc->path[ti]);
+    int rc = wd__file_pwrite(oc->fd[ti], nat, nelem * esz, oc->off[ti] + k * t->chunk_elems * esz, oc->path[ti]);
+    if (!rc)
+        wd__flusher_wrote(oc->flusher, oc->fd[ti], nelem * esz);
+    return rc;
 }
 
 static int converted(void *ud, const wd_stored_tensor *t)
@@ -204,6 +209,10 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
     int nw = wd__pool_size(pool);
     size_t nt = obj->n_tensors ? obj->n_tensors : 1;
     out_ctx oc = {0};
+    if ((rc = wd__flusher_new(&oc.flusher))) {
+        wd__pool_free(pool);
+        return rc;
+    }
     oc.obj = obj;
     oc.out_dtype = out_dtype;
     oc.opt = opt;
@@ -241,11 +250,13 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
         }
         rc = sf->is_shard ? lay_out_shard(repo, &oc, sf, fds[i], paths[i], ts) : write_plain(repo, sf, fds[i], paths[i]);
         rc = wd__file_where(rc, obj, sf);
-        /* Plain files are complete: close them now, so a model with many
-         * files holds only its shards open. */
+        /* Plain files are complete: the flusher syncs and closes them
+         * while the shards are written, so a model with many files holds
+         * only its shards (and a bounded queue) open. */
         if (!sf->is_shard) {
-            if (close(fds[i]) != 0 && !rc)
-                rc = wd__error_errno(WD_EIO, "cannot write '%s'", paths[i]);
+            int crc = rc ? wd__flusher_close(oc.flusher, fds[i], paths[i], rc)
+                         : wd__flusher_close_later(oc.flusher, fds[i], paths[i]);
+            rc = rc ? rc : crc;
             fds[i] = -1;
         }
     }
@@ -258,12 +269,20 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
                            .progress = write_progress, .ud = &oc, .trusted = trusted};
         rc = wd__object_walk(repo, obj, &wo, out_dtype == WD_OUT_ORIGINAL ? out_hash : NULL, NULL, NULL);
     }
+    /* Every file durable before the folder gets its name: the shards'
+     * last steps synced together on the flusher's thread. */
     for (size_t i = 0; fds && i < obj->n_files; i++) {
-        if (fds[i] >= 0 && close(fds[i]) != 0 && !rc)
-            rc = wd__error_errno(WD_EIO, "cannot write '%s'", paths[i]);
-        if (paths)
-            free(paths[i]);
+        if (fds[i] >= 0) {
+            int crc = rc ? wd__flusher_close(oc.flusher, fds[i], paths[i], rc)
+                         : wd__flusher_close_later(oc.flusher, fds[i], paths[i]);
+            rc = rc ? rc : crc;
+        }
     }
+    int frc = wd__flusher_finish(oc.flusher);
+    rc = rc ? rc : frc;
+    wd__flusher_free(oc.flusher);
+    for (size_t i = 0; fds && paths && i < obj->n_files; i++)
+        free(paths[i]);
     for (int i = 0; oc.conv && i < nw; i++)
         free(oc.conv[i]);
     free(oc.conv);

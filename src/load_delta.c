@@ -48,6 +48,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "flusher.h"
 #include "folder.h"
 #include "hash.h"
 #include "hfconfig.h"
@@ -249,8 +250,11 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
     uint8_t *arena[2] = {NULL, NULL}; /* HASH_ARENA bytes each, with the verification */
     char *hdr = NULL;
     size_t hlen = 0;
+    wd__flusher *fl = NULL;
     int nslots = 0, fd = -1, hrc = 0;
     int rc = specs && pieces ? wd__pool_new(&pool, opt ? opt->threads : 0) : WD_NOMEM();
+    if (!rc)
+        rc = wd__flusher_new(&fl);
     if (!rc) {
         nslots = wd__pool_size(pool);
         slots = calloc((size_t)nslots, sizeof *slots);
@@ -333,8 +337,7 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
         for (size_t k = p0; k < p1; k++)
             wd__progress_add(pg, pieces[k].cnt * wd__dtype_size(items[pieces[k].item].out));
         if (!drc)
-            wd__shard_writeback(fd, pieces[p0].off, last->off + last->cnt * wd__dtype_size(items[last->item].out) -
-                                                        pieces[p0].off);
+            wd__flusher_wrote(fl, fd, last->off + last->cnt * wd__dtype_size(items[last->item].out) - pieces[p0].off);
     }
     /* the last batch (after a decoding error, wd__thash_final reads the rest) */
     for (size_t k = h0; k < h1 && !drc && !hrc; k++)
@@ -355,7 +358,7 @@ static int write_shard_par(const char *path, const wd__wdelta *d, const out_item
      * (issue 9) cancelled: no rerun. */
     if (!hrc && drc && drc != WD_ECANCELLED)
         drc = rerun_in_order(&job, np, n);
-    rc = wd__file_close(fd, path, hrc ? hrc : drc);
+    rc = wd__flusher_close(fl, fd, path, hrc ? hrc : drc);
 done:
     for (int w = 0; slots && w < nslots; w++) {
         free(slots[w].pb.raw);
@@ -366,6 +369,7 @@ done:
     }
     free(slots);
     wd__pool_free(pool);
+    wd__flusher_free(fl);
     wd__thash_free(vh);
     free(vrefs);
     free(arena[0]);

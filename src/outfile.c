@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "flusher.h"
 #include "temporary.h"
 
 struct wd__outfile {
@@ -24,12 +25,14 @@ struct wd__outfile {
     char *name;            /* for messages */
     char target[PATH_MAX]; /* what the temporary is renamed onto */
     wd__temp tmp;
+    wd__flusher *flusher;  /* a temporary only: synced as it is written */
 };
 
 static void outfile_free(wd__outfile *f)
 {
     if (f->own_fd && f->fd >= 0)
         close(f->fd);
+    wd__flusher_free(f->flusher);
     free(f->name);
     free(f);
 }
@@ -100,6 +103,8 @@ int wd__outfile_open(wd__outfile **out, const char *path, unsigned flags, const 
                 f->fd = f->tmp.fd;
         }
     }
+    if (!rc && !f->stream)
+        rc = wd__flusher_new(&f->flusher);
     if (rc) {
         wd__outfile_abort(f);
         return rc;
@@ -116,6 +121,12 @@ int wd__outfile_fd(const wd__outfile *f)
 int wd__outfile_seekable(const wd__outfile *f)
 {
     return !f->stream;
+}
+
+void wd__outfile_wrote(wd__outfile *f, size_t len)
+{
+    if (f->flusher)
+        wd__flusher_wrote(f->flusher, f->fd, len);
 }
 
 const char *wd__outfile_name(const wd__outfile *f)
@@ -135,7 +146,8 @@ int wd__outfile_commit(wd__outfile *f)
         outfile_free(f);
         return rc;
     }
-    if (fsync(f->fd) != 0)
+    rc = f->flusher ? wd__flusher_forget(f->flusher, f->fd, f->name) : 0;
+    if (!rc && fsync(f->fd) != 0)
         rc = wd__error_errno(WD_EIO, "cannot write '%s'", f->name);
     if (!rc && (rc = wd__temp_rename(&f->tmp, f->target)) == 0) {
         f->fd = -1; /* closed by the rename */
@@ -149,6 +161,8 @@ void wd__outfile_abort(wd__outfile *f)
 {
     if (!f)
         return;
+    if (f->flusher) /* no flush may run on a descriptor closed below */
+        wd__flusher_forget(f->flusher, f->fd, NULL);
     wd__temp_discard(&f->tmp); /* closes tmp.fd, which f->fd may be */
     if (!f->stream)
         f->fd = -1;

@@ -39,6 +39,11 @@ int wd__outfile_fd(const wd__outfile *f);
  * written at any offset; 0 for a stream, written once from start to end. */
 int wd__outfile_seekable(const wd__outfile *f);
 
+/* Reports len more bytes written to the descriptor: a temporary file is
+ * synced in steps as it grows (flusher.h), so the sync at commit has only
+ * the last step left. Any thread may call it. */
+void wd__outfile_wrote(wd__outfile *f, size_t len);
+
 /* The output as the caller named it, for messages ("standard output" for
  * "-"). */
 const char *wd__outfile_name(const wd__outfile *f);

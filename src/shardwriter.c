@@ -4,7 +4,6 @@
  */
 #include "shardwriter.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -21,9 +20,4 @@ int wd__shard_begin(int fd, const char *path, const void *hdr, size_t hlen, uint
     if (!rc && ftruncate(fd, (off_t)(8 + (uint64_t)hlen + data_bytes)) != 0)
         rc = wd__error_errno(WD_EIO, "cannot write '%s'", path);
     return rc;
-}
-
-void wd__shard_writeback(int fd, uint64_t off, uint64_t len)
-{
-    sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
 }

@@ -16,9 +16,4 @@
  * data_bytes, so that pieces may be written anywhere in it. */
 int wd__shard_begin(int fd, const char *path, const void *hdr, size_t hlen, uint64_t data_bytes);
 
-/* Starts the disk writing [off, off + len) now rather than all of it at
- * the final fsync, which still makes it durable: only a hint, a failure
- * loses nothing but the head start. */
-void wd__shard_writeback(int fd, uint64_t off, uint64_t len);
-
 #endif

@@ -1534,7 +1534,6 @@ struct wd__wdelta_writer {
      * hash the base while the records are being encoded. */
     int deferred;
     uint64_t written;           /* bytes that reached the file */
-    uint64_t synced;            /* bytes whose writeback was started */
     wd__wdelta_tensor *tensors; /* copies, caller's order; names point into names */
     char *names;
     size_t count;
@@ -1552,20 +1551,12 @@ static int full_write(const wd__wdelta_writer *w, const void *data, size_t len)
     return wd__file_write(w->fd, data, len, w->name);
 }
 
-/* Starts the disk writing every WRITEBACK_STEP bytes as they are written,
- * rather than all of it at the final fsync (which still makes the file
- * durable; a failure here only loses the head start). */
-#define WRITEBACK_STEP ((uint64_t)8 << 20)
-
+/* Counts what reached the file; a temporary file is synced in steps as it
+ * grows (outfile.h), so the final fsync has little left to wait for. */
 static void w_written(wd__wdelta_writer *w, size_t len)
 {
-    uint64_t before = w->written;
     w->written += len;
-    if (w->written / WRITEBACK_STEP != before / WRITEBACK_STEP && wd__outfile_seekable(w->out)) {
-        uint64_t from = w->synced;
-        w->synced = w->written / WRITEBACK_STEP * WRITEBACK_STEP;
-        sync_file_range(w->fd, (off_t)from, (off_t)(w->synced - from), SYNC_FILE_RANGE_WRITE);
-    }
+    wd__outfile_wrote(w->out, len);
 }
 
 static int w_flush(wd__wdelta_writer *w)
