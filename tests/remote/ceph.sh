@@ -126,8 +126,17 @@ ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" >>"$dir/log/setup.err" 2>
 ceph-mon -c "$conf" -i a -f >>"$dir/log/mon.out" 2>&1 &
 echo $! >"$dir/mon.pid"
 
-C() { timeout 30 ceph -c "$conf" --connect-timeout 20 "$@"; }
-osd_id=$(C osd new "$osd_uuid" 2>>"$dir/log/setup.err") || die "monitor did not answer: $(tail -n 1 "$dir/log/setup.err")"
+# A monitor starting on a loaded machine (make test runs other tests beside
+# this one) can take longer than one client's patience: up to three tries.
+# osd new with the same uuid is idempotent, so a try whose answer was lost
+# costs nothing.
+C() { timeout 60 ceph -c "$conf" --connect-timeout 45 "$@"; }
+tries=0
+until osd_id=$(C osd new "$osd_uuid" 2>>"$dir/log/setup.err"); do
+    tries=$((tries + 1))
+    alive "$(cat "$dir/mon.pid")" || die "ceph-mon exited: $(tail -n 2 "$dir/log/mon.out" "$dir/log/setup.err" 2>/dev/null | tr '\n' ' ')"
+    [ $tries -lt 3 ] || die "monitor did not answer: $(tail -n 1 "$dir/log/setup.err")"
+done
 mkdir -p "$dir/osd/osd.$osd_id"
 ceph-osd -c "$conf" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" >>"$dir/log/setup.err" 2>&1 ||
     die "ceph-osd --mkfs failed: $(tail -n 1 "$dir/log/setup.err")"
