@@ -233,9 +233,22 @@ static int merge_unit(const sparse_unit *s, const wd_topk_cut *cut, uint64_t *eq
                       float *out_val, uint64_t *j, uint64_t k, double *err2, double *max_abs,
                       wd_sparse_emit_fn emit, void *ud)
 {
+    if (!s->n_ties) {
+        /* No tie to interleave (most units): the unit's own arrays go out
+         * as they are, in the blocks the merge below would make. */
+        for (size_t e = 0; e < s->n; e += MERGE_OUT) {
+            size_t n_out = s->n - e < MERGE_OUT ? s->n - e : MERGE_OUT;
+            if ((*j += n_out) > k)
+                return 0;
+            int rc = emit(ud, s->idx + e, s->val + e, n_out);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
     size_t e = 0, n_out = 0;
     size_t w = 0;
-    uint64_t bits = s->n_ties && s->tie_words ? s->tie_at[0] : 0;
+    uint64_t bits = s->tie_words ? s->tie_at[0] : 0;
     size_t words = s->n_ties ? (s->count + 63) / 64 : 0;
     uint32_t tie_bits = cut->thr;
     for (;;) {
