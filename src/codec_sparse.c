@@ -233,7 +233,11 @@ static int merge_unit(const sparse_unit *s, const wd_topk_cut *cut, uint64_t *eq
                       float *out_val, uint64_t *j, uint64_t k, double *err2, double *max_abs,
                       wd_sparse_emit_fn emit, void *ud)
 {
-    if (!s->n_ties) {
+    /* Ties at a zero threshold once the quota of ties is spent are neither
+     * entries nor error (their square is 0): a fine-tune that left most
+     * rows alone has a cut at 0 and millions of such ties a unit. */
+    int inert = cut->thr == 0 && *eq_seen >= cut->take_eq;
+    if (!s->n_ties || inert) {
         /* No tie to interleave (most units): the unit's own arrays go out
          * as they are, in the blocks the merge below would make. */
         for (size_t e = 0; e < s->n; e += MERGE_OUT) {
@@ -272,6 +276,10 @@ static int merge_unit(const sparse_unit *s, const wd_topk_cut *cut, uint64_t *eq
             if (!wd__topk_take(cut, cut->thr, eq_seen)) {
                 *err2 += (double)x * x;
                 max_update(max_abs, fabs((double)x));
+                if (cut->thr == 0) { /* inert from here on (see above) */
+                    bits = 0;
+                    words = 0;
+                }
                 continue;
             }
             out_idx[n_out] = (int64_t)(s->begin + tie);

@@ -188,6 +188,24 @@ static void check_case(const char *what, const float *d, uint64_t n, double spar
                 j++;
             }
             CHECK(!bad && j == sp_ref.k);
+            /* its fidelity too: the error is what was left out (the merge
+             * skips ties it need not visit, which must change nothing) */
+            double norm2 = 0, err2 = 0, max_abs = 0;
+            int nan_out = 0;
+            for (uint64_t i = 0; i < n; i++) {
+                norm2 += (double)d[i] * d[i];
+                if (sel[i])
+                    continue;
+                err2 += (double)d[i] * d[i];
+                nan_out |= isnan(d[i]);
+                if (fabs((double)d[i]) > max_abs)
+                    max_abs = fabs((double)d[i]);
+            }
+            if (!nan_out && norm2 > 0) {
+                double rel = sqrt(err2) / sqrt(norm2);
+                CHECK(same_bits(fs_ref.max_abs_error, max_abs));
+                CHECK(fabs(fs_ref.rel_error - rel) <= 1e-9 * rel);
+            }
             for (int l = 0; l < 2; l++) {
                 const wd_int4_delta *e = &i4_ref[l];
                 select_by_sort(d, n, e->n_outliers, sel);
