@@ -28,6 +28,7 @@
 #include "outdir.h"
 #include "piece.h"
 #include "pipeline.h"
+#include "progress.h"
 #include "repo_int.h"
 #include "shardwriter.h"
 
@@ -83,9 +84,8 @@ typedef struct {
     const char **path;
     wd_out_dtype out_dtype;
     uint8_t **conv; /* per worker slot: a piece in its written dtype */
-    const wd_options *opt;
     wd__flusher *flusher; /* makes the shards durable as they are written */
-    uint64_t done, total;
+    wd__progress pg;      /* stage "checkout", by bytes of the tensors */
 } out_ctx;
 
 static int cmp_ordinal(const void *a, const void *b)
@@ -158,10 +158,7 @@ static int converted(void *ud, const wd_stored_tensor *t)
 
 static void write_progress(void *ud, uint64_t bytes)
 {
-    out_ctx *oc = ud;
-    oc->done += bytes;
-    if (oc->opt && oc->opt->progress)
-        oc->opt->progress(oc->opt->progress_ud, "checkout", oc->done, oc->total);
+    wd__progress_add(&((out_ctx *)ud)->pg, bytes);
 }
 
 static int write_plain(wd_repo *repo, const wd_stored_file *sf, int fd, const char *path)
@@ -215,7 +212,6 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
     }
     oc.obj = obj;
     oc.out_dtype = out_dtype;
-    oc.opt = opt;
     oc.fd = malloc(nt * sizeof *oc.fd);
     oc.off = calloc(nt, sizeof *oc.off);
     oc.path = calloc(nt, sizeof *oc.path);
@@ -232,8 +228,6 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
     for (int i = 0; !rc && out_dtype != WD_OUT_ORIGINAL && i < nw; i++)
         if (!(oc.conv[i] = malloc((size_t)WD_CHUNK_TARGET * sizeof(double))))
             rc = WD_NOMEM();
-    for (size_t i = 0; i < obj->n_tensors; i++)
-        oc.total += obj->tensors[i].nbytes;
     for (size_t i = 0; !rc && i < obj->n_files; i++) {
         const wd_stored_file *sf = &obj->files[i];
         if ((rc = file_parents(tmpdir, sf)))
@@ -265,6 +259,10 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
          * tensor written in its own dtype), which checks the pieces as a
          * whole; hashing every chunk besides would double the SHA-256 work.
          * Otherwise each chunk is checked against its id. */
+        uint64_t total = 0;
+        for (size_t i = 0; i < obj->n_tensors; i++)
+            total += obj->tensors[i].nbytes;
+        wd__progress_start(&oc.pg, opt, "checkout", total);
         wd_walk_opts wo = {.pool = pool, .on_piece = write_piece, .f32_for = converted,
                            .progress = write_progress, .ud = &oc, .trusted = trusted};
         rc = wd__object_walk(repo, obj, &wo, out_dtype == WD_OUT_ORIGINAL ? out_hash : NULL, NULL, NULL);

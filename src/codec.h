@@ -483,6 +483,14 @@ int wd__int4_apply(const wd_int4_delta *e, uint64_t begin, float *buf, size_t co
  * stored ones) with float16 values vals[0..m). */
 void wd__int4_apply_l2(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes,
                        const void *idx, unsigned idx_bytes, uint64_t m, const void *vals);
+/* Layout 1's arithmetic on the n elements from begin in f, the one loop
+ * behind wd__int4_apply and the piece decoder: codes are numbered over the
+ * non-outliers only, code0 is the number of the range's first one (begin
+ * minus the outliers before begin) and codes[0] the packed byte holding it;
+ * idx, idx_bytes, m, vals as for wd__int4_apply_l2. An outlier adds 0.0f
+ * first, then its value. */
+void wd__int4_apply_l1(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes, uint64_t code0,
+                       const void *idx, unsigned idx_bytes, uint64_t m, const void *vals);
 /* wd__int4_apply of a layout-2 e whose codes are elsewhere (a window of
  * wd__int4_encode_stream): codes[0] is the packed byte holding element
  * begin's code. [begin, begin + count) must lie within e->n. */

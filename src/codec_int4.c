@@ -766,15 +766,6 @@ int wd__int4_encode_stream(wd_int4_delta *out, const wd_delta_src *src, double o
     return int4_encode(out, src, outlier_fraction, 2, fid, fn, ud);
 }
 
-static uint8_t code_at(const uint8_t *packed, uint64_t c)
-{
-    uint8_t b = packed[c >> 1];
-    return (c & 1) ? (uint8_t)(b & 0x0fu) : (uint8_t)(b >> 4);
-}
-
-/* Codes of elements [i0, i1) of a range starting at element begin, whose
- * code byte for begin is codes[0]: a pair of elements a byte, no test per
- * element. */
 /* Two decoded values a code byte (high nibble first), for every byte:
  * built once a call when the run is long enough to pay for it. */
 typedef struct {
@@ -789,22 +780,22 @@ static void pair_lut_init(pair_lut *t, const float lut[16])
     }
 }
 
-/* f[i] += lut[code of element begin + i] for i in [i0, i1); codes[0] is the
- * byte holding element begin's code. With pairs, a byte's two values are
- * one 8-byte load and the additions go four at a time: the same float32
- * additions, so the same bits. */
-static void apply_codes(float *f, size_t i0, size_t i1, uint64_t begin, const uint8_t *codes, const float lut[16],
+/* f[i] += lut[code number c0 + i] for i in [0, n); codes[0] is the byte
+ * holding code c0. With pairs, a byte's two values are one 8-byte load and
+ * the additions go four at a time: the same float32 additions, so the same
+ * bits. */
+static void apply_codes(float *f, size_t n, uint64_t c0, const uint8_t *codes, const float lut[16],
                         const pair_lut *pairs)
 {
-    size_t i = i0;
-    const uint8_t *c = codes + (((begin + i) >> 1) - (begin >> 1));
-    if (i < i1 && ((begin + i) & 1)) { /* a low nibble first */
-        f[i] = f[i] + lut[*c & 15];
+    size_t i = 0;
+    const uint8_t *c = codes;
+    if (n && (c0 & 1)) { /* a low nibble first */
+        f[0] = f[0] + lut[*c & 15];
         c++;
         i++;
     }
 #if defined(__SSE2__)
-    for (; pairs && i + 4 <= i1; i += 4, c += 2) {
+    for (; pairs && i + 4 <= n; i += 4, c += 2) {
         __m128i lo = _mm_loadl_epi64((const __m128i *)(const void *)pairs->v[c[0]]),
                 hi = _mm_loadl_epi64((const __m128i *)(const void *)pairs->v[c[1]]);
         __m128 v = _mm_castsi128_ps(_mm_unpacklo_epi64(lo, hi));
@@ -813,16 +804,21 @@ static void apply_codes(float *f, size_t i0, size_t i1, uint64_t begin, const ui
 #else
     (void)pairs;
 #endif
-    for (; i + 1 < i1; i += 2, c++) {
+    for (; i + 1 < n; i += 2, c++) {
         f[i] = f[i] + lut[*c >> 4];
         f[i + 1] = f[i + 1] + lut[*c & 15];
     }
-    if (i < i1)
+    if (i < n)
         f[i] = f[i] + lut[*c >> 4];
 }
 
-void wd__int4_apply_l2(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes,
-                       const void *idx, unsigned idx_bytes, uint64_t m, const void *vals)
+/* Both layouts' loop over the n elements from begin: the runs of codes
+ * between the m outliers, and each outlier's value. Element i's code is
+ * number code0 + i, less the outliers before it where codes skip them
+ * (layout 1); codes[0] is the byte holding code0. */
+static void apply_int4(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes,
+                       uint64_t code0, const void *idx, unsigned idx_bytes, uint64_t m, const void *vals,
+                       int layout1)
 {
     /* 2 KiB of pairs cost about what 512 elements' lookups do */
     pair_lut pairs;
@@ -831,15 +827,35 @@ void wd__int4_apply_l2(float *f, size_t n, uint64_t begin, const float lut[16], 
         pair_lut_init(&pairs, lut);
     const pair_lut *pp = use_pairs ? &pairs : NULL;
     size_t i = 0;
-    for (uint64_t j = 0; j < m; j++) {
-        size_t at = (size_t)((uint64_t)wd__idx_at(idx, idx_bytes, j) - begin);
-        apply_codes(f, i, at, begin, codes, lut, pp);
+    for (uint64_t j = 0; j <= m; j++) {
+        size_t at = j < m ? (size_t)((uint64_t)wd__idx_at(idx, idx_bytes, j) - begin) : n;
+        if (at > i) {
+            uint64_t c = code0 + i - (layout1 ? j : 0);
+            apply_codes(f + i, at - i, c, codes + ((c >> 1) - (code0 >> 1)), lut, pp);
+        }
+        if (j == m)
+            break;
         uint16_t h;
         memcpy(&h, (const uint8_t *)vals + 2 * j, 2);
+        /* deltatensors 0.2.0 adds the zero it inserted for the outlier
+         * first (a -0.0 base becomes +0.0) */
+        if (layout1)
+            f[at] = f[at] + 0.0f;
         f[at] = f[at] + wd__f16_to_f32(h);
         i = at + 1;
     }
-    apply_codes(f, i, n, begin, codes, lut, pp);
+}
+
+void wd__int4_apply_l2(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes,
+                       const void *idx, unsigned idx_bytes, uint64_t m, const void *vals)
+{
+    apply_int4(f, n, begin, lut, codes, begin, idx, idx_bytes, m, vals, 0);
+}
+
+void wd__int4_apply_l1(float *f, size_t n, uint64_t begin, const float lut[16], const uint8_t *codes, uint64_t code0,
+                       const void *idx, unsigned idx_bytes, uint64_t m, const void *vals)
+{
+    apply_int4(f, n, begin, lut, codes, code0, idx, idx_bytes, m, vals, 1);
 }
 
 void wd__int4_apply_codes(const wd_int4_delta *e, uint64_t begin, float *buf, size_t count, const uint8_t *codes)
@@ -863,23 +879,12 @@ int wd__int4_apply(const wd_int4_delta *e, uint64_t begin, float *buf, size_t co
     }
     float lut[16];
     wd__int4_lut(lut, e->scale, e->zero_point);
-    /* j: outliers before the current position, i.e. the next one to meet */
+    /* j: outliers before begin, so begin - j is the first code of the range */
     uint64_t j = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, e->n_outliers, begin);
-    uint64_t next = j < e->n_outliers ? (uint64_t)wd__idx_at(e->outlier_idx, e->idx_bytes, j)
-                                      : UINT64_MAX;
-    for (size_t k = 0; k < count; k++) {
-        uint64_t i = begin + k;
-        if (i == next) {
-            float v = wd__f16_to_f32(e->outlier_vals[j]);
-            /* the zero inserted for the outlier is added first */
-            buf[k] = buf[k] + 0.0f;
-            buf[k] = buf[k] + v;
-            j++;
-            next = j < e->n_outliers ? (uint64_t)wd__idx_at(e->outlier_idx, e->idx_bytes, j)
-                                     : UINT64_MAX;
-        } else {
-            buf[k] = buf[k] + lut[code_at(e->packed, i - j)];
-        }
-    }
+    uint64_t j1 = wd__idx_lower_bound(e->outlier_idx, e->idx_bytes, e->n_outliers, begin + count);
+    /* packed is NULL when every element is an outlier */
+    const uint8_t *codes = e->packed ? e->packed + (begin - j) / 2 : NULL;
+    wd__int4_apply_l1(buf, count, begin, lut, codes, begin - j,
+                      (const uint8_t *)e->outlier_idx + j * e->idx_bytes, e->idx_bytes, j1 - j, e->outlier_vals + j);
     return 0;
 }

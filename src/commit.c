@@ -40,6 +40,7 @@
 #include "pipeline.h"
 #include "repo_int.h"
 #include "strategy.h"
+#include "tensorhash.h"
 
 
 typedef struct {
@@ -525,7 +526,7 @@ static int seal_exact_until(lossy_seal *ls, const wd_folder *f, const work_tenso
     for (; ls->next < end; ls->next++) {
         const work_tensor *wt = &wts[ls->next];
         const wd_st_tensor *t = wt->src->t;
-        wd__sha256_update(ls->h, wt->src->name, strlen(wt->src->name));
+        wd__thash_name(ls->h, wt->src->name);
         for (uint64_t off = 0; off < t->nbytes; off += SEAL_READ) {
             size_t len = (size_t)(t->nbytes - off < SEAL_READ ? t->nbytes - off : SEAL_READ);
             int rc = wd__st_read(f->files[wt->file_index].st, t, off, ls->buf, len);
@@ -541,7 +542,7 @@ static int seal_recon(void *ud, const uint8_t *native, size_t nbytes)
 {
     lossy_seal *ls = ud;
     if (ls->pending_name) {
-        wd__sha256_update(ls->h, ls->pending_name, strlen(ls->pending_name));
+        wd__thash_name(ls->h, ls->pending_name);
         ls->pending_name = NULL;
     }
     wd__sha256_update(ls->h, native, nbytes);
@@ -746,7 +747,7 @@ static int store_folder(wd_repo *repo, const char *dir, wd_object *parent, const
         for (size_t i = 0; model_hasher && i < bc[cur].n_jobs; i++) {
             const job *j = &bc[cur].jobs[i];
             if (j->k == 0 || j->k == UINT64_MAX)
-                wd__sha256_update(model_hasher, j->wt->src->name, strlen(j->wt->src->name));
+                wd__thash_name(model_hasher, j->wt->src->name);
             if (j->k != UINT64_MAX)
                 wd__sha256_update(model_hasher, j->raw, j->nelem * wd__dtype_size(j->wt->src->t->dtype));
         }

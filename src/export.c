@@ -28,6 +28,7 @@
 #include "pairdelta.h"
 #include "piece.h"
 #include "pipeline.h"
+#include "progress.h"
 #include "repo_int.h"
 #include "strategy.h"
 #include "wdelta.h"
@@ -122,22 +123,10 @@ static double option_of(const char *options, const char *key, double dflt)
     return d;
 }
 
-/* Writes the bytes of (tensor, field) into the open record. */
-/* Progress of the records written, by bytes. */
-typedef struct {
-    const wd_options *opt;
-    uint64_t done, total;
-} out_progress;
-
-static void report(out_progress *p, uint64_t bytes)
-{
-    p->done += bytes;
-    if (p->opt && p->opt->progress)
-        p->opt->progress(p->opt->progress_ud, "export", p->done, p->total);
-}
-
+/* Writes the bytes of (tensor, field) into the open record; pg counts
+ * them (stage "export", by bytes). */
 static int write_record(wd_repo *repo, wd__wdelta_writer *w, const out_tensor *ot, int field, uint8_t *buf,
-                        out_progress *pg)
+                        wd__progress *pg)
 {
     const wd_lossy *L = ot->t->lossy;
     if (ot->stored) {
@@ -154,7 +143,7 @@ static int write_record(wd_repo *repo, wd__wdelta_writer *w, const out_tensor *o
                 rc = wd__wdelta_writer_write(w, buf, (size_t)(end - off));
             if (rc)
                 return rc;
-            report(pg, end - off);
+            wd__progress_add(pg, end - off);
         }
         return 0;
     }
@@ -422,13 +411,15 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
         goto done;
     size_t ti;
     int field;
-    out_progress pg = {opt, 0, 0};
+    uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         const int *fields;
         size_t nf = wd__wdelta_fields_of(ots[i].entry.strategy, &fields);
         for (size_t k = 0; k < nf; k++)
-            pg.total += record_count(&ots[i], fields[k]) * wd__dtype_size(record_dtype(&ots[i], fields[k]));
+            total += record_count(&ots[i], fields[k]) * wd__dtype_size(record_dtype(&ots[i], fields[k]));
     }
+    wd__progress pg;
+    wd__progress_start(&pg, opt, "export", total);
     while (!rc && wd__wdelta_writer_next(w, &ti, &field)) {
         const out_tensor *ot = &ots[ti];
         uint64_t dims[1] = {record_count(ot, field)};
@@ -439,7 +430,7 @@ int wd_export(wd_repo *repo, const char *ref, const char *path, wd_export_opts *
             rc = write_record(repo, w, ot, field, buf, &pg);
         /* records written from memory at once */
         if (!rc && pg.done == before)
-            report(&pg, dims[0] * wd__dtype_size(record_dtype(ot, field)));
+            wd__progress_add(&pg, dims[0] * wd__dtype_size(record_dtype(ot, field)));
         if (rc)
             rc = wd__error_context(rc, "tensor '%s', array '%s'", ot->t->name, wd__wdelta_field_name(field));
     }

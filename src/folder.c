@@ -17,6 +17,7 @@
 #include "error.h"
 #include "hash.h"
 #include "shardindex.h"
+#include "tensorhash.h"
 
 int wd__plain_name_ok(const char *name)
 {
@@ -419,13 +420,13 @@ int wd__folder_hash(const wd_folder *f, uint8_t out[WD_HASH_SIZE])
             rc = wd__st_read_data(st, lo, buf, (size_t)(hi - lo));
             for (; !rc && i < j; i++) {
                 const wd_folder_tensor *u = &f->tensors[i];
-                wd__sha256_update(h, u->name, strlen(u->name));
+                wd__thash_name(h, u->name);
                 wd__sha256_update(h, buf + (u->t->begin - lo), u->t->nbytes);
             }
             continue;
         }
         /* A tensor over a piece streams on its own. */
-        wd__sha256_update(h, t->name, strlen(t->name));
+        wd__thash_name(h, t->name);
         for (uint64_t off = 0; !rc && off < t->t->nbytes; off += PIECE) {
             size_t len = t->t->nbytes - off < PIECE ? (size_t)(t->t->nbytes - off) : PIECE;
             rc = wd__st_read(st, t->t, off, buf, len);

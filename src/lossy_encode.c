@@ -8,10 +8,15 @@
  * (top-k histograms, min/max). A tensor of at most WD_LOSSY_CACHE_ELEMS
  * elements is read once and kept; a larger one is read again each pass
  * (pread of the fine-tune, the parent's pieces decoded anew).
- * Memory: per worker slot one parent piece and one fine-tune piece as
- * float32 (4 MiB each at most) and a codec chunk; the cache (at most 4 x
+ * The delta is pairdelta.c's reader (the fine-tune's tensor as side a, the
+ * parent as stored side b), which tells the encoder of each parent piece
+ * it decodes (the parent cache keeps them) and lends its slot buffers to
+ * the sparse gathers and the reconstruction while no delta is read.
+ * Memory: per worker slot the reader's two buffers, lent at their largest
+ * (lend_bytes: 4 MiB each, the fine-tune's side up to 8 MiB for a float64
+ * tensor), a piece scratch and a codec chunk; the cache (at most 4 x
  * WD_LOSSY_CACHE_ELEMS bytes) and, for int4, quantized and sparse, the
- * parent cache (as much; the rebuilt pieces use the worker slots' idle
+ * parent cache (as much; the rebuilt pieces use the reader's idle slot
  * buffers); the codec's outputs (the encoded arrays; sparse streams them
  * out and keeps at most WD_SPARSE_KEEP entries, 12 bytes each; int4 keeps
  * its outliers and streams its codes a window of units at a time, see
@@ -31,30 +36,18 @@
 #include "codec_lowbit.h"
 #include "error.h"
 #include "lowbit_store.h"
+#include "pairdelta.h"
 #include "piece.h"
 #include "pipeline.h"
-
-/* One worker slot's view of the delta: the pieces it decoded last. */
-typedef struct {
-    wd_lossy_encoder *enc;
-    wd_repo *repo;
-    const wd_folder *folder;
-    const wd_folder_tensor *src;
-    const wd_stored_tensor *parent;
-    wd_piece_plan plan;
-    wd_piece_scratch *ps;
-    float *par;       /* parent piece, float32 */
-    float *ft;        /* fine-tune piece, float32 */
-    uint8_t *raw;     /* fine-tune piece, native */
-    int64_t cached_k; /* piece held in par/ft, -1 if none */
-} delta_reader;
 
 struct wd_lossy_encoder {
     wd_repo *repo;
     const wd_folder *folder;
     struct wd_pool *pool;
     int nreaders;
-    delta_reader *d; /* one per worker slot */
+    wd__pair_delta *pd;                   /* the delta, a slot per worker */
+    wd_tref ft;                           /* side a: the tensor being encoded */
+    const wd_stored_tensor *parent;       /* side b */
     float *cache;    /* WD_LOSSY_CACHE_ELEMS floats, allocated for a tensor that fits */
     /* The parent's float32 pieces of a tensor of at most
      * WD_LOSSY_CACHE_ELEMS elements, kept as the first pass decodes them so
@@ -79,62 +72,33 @@ struct wd_lossy_encoder {
     size_t keep_cap;
 };
 
-/* Copies parent piece k into the encoder's parent cache if the tensor fits
- * and no other worker has (two may load the same piece when codec units
- * straddle pieces). */
-static void keep_parent_piece(wd_lossy_encoder *enc, uint64_t k, uint64_t ce, const float *par, size_t n)
+/* wd__pd_piece_fn: copies parent piece k into the encoder's parent cache
+ * if the tensor fits and no other worker has (two may load the same piece
+ * when codec units straddle pieces). */
+static void keep_parent_piece(void *ud, int side, uint64_t k, const float *par, size_t n)
 {
-    if (k >= enc->par_pieces)
+    wd_lossy_encoder *enc = ud;
+    if (side != 1 || k >= enc->par_pieces)
         return;
     unsigned char expect = 0;
     if (!atomic_compare_exchange_strong(&enc->par_state[k], &expect, 1))
         return;
-    memcpy(enc->par_cache + k * ce, par, n * sizeof *par);
+    memcpy(enc->par_cache + k * enc->parent->chunk_elems, par, n * sizeof *par);
     atomic_store(&enc->par_state[k], 2);
 }
 
-static int load_piece(delta_reader *d, uint64_t k)
-{
-    if ((int64_t)k == d->cached_k)
-        return 0;
-    d->cached_k = -1;
-    int rc = wd__piece_fetch(d->repo, d->parent, k, WD_PIECE_F32, &d->plan);
-    if (!rc)
-        rc = wd__piece_decode(&d->plan, d->ps, d->par);
-    if (rc)
-        return rc;
-    const wd_st_tensor *t = d->src->t;
-    size_t esz = wd__dtype_size(t->dtype), n = d->plan.nelem;
-    if ((rc = wd__st_read(d->folder->files[d->src->file].st, t, k * d->parent->chunk_elems * esz, d->raw, n * esz)))
-        return rc;
-    wd__to_f32(d->ft, d->raw, n, t->dtype);
-    d->cached_k = (int64_t)k;
-    keep_parent_piece(d->enc, k, d->parent->chunk_elems, d->par, n);
-    return 0;
-}
-
-/* wd_delta_read_par_fn: deltas of [begin, begin + count), one float32
- * subtraction each, as deltatensors computes f32(ft) - f32(base). Each
- * worker slot reads through its own delta_reader. */
+/* wd_delta_read_par_fn: the pair reader's deltas (one float32 subtraction
+ * each, as deltatensors computes f32(ft) - f32(base)), counted for the
+ * progress worker slot 0 reports. */
 static int read_delta_par(void *ud, int worker, uint64_t begin, size_t count, float *out)
 {
-    delta_reader *d = &((delta_reader *)ud)[worker];
-    size_t n0 = count;
-    uint64_t ce = d->parent->chunk_elems;
-    while (count) {
-        uint64_t k = begin / ce, off = begin - k * ce;
-        int rc = load_piece(d, k);
-        if (rc)
-            return rc;
-        size_t avail = (size_t)(d->plan.nelem - off), take = count < avail ? count : avail;
-        wd__f32_sub(out, d->ft + off, d->par + off, take);
-        out += take;
-        begin += take;
-        count -= take;
-    }
-    uint64_t read = atomic_fetch_add(&d->enc->read, n0) + n0;
-    if (worker == 0 && d->enc->progress)
-        d->enc->progress(d->enc->progress_ud, read);
+    wd_lossy_encoder *enc = ud;
+    int rc = wd__pair_delta_read_par(enc->pd, worker, begin, count, out);
+    if (rc)
+        return rc;
+    uint64_t read = atomic_fetch_add(&enc->read, count) + count;
+    if (worker == 0 && enc->progress)
+        enc->progress(enc->progress_ud, read);
     return 0;
 }
 
@@ -143,37 +107,20 @@ static int read_delta(void *ud, uint64_t begin, size_t count, float *out)
     return read_delta_par(ud, 0, begin, count, out);
 }
 
-static void readers_free(delta_reader *d, int n)
+/* What the encoder borrows of a reader slot's buffer i (0: the fine-tune's
+ * raw bytes, 1: the parent's piece): 4 MiB, room for 4 chunks of
+ * WD_CHUNK_TARGET bytes; buffer 0 also for the codec's largest read
+ * (WD_CODEC_CHUNK elements of the fine-tune's dtype), so no read grows it
+ * and what was lent stays where it is. */
+static size_t lend_bytes(const wd_lossy_encoder *enc, int i)
 {
-    for (int i = 0; d && i < n; i++) {
-        wd__piece_plan_free(&d[i].plan);
-        wd__piece_scratch_free(d[i].ps);
-        free(d[i].par);
-        free(d[i].ft);
-        free(d[i].raw);
-    }
-    free(d);
+    size_t four = 4 * (size_t)WD_CHUNK_TARGET, rd = WD_CODEC_CHUNK * wd__dtype_size(enc->ft.dtype);
+    return i == 0 && rd > four ? rd : four;
 }
 
-static int readers_new(delta_reader **out, int n, wd_repo *repo, const wd_folder *folder)
+static uint8_t *lend(wd_lossy_encoder *enc, int worker, int i)
 {
-    delta_reader *d = calloc((size_t)n, sizeof *d);
-    if (!d)
-        return WD_NOMEM();
-    for (int i = 0; i < n; i++) {
-        d[i].repo = repo;
-        d[i].folder = folder;
-        d[i].cached_k = -1;
-        d[i].par = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
-        d[i].ft = malloc((size_t)WD_CHUNK_TARGET * sizeof(float));
-        d[i].raw = malloc(WD_CHUNK_TARGET);
-        if (!d[i].par || !d[i].ft || !d[i].raw || wd__piece_scratch_new(&d[i].ps)) {
-            readers_free(d, n);
-            return WD_NOMEM();
-        }
-    }
-    *out = d;
-    return 0;
+    return wd__pair_delta_lend(enc->pd, worker, i, lend_bytes(enc, i));
 }
 
 /* Entries of a sorted index array before each piece boundary. */
@@ -210,14 +157,15 @@ static int piece_index(wd_lossy *L, const void *idx, unsigned idx_bytes, uint64_
  * (low sparsities: more entries than chunks a batch).
  * Memory: per array two WD_ASTREAM_CHUNK chunks a worker slot and their
  * compressed forms, one transformed chunk a slot; kept in the encoder
- * from tensor to tensor. A cached tensor's chunks sit in the delta readers'
- * idle buffers; a bigger one's (its caches freed meanwhile) in buffers of
+ * from tensor to tensor. A cached tensor's chunks sit in the pair reader's
+ * idle slot buffers (lent); a bigger one's (its caches freed meanwhile) in buffers of
  * their own, freed when cached tensors come. */
 #define GATHER_SLOTS(nslots) ((size_t)(nslots) * 2)
-/* A cached tensor's chunks are gathered in the worker slots' delta-reader
- * buffers, idle from the first pass (which fills the cache) to the
- * rebuild: 8 chunks a slot in par and ft, 4 of which the gathers take. */
-_Static_assert((size_t)WD_CHUNK_TARGET * sizeof(float) >= 4 * WD_ASTREAM_CHUNK, "reader buffers hold 4 chunks");
+/* A cached tensor's chunks are gathered in the pair reader's slot buffers,
+ * idle from the first pass (which fills the cache) to the rebuild: 8
+ * chunks a slot in its two lent buffers (lend_bytes), 4 of which the
+ * gathers take. */
+_Static_assert((size_t)WD_CHUNK_TARGET >= WD_ASTREAM_CHUNK, "a lent buffer holds 4 chunks");
 
 typedef struct {
     wd_astream_writer w;
@@ -302,16 +250,17 @@ static void sparse_gather_trim(struct sparse_gather *s)
 
 /* Points the gathers' slots at their buffers for a tensor of n elements:
  * the idle reader buffers for a cached one, else their own. */
-static int sparse_gather_place(struct sparse_gather *s, delta_reader *d, uint64_t n)
+static int sparse_gather_place(struct sparse_gather *s, wd_lossy_encoder *enc, uint64_t n)
 {
     for (int a = 0; a < 2; a++)
         for (size_t i = 0; i < s->slots; i++) {
             chunk_gather *g = &s->g[a];
             if (n <= WD_LOSSY_CACHE_ELEMS) {
                 size_t j = (size_t)a * s->slots + i; /* < 4 x nslots */
-                float *f = j % 8 < 4 ? d[j / 8].par : d[j / 8].ft;
-                g->raw[i] = (uint8_t *)f + (j % 4) * WD_ASTREAM_CHUNK;
-                d[j / 8].cached_k = -1;
+                uint8_t *b = lend(enc, (int)(j / 8), j % 8 < 4);
+                if (!b)
+                    return WD_ENOMEM;
+                g->raw[i] = b + (j % 4) * WD_ASTREAM_CHUNK;
             } else {
                 if (!g->own[i] && !(g->own[i] = malloc(WD_ASTREAM_CHUNK)))
                     return WD_NOMEM();
@@ -456,7 +405,7 @@ static int encode_sparse_streamed(wd_lossy_encoder *enc, const wd_lossy_sink *si
     if (rc)
         return rc;
     struct sparse_gather *o = enc->sparse;
-    if ((rc = sparse_gather_place(o, enc->d, n)))
+    if ((rc = sparse_gather_place(o, enc, n)))
         return rc;
     o->pool = enc->pool && sink->worker_cctx ? enc->pool : NULL;
     o->cctx = o->pool ? sink->worker_cctx : &sink->cctx;
@@ -609,32 +558,35 @@ static int store_array(const wd_lossy_sink *sink, wd_pool *pool, wd_lossy *L, in
  * thread hands the finished ones, in order, to the caller's hash. Without
  * this the commit decoded the parent and the stored arrays a second time,
  * a third of a lossy commit's time. Memory: none of its own; two batches of
- * at most RECON_BATCH native pieces (1 MiB each) sit in the worker slots'
- * fine-tune buffers, the float32 work in their parent buffers or in place
- * in the parent cache. */
+ * at most RECON_BATCH native pieces (1 MiB each) sit in the reader slots'
+ * fine-tune buffers, the float32 work in their parent-piece buffers (both
+ * lent) or in place in the parent cache. */
 #define RECON_BATCH 16
 
 typedef struct recon_job {
     uint64_t k;
     size_t nbytes;
-    uint8_t *nat; /* WD_CHUNK_TARGET bytes, in a worker slot's ft buffer */
+    uint8_t *nat; /* WD_CHUNK_TARGET bytes, in a reader slot's fine-tune buffer */
 } recon_job;
 
-/* The rebuilt pieces go to the worker slots' fine-tune buffers, idle once
- * a tensor is encoded (WD_CHUNK_TARGET floats each: room for 4 native
- * pieces of WD_CHUNK_TARGET bytes), so the rebuild adds nothing to the
- * peak, which comes with the largest tensor's arrays. */
+/* The rebuilt pieces go to the reader slots' fine-tune buffers, idle while
+ * no delta is read (room for 4 native pieces of WD_CHUNK_TARGET bytes), so
+ * the rebuild adds nothing to the peak, which comes with the largest
+ * tensor's arrays. */
 static int recon_jobs_get(wd_lossy_encoder *enc, recon_job **out, size_t *batch)
 {
     if (!enc->recon_jobs) {
         size_t b = (size_t)enc->nreaders < RECON_BATCH ? (size_t)enc->nreaders : RECON_BATCH;
-        recon_job *jobs = calloc(2 * b, sizeof *jobs);
-        if (!jobs)
+        if (!(enc->recon_jobs = calloc(2 * b, sizeof *enc->recon_jobs)))
             return WD_NOMEM();
-        for (size_t i = 0; i < 2 * b; i++)
-            jobs[i].nat = (uint8_t *)enc->d[i / 4].ft + (i % 4) * (size_t)WD_CHUNK_TARGET;
-        enc->recon_jobs = jobs;
         enc->recon_batch = b;
+    }
+    /* lent anew each time: a buffer may have grown for another tensor */
+    for (size_t i = 0; i < 2 * enc->recon_batch; i++) {
+        uint8_t *b = lend(enc, (int)(i / 4), 0);
+        if (!b)
+            return WD_ENOMEM;
+        enc->recon_jobs[i].nat = b + (i % 4) * (size_t)WD_CHUNK_TARGET;
     }
     *out = enc->recon_jobs;
     *batch = enc->recon_batch;
@@ -659,25 +611,20 @@ static int recon_piece(void *p, size_t i, int worker)
     recon_ctx *c = p;
     recon_job *j = &c->jobs[i];
     wd_lossy_encoder *enc = c->enc;
-    delta_reader *d = &enc->d[worker];
     uint64_t begin = j->k * c->ce;
     size_t n = (size_t)(c->n - begin < c->ce ? c->n - begin : c->ce);
     float *f;
     int rc = 0;
     j->nbytes = n * wd__dtype_size(c->dtype);
-    if (c->stored) { /* its arrays and its parent from the store, as checkout reads them */
-        d->cached_k = -1;
-        rc = wd__piece_fetch(d->repo, c->stored, j->k, WD_PIECE_NATIVE, &d->plan);
-        return rc ? rc : wd__piece_decode(&d->plan, d->ps, j->nat);
-    }
+    if (c->stored) /* its arrays and its parent from the store, as checkout reads them */
+        return wd__pair_delta_decode(enc->pd, worker, enc->repo, c->stored, j->k, WD_PIECE_NATIVE, j->nat);
     if (j->k < enc->par_pieces && atomic_load(&enc->par_state[j->k]) == 2) {
         f = enc->par_cache + begin; /* its last use: rebuilt in place */
     } else {
-        d->cached_k = -1; /* d->par is about to hold something else */
-        f = d->par;
-        rc = wd__piece_fetch(d->repo, d->parent, j->k, WD_PIECE_F32, &d->plan);
-        if (!rc)
-            rc = wd__piece_decode(&d->plan, d->ps, f);
+        /* the slot's parent-piece buffer, which the reader then forgets */
+        if (!(f = (float *)(void *)lend(enc, worker, 1)))
+            return WD_ENOMEM;
+        rc = wd__pair_delta_decode(enc->pd, worker, enc->repo, enc->parent, j->k, WD_PIECE_F32, f);
     }
     if (!rc)
         rc = c->i4 ? (wd__int4_apply_codes(c->i4, begin, f, n, c->codes + (begin - c->codes_at) / 2), 0)
@@ -744,8 +691,6 @@ static int recon_pass(wd_lossy_encoder *enc, const wd_st_tensor *t, uint64_t ce,
     }
     if (running)
         wd__pool_wait(enc->pool);
-    for (int i = 0; i < enc->nreaders; i++)
-        enc->d[i].cached_k = -1; /* their ft buffers held rebuilt pieces */
     return rc;
 }
 
@@ -868,9 +813,9 @@ int wd__lossy_encoder_new(wd_lossy_encoder **out, wd_repo *repo, const wd_folder
     atomic_init(&enc->read, 0);
     int rc = wd__codec_scratch_new(&enc->scratch);
     if (!rc)
-        rc = readers_new(&enc->d, enc->nreaders, repo, folder);
-    for (int i = 0; !rc && i < enc->nreaders; i++)
-        enc->d[i].enc = enc;
+        rc = wd__pair_delta_new(&enc->pd, enc->nreaders);
+    if (!rc)
+        wd__pair_delta_hook(enc->pd, keep_parent_piece, enc);
     /* Pieces are at least WD_CHUNK_TARGET / 8 elements (8-byte dtypes). */
     size_t max_pieces = WD_LOSSY_CACHE_ELEMS / (WD_CHUNK_TARGET / 8) + 1;
     if (!rc && !(enc->par_state = enc->par_state_mem = calloc(max_pieces, sizeof *enc->par_state)))
@@ -887,7 +832,7 @@ void wd__lossy_encoder_free(wd_lossy_encoder *enc)
 {
     if (!enc)
         return;
-    readers_free(enc->d, enc->nreaders);
+    wd__pair_delta_free(enc->pd);
     free(enc->cache);
     free(enc->par_cache);
     free(enc->par_state_mem);
@@ -904,12 +849,10 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
                             wd_codec_fidelity *fid, wd_lossy_recon_fn recon, void *recon_ud, int *recon_done)
 {
     wd_pool *pool = enc->pool;
-    delta_reader *d = enc->d;
-    for (int i = 0; i < enc->nreaders; i++) {
-        d[i].src = src;
-        d[i].parent = parent;
-        d[i].cached_k = -1;
-    }
+    wd__tref_folder(&enc->ft, enc->folder, (size_t)(src - enc->folder->tensors));
+    enc->parent = parent;
+    wd__pd_side a = {.ref = &enc->ft}, b = {.repo = enc->repo, .st = parent};
+    wd__pair_delta_set(enc->pd, &a, &b);
     atomic_store(&enc->read, 0);
     const wd_st_tensor *t = src->t;
     *recon_done = 0;
@@ -938,7 +881,7 @@ int wd__lossy_encode_tensor(wd_lossy_encoder *enc, const wd_folder_tensor *src, 
         atomic_store(&enc->par_state[k], 0);
     wd_lossy *L = calloc(1, sizeof *L);
     int rc = !L ? WD_NOMEM() : 0;
-    wd_delta_src ds = {.n = t->nelem, .read = read_delta, .ud = d, .pool = pool, .read_par = read_delta_par,
+    wd_delta_src ds = {.n = t->nelem, .read = read_delta, .ud = enc, .pool = pool, .read_par = read_delta_par,
                        .cache_elems = WD_LOSSY_CACHE_ELEMS, .cache_buf = enc->cache, .scratch = enc->scratch};
     uint64_t ce = parent->chunk_elems;
     if (!rc) {

@@ -15,6 +15,7 @@
 #include "piece.h"
 #include "pipeline.h"
 #include "repo_int.h"
+#include "tensorhash.h"
 
 /* One piece to rebuild: f32 also gets the float32 values (for the chain
  * hash), nat the native bytes. */
@@ -186,12 +187,12 @@ int wd__object_walk(wd_repo *repo, const wd_object *obj, const wd_walk_opts *o, 
             int first = j->k == 0 || j->k == UINT64_MAX;
             if (hn) {
                 if (first)
-                    wd__sha256_update(hn, t->name, strlen(t->name));
+                    wd__thash_name(hn, t->name);
                 wd__sha256_update(hn, j->nat, j->nelem * wd__dtype_size(t->dtype));
             }
             if (hf && j->want_f32) {
                 if (first) {
-                    wd__sha256_update(hf, t->name, strlen(t->name));
+                    wd__thash_name(hf, t->name);
                     n_f32++;
                 }
                 wd__sha256_update(hf, j->f32, j->nelem * sizeof(float));

@@ -1,8 +1,9 @@
 /*
  * pairdelta.c - f32(a) - f32(b) of two tensors read range by range on any
- * worker slot (see pairdelta.h): the delta every lossy encoder outside a
- * commit reads (save-delta from folders or memory, export's re-encoding of
- * stored deltas).
+ * worker slot (see pairdelta.h): the delta every lossy encoder reads
+ * (save-delta from folders or memory, export's re-encoding of stored
+ * deltas, commit's encoding of a folder's tensor against its stored
+ * parent).
  */
 #include "pairdelta.h"
 
@@ -36,6 +37,8 @@ struct wd__pair_delta {
     wd__pd_side side[2];
     int nslots;
     slot *slots;
+    wd__pd_piece_fn on_piece;
+    void *on_piece_ud;
 };
 
 /* Grows *p to need bytes; the old contents are not kept. */
@@ -92,22 +95,38 @@ void wd__pair_delta_set(wd__pair_delta *pd, const wd__pd_side *a, const wd__pd_s
         pd->slots[w].cur[0].cached = pd->slots[w].cur[1].cached = -1;
 }
 
-/* Makes c hold the piece of side t with element pos. */
-static int cursor_seek(slot *s, cursor *c, wd_repo *repo, const wd_stored_tensor *t, uint64_t pos)
+void wd__pair_delta_hook(wd__pair_delta *pd, wd__pd_piece_fn fn, void *ud)
 {
+    pd->on_piece = fn;
+    pd->on_piece_ud = ud;
+}
+
+/* Piece k of t in mode through c's plan and s's scratch into out. */
+static int piece_decode(slot *s, cursor *c, wd_repo *repo, const wd_stored_tensor *t, uint64_t k, int mode, void *out)
+{
+    int rc = s->ps ? 0 : wd__piece_scratch_new(&s->ps);
+    if (!rc)
+        rc = wd__piece_fetch(repo, t, k, mode, &c->plan);
+    return rc ? rc : wd__piece_decode(&c->plan, s->ps, out);
+}
+
+/* Makes side i's cursor hold the piece of its tensor t with element pos. */
+static int cursor_seek(wd__pair_delta *pd, slot *s, int i, wd_repo *repo, const wd_stored_tensor *t, uint64_t pos)
+{
+    cursor *c = &s->cur[i];
     uint64_t k = pos / t->chunk_elems;
     if ((int64_t)k != c->cached) {
         c->cached = -1;
-        int rc = s->ps ? 0 : wd__piece_scratch_new(&s->ps);
+        uint64_t left = k * t->chunk_elems < t->nelem ? t->nelem - k * t->chunk_elems : 0;
+        size_t n = (size_t)(left < t->chunk_elems ? left : t->chunk_elems);
+        int rc = grow((void **)&c->vals, &c->cap, n * sizeof(float));
         if (!rc)
-            rc = wd__piece_fetch(repo, t, k, WD_PIECE_F32, &c->plan);
-        if (!rc)
-            rc = grow((void **)&c->vals, &c->cap, c->plan.nelem * sizeof(float));
-        if (!rc)
-            rc = wd__piece_decode(&c->plan, s->ps, c->vals);
+            rc = piece_decode(s, c, repo, t, k, WD_PIECE_F32, c->vals);
         if (rc)
             return rc;
         c->cached = (int64_t)k;
+        if (pd->on_piece)
+            pd->on_piece(pd->on_piece_ud, i, k, c->vals, c->plan.nelem);
     }
     /* A piece that does not cover pos would make the caller take no
      * elements and spin. */
@@ -117,23 +136,35 @@ static int cursor_seek(slot *s, cursor *c, wd_repo *repo, const wd_stored_tensor
     return 0;
 }
 
-/* Side i's elements [begin, begin + count) as float32 into out. */
-static int side_read(wd__pair_delta *pd, slot *s, int i, uint64_t begin, size_t count, float *out)
+/* Side i's elements [begin, begin + count) as float32 into out (sub 0),
+ * or subtracted from out (sub 1: out = f32(out - side), so a stored b
+ * side needs no copy of its pieces). */
+static int side_read(wd__pair_delta *pd, slot *s, int i, uint64_t begin, size_t count, float *out, int sub)
 {
     const wd__pd_side *side = &pd->side[i];
     if (side->ref) {
         const wd_tref *r = side->ref;
         int rc = r->mem ? 0 : grow((void **)&s->raw[i], &s->cap_raw[i], count * wd__dtype_size(r->dtype));
-        return rc ? rc : wd__tref_f32(r, begin, count, out, s->raw[i]);
+        float *dst = out;
+        if (!rc && sub && !(rc = grow((void **)&s->tmp, &s->cap_tmp, count * sizeof *s->tmp)))
+            dst = s->tmp;
+        if (!rc)
+            rc = wd__tref_f32(r, begin, count, dst, s->raw[i]);
+        if (!rc && sub)
+            wd__f32_sub(out, out, dst, count);
+        return rc;
     }
     cursor *c = &s->cur[i];
     while (count) {
-        int rc = cursor_seek(s, c, side->repo, side->st, begin);
+        int rc = cursor_seek(pd, s, i, side->repo, side->st, begin);
         if (rc)
             return rc;
         uint64_t off = begin - c->plan.begin, avail = c->plan.nelem - off;
         size_t take = count < avail ? count : (size_t)avail;
-        memcpy(out, c->vals + off, take * sizeof *out);
+        if (sub)
+            wd__f32_sub(out, out, c->vals + off, take);
+        else
+            memcpy(out, c->vals + off, take * sizeof *out);
         out += take;
         begin += take;
         count -= take;
@@ -172,12 +203,26 @@ int wd__pair_delta_read_par(void *ud, int worker, uint64_t begin, size_t count, 
         wd__bf16_sub(out, ra, rb, count);
         return 0;
     }
-    if ((rc = side_read(pd, s, 0, begin, count, out)) ||
-        (rc = grow((void **)&s->tmp, &s->cap_tmp, count * sizeof *s->tmp)) ||
-        (rc = side_read(pd, s, 1, begin, count, s->tmp)))
+    if ((rc = side_read(pd, s, 0, begin, count, out, 0)))
         return rc;
-    wd__f32_sub(out, out, s->tmp, count);
-    return 0;
+    return side_read(pd, s, 1, begin, count, out, 1);
+}
+
+void *wd__pair_delta_lend(wd__pair_delta *pd, int worker, int i, size_t bytes)
+{
+    slot *s = &pd->slots[worker];
+    if (i == 0)
+        return grow((void **)&s->raw[0], &s->cap_raw[0], bytes) ? NULL : s->raw[0];
+    s->cur[1].cached = -1;
+    return grow((void **)&s->cur[1].vals, &s->cur[1].cap, bytes) ? NULL : s->cur[1].vals;
+}
+
+int wd__pair_delta_decode(wd__pair_delta *pd, int worker, wd_repo *repo, const wd_stored_tensor *t, uint64_t k,
+                          int mode, void *out)
+{
+    slot *s = &pd->slots[worker];
+    s->cur[1].cached = -1; /* its plan is about to describe another piece */
+    return piece_decode(s, &s->cur[1], repo, t, k, mode, out);
 }
 
 int wd__pair_delta_read(void *pd, uint64_t begin, size_t count, float *out)

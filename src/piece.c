@@ -501,25 +501,8 @@ static int apply_lossy(const wd_piece_step *s, const wd_piece_plan *plan, wd_pie
         wd__int4_apply_l2(f, n, begin, lut, a2 + (begin / 2 - s->base0 / 2), a0, (unsigned)isz, m, a1);
         return 0;
     }
-    uint64_t j = 0, next = m ? (uint64_t)index_at(a0, isz, 0) : UINT64_MAX;
-    uint64_t cbyte0 = s->base0 / 2;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t pos = begin + i;
-        if (pos == next) {
-            uint16_t h;
-            memcpy(&h, a1 + 2 * j, 2);
-            float v = wd__f16_to_f32(h);
-            /* layout 1: deltatensors adds the zero it inserted first */
-            f[i] = f[i] + 0.0f;
-            f[i] = f[i] + v;
-            j++;
-            next = j < m ? (uint64_t)index_at(a0, isz, j) : UINT64_MAX;
-        } else {
-            uint64_t c = pos - (s->e0 + j);
-            uint8_t b = a2[(c >> 1) - cbyte0];
-            f[i] = f[i] + lut[(c & 1) ? (b & 15) : (b >> 4)];
-        }
-    }
+    /* layout 1: a2 starts at the byte of code base0, the piece's first */
+    wd__int4_apply_l1(f, n, begin, lut, a2, s->base0, a0, (unsigned)isz, m, a1);
     return 0;
 }
 

@@ -1549,9 +1549,96 @@ static void test_int4_apply_l2(void)
     CHECK(bad == 0);
 }
 
+/* Layout 1 (codes for the non-outliers only) against its definition, element
+ * by element: code number i - (outliers before i), and at an outlier
+ * f32(f32(base + 0.0f) + value), so a -0.0 base with a -0.0 value gives +0.0.
+ * Whole tensors through wd__int4_apply, and ranges as the piece decoder
+ * passes them to wd__int4_apply_l1: the range's codes, outlier positions and
+ * values copied into arrays of exactly their size (ASan sees any read past
+ * them). Outliers: none, at both edges, in runs, scattered, or all. */
+static void test_int4_apply_l1(void)
+{
+    enum { N = 9001 };
+    static float base[N], want[N], got[N];
+    static int64_t idx[N];
+    static uint16_t vals[N];
+    static uint8_t packed[N / 2 + 1];
+    uint64_t r = 11;
+    int bad_whole = 0, bad_range = 0, zeros = 0;
+    for (int pattern = 0; pattern < 5; pattern++) {
+        uint64_t m = 0;
+        for (uint64_t i = 0; i < N; i++) {
+            int out = pattern == 1 ? i < 3 || i + 3 >= N
+                    : pattern == 2 ? i % 400 < 9 || i % 1001 == 1000
+                    : pattern == 3 ? tu_splitmix(&r) % 13 == 0
+                    : pattern == 4;
+            if (out) {
+                idx[m] = (int64_t)i;
+                /* every third value -0.0 */
+                vals[m] = m % 3 == 0 ? 0x8000 : (uint16_t)(tu_splitmix(&r) >> 50);
+                m++;
+            }
+            base[i] = i % 5 == 0 ? -0.0f : (float)((int64_t)(tu_splitmix(&r) >> 44) - (1 << 19)) / 1024.0f;
+        }
+        for (size_t b = 0; b < sizeof packed; b++)
+            packed[b] = (uint8_t)(tu_splitmix(&r) >> 29);
+        wd_int4_delta e = {.layout = 1, .n = N, .n_outliers = m, .idx_bytes = 8, .outlier_idx = idx,
+                           .outlier_vals = vals, .scale = 0x2e66, .zero_point = 0xb266, .packed = packed};
+        CHECK_RC(wd__int4_check(&e), 0);
+        float lut[16];
+        wd__int4_lut(lut, e.scale, e.zero_point);
+        for (uint64_t i = 0, j = 0; i < N; i++) {
+            if (j < m && (uint64_t)idx[j] == i) {
+                want[i] = base[i] + 0.0f;
+                want[i] = want[i] + wd__f16_to_f32(vals[j++]);
+                zeros += fbits(base[i]) == 0x80000000u && vals[j - 1] == 0x8000 && fbits(want[i]) == 0;
+                continue;
+            }
+            uint64_t c = i - j;
+            want[i] = base[i] + lut[c & 1 ? packed[c >> 1] & 15 : packed[c >> 1] >> 4];
+        }
+        memcpy(got, base, sizeof got);
+        CHECK_RC(wd__int4_apply(&e, 0, got, N), 0);
+        bad_whole += memcmp(got, want, sizeof got) != 0;
+        /* ranges: odd and even begins and first codes, short and long */
+        static const uint64_t ranges[][2] = {{0, 1}, {1, 1}, {0, 9001}, {1, 4500}, {2, 4501}, {399, 12},
+                                             {400, 9}, {3, 5000}, {4000, 4097}, {8997, 4}, {8990, 11}};
+        for (size_t k = 0; k < sizeof ranges / sizeof *ranges; k++) {
+            uint64_t begin = ranges[k][0], n = ranges[k][1];
+            uint64_t j0 = wd__idx_lower_bound(idx, 8, m, begin), j1 = wd__idx_lower_bound(idx, 8, m, begin + n);
+            uint64_t code0 = begin - j0, codes_end = begin + n - j1;
+            size_t len = (size_t)((codes_end + 1) / 2 - code0 / 2);
+            uint8_t *codes = malloc(len ? len : 1);
+            int64_t *ri = malloc((j1 - j0 + 1) * sizeof *ri);
+            uint16_t *rv = malloc((j1 - j0 + 1) * sizeof *rv);
+            float *f = malloc(n * sizeof *f);
+            CHECK(codes && ri && rv && f);
+            if (codes && ri && rv && f) {
+                memcpy(codes, packed + code0 / 2, len);
+                memcpy(ri, idx + j0, (j1 - j0) * sizeof *ri);
+                memcpy(rv, vals + j0, (j1 - j0) * sizeof *rv);
+                memcpy(f, base + begin, n * sizeof *f);
+                wd__int4_apply_l1(f, n, begin, lut, codes, code0, ri, 8, j1 - j0, rv);
+                bad_range += memcmp(f, want + begin, n * sizeof *f) != 0;
+                memcpy(f, base + begin, n * sizeof *f);
+                CHECK_RC(wd__int4_apply(&e, begin, f, n), 0);
+                bad_range += memcmp(f, want + begin, n * sizeof *f) != 0;
+            }
+            free(codes);
+            free(ri);
+            free(rv);
+            free(f);
+        }
+    }
+    CHECK(bad_whole == 0);
+    CHECK(bad_range == 0);
+    CHECK(zeros > 0); /* the -0.0 case happened */
+}
+
 int main(void)
 {
     test_int4_apply_l2();
+    test_int4_apply_l1();
     test_half();
     test_pairwise();
     test_counts();
