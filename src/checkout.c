@@ -268,7 +268,7 @@ static int write_folder(wd_repo *repo, const wd_object *obj, const char *tmpdir,
         rc = wd__object_walk(repo, obj, &wo, out_dtype == WD_OUT_ORIGINAL ? out_hash : NULL, NULL, NULL);
     }
     /* Every file durable before the folder gets its name: the shards'
-     * last steps synced together on the flusher's thread. */
+     * last steps are synced on the flusher's thread, and finish waits. */
     for (size_t i = 0; fds && i < obj->n_files; i++) {
         if (fds[i] >= 0) {
             int crc = rc ? wd__flusher_close(oc.flusher, fds[i], paths[i], rc)

@@ -181,7 +181,7 @@ int wd__flusher_forget(wd__flusher *f, int fd, const char *path)
 
 int wd__flusher_close(wd__flusher *f, int fd, const char *path, int rc)
 {
-    int frc = wd__flusher_forget(f, fd, path);
+    int frc = wd__flusher_forget(f, fd, rc ? NULL : path); /* a failing caller keeps its message */
     return wd__file_close(fd, path, rc ? rc : frc);
 }
 
