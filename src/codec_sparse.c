@@ -126,10 +126,6 @@ static inline int select_one(sparse_unit *s, const float *d, uint64_t begin, siz
     return 0;
 }
 
-/* The selection without the fidelity sums (save-delta asks for none): four
- * keys compared at once, and only groups holding one at or above the cut
- * looked at one by one, in index order. Most of a unit is below the cut
- * (90% at the default sparsity), so the loop mostly loads and compares. */
 /* A cut at zero (most of the delta zero, k above its nonzero count):
  * every nonzero element, NaN included, is an entry, every zero a tie, and
  * nothing lies below the cut. Element by element that was a branch each;
@@ -168,6 +164,10 @@ static int select_zero_cut(sparse_unit *s, const float *d, uint64_t begin, size_
     return 0;
 }
 
+/* The selection without the fidelity sums (save-delta asks for none): four
+ * keys compared at once, and only groups holding one at or above the cut
+ * looked at one by one, in index order. Most of a unit is below the cut
+ * (90% at the default sparsity), so the loop mostly loads and compares. */
 static int select_only(sparse_unit *s, const float *d, uint64_t begin, size_t count, uint32_t thr, int fold)
 {
     size_t i = 0;
